@@ -1,0 +1,703 @@
+//! Request normalization and cache-key derivation (DESIGN.md, invariant 6).
+//!
+//! A cache key is `SHA-256("edgegen/key/v1" ‖ fields)` in the length-prefixed encoding of
+//! [`crate::encoding`], with these fields in this order:
+//!
+//! | # | field | bytes |
+//! |---|---|---|
+//! | 1 | tenant | its text form |
+//! | 2 | schema version | its text form, e.g. `1.8.3` |
+//! | 3 | contract hash | the raw 32-byte digest |
+//! | 4 | generation | `u64` big-endian |
+//! | 5 | method | verbatim, e.g. `GET` |
+//! | 6 | normalized path | see below |
+//! | 7 | normalized query | see below; empty when absent |
+//! | 8 | vary count | `u64` big-endian |
+//! | 9… | per vary header | name (lower case), then presence flag and value |
+//!
+//! The tenant is the first field, so two tenants can never derive one key (invariant 4).
+//!
+//! # Normalization
+//!
+//! Normalization maps requests that every RFC 3986 server treats as the same resource to one
+//! key, and *nothing else*. The edge forwards the normalized path and query to the origin, so
+//! the key and the object stored under it always describe the same request.
+//!
+//! - Bytes outside visible ASCII (controls, space, non-ASCII) must arrive percent-encoded;
+//!   a malformed escape (`%zz`, `%4`) is an error, never guessed at.
+//! - Path: must start with `/`. Percent-encoded *unreserved* characters
+//!   (`A-Z a-z 0-9 - . _ ~`) are decoded, every other escape keeps its byte but gets upper-case
+//!   hex (`%2f` → `%2F`), then dot segments are removed (RFC 3986 §5.2.4, so `%2E%2E` counts
+//!   as `..`). Repeated slashes are kept.
+//! - **Verbatim paths**: a path containing an encoded slash (`%2F`/`%2f`) or a `;` is keyed
+//!   exactly as received: no decoding, no dot-segment removal. Servers disagree about what
+//!   `/a%2Fb/../c` or `/a/..;/b` mean, and a key that guessed differently from the origin
+//!   would let one resource's response be served for another.
+//! - Query: split on `&`, empty parameters dropped, each parameter percent-normalized as
+//!   above (`+` is left alone: its meaning is the application's), then sorted by name (the
+//!   part before the first `=`), keeping the original order of parameters with equal names
+//!   (`a=2&a=1` stays as is: repeated parameters are often ordered lists).
+//! - Method: an HTTP token, kept verbatim (methods are case-sensitive).
+//! - Vary headers: names lower-cased and sorted, each at most once; values with surrounding
+//!   spaces and tabs removed; an absent header and an empty one are different keys.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::encoding::{Absorb, Encoder};
+use crate::ids::{ContractHash, Generation, SchemaVersion, TenantId};
+
+/// Domain tag of cache-key derivation; bump the version to change the encoding.
+pub const KEY_DOMAIN: &str = "edgegen/key/v1";
+/// Longest accepted path, in bytes (Fastly's URL limit is 8 KiB).
+pub const MAX_PATH_LEN: usize = 8192;
+/// Longest accepted query, in bytes.
+pub const MAX_QUERY_LEN: usize = 8192;
+/// Most vary headers one key can take.
+pub const MAX_VARY_HEADERS: usize = 16;
+/// Longest accepted vary header value, in bytes.
+pub const MAX_VARY_VALUE_LEN: usize = 8192;
+const MAX_METHOD_LEN: usize = 32;
+
+/// Why a request cannot be keyed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The path does not start with `/`.
+    #[error("path: must start with '/' (got {0})")]
+    PathNotAbsolute(String),
+    /// A byte that must be percent-encoded arrived raw.
+    #[error("{field}: byte 0x{byte:02X} at offset {offset} must be percent-encoded")]
+    InvalidByte {
+        /// `path`, `query` or `vary`.
+        field: &'static str,
+        /// Byte offset in that field.
+        offset: usize,
+        /// The byte.
+        byte: u8,
+    },
+    /// A `%` not followed by two hex digits.
+    #[error(
+        "{field}: malformed percent-encoding at offset {offset} (a '%' must be followed by two hex digits)"
+    )]
+    BadPercentEncoding {
+        /// `path` or `query`.
+        field: &'static str,
+        /// Byte offset of the `%`.
+        offset: usize,
+    },
+    /// A field over its length limit.
+    #[error("{field}: {len} bytes is over the limit of {max}")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The method is not an HTTP token.
+    #[error("method: must be an HTTP method token of 1-32 characters (got {0})")]
+    BadMethod(String),
+    /// A vary header name is not an HTTP token.
+    #[error("vary: {0} is not a header name")]
+    BadVaryName(String),
+    /// A vary header named twice.
+    #[error("vary: header {0:?} is listed twice")]
+    DuplicateVary(String),
+    /// Too many vary headers.
+    #[error("vary: {count} headers is over the limit of {max}")]
+    TooManyVary {
+        /// Headers given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// What a key is scoped to: the tenant's state from its current manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// The tenant (from routing, never from a client header).
+    pub tenant: TenantId,
+    /// The tenant's schema version.
+    pub schema_version: SchemaVersion,
+    /// The tenant's API-contract hash.
+    pub contract_hash: ContractHash,
+    /// The tenant's generation.
+    pub generation: Generation,
+}
+
+/// A request as it arrived, before normalization.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The path, starting with `/`, still percent-encoded.
+    pub path: &'a str,
+    /// The query without its `?`, if any.
+    pub query: Option<&'a str>,
+    /// The headers the response varies on: (name, value if the request had the header).
+    pub vary: &'a [(&'a str, Option<&'a str>)],
+}
+
+/// A request after normalization: what is keyed, and what the edge forwards to the origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NormalizedRequest {
+    method: String,
+    path: String,
+    query: String,
+    vary: Vec<(String, Option<String>)>,
+}
+
+impl NormalizedRequest {
+    /// Normalizes a request as the module documentation describes.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the part of the request that cannot be keyed, and where.
+    pub fn new(parts: &RequestParts<'_>) -> Result<Self, KeyError> {
+        Ok(NormalizedRequest {
+            method: normalize_method(parts.method)?,
+            path: normalize_path(parts.path)?,
+            query: normalize_query(parts.query.unwrap_or(""))?,
+            vary: normalize_vary(parts.vary)?,
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The normalized path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The normalized query without `?` (empty when there is none).
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// The vary headers as keyed: lower-case names, sorted.
+    pub fn vary(&self) -> &[(String, Option<String>)] {
+        &self.vary
+    }
+
+    /// `path` or `path?query`: the request target to send to the origin.
+    pub fn path_and_query(&self) -> String {
+        if self.query.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+}
+
+/// A cache key: 32 bytes of SHA-256, shown as 64 lower-case hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// Derives the key of `request` within `scope`.
+    pub fn derive(scope: &KeyScope, request: &NormalizedRequest) -> CacheKey {
+        let mut hasher = Sha256::new();
+        encode(&mut hasher, scope, request);
+        CacheKey(hasher.finalize().into())
+    }
+
+    /// The exact bytes [`CacheKey::derive`] hashes: for debugging and for checking another
+    /// implementation of the encoding.
+    pub fn preimage(scope: &KeyScope, request: &NormalizedRequest) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(&mut out, scope, request);
+        out
+    }
+
+    /// The raw digest (what the Core Cache is keyed by).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters (how keys are shown: headers, logs, CLI).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({self})")
+    }
+}
+
+/// Everything a key is derived from, as one serializable value: what `edgegen key`, the
+/// JavaScript bindings and the known-answer vectors take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInput {
+    /// Scope fields.
+    #[serde(flatten)]
+    pub scope: KeyScope,
+    /// The method.
+    pub method: String,
+    /// The raw path.
+    pub path: String,
+    /// The raw query without `?`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Vary headers: `[name, value or null]`.
+    #[serde(default)]
+    pub vary: Vec<(String, Option<String>)>,
+}
+
+impl KeyInput {
+    /// Normalizes the request and derives its key.
+    ///
+    /// # Errors
+    /// [`KeyError`] when the request cannot be keyed.
+    pub fn derive(&self) -> Result<(NormalizedRequest, CacheKey), KeyError> {
+        let vary: Vec<(&str, Option<&str>)> = self
+            .vary
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect();
+        let request = NormalizedRequest::new(&RequestParts {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            vary: &vary,
+        })?;
+        let key = CacheKey::derive(&self.scope, &request);
+        Ok((request, key))
+    }
+}
+
+fn encode(sink: &mut impl Absorb, scope: &KeyScope, request: &NormalizedRequest) {
+    let mut enc = Encoder::new(sink, KEY_DOMAIN);
+    enc.field(scope.tenant.as_str().as_bytes())
+        .field(scope.schema_version.to_string().as_bytes())
+        .field(scope.contract_hash.digest())
+        .u64(scope.generation.0)
+        .field(request.method.as_bytes())
+        .field(request.path.as_bytes())
+        .field(request.query.as_bytes())
+        .u64(request.vary.len() as u64);
+    for (name, value) in &request.vary {
+        enc.field(name.as_bytes())
+            .optional(value.as_deref().map(str::as_bytes));
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Checks that every byte is visible ASCII other than `#` and that every `%` starts a valid
+/// escape. Returns whether the input contains an encoded slash.
+fn validate_target(field: &'static str, s: &str, max: usize) -> Result<bool, KeyError> {
+    if s.len() > max {
+        return Err(KeyError::TooLong {
+            field,
+            len: s.len(),
+            max,
+        });
+    }
+    let bytes = s.as_bytes();
+    let mut encoded_slash = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(0x21..=0x7E).contains(&b) || b == b'#' {
+            return Err(KeyError::InvalidByte {
+                field,
+                offset: i,
+                byte: b,
+            });
+        }
+        if b == b'%' {
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).and_then(|&h| hex_value(h)),
+                bytes.get(i + 2).and_then(|&l| hex_value(l)),
+            ) else {
+                return Err(KeyError::BadPercentEncoding { field, offset: i });
+            };
+            encoded_slash |= hi * 16 + lo == b'/';
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    Ok(encoded_slash)
+}
+
+/// Decodes escapes of unreserved characters and upper-cases the hex of the others.
+/// Input must have passed [`validate_target`].
+fn normalize_percent(s: &str, out: &mut String) {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let decoded =
+                hex_value(bytes[i + 1]).unwrap_or(0) * 16 + hex_value(bytes[i + 2]).unwrap_or(0);
+            if is_unreserved(decoded) {
+                out.push(decoded as char);
+            } else {
+                out.push('%');
+                out.push(bytes[i + 1].to_ascii_uppercase() as char);
+                out.push(bytes[i + 2].to_ascii_uppercase() as char);
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+}
+
+/// Normalizes a path (see the module documentation).
+///
+/// # Errors
+/// [`KeyError`] for a relative, over-long or malformed path.
+pub fn normalize_path(path: &str) -> Result<String, KeyError> {
+    if !path.starts_with('/') {
+        return Err(KeyError::PathNotAbsolute(crate::ids::preview(path)));
+    }
+    let encoded_slash = validate_target("path", path, MAX_PATH_LEN)?;
+    if encoded_slash || path.contains(';') {
+        return Ok(path.to_owned());
+    }
+    let mut decoded = String::with_capacity(path.len());
+    normalize_percent(path, &mut decoded);
+    Ok(remove_dot_segments(&decoded))
+}
+
+/// RFC 3986 §5.2.4 for an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    if !segments.iter().any(|s| *s == "." || *s == "..") {
+        return path.to_owned();
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+        // A trailing `.` or `..` names a directory: keep the trailing slash.
+        if i == last && (*segment == "." || *segment == "..") {
+            out.push("");
+        }
+    }
+    let mut result = String::with_capacity(path.len());
+    for segment in out {
+        result.push('/');
+        result.push_str(segment);
+    }
+    if result.is_empty() {
+        result.push('/');
+    }
+    result
+}
+
+/// Normalizes a query string given without its `?` (see the module documentation).
+///
+/// # Errors
+/// [`KeyError`] for an over-long or malformed query.
+pub fn normalize_query(query: &str) -> Result<String, KeyError> {
+    validate_target("query", query, MAX_QUERY_LEN)?;
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut out = String::with_capacity(p.len());
+            normalize_percent(p, &mut out);
+            out
+        })
+        .collect();
+    // `sort_by` is stable: parameters with equal names keep their order.
+    params.sort_by(|a, b| param_name(a).cmp(param_name(b)));
+    Ok(params.join("&"))
+}
+
+fn param_name(param: &str) -> &str {
+    param.split_once('=').map_or(param, |(name, _)| name)
+}
+
+fn normalize_method(method: &str) -> Result<String, KeyError> {
+    if method.is_empty() || method.len() > MAX_METHOD_LEN || !method.bytes().all(is_tchar) {
+        return Err(KeyError::BadMethod(crate::ids::preview(method)));
+    }
+    Ok(method.to_owned())
+}
+
+fn normalize_vary(
+    vary: &[(&str, Option<&str>)],
+) -> Result<Vec<(String, Option<String>)>, KeyError> {
+    if vary.len() > MAX_VARY_HEADERS {
+        return Err(KeyError::TooManyVary {
+            count: vary.len(),
+            max: MAX_VARY_HEADERS,
+        });
+    }
+    let mut out = Vec::with_capacity(vary.len());
+    for (name, value) in vary {
+        if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) {
+            return Err(KeyError::BadVaryName(crate::ids::preview(name)));
+        }
+        let value = match value {
+            None => None,
+            Some(v) => {
+                let v = v.trim_matches([' ', '\t']);
+                if v.len() > MAX_VARY_VALUE_LEN {
+                    return Err(KeyError::TooLong {
+                        field: "vary",
+                        len: v.len(),
+                        max: MAX_VARY_VALUE_LEN,
+                    });
+                }
+                if let Some(offset) = v
+                    .bytes()
+                    .position(|b| b != b'\t' && (b < 0x20 || b == 0x7F))
+                {
+                    return Err(KeyError::InvalidByte {
+                        field: "vary",
+                        offset,
+                        byte: v.as_bytes()[offset],
+                    });
+                }
+                Some(v.to_owned())
+            }
+        };
+        out.push((name.to_ascii_lowercase(), value));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(KeyError::DuplicateVary(pair[0].0.clone()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_path(input: &str, expected: &str) {
+        assert_eq!(normalize_path(input).unwrap(), expected, "path {input:?}");
+    }
+
+    #[test]
+    fn paths() {
+        let cases = [
+            ("/", "/"),
+            ("/users/42", "/users/42"),
+            ("/%7Euser/%41%62c", "/~user/Abc"),
+            ("/a%2db", "/a-b"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/a/./b/../c", "/a/c"),
+            ("/a/b/c/./../../g", "/a/g"),
+            ("/..", "/"),
+            ("/../../x", "/x"),
+            ("/a/..", "/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/%2E%2E/b", "/b"),
+            ("/a/%2e/b", "/a/b"),
+            ("//double//slash", "//double//slash"),
+            ("/a//../b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/.hidden/..x/x..", "/.hidden/..x/x.."),
+            ("/a%20b", "/a%20b"),
+            ("/a+b", "/a+b"),
+            ("/api/items[0]", "/api/items[0]"),
+            // Verbatim: encoded slash or `;` anywhere disables all normalization.
+            ("/a%2Fb/../c", "/a%2Fb/../c"),
+            ("/a%2fb/%7e", "/a%2fb/%7e"),
+            ("/a/..;/b", "/a/..;/b"),
+            ("/a;jsessionid=1/%7e", "/a;jsessionid=1/%7e"),
+        ];
+        for (input, expected) in cases {
+            check_path(input, expected);
+        }
+    }
+
+    #[test]
+    fn bad_paths() {
+        assert_eq!(
+            normalize_path("users"),
+            Err(KeyError::PathNotAbsolute("\"users\"".into()))
+        );
+        assert_eq!(
+            normalize_path(""),
+            Err(KeyError::PathNotAbsolute("\"\"".into()))
+        );
+        assert_eq!(
+            normalize_path("/a b"),
+            Err(KeyError::InvalidByte {
+                field: "path",
+                offset: 2,
+                byte: b' '
+            })
+        );
+        assert_eq!(
+            normalize_path("/caf\u{e9}"),
+            Err(KeyError::InvalidByte {
+                field: "path",
+                offset: 4,
+                byte: 0xC3
+            })
+        );
+        assert_eq!(
+            normalize_path("/a#frag"),
+            Err(KeyError::InvalidByte {
+                field: "path",
+                offset: 2,
+                byte: b'#'
+            })
+        );
+        assert_eq!(
+            normalize_path("/%zz"),
+            Err(KeyError::BadPercentEncoding {
+                field: "path",
+                offset: 1
+            })
+        );
+        assert_eq!(
+            normalize_path("/a%4"),
+            Err(KeyError::BadPercentEncoding {
+                field: "path",
+                offset: 2
+            })
+        );
+        let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
+        assert_eq!(
+            normalize_path(&long),
+            Err(KeyError::TooLong {
+                field: "path",
+                len: MAX_PATH_LEN + 1,
+                max: MAX_PATH_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn queries() {
+        let cases = [
+            ("", ""),
+            ("a=1", "a=1"),
+            ("b=2&a=1", "a=1&b=2"),
+            ("a=2&b=1&a=1", "a=2&a=1&b=1"),
+            ("a=1&&b=2&", "a=1&b=2"),
+            ("%61=%7e&%2a=1", "%2A=1&a=~"),
+            ("q=a+b&q=a%20b", "q=a+b&q=a%20b"),
+            ("flag&flag=", "flag&flag="),
+            ("x=%26&y=%3d", "x=%26&y=%3D"),
+            ("ids[]=1&ids[]=2", "ids[]=1&ids[]=2"),
+            ("next=/a/../b?c", "next=/a/../b?c"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(normalize_query(input).unwrap(), expected, "query {input:?}");
+        }
+        assert_eq!(
+            normalize_query("a=%G0"),
+            Err(KeyError::BadPercentEncoding {
+                field: "query",
+                offset: 2
+            })
+        );
+    }
+
+    #[test]
+    fn vary_headers() {
+        let v = normalize_vary(&[("Accept-Language", Some(" en ")), ("accept-encoding", None)])
+            .unwrap();
+        assert_eq!(
+            v,
+            vec![
+                ("accept-encoding".into(), None),
+                ("accept-language".into(), Some("en".into()))
+            ]
+        );
+        assert_eq!(
+            normalize_vary(&[("Accept", None), ("accept", Some("x"))]),
+            Err(KeyError::DuplicateVary("accept".into()))
+        );
+        assert!(matches!(
+            normalize_vary(&[("bad name", None)]),
+            Err(KeyError::BadVaryName(_))
+        ));
+        assert!(matches!(
+            normalize_vary(&[("x", Some("a\r\nb"))]),
+            Err(KeyError::InvalidByte { field: "vary", .. })
+        ));
+    }
+
+    fn scope(tenant: &str, generation: u64) -> KeyScope {
+        KeyScope {
+            tenant: TenantId::new(tenant).unwrap(),
+            schema_version: SchemaVersion::new("1.8.2").unwrap(),
+            contract_hash: ContractHash::from_digest([0x11; 32]),
+            generation: Generation(generation),
+        }
+    }
+
+    fn key(scope: &KeyScope, method: &str, path: &str, query: Option<&str>) -> CacheKey {
+        let request = NormalizedRequest::new(&RequestParts {
+            method,
+            path,
+            query,
+            vary: &[],
+        })
+        .unwrap();
+        CacheKey::derive(scope, &request)
+    }
+
+    #[test]
+    fn every_scope_field_changes_the_key() {
+        let base = scope("acme", 1);
+        let k = key(&base, "GET", "/u", None);
+        let mut other = base.clone();
+        other.tenant = TenantId::new("acme2").unwrap();
+        assert_ne!(k, key(&other, "GET", "/u", None));
+        let mut other = base.clone();
+        other.generation = Generation(2);
+        assert_ne!(k, key(&other, "GET", "/u", None));
+        let mut other = base.clone();
+        other.schema_version = SchemaVersion::new("1.8.3").unwrap();
+        assert_ne!(k, key(&other, "GET", "/u", None));
+        let mut other = base.clone();
+        other.contract_hash = ContractHash::from_digest([0x12; 32]);
+        assert_ne!(k, key(&other, "GET", "/u", None));
+        assert_ne!(k, key(&base, "HEAD", "/u", None));
+        assert_ne!(k, key(&base, "GET", "/u", Some("a=1")));
+        // Equivalent spellings share a key.
+        assert_eq!(key(&base, "GET", "/x/../u", Some("")), k);
+        assert_eq!(key(&base, "GET", "/%75", None), k);
+    }
+
+    #[test]
+    fn key_shows_as_64_lower_hex() {
+        let hex = key(&scope("acme", 1), "GET", "/", None).to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+    }
+}

@@ -1,0 +1,324 @@
+//! The signed manifest: the coordinator's statement of a tenant's current state, which the
+//! edge trusts only after checking its signature.
+//!
+//! Wire form (the body of `GET /v1/edge/manifests/{tenant}`):
+//!
+//! ```json
+//! {"manifest":{"format":1,"tenant":"acme",...},"signature":"<64 hex>"}
+//! ```
+//!
+//! The signature is HMAC-SHA256 under `EDGEGEN_MANIFEST_KEY` over the domain tag
+//! `edgegen/manifest/v1` and the *exact bytes* of the `manifest` object as they appear in the
+//! body (one length-prefixed field). Signing exact bytes rather than re-serialized values means
+//! no canonicalization can disagree between signer and verifier, and fields a newer
+//! coordinator adds are covered by the signature yet ignored by an older edge. Missing
+//! required fields, a newer `format`, or a manifest for another tenant are rejected.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::ids::{ContractHash, Generation, ReleaseId, SchemaVersion, TenantId};
+use crate::key::KeyScope;
+use crate::mac::SecretKey;
+
+/// Domain tag of manifest signatures.
+pub const MANIFEST_DOMAIN: &str = "edgegen/manifest/v1";
+/// The manifest format this crate writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+/// Largest manifest body accepted, in bytes (a manifest is a few hundred bytes).
+pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
+
+/// A tenant's current state, as the coordinator publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Wire format version ([`MANIFEST_FORMAT`]).
+    pub format: u32,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The tenant's current generation.
+    pub generation: Generation,
+    /// The schema version objects must have been produced under.
+    pub schema_version: SchemaVersion,
+    /// The API-contract hash objects must have been produced under.
+    pub contract_hash: ContractHash,
+    /// The release that set this generation; `null` for the registration generation.
+    #[serde(deserialize_with = "required_nullable")]
+    pub release_id: Option<ReleaseId>,
+    /// When the coordinator issued this manifest, Unix time in milliseconds.
+    pub issued_at: u64,
+    /// How long the edge may rely on this manifest without re-fetching it, in milliseconds.
+    pub max_age_ms: u64,
+}
+
+/// Like the default for `Option`, but a missing field is an error rather than `None`.
+fn required_nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
+/// Why a manifest body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Over [`MAX_MANIFEST_LEN`].
+    #[error("manifest: body of {0} bytes is over the limit of {MAX_MANIFEST_LEN}")]
+    TooLarge(usize),
+    /// Not a signed-manifest envelope, or a manifest with missing or invalid fields.
+    #[error("manifest: malformed: {0}")]
+    Malformed(String),
+    /// The signature does not match (wrong key, or the body was altered).
+    #[error("manifest: signature does not verify")]
+    BadSignature,
+    /// A format this build does not understand.
+    #[error("manifest: format {0} is not supported (this build reads format {MANIFEST_FORMAT})")]
+    UnsupportedFormat(u32),
+    /// A valid manifest, but for another tenant.
+    #[error("manifest: issued for tenant {got}, expected {expected}")]
+    WrongTenant {
+        /// The tenant asked for.
+        expected: TenantId,
+        /// The tenant in the manifest.
+        got: TenantId,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    manifest: &'a RawValue,
+    signature: &'a str,
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    manifest: &'a RawValue,
+    signature: &'a str,
+}
+
+impl Manifest {
+    /// The key scope objects cached under this manifest belong to.
+    pub fn scope(&self) -> KeyScope {
+        KeyScope {
+            tenant: self.tenant.clone(),
+            schema_version: self.schema_version,
+            contract_hash: self.contract_hash,
+            generation: self.generation,
+        }
+    }
+
+    /// Serializes and signs this manifest, returning the wire body.
+    pub fn sign(&self, key: &SecretKey) -> String {
+        let body = serde_json::to_string(self).expect("a manifest always serializes");
+        sign_raw(&body, key)
+    }
+
+    /// Whether this manifest may still be relied on at `now_ms`, given when it was fetched.
+    pub fn is_fresh(&self, fetched_at_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(fetched_at_ms) < self.max_age_ms
+    }
+}
+
+/// Signs an already-serialized manifest object. Exposed for tests of forward compatibility
+/// (a newer coordinator's manifest with extra fields).
+#[doc(hidden)]
+pub fn sign_raw(manifest_json: &str, key: &SecretKey) -> String {
+    let raw = RawValue::from_string(manifest_json.to_owned()).expect("caller passes a JSON object");
+    let tag = key.sign(MANIFEST_DOMAIN, |e| {
+        e.field(raw.get().as_bytes());
+    });
+    let signature = hex::encode(tag);
+    serde_json::to_string(&EnvelopeOut {
+        manifest: &raw,
+        signature: &signature,
+    })
+    .expect("serializes")
+}
+
+/// Verifies a manifest body and parses it.
+///
+/// The signature is checked before any manifest field is read.
+///
+/// # Errors
+/// [`ManifestError`]: too large, malformed, bad signature, unsupported format, wrong tenant.
+pub fn verify(
+    body: &[u8],
+    key: &SecretKey,
+    expected_tenant: &TenantId,
+) -> Result<Manifest, ManifestError> {
+    if body.len() > MAX_MANIFEST_LEN {
+        return Err(ManifestError::TooLarge(body.len()));
+    }
+    let envelope: Envelope<'_> =
+        serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(envelope.signature, &mut tag).map_err(|_| ManifestError::BadSignature)?;
+    let ok = key.verify(MANIFEST_DOMAIN, &tag, |e| {
+        e.field(envelope.manifest.get().as_bytes());
+    });
+    if !ok {
+        return Err(ManifestError::BadSignature);
+    }
+    // Read the format first so a future format gets its own error, not a field error.
+    #[derive(Deserialize)]
+    struct Format {
+        format: u32,
+    }
+    let Format { format } = serde_json::from_str(envelope.manifest.get())
+        .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if format != MANIFEST_FORMAT {
+        return Err(ManifestError::UnsupportedFormat(format));
+    }
+    let manifest: Manifest = serde_json::from_str(envelope.manifest.get())
+        .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if &manifest.tenant != expected_tenant {
+        return Err(ManifestError::WrongTenant {
+            expected: expected_tenant.clone(),
+            got: manifest.tenant,
+        });
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::new("test", "manifest-key-0123456789abcdef0123456789").unwrap()
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: 1,
+            tenant: TenantId::new("acme").unwrap(),
+            generation: Generation(3),
+            schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            contract_hash: ContractHash::from_digest([0xab; 32]),
+            release_id: Some(ReleaseId::new("rel_1").unwrap()),
+            issued_at: 1_700_000_000_000,
+            max_age_ms: 1000,
+        }
+    }
+
+    fn acme() -> TenantId {
+        TenantId::new("acme").unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let body = manifest().sign(&key());
+        assert_eq!(
+            verify(body.as_bytes(), &key(), &acme()).unwrap(),
+            manifest()
+        );
+    }
+
+    #[test]
+    fn wrong_key_wrong_tenant_and_tampering_fail() {
+        let body = manifest().sign(&key());
+        let other = SecretKey::new("test", "another-key-0123456789abcdef0123456789").unwrap();
+        assert_eq!(
+            verify(body.as_bytes(), &other, &acme()),
+            Err(ManifestError::BadSignature)
+        );
+        let beta = TenantId::new("beta").unwrap();
+        assert!(matches!(
+            verify(body.as_bytes(), &key(), &beta),
+            Err(ManifestError::WrongTenant { .. })
+        ));
+        let tampered = body.replace("\"generation\":3", "\"generation\":4");
+        assert_eq!(
+            verify(tampered.as_bytes(), &key(), &acme()),
+            Err(ManifestError::BadSignature)
+        );
+        let reformatted = body.replace("\"generation\":3", "\"generation\": 3");
+        assert_eq!(
+            verify(reformatted.as_bytes(), &key(), &acme()),
+            Err(ManifestError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated_missing_ones_rejected() {
+        let mut value = serde_json::to_value(manifest()).unwrap();
+        value["regions"] = serde_json::json!(["eu"]);
+        let body = sign_raw(&value.to_string(), &key());
+        assert_eq!(
+            verify(body.as_bytes(), &key(), &acme()).unwrap(),
+            manifest()
+        );
+
+        for field in [
+            "tenant",
+            "generation",
+            "schema_version",
+            "contract_hash",
+            "release_id",
+            "issued_at",
+            "max_age_ms",
+        ] {
+            let mut value = serde_json::to_value(manifest()).unwrap();
+            value.as_object_mut().unwrap().remove(field);
+            let body = sign_raw(&value.to_string(), &key());
+            match verify(body.as_bytes(), &key(), &acme()) {
+                Err(ManifestError::Malformed(msg)) => {
+                    assert!(msg.contains(field), "{field}: {msg}")
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn release_id_may_be_null() {
+        let mut m = manifest();
+        m.release_id = None;
+        let body = m.sign(&key());
+        assert!(body.contains("\"release_id\":null"));
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), m);
+    }
+
+    #[test]
+    fn future_format_is_named() {
+        let mut value = serde_json::to_value(manifest()).unwrap();
+        value["format"] = 2.into();
+        let body = sign_raw(&value.to_string(), &key());
+        assert_eq!(
+            verify(body.as_bytes(), &key(), &acme()),
+            Err(ManifestError::UnsupportedFormat(2))
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for body in [
+            "",
+            "{}",
+            "null",
+            "[1]",
+            "{\"manifest\":1}",
+            "{\"manifest\":{},\"signature\":\"zz\"}",
+        ] {
+            assert!(
+                verify(body.as_bytes(), &key(), &acme()).is_err(),
+                "{body:?}"
+            );
+        }
+        let big = vec![b' '; MAX_MANIFEST_LEN + 1];
+        assert_eq!(
+            verify(&big, &key(), &acme()),
+            Err(ManifestError::TooLarge(MAX_MANIFEST_LEN + 1))
+        );
+    }
+
+    #[test]
+    fn freshness() {
+        let m = manifest();
+        assert!(m.is_fresh(10_000, 10_999));
+        assert!(!m.is_fresh(10_000, 11_000));
+        assert!(
+            m.is_fresh(10_000, 9_000),
+            "a clock step backwards keeps a manifest, bounded by max age later"
+        );
+    }
+}

@@ -13,11 +13,7 @@ use edgegen_shared::surrogate::{self, SurrogateKey};
 use edgegen_shared::{ContractHash, Generation, SchemaVersion, TenantId};
 
 #[derive(Parser)]
-#[command(
-    name = "edgegen",
-    version,
-    about = "Deterministic edge-cache invalidation for multi-tenant services"
-)]
+#[command(name = "edgegen", version, about = "Deterministic edge-cache invalidation for multi-tenant services")]
 struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
@@ -102,12 +98,8 @@ fn key(args: KeyArgs, json: bool) -> anyhow::Result<ExitCode> {
         vary,
     };
     let (request, cache_key) = input.derive().context("cannot key this request")?;
-    let keys = surrogate::object_keys(
-        &args.tenant,
-        Generation(args.generation),
-        args.surrogate_keys.as_deref(),
-    )
-    .context("invalid surrogate keys")?;
+    let keys = surrogate::object_keys(&args.tenant, Generation(args.generation), args.surrogate_keys.as_deref())
+        .context("invalid surrogate keys")?;
     let manifest_key = SurrogateKey::manifest(&args.tenant);
     if json {
         let out = serde_json::json!({
@@ -123,11 +115,7 @@ fn key(args: KeyArgs, json: bool) -> anyhow::Result<ExitCode> {
         println!("{out:#}");
     } else {
         println!("key             {cache_key}");
-        println!(
-            "target          {} {}",
-            request.method(),
-            request.path_and_query()
-        );
+        println!("target          {} {}", request.method(), request.path_and_query());
         println!("surrogate keys  {}", surrogate::header_value(&keys)?);
         println!("manifest key    {manifest_key}");
     }

@@ -1,1 +1,128 @@
-//! placeholder
+//! `edgegen-edge`'s platform-free logic: everything the Fastly shell (`main.rs`) decides,
+//! written as functions of values so native unit tests cover it without Fastly or Viceroy.
+//!
+//! So far: resolving the tenant from the `Host` header, the `edgegen-*` header boundary and
+//! the JSON error bodies. Generation-scoped caching arrives with the edge issue.
+
+use edgegen_shared::TenantId;
+
+/// Config Store mapping host names (lower case, no port) to tenant ids.
+pub const HOSTS_STORE: &str = "edgegen_hosts";
+/// Config Store with this edge's own settings (e.g. `pop`).
+pub const CONFIG_STORE: &str = "edgegen_config";
+/// Backend name of the tenants' origin.
+pub const ORIGIN_BACKEND: &str = "origin";
+/// Prefix of every header edgegen reads or writes.
+pub const HEADER_PREFIX: &str = "edgegen-";
+
+/// The Config Store key for a `Host` header value: lower-cased, without port or trailing dot.
+/// `None` for an empty or malformed host (the request then has no tenant).
+pub fn host_key(host: &str) -> Option<String> {
+    let host = host.trim();
+    let without_port = match host.rsplit_once(':') {
+        // IPv6 literals ("[::1]:80") keep their brackets; a port is digits only.
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = without_port.strip_suffix('.').unwrap_or(without_port).to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
+    valid.then_some(name)
+}
+
+/// Why a request has no tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantResolution {
+    /// The host maps to this tenant.
+    Tenant(TenantId),
+    /// No `Host` header, or one that is not a host name.
+    BadHost,
+    /// A well-formed host with no tenant configured.
+    UnknownHost(String),
+    /// The store maps the host to something that is not a tenant id (a deployment error).
+    Misconfigured {
+        /// The host.
+        host: String,
+        /// The invalid value found.
+        value: String,
+    },
+}
+
+/// Resolves the tenant of a request from its `Host` header, using `lookup` (the hosts
+/// Config Store). Never consults any other header: a client cannot choose its tenant.
+pub fn resolve_tenant(host: Option<&str>, lookup: impl FnOnce(&str) -> Option<String>) -> TenantResolution {
+    let Some(key) = host.and_then(host_key) else {
+        return TenantResolution::BadHost;
+    };
+    match lookup(&key) {
+        None => TenantResolution::UnknownHost(key),
+        Some(value) => match TenantId::new(value.trim()) {
+            Ok(tenant) => TenantResolution::Tenant(tenant),
+            Err(_) => TenantResolution::Misconfigured { host: key, value },
+        },
+    }
+}
+
+/// Whether a header belongs to edgegen's namespace (case-insensitive). Such headers from a
+/// client are dropped before the origin sees them, and such headers from the origin never
+/// reach a client unless a valid probe asked for them.
+pub fn is_edgegen_header(name: &str) -> bool {
+    name.len() >= HEADER_PREFIX.len() && name[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX)
+}
+
+/// The JSON error body of DESIGN.md: `{"error":{"code":..,"message":..}}`.
+pub fn error_body(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys() {
+        let cases = [
+            ("acme.example.com", Some("acme.example.com")),
+            ("ACME.Example.COM", Some("acme.example.com")),
+            ("acme.example.com:8443", Some("acme.example.com")),
+            ("acme.example.com.", Some("acme.example.com")),
+            ("127.0.0.1:7676", Some("127.0.0.1")),
+            ("[::1]:80", Some("[::1]")),
+            ("", None),
+            ("acme example", None),
+            ("acme/evil", None),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(host_key(host).as_deref(), expected, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn tenant_comes_only_from_the_host_map() {
+        let map = |h: &str| match h {
+            "a.test" => Some("acme".to_owned()),
+            "bad.test" => Some("Not A Tenant".to_owned()),
+            _ => None,
+        };
+        assert_eq!(resolve_tenant(Some("A.test:443"), map), TenantResolution::Tenant(TenantId::new("acme").unwrap()));
+        assert_eq!(resolve_tenant(Some("b.test"), map), TenantResolution::UnknownHost("b.test".into()));
+        assert_eq!(resolve_tenant(None, map), TenantResolution::BadHost);
+        assert!(matches!(resolve_tenant(Some("bad.test"), map), TenantResolution::Misconfigured { .. }));
+    }
+
+    #[test]
+    fn edgegen_header_namespace() {
+        assert!(is_edgegen_header("edgegen-tenant"));
+        assert!(is_edgegen_header("EdgeGen-Probe"));
+        assert!(!is_edgegen_header("edgegen"));
+        assert!(!is_edgegen_header("x-edgegen-tenant"));
+    }
+
+    #[test]
+    fn error_bodies_escape_their_input() {
+        let body = error_body("unknown_host", "no tenant for \"x\"");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["message"], "no tenant for \"x\"");
+    }
+}

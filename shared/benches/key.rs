@@ -38,10 +38,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("key/derive only (pre-normalized)", |b| {
         b.iter(|| CacheKey::derive(black_box(&scope), black_box(&normalized)))
     });
-    let dotted = RequestParts {
-        path: "/v1/%75sers/./x/../8f14e45f/profile",
-        ..typical()
-    };
+    let dotted = RequestParts { path: "/v1/%75sers/./x/../8f14e45f/profile", ..typical() };
     c.bench_function("key/normalize+derive dotted, escaped path", |b| {
         b.iter(|| {
             let req = NormalizedRequest::new(black_box(&dotted)).unwrap();

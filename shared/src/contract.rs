@@ -34,12 +34,11 @@ pub enum ContractError {
 /// # Errors
 /// [`ContractError`] for invalid JSON (with its position) or JSON without a canonical form.
 pub fn contract_hash(schema_json: &str) -> Result<ContractHash, ContractError> {
-    let value: Value =
-        serde_json::from_str(schema_json).map_err(|e| ContractError::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+    let value: Value = serde_json::from_str(schema_json).map_err(|e| ContractError::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
     contract_hash_value(&value)
 }
 
@@ -49,9 +48,7 @@ pub fn contract_hash(schema_json: &str) -> Result<ContractHash, ContractError> {
 /// [`ContractError::Canonicalization`] for values without a canonical form.
 pub fn contract_hash_value(schema: &Value) -> Result<ContractHash, ContractError> {
     let canonical = canonical_json(schema)?;
-    Ok(ContractHash::from_digest(
-        Sha256::digest(canonical.as_bytes()).into(),
-    ))
+    Ok(ContractHash::from_digest(Sha256::digest(canonical.as_bytes()).into()))
 }
 
 /// The RFC 8785 canonical form of `value`.
@@ -59,8 +56,7 @@ pub fn contract_hash_value(schema: &Value) -> Result<ContractHash, ContractError
 /// # Errors
 /// [`ContractError::Canonicalization`] for values without a canonical form.
 pub fn canonical_json(value: &Value) -> Result<String, ContractError> {
-    serde_json_canonicalizer::to_string(value)
-        .map_err(|e| ContractError::Canonicalization(e.to_string()))
+    serde_json_canonicalizer::to_string(value).map_err(|e| ContractError::Canonicalization(e.to_string()))
 }
 
 #[cfg(test)]
@@ -69,7 +65,8 @@ mod tests {
 
     #[test]
     fn key_order_and_whitespace_do_not_matter() {
-        let a = r#"{"type":"object","properties":{"id":{"type":"integer"},"name":{"type":"string"}},"required":["id"]}"#;
+        let a =
+            r#"{"type":"object","properties":{"id":{"type":"integer"},"name":{"type":"string"}},"required":["id"]}"#;
         let b = "{\n  \"required\": [\"id\"],\n  \"properties\": {\n    \"name\": {\"type\": \"string\"},\n    \"id\": {\"type\": \"integer\"}\n  },\n  \"type\": \"object\"\n}";
         assert_eq!(contract_hash(a).unwrap(), contract_hash(b).unwrap());
         // Array order is meaningful and changes the hash.
@@ -93,13 +90,7 @@ mod tests {
     #[test]
     fn invalid_json_names_the_position() {
         let err = contract_hash("{\n  \"type\": \"object\",,\n}").unwrap_err();
-        assert!(
-            matches!(err, ContractError::InvalidJson { line: 2, .. }),
-            "{err}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("contract schema: invalid JSON at line 2")
-        );
+        assert!(matches!(err, ContractError::InvalidJson { line: 2, .. }), "{err}");
+        assert!(err.to_string().starts_with("contract schema: invalid JSON at line 2"));
     }
 }

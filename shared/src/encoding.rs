@@ -43,11 +43,7 @@ impl<'a, A: Absorb> Encoder<'a, A> {
 
     /// Writes one length-prefixed field.
     pub(crate) fn field(&mut self, bytes: &[u8]) -> &mut Self {
-        assert!(
-            bytes.len() <= MAX_FIELD_LEN,
-            "field of {} bytes passed the caller's limit",
-            bytes.len()
-        );
+        assert!(bytes.len() <= MAX_FIELD_LEN, "field of {} bytes passed the caller's limit", bytes.len());
         // Cannot truncate: MAX_FIELD_LEN < u32::MAX, asserted above.
         self.sink.absorb(&(bytes.len() as u32).to_be_bytes());
         self.sink.absorb(bytes);

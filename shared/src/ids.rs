@@ -24,11 +24,7 @@ pub struct InvalidField {
 
 impl InvalidField {
     pub(crate) fn new(field: &'static str, rule: &'static str, value: &str) -> Self {
-        InvalidField {
-            field,
-            rule,
-            value: preview(value),
-        }
+        InvalidField { field, rule, value: preview(value) }
     }
 }
 
@@ -121,10 +117,7 @@ impl TenantId {
         if v.is_empty() || v.len() > 63 {
             return err("must be 1-63 characters long");
         }
-        if !v
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return err("may contain only a-z, 0-9 and '-'");
         }
         if v.starts_with('-') || v.ends_with('-') {
@@ -162,15 +155,8 @@ fn check_url_token(field: &'static str, v: &str) -> Result<(), InvalidField> {
     if v.is_empty() || v.len() > 64 {
         return Err(InvalidField::new(field, "must be 1-64 characters long", v));
     }
-    if !v
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(InvalidField::new(
-            field,
-            "may contain only A-Z, a-z, 0-9, '-' and '_'",
-            v,
-        ));
+    if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(InvalidField::new(field, "may contain only A-Z, a-z, 0-9, '-' and '_'", v));
     }
     Ok(())
 }
@@ -200,25 +186,14 @@ impl SchemaVersion {
         let mut parts = [0u32; 3];
         let mut split = v.split('.');
         for part in &mut parts {
-            let s = split
-                .next()
-                .ok_or_else(|| InvalidField::new("schema_version", rule, v))?;
-            let ok = !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_digit())
-                && (s == "0" || !s.starts_with('0'));
-            *part = ok
-                .then(|| s.parse().ok())
-                .flatten()
-                .ok_or_else(|| InvalidField::new("schema_version", rule, v))?;
+            let s = split.next().ok_or_else(|| InvalidField::new("schema_version", rule, v))?;
+            let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+            *part = ok.then(|| s.parse().ok()).flatten().ok_or_else(|| InvalidField::new("schema_version", rule, v))?;
         }
         if split.next().is_some() {
             return Err(InvalidField::new("schema_version", rule, v));
         }
-        Ok(SchemaVersion {
-            major: parts[0],
-            minor: parts[1],
-            patch: parts[2],
-        })
+        Ok(SchemaVersion { major: parts[0], minor: parts[1], patch: parts[2] })
     }
 }
 
@@ -269,8 +244,7 @@ impl ContractHash {
             .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
             .ok_or_else(|| InvalidField::new("contract_hash", rule, v))?;
         let mut digest = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut digest)
-            .map_err(|_| InvalidField::new("contract_hash", rule, v))?;
+        hex::decode_to_slice(hex_part, &mut digest).map_err(|_| InvalidField::new("contract_hash", rule, v))?;
         Ok(ContractHash(digest))
     }
 
@@ -347,9 +321,7 @@ impl FromStr for Generation {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidField::new("generation", rule, s));
         }
-        s.parse()
-            .map(Generation)
-            .map_err(|_| InvalidField::new("generation", rule, s))
+        s.parse().map(Generation).map_err(|_| InvalidField::new("generation", rule, s))
     }
 }
 
@@ -382,10 +354,7 @@ mod tests {
     #[test]
     fn tenant_error_names_field_and_value() {
         let err = TenantId::new("Bad Tenant").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "tenant: may contain only a-z, 0-9 and '-' (got \"Bad Tenant\")"
-        );
+        assert_eq!(err.to_string(), "tenant: may contain only a-z, 0-9 and '-' (got \"Bad Tenant\")");
     }
 
     #[test]
@@ -434,11 +403,7 @@ mod tests {
             format!("sha256:{}g", "a".repeat(63)),
             format!("sha512:{}", "ab".repeat(32)),
         ] {
-            assert_eq!(
-                ContractHash::new(&bad).unwrap_err().field,
-                "contract_hash",
-                "{bad:?}"
-            );
+            assert_eq!(ContractHash::new(&bad).unwrap_err().field, "contract_hash", "{bad:?}");
         }
     }
 
@@ -465,11 +430,7 @@ mod tests {
     #[test]
     fn serde_validates() {
         let t: Result<TenantId, _> = serde_json::from_str("\"UPPER\"");
-        assert!(
-            t.unwrap_err()
-                .to_string()
-                .contains("tenant: may contain only")
-        );
+        assert!(t.unwrap_err().to_string().contains("tenant: may contain only"));
         let v: SchemaVersion = serde_json::from_str("\"1.8.3\"").unwrap();
         assert_eq!(serde_json::to_string(&v).unwrap(), "\"1.8.3\"");
     }

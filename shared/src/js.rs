@@ -10,57 +10,90 @@ use wasm_bindgen::prelude::*;
 use crate::ids::{Generation, TenantId};
 use crate::key::KeyInput;
 use crate::mac::SecretKey;
+use crate::manifest::Manifest;
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
 /// `cacheKey(inputJson)`: derives a cache key. Input: `{"tenant","schema_version",
-/// "contract_hash","generation","method","path","query"?, "vary"?: [[name, value|null]]}`.
+/// "contract_hash","generation","method","path","query"?, "vary"?: [[name, value|null]]}`,
+/// where `generation` is a number or, above 2^53, a decimal string.
 /// Returns JSON `{"key","path","query"}` (the hex key and the normalized path and query).
 #[wasm_bindgen(js_name = cacheKey)]
 pub fn cache_key(input_json: &str) -> Result<String, JsError> {
-    let input: KeyInput = serde_json::from_str(input_json).map_err(js_err)?;
+    // Through `Value` so errors read exactly as the Rust vectors record them (no position).
+    let mut value: serde_json::Value = serde_json::from_str(input_json).map_err(js_err)?;
+    exact_generation(&mut value)?;
+    let input: KeyInput = serde_json::from_value(value).map_err(js_err)?;
     let (request, key) = input.derive().map_err(js_err)?;
-    Ok(
-        serde_json::json!({"key": key.to_hex(), "path": request.path(), "query": request.query()})
-            .to_string(),
-    )
+    Ok(serde_json::json!({"key": key.to_hex(), "path": request.path(), "query": request.query()}).to_string())
+}
+
+/// JavaScript numbers are exact only up to 2^53, so a generation may also be given as a
+/// decimal string; it is turned into the JSON number the Rust wire types expect.
+fn exact_generation(value: &mut serde_json::Value) -> Result<(), JsError> {
+    if let Some(serde_json::Value::String(s)) = value.get("generation") {
+        let generation: Generation = s.parse().map_err(js_err)?;
+        value["generation"] = generation.0.into();
+    }
+    Ok(())
 }
 
 /// `contractHash(schemaJson)`: `sha256:<hex>` of the canonical form of a JSON Schema document.
 #[wasm_bindgen(js_name = contractHash)]
 pub fn contract_hash(schema_json: &str) -> Result<String, JsError> {
-    crate::contract::contract_hash(schema_json)
-        .map(|h| h.to_string())
-        .map_err(js_err)
+    crate::contract::contract_hash(schema_json).map(|h| h.to_string()).map_err(js_err)
+}
+
+/// `canonicalJson(json)`: the RFC 8785 canonical form of a JSON document.
+#[wasm_bindgen(js_name = canonicalJson)]
+pub fn canonical_json(json: &str) -> Result<String, JsError> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(js_err)?;
+    crate::contract::canonical_json(&value).map_err(js_err)
+}
+
+/// `signManifest(manifestJson, key)`: the signed wire body of a manifest.
+#[wasm_bindgen(js_name = signManifest)]
+pub fn sign_manifest(manifest_json: &str, key: &str) -> Result<String, JsError> {
+    let manifest: Manifest = serde_json::from_str(manifest_json).map_err(js_err)?;
+    let key = SecretKey::new("manifest key", key.as_bytes()).map_err(js_err)?;
+    Ok(manifest.sign(&key))
+}
+
+/// `verifyManifest(body, tenant, key)`: the manifest JSON of a verified body; throws with the
+/// reason otherwise.
+#[wasm_bindgen(js_name = verifyManifest)]
+pub fn verify_manifest(body: &str, tenant: &str, key: &str) -> Result<String, JsError> {
+    let tenant = TenantId::new(tenant).map_err(js_err)?;
+    let key = SecretKey::new("manifest key", key.as_bytes()).map_err(js_err)?;
+    let manifest = crate::manifest::verify(body.as_bytes(), &key, &tenant).map_err(js_err)?;
+    serde_json::to_string(&manifest).map_err(js_err)
+}
+
+/// `mintProbeToken(tenant, nowSeconds, expiresAtSeconds, key)`: a probe token (BigInt times).
+#[wasm_bindgen(js_name = mintProbeToken)]
+pub fn mint_probe_token(tenant: &str, now_seconds: u64, expires_at: u64, key: &str) -> Result<String, JsError> {
+    let tenant = TenantId::new(tenant).map_err(js_err)?;
+    let key = SecretKey::new("probe key", key.as_bytes()).map_err(js_err)?;
+    crate::probe::mint(&tenant, now_seconds, expires_at, &key).map_err(js_err)
 }
 
 /// `surrogateKeys(tenant, generation, originHeader)`: the space-separated surrogate keys of
 /// an object stored under `generation` (a BigInt), with the origin's `Surrogate-Key` header
 /// (or `undefined`) re-scoped under the tenant.
 #[wasm_bindgen(js_name = surrogateKeys)]
-pub fn surrogate_keys(
-    tenant: &str,
-    generation: u64,
-    origin_header: Option<String>,
-) -> Result<String, JsError> {
+pub fn surrogate_keys(tenant: &str, generation: u64, origin_header: Option<String>) -> Result<String, JsError> {
     let tenant = TenantId::new(tenant).map_err(js_err)?;
     let keys =
-        crate::surrogate::object_keys(&tenant, Generation(generation), origin_header.as_deref())
-            .map_err(js_err)?;
+        crate::surrogate::object_keys(&tenant, Generation(generation), origin_header.as_deref()).map_err(js_err)?;
     crate::surrogate::header_value(&keys).map_err(js_err)
 }
 
 /// `verifyProbeToken(token, tenant, nowSeconds, key)`: returns JSON
 /// `{"tenant","expires_at"}` for a valid token; throws with the reason otherwise.
 #[wasm_bindgen(js_name = verifyProbeToken)]
-pub fn verify_probe_token(
-    token: &str,
-    tenant: &str,
-    now_seconds: u64,
-    key: &str,
-) -> Result<String, JsError> {
+pub fn verify_probe_token(token: &str, tenant: &str, now_seconds: u64, key: &str) -> Result<String, JsError> {
     let tenant = TenantId::new(tenant).map_err(js_err)?;
     let key = SecretKey::new("probe key", key.as_bytes()).map_err(js_err)?;
     let claims = crate::probe::verify(token, &tenant, now_seconds, &key).map_err(js_err)?;

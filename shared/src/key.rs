@@ -78,9 +78,7 @@ pub enum KeyError {
         byte: u8,
     },
     /// A `%` not followed by two hex digits.
-    #[error(
-        "{field}: malformed percent-encoding at offset {offset} (a '%' must be followed by two hex digits)"
-    )]
+    #[error("{field}: malformed percent-encoding at offset {offset} (a '%' must be followed by two hex digits)")]
     BadPercentEncoding {
         /// `path` or `query`.
         field: &'static str,
@@ -187,11 +185,7 @@ impl NormalizedRequest {
 
     /// `path` or `path?query`: the request target to send to the origin.
     pub fn path_and_query(&self) -> String {
-        if self.query.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}?{}", self.path, self.query)
-        }
+        if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
     }
 }
 
@@ -263,11 +257,7 @@ impl KeyInput {
     /// # Errors
     /// [`KeyError`] when the request cannot be keyed.
     pub fn derive(&self) -> Result<(NormalizedRequest, CacheKey), KeyError> {
-        let vary: Vec<(&str, Option<&str>)> = self
-            .vary
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_deref()))
-            .collect();
+        let vary: Vec<(&str, Option<&str>)> = self.vary.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
         let request = NormalizedRequest::new(&RequestParts {
             method: &self.method,
             path: &self.path,
@@ -290,8 +280,7 @@ fn encode(sink: &mut impl Absorb, scope: &KeyScope, request: &NormalizedRequest)
         .field(request.query.as_bytes())
         .u64(request.vary.len() as u64);
     for (name, value) in &request.vary {
-        enc.field(name.as_bytes())
-            .optional(value.as_deref().map(str::as_bytes));
+        enc.field(name.as_bytes()).optional(value.as_deref().map(str::as_bytes));
     }
 }
 
@@ -312,11 +301,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// escape. Returns whether the input contains an encoded slash.
 fn validate_target(field: &'static str, s: &str, max: usize) -> Result<bool, KeyError> {
     if s.len() > max {
-        return Err(KeyError::TooLong {
-            field,
-            len: s.len(),
-            max,
-        });
+        return Err(KeyError::TooLong { field, len: s.len(), max });
     }
     let bytes = s.as_bytes();
     let mut encoded_slash = false;
@@ -324,17 +309,12 @@ fn validate_target(field: &'static str, s: &str, max: usize) -> Result<bool, Key
     while i < bytes.len() {
         let b = bytes[i];
         if !(0x21..=0x7E).contains(&b) || b == b'#' {
-            return Err(KeyError::InvalidByte {
-                field,
-                offset: i,
-                byte: b,
-            });
+            return Err(KeyError::InvalidByte { field, offset: i, byte: b });
         }
         if b == b'%' {
-            let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).and_then(|&h| hex_value(h)),
-                bytes.get(i + 2).and_then(|&l| hex_value(l)),
-            ) else {
+            let (Some(hi), Some(lo)) =
+                (bytes.get(i + 1).and_then(|&h| hex_value(h)), bytes.get(i + 2).and_then(|&l| hex_value(l)))
+            else {
                 return Err(KeyError::BadPercentEncoding { field, offset: i });
             };
             encoded_slash |= hi * 16 + lo == b'/';
@@ -353,8 +333,7 @@ fn normalize_percent(s: &str, out: &mut String) {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let decoded =
-                hex_value(bytes[i + 1]).unwrap_or(0) * 16 + hex_value(bytes[i + 2]).unwrap_or(0);
+            let decoded = hex_value(bytes[i + 1]).unwrap_or(0) * 16 + hex_value(bytes[i + 2]).unwrap_or(0);
             if is_unreserved(decoded) {
                 out.push(decoded as char);
             } else {
@@ -450,14 +429,9 @@ fn normalize_method(method: &str) -> Result<String, KeyError> {
     Ok(method.to_owned())
 }
 
-fn normalize_vary(
-    vary: &[(&str, Option<&str>)],
-) -> Result<Vec<(String, Option<String>)>, KeyError> {
+fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<String>)>, KeyError> {
     if vary.len() > MAX_VARY_HEADERS {
-        return Err(KeyError::TooManyVary {
-            count: vary.len(),
-            max: MAX_VARY_HEADERS,
-        });
+        return Err(KeyError::TooManyVary { count: vary.len(), max: MAX_VARY_HEADERS });
     }
     let mut out = Vec::with_capacity(vary.len());
     for (name, value) in vary {
@@ -469,21 +443,10 @@ fn normalize_vary(
             Some(v) => {
                 let v = v.trim_matches([' ', '\t']);
                 if v.len() > MAX_VARY_VALUE_LEN {
-                    return Err(KeyError::TooLong {
-                        field: "vary",
-                        len: v.len(),
-                        max: MAX_VARY_VALUE_LEN,
-                    });
+                    return Err(KeyError::TooLong { field: "vary", len: v.len(), max: MAX_VARY_VALUE_LEN });
                 }
-                if let Some(offset) = v
-                    .bytes()
-                    .position(|b| b != b'\t' && (b < 0x20 || b == 0x7F))
-                {
-                    return Err(KeyError::InvalidByte {
-                        field: "vary",
-                        offset,
-                        byte: v.as_bytes()[offset],
-                    });
+                if let Some(offset) = v.bytes().position(|b| b != b'\t' && (b < 0x20 || b == 0x7F)) {
+                    return Err(KeyError::InvalidByte { field: "vary", offset, byte: v.as_bytes()[offset] });
                 }
                 Some(v.to_owned())
             }
@@ -542,60 +505,17 @@ mod tests {
 
     #[test]
     fn bad_paths() {
-        assert_eq!(
-            normalize_path("users"),
-            Err(KeyError::PathNotAbsolute("\"users\"".into()))
-        );
-        assert_eq!(
-            normalize_path(""),
-            Err(KeyError::PathNotAbsolute("\"\"".into()))
-        );
-        assert_eq!(
-            normalize_path("/a b"),
-            Err(KeyError::InvalidByte {
-                field: "path",
-                offset: 2,
-                byte: b' '
-            })
-        );
-        assert_eq!(
-            normalize_path("/caf\u{e9}"),
-            Err(KeyError::InvalidByte {
-                field: "path",
-                offset: 4,
-                byte: 0xC3
-            })
-        );
-        assert_eq!(
-            normalize_path("/a#frag"),
-            Err(KeyError::InvalidByte {
-                field: "path",
-                offset: 2,
-                byte: b'#'
-            })
-        );
-        assert_eq!(
-            normalize_path("/%zz"),
-            Err(KeyError::BadPercentEncoding {
-                field: "path",
-                offset: 1
-            })
-        );
-        assert_eq!(
-            normalize_path("/a%4"),
-            Err(KeyError::BadPercentEncoding {
-                field: "path",
-                offset: 2
-            })
-        );
+        assert_eq!(normalize_path("users"), Err(KeyError::PathNotAbsolute("\"users\"".into())));
+        assert_eq!(normalize_path(""), Err(KeyError::PathNotAbsolute("\"\"".into())));
+        assert_eq!(normalize_path("/a b"), Err(KeyError::InvalidByte { field: "path", offset: 2, byte: b' ' }));
+        assert_eq!(normalize_path("/caf\u{e9}"), Err(KeyError::InvalidByte { field: "path", offset: 4, byte: 0xC3 }));
+        assert_eq!(normalize_path("/a#frag"), Err(KeyError::InvalidByte { field: "path", offset: 2, byte: b'#' }));
+        assert_eq!(normalize_path("/%zz"), Err(KeyError::BadPercentEncoding { field: "path", offset: 1 }));
+        assert_eq!(normalize_path("/a%4"), Err(KeyError::BadPercentEncoding { field: "path", offset: 2 }));
         let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
         assert_eq!(
             normalize_path(&long),
-            Err(KeyError::TooLong {
-                field: "path",
-                len: MAX_PATH_LEN + 1,
-                max: MAX_PATH_LEN
-            })
+            Err(KeyError::TooLong { field: "path", len: MAX_PATH_LEN + 1, max: MAX_PATH_LEN })
         );
     }
 
@@ -617,38 +537,19 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(normalize_query(input).unwrap(), expected, "query {input:?}");
         }
-        assert_eq!(
-            normalize_query("a=%G0"),
-            Err(KeyError::BadPercentEncoding {
-                field: "query",
-                offset: 2
-            })
-        );
+        assert_eq!(normalize_query("a=%G0"), Err(KeyError::BadPercentEncoding { field: "query", offset: 2 }));
     }
 
     #[test]
     fn vary_headers() {
-        let v = normalize_vary(&[("Accept-Language", Some(" en ")), ("accept-encoding", None)])
-            .unwrap();
-        assert_eq!(
-            v,
-            vec![
-                ("accept-encoding".into(), None),
-                ("accept-language".into(), Some("en".into()))
-            ]
-        );
+        let v = normalize_vary(&[("Accept-Language", Some(" en ")), ("accept-encoding", None)]).unwrap();
+        assert_eq!(v, vec![("accept-encoding".into(), None), ("accept-language".into(), Some("en".into()))]);
         assert_eq!(
             normalize_vary(&[("Accept", None), ("accept", Some("x"))]),
             Err(KeyError::DuplicateVary("accept".into()))
         );
-        assert!(matches!(
-            normalize_vary(&[("bad name", None)]),
-            Err(KeyError::BadVaryName(_))
-        ));
-        assert!(matches!(
-            normalize_vary(&[("x", Some("a\r\nb"))]),
-            Err(KeyError::InvalidByte { field: "vary", .. })
-        ));
+        assert!(matches!(normalize_vary(&[("bad name", None)]), Err(KeyError::BadVaryName(_))));
+        assert!(matches!(normalize_vary(&[("x", Some("a\r\nb"))]), Err(KeyError::InvalidByte { field: "vary", .. })));
     }
 
     fn scope(tenant: &str, generation: u64) -> KeyScope {
@@ -661,13 +562,7 @@ mod tests {
     }
 
     fn key(scope: &KeyScope, method: &str, path: &str, query: Option<&str>) -> CacheKey {
-        let request = NormalizedRequest::new(&RequestParts {
-            method,
-            path,
-            query,
-            vary: &[],
-        })
-        .unwrap();
+        let request = NormalizedRequest::new(&RequestParts { method, path, query, vary: &[] }).unwrap();
         CacheKey::derive(scope, &request)
     }
 

@@ -17,9 +17,7 @@ pub struct SecretKey(Vec<u8>);
 
 /// A key that is too short to be a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{name}: a secret key must be at least {min} bytes long (got {len}); generate one with `openssl rand -hex 32`"
-)]
+#[error("{name}: a secret key must be at least {min} bytes long (got {len}); generate one with `openssl rand -hex 32`")]
 pub struct InvalidSecret {
     /// What the key is for (an env variable or config name).
     pub name: &'static str,
@@ -40,11 +38,7 @@ impl SecretKey {
     pub fn new(name: &'static str, bytes: impl Into<Vec<u8>>) -> Result<Self, InvalidSecret> {
         let bytes = bytes.into();
         if bytes.len() < Self::MIN_LEN {
-            return Err(InvalidSecret {
-                name,
-                len: bytes.len(),
-                min: Self::MIN_LEN,
-            });
+            return Err(InvalidSecret { name, len: bytes.len(), min: Self::MIN_LEN });
         }
         Ok(SecretKey(bytes))
     }
@@ -55,11 +49,7 @@ impl SecretKey {
     }
 
     /// HMAC over the message that `write` encodes under `domain`.
-    pub(crate) fn sign(
-        &self,
-        domain: &'static str,
-        write: impl FnOnce(&mut Encoder<'_, MacSink>),
-    ) -> [u8; 32] {
+    pub(crate) fn sign(&self, domain: &'static str, write: impl FnOnce(&mut Encoder<'_, MacSink>)) -> [u8; 32] {
         let mut sink = MacSink(self.mac());
         write(&mut Encoder::new(&mut sink, domain));
         sink.0.finalize().into_bytes().into()
@@ -100,10 +90,7 @@ mod tests {
     #[test]
     fn short_keys_are_rejected_by_name() {
         let err = SecretKey::new("EDGEGEN_PROBE_KEY", "short").unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("EDGEGEN_PROBE_KEY: a secret key must be at least 32 bytes")
-        );
+        assert!(err.to_string().starts_with("EDGEGEN_PROBE_KEY: a secret key must be at least 32 bytes"));
     }
 
     #[test]

@@ -51,9 +51,7 @@ pub struct Manifest {
 }
 
 /// Like the default for `Option`, but a missing field is an error rather than `None`.
-fn required_nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
+fn required_nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     Option::<T>::deserialize(d)
 }
 
@@ -127,11 +125,7 @@ pub fn sign_raw(manifest_json: &str, key: &SecretKey) -> String {
         e.field(raw.get().as_bytes());
     });
     let signature = hex::encode(tag);
-    serde_json::to_string(&EnvelopeOut {
-        manifest: &raw,
-        signature: &signature,
-    })
-    .expect("serializes")
+    serde_json::to_string(&EnvelopeOut { manifest: &raw, signature: &signature }).expect("serializes")
 }
 
 /// Verifies a manifest body and parses it.
@@ -140,18 +134,19 @@ pub fn sign_raw(manifest_json: &str, key: &SecretKey) -> String {
 ///
 /// # Errors
 /// [`ManifestError`]: too large, malformed, bad signature, unsupported format, wrong tenant.
-pub fn verify(
-    body: &[u8],
-    key: &SecretKey,
-    expected_tenant: &TenantId,
-) -> Result<Manifest, ManifestError> {
+pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Result<Manifest, ManifestError> {
     if body.len() > MAX_MANIFEST_LEN {
         return Err(ManifestError::TooLarge(body.len()));
     }
-    let envelope: Envelope<'_> =
-        serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    // Only the canonical spelling (64 lower-case hex digits) is accepted, so one signed
+    // manifest has exactly one valid body.
+    let sig = envelope.signature;
+    if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ManifestError::BadSignature);
+    }
     let mut tag = [0u8; 32];
-    hex::decode_to_slice(envelope.signature, &mut tag).map_err(|_| ManifestError::BadSignature)?;
+    hex::decode_to_slice(sig, &mut tag).map_err(|_| ManifestError::BadSignature)?;
     let ok = key.verify(MANIFEST_DOMAIN, &tag, |e| {
         e.field(envelope.manifest.get().as_bytes());
     });
@@ -163,18 +158,15 @@ pub fn verify(
     struct Format {
         format: u32,
     }
-    let Format { format } = serde_json::from_str(envelope.manifest.get())
-        .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let Format { format } =
+        serde_json::from_str(envelope.manifest.get()).map_err(|e| ManifestError::Malformed(e.to_string()))?;
     if format != MANIFEST_FORMAT {
         return Err(ManifestError::UnsupportedFormat(format));
     }
-    let manifest: Manifest = serde_json::from_str(envelope.manifest.get())
-        .map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_str(envelope.manifest.get()).map_err(|e| ManifestError::Malformed(e.to_string()))?;
     if &manifest.tenant != expected_tenant {
-        return Err(ManifestError::WrongTenant {
-            expected: expected_tenant.clone(),
-            got: manifest.tenant,
-        });
+        return Err(ManifestError::WrongTenant { expected: expected_tenant.clone(), got: manifest.tenant });
     }
     Ok(manifest)
 }
@@ -207,35 +199,24 @@ mod tests {
     #[test]
     fn round_trip() {
         let body = manifest().sign(&key());
-        assert_eq!(
-            verify(body.as_bytes(), &key(), &acme()).unwrap(),
-            manifest()
-        );
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), manifest());
     }
 
     #[test]
     fn wrong_key_wrong_tenant_and_tampering_fail() {
         let body = manifest().sign(&key());
         let other = SecretKey::new("test", "another-key-0123456789abcdef0123456789").unwrap();
-        assert_eq!(
-            verify(body.as_bytes(), &other, &acme()),
-            Err(ManifestError::BadSignature)
-        );
+        assert_eq!(verify(body.as_bytes(), &other, &acme()), Err(ManifestError::BadSignature));
         let beta = TenantId::new("beta").unwrap();
-        assert!(matches!(
-            verify(body.as_bytes(), &key(), &beta),
-            Err(ManifestError::WrongTenant { .. })
-        ));
+        assert!(matches!(verify(body.as_bytes(), &key(), &beta), Err(ManifestError::WrongTenant { .. })));
         let tampered = body.replace("\"generation\":3", "\"generation\":4");
-        assert_eq!(
-            verify(tampered.as_bytes(), &key(), &acme()),
-            Err(ManifestError::BadSignature)
-        );
+        assert_eq!(verify(tampered.as_bytes(), &key(), &acme()), Err(ManifestError::BadSignature));
         let reformatted = body.replace("\"generation\":3", "\"generation\": 3");
-        assert_eq!(
-            verify(reformatted.as_bytes(), &key(), &acme()),
-            Err(ManifestError::BadSignature)
-        );
+        assert_eq!(verify(reformatted.as_bytes(), &key(), &acme()), Err(ManifestError::BadSignature));
+        // The signature has one spelling: upper-case hex of the right bytes is refused.
+        let (head, sig) = body.split_at(body.rfind("\"signature\":\"").unwrap());
+        let upper = format!("{head}{}", sig.to_uppercase().replace("SIGNATURE", "signature"));
+        assert_eq!(verify(upper.as_bytes(), &key(), &acme()), Err(ManifestError::BadSignature));
     }
 
     #[test]
@@ -243,20 +224,11 @@ mod tests {
         let mut value = serde_json::to_value(manifest()).unwrap();
         value["regions"] = serde_json::json!(["eu"]);
         let body = sign_raw(&value.to_string(), &key());
-        assert_eq!(
-            verify(body.as_bytes(), &key(), &acme()).unwrap(),
-            manifest()
-        );
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), manifest());
 
-        for field in [
-            "tenant",
-            "generation",
-            "schema_version",
-            "contract_hash",
-            "release_id",
-            "issued_at",
-            "max_age_ms",
-        ] {
+        for field in
+            ["tenant", "generation", "schema_version", "contract_hash", "release_id", "issued_at", "max_age_ms"]
+        {
             let mut value = serde_json::to_value(manifest()).unwrap();
             value.as_object_mut().unwrap().remove(field);
             let body = sign_raw(&value.to_string(), &key());
@@ -283,32 +255,16 @@ mod tests {
         let mut value = serde_json::to_value(manifest()).unwrap();
         value["format"] = 2.into();
         let body = sign_raw(&value.to_string(), &key());
-        assert_eq!(
-            verify(body.as_bytes(), &key(), &acme()),
-            Err(ManifestError::UnsupportedFormat(2))
-        );
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()), Err(ManifestError::UnsupportedFormat(2)));
     }
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        for body in [
-            "",
-            "{}",
-            "null",
-            "[1]",
-            "{\"manifest\":1}",
-            "{\"manifest\":{},\"signature\":\"zz\"}",
-        ] {
-            assert!(
-                verify(body.as_bytes(), &key(), &acme()).is_err(),
-                "{body:?}"
-            );
+        for body in ["", "{}", "null", "[1]", "{\"manifest\":1}", "{\"manifest\":{},\"signature\":\"zz\"}"] {
+            assert!(verify(body.as_bytes(), &key(), &acme()).is_err(), "{body:?}");
         }
         let big = vec![b' '; MAX_MANIFEST_LEN + 1];
-        assert_eq!(
-            verify(&big, &key(), &acme()),
-            Err(ManifestError::TooLarge(MAX_MANIFEST_LEN + 1))
-        );
+        assert_eq!(verify(&big, &key(), &acme()), Err(ManifestError::TooLarge(MAX_MANIFEST_LEN + 1)));
     }
 
     #[test]
@@ -316,9 +272,6 @@ mod tests {
         let m = manifest();
         assert!(m.is_fresh(10_000, 10_999));
         assert!(!m.is_fresh(10_000, 11_000));
-        assert!(
-            m.is_fresh(10_000, 9_000),
-            "a clock step backwards keeps a manifest, bounded by max age later"
-        );
+        assert!(m.is_fresh(10_000, 9_000), "a clock step backwards keeps a manifest, bounded by max age later");
     }
 }

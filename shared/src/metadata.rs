@@ -119,13 +119,7 @@ impl ObjectMetadata {
         if !r.0.is_empty() {
             return Err(MetadataError::TrailingBytes(r.0.len()));
         }
-        Ok(ObjectMetadata {
-            tenant,
-            generation,
-            schema_version,
-            contract_hash,
-            stored_at,
-        })
+        Ok(ObjectMetadata { tenant, generation, schema_version, contract_hash, stored_at })
     }
 }
 
@@ -183,40 +177,23 @@ mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
-            assert!(
-                ObjectMetadata::decode(&bytes[..len]).is_err(),
-                "prefix of {len} bytes"
-            );
+            assert!(ObjectMetadata::decode(&bytes[..len]).is_err(), "prefix of {len} bytes");
         }
     }
 
     #[test]
     fn garbage_is_named() {
-        assert_eq!(
-            ObjectMetadata::decode(b"xx\x01"),
-            Err(MetadataError::BadMagic)
-        );
-        assert_eq!(
-            ObjectMetadata::decode(b"eg\x02"),
-            Err(MetadataError::UnsupportedVersion(2))
-        );
+        assert_eq!(ObjectMetadata::decode(b"xx\x01"), Err(MetadataError::BadMagic));
+        assert_eq!(ObjectMetadata::decode(b"eg\x02"), Err(MetadataError::UnsupportedVersion(2)));
         let mut bytes = sample().encode();
         bytes.push(0);
-        assert_eq!(
-            ObjectMetadata::decode(&bytes),
-            Err(MetadataError::TrailingBytes(1))
-        );
+        assert_eq!(ObjectMetadata::decode(&bytes), Err(MetadataError::TrailingBytes(1)));
         let mut bytes = sample().encode();
         bytes[4] = b'A'; // upper-case tenant
-        assert!(
-            matches!(ObjectMetadata::decode(&bytes), Err(MetadataError::InvalidField(f)) if f.field == "tenant")
-        );
+        assert!(matches!(ObjectMetadata::decode(&bytes), Err(MetadataError::InvalidField(f)) if f.field == "tenant"));
         let mut bytes = sample().encode();
         bytes[4] = 0xFF;
-        assert_eq!(
-            ObjectMetadata::decode(&bytes),
-            Err(MetadataError::NotUtf8("tenant"))
-        );
+        assert_eq!(ObjectMetadata::decode(&bytes), Err(MetadataError::NotUtf8("tenant")));
     }
 
     #[test]
@@ -229,21 +206,9 @@ mod tests {
             generation: m.generation,
         };
         assert!(m.matches(&scope));
-        assert!(!m.matches(&KeyScope {
-            generation: Generation(43),
-            ..scope.clone()
-        }));
-        assert!(!m.matches(&KeyScope {
-            tenant: TenantId::new("beta").unwrap(),
-            ..scope.clone()
-        }));
-        assert!(!m.matches(&KeyScope {
-            schema_version: SchemaVersion::new("1.8.2").unwrap(),
-            ..scope.clone()
-        }));
-        assert!(!m.matches(&KeyScope {
-            contract_hash: ContractHash::from_digest([8; 32]),
-            ..scope
-        }));
+        assert!(!m.matches(&KeyScope { generation: Generation(43), ..scope.clone() }));
+        assert!(!m.matches(&KeyScope { tenant: TenantId::new("beta").unwrap(), ..scope.clone() }));
+        assert!(!m.matches(&KeyScope { schema_version: SchemaVersion::new("1.8.2").unwrap(), ..scope.clone() }));
+        assert!(!m.matches(&KeyScope { contract_hash: ContractHash::from_digest([8; 32]), ..scope }));
     }
 }

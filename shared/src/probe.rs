@@ -53,19 +53,11 @@ pub enum ProbeError {
 ///
 /// # Errors
 /// [`ProbeError::TooLongLived`] when `expires_at` is more than [`MAX_TTL_SECS`] after `now`.
-pub fn mint(
-    tenant: &TenantId,
-    now: u64,
-    expires_at: u64,
-    key: &SecretKey,
-) -> Result<String, ProbeError> {
+pub fn mint(tenant: &TenantId, now: u64, expires_at: u64, key: &SecretKey) -> Result<String, ProbeError> {
     if expires_at.saturating_sub(now) > MAX_TTL_SECS {
         return Err(ProbeError::TooLongLived);
     }
-    Ok(format!(
-        "v1.{tenant}.{expires_at}.{}",
-        hex::encode(signature(tenant.as_str(), expires_at, key))
-    ))
+    Ok(format!("v1.{tenant}.{expires_at}.{}", hex::encode(signature(tenant.as_str(), expires_at, key))))
 }
 
 fn signature(tenant: &str, expires_at: u64, key: &SecretKey) -> [u8; 32] {
@@ -79,23 +71,14 @@ fn signature(tenant: &str, expires_at: u64, key: &SecretKey) -> [u8; 32] {
 /// # Errors
 /// [`ProbeError`]: malformed, forged, wrong tenant, expired or too long-lived, in that order
 /// of checking.
-pub fn verify(
-    token: &str,
-    tenant: &TenantId,
-    now: u64,
-    key: &SecretKey,
-) -> Result<ProbeClaims, ProbeError> {
+pub fn verify(token: &str, tenant: &TenantId, now: u64, key: &SecretKey) -> Result<ProbeClaims, ProbeError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(ProbeError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some("v1"), Some(token_tenant), Some(expires), Some(sig), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let (Some("v1"), Some(token_tenant), Some(expires), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ProbeError::Malformed);
     };
     let expires_at: u64 = expires
@@ -124,10 +107,7 @@ pub fn verify(
     if expires_at - now > MAX_TTL_SECS {
         return Err(ProbeError::TooLongLived);
     }
-    Ok(ProbeClaims {
-        tenant: tenant.clone(),
-        expires_at,
-    })
+    Ok(ProbeClaims { tenant: tenant.clone(), expires_at })
 }
 
 #[cfg(test)]
@@ -146,11 +126,7 @@ mod tests {
 
     #[track_caller]
     fn check(token: &str, tenant: &str, now: u64, expected: Result<(), ProbeError>) {
-        assert_eq!(
-            verify(token, &t(tenant), now, &key()).map(|_| ()),
-            expected,
-            "{token}"
-        );
+        assert_eq!(verify(token, &t(tenant), now, &key()).map(|_| ()), expected, "{token}");
     }
 
     #[test]
@@ -164,12 +140,7 @@ mod tests {
         let forged = mint(&t("acme"), NOW, NOW + 600, &other_key).unwrap();
         check(&forged, "acme", NOW, Err(ProbeError::Forged));
         // Re-targeting a valid token at another tenant breaks the signature.
-        check(
-            &token.replace("acme", "beta"),
-            "beta",
-            NOW,
-            Err(ProbeError::Forged),
-        );
+        check(&token.replace("acme", "beta"), "beta", NOW, Err(ProbeError::Forged));
         check(
             &token.replace(&(NOW + 600).to_string(), &(NOW + 6000).to_string()),
             "acme",
@@ -188,20 +159,12 @@ mod tests {
         ] {
             check(bad, "acme", NOW, Err(ProbeError::Malformed));
         }
-        check(
-            &token.to_uppercase(),
-            "acme",
-            NOW,
-            Err(ProbeError::Malformed),
-        );
+        check(&token.to_uppercase(), "acme", NOW, Err(ProbeError::Malformed));
     }
 
     #[test]
     fn lifetime_is_bounded() {
-        assert_eq!(
-            mint(&t("acme"), NOW, NOW + MAX_TTL_SECS + 1, &key()),
-            Err(ProbeError::TooLongLived)
-        );
+        assert_eq!(mint(&t("acme"), NOW, NOW + MAX_TTL_SECS + 1, &key()), Err(ProbeError::TooLongLived));
         let long = mint(&t("acme"), NOW - 10, NOW + MAX_TTL_SECS - 10, &key()).unwrap();
         check(&long, "acme", NOW - 20, Err(ProbeError::TooLongLived));
         check(&long, "acme", NOW, Ok(()));

@@ -21,9 +21,7 @@ pub enum SurrogateError {
     #[error("surrogate key: must not be empty")]
     Empty,
     /// A byte outside printable ASCII 0x21–0x7E (space separates keys in the header).
-    #[error(
-        "surrogate key {key}: byte 0x{byte:02X} at offset {offset} is not printable ASCII (0x21-0x7E)"
-    )]
+    #[error("surrogate key {key}: byte 0x{byte:02X} at offset {offset} is not printable ASCII (0x21-0x7E)")]
     InvalidByte {
         /// The key, quoted (shortened if long).
         key: String,
@@ -41,9 +39,7 @@ pub enum SurrogateError {
         len: usize,
     },
     /// A key set whose header would exceed [`MAX_HEADER_LEN`].
-    #[error(
-        "surrogate keys: the header would be {len} bytes, over Fastly's limit of {MAX_HEADER_LEN} ({count} keys)"
-    )]
+    #[error("surrogate keys: the header would be {len} bytes, over Fastly's limit of {MAX_HEADER_LEN} ({count} keys)")]
     HeaderTooLong {
         /// Header length.
         len: usize,
@@ -67,18 +63,11 @@ impl SurrogateKey {
             return Err(SurrogateError::Empty);
         }
         if key.len() > MAX_KEY_LEN {
-            return Err(SurrogateError::KeyTooLong {
-                key: crate::ids::preview(&key),
-                len: key.len(),
-            });
+            return Err(SurrogateError::KeyTooLong { key: crate::ids::preview(&key), len: key.len() });
         }
         if let Some(offset) = key.bytes().position(|b| !(0x21..=0x7E).contains(&b)) {
             let byte = key.as_bytes()[offset];
-            return Err(SurrogateError::InvalidByte {
-                key: crate::ids::preview(&key),
-                offset,
-                byte,
-            });
+            return Err(SurrogateError::InvalidByte { key: crate::ids::preview(&key), offset, byte });
         }
         Ok(SurrogateKey(key))
     }
@@ -129,10 +118,7 @@ pub fn object_keys(
     generation: Generation,
     origin_header: Option<&str>,
 ) -> Result<Vec<SurrogateKey>, SurrogateError> {
-    let mut keys = vec![
-        SurrogateKey::tenant(tenant),
-        SurrogateKey::generation(tenant, generation),
-    ];
+    let mut keys = vec![SurrogateKey::tenant(tenant), SurrogateKey::generation(tenant, generation)];
     for origin_key in origin_header.unwrap_or("").split_ascii_whitespace() {
         let key = SurrogateKey::origin(tenant, origin_key)?;
         if !keys.contains(&key) {
@@ -150,16 +136,9 @@ pub fn object_keys(
 pub fn header_value(keys: &[SurrogateKey]) -> Result<String, SurrogateError> {
     let len = keys.iter().map(|k| k.0.len()).sum::<usize>() + keys.len().saturating_sub(1);
     if len > MAX_HEADER_LEN {
-        return Err(SurrogateError::HeaderTooLong {
-            len,
-            count: keys.len(),
-        });
+        return Err(SurrogateError::HeaderTooLong { len, count: keys.len() });
     }
-    Ok(keys
-        .iter()
-        .map(SurrogateKey::as_str)
-        .collect::<Vec<_>>()
-        .join(" "))
+    Ok(keys.iter().map(SurrogateKey::as_str).collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]
@@ -172,49 +151,19 @@ mod tests {
 
     #[test]
     fn object_keys_are_tenant_scoped() {
-        let keys = object_keys(
-            &acme(),
-            Generation(7),
-            Some(" users  user/42 users t/other "),
-        )
-        .unwrap();
+        let keys = object_keys(&acme(), Generation(7), Some(" users  user/42 users t/other ")).unwrap();
         let keys: Vec<&str> = keys.iter().map(SurrogateKey::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "t/acme",
-                "t/acme/g/7",
-                "t/acme/k/users",
-                "t/acme/k/user/42",
-                "t/acme/k/t/other"
-            ]
-        );
-        assert_eq!(
-            SurrogateKey::manifest(&acme()).as_str(),
-            "edgegen-manifest/acme"
-        );
+        assert_eq!(keys, ["t/acme", "t/acme/g/7", "t/acme/k/users", "t/acme/k/user/42", "t/acme/k/t/other"]);
+        assert_eq!(SurrogateKey::manifest(&acme()).as_str(), "edgegen-manifest/acme");
     }
 
     #[test]
     fn limits_are_errors_not_truncation() {
         assert_eq!(SurrogateKey::new(""), Err(SurrogateError::Empty));
-        assert!(matches!(
-            SurrogateKey::new("a b"),
-            Err(SurrogateError::InvalidByte {
-                offset: 1,
-                byte: b' ',
-                ..
-            })
-        ));
-        assert!(matches!(
-            SurrogateKey::new("caf\u{e9}"),
-            Err(SurrogateError::InvalidByte { offset: 3, .. })
-        ));
+        assert!(matches!(SurrogateKey::new("a b"), Err(SurrogateError::InvalidByte { offset: 1, byte: b' ', .. })));
+        assert!(matches!(SurrogateKey::new("caf\u{e9}"), Err(SurrogateError::InvalidByte { offset: 3, .. })));
         assert!(SurrogateKey::new("k".repeat(1024)).is_ok());
-        assert!(matches!(
-            SurrogateKey::new("k".repeat(1025)),
-            Err(SurrogateError::KeyTooLong { len: 1025, .. })
-        ));
+        assert!(matches!(SurrogateKey::new("k".repeat(1025)), Err(SurrogateError::KeyTooLong { len: 1025, .. })));
         // "t/acme/k/" is 9 bytes: an origin key of 1016 bytes fits exactly, 1017 does not.
         assert!(SurrogateKey::origin(&acme(), &"k".repeat(1015)).is_ok());
         assert!(SurrogateKey::origin(&acme(), &"k".repeat(1016)).is_err());
@@ -223,29 +172,19 @@ mod tests {
     #[test]
     fn header_limit_counts_separators() {
         // 16 keys of 1023 bytes + 15 spaces = 16383 bytes: fits. One byte more does not.
-        let mut keys: Vec<SurrogateKey> = (0..16)
-            .map(|i| SurrogateKey::new(format!("{i:x}{}", "k".repeat(1022))).unwrap())
-            .collect();
+        let mut keys: Vec<SurrogateKey> =
+            (0..16).map(|i| SurrogateKey::new(format!("{i:x}{}", "k".repeat(1022))).unwrap()).collect();
         assert_eq!(header_value(&keys).unwrap().len(), 16383);
         keys[0] = SurrogateKey::new(format!("0{}", "k".repeat(1023))).unwrap();
         assert_eq!(header_value(&keys).unwrap().len(), 16384);
         keys.push(SurrogateKey::new("x").unwrap());
-        assert_eq!(
-            header_value(&keys),
-            Err(SurrogateError::HeaderTooLong {
-                len: 16386,
-                count: 17
-            })
-        );
+        assert_eq!(header_value(&keys), Err(SurrogateError::HeaderTooLong { len: 16386, count: 17 }));
     }
 
     #[test]
     fn too_many_origin_keys_fail_the_whole_set() {
         let many: Vec<String> = (0..2000).map(|i| format!("key-{i}")).collect();
         let err = object_keys(&acme(), Generation(1), Some(&many.join(" "))).unwrap_err();
-        assert!(
-            matches!(err, SurrogateError::HeaderTooLong { count: 2002, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, SurrogateError::HeaderTooLong { count: 2002, .. }), "{err}");
     }
 }

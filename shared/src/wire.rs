@@ -75,28 +75,18 @@ mod tests {
             observed_at: 1_700_000_000_000,
         };
         let json = serde_json::to_string(&ack).unwrap();
-        assert_eq!(
-            json,
-            r#"{"pop":"LCY","tenant":"acme","generation":5,"observed_at":1700000000000}"#
-        );
-        let with_extra =
-            r#"{"pop":"LCY","tenant":"acme","generation":5,"observed_at":1700000000000,"new":1}"#;
+        assert_eq!(json, r#"{"pop":"LCY","tenant":"acme","generation":5,"observed_at":1700000000000}"#);
+        let with_extra = r#"{"pop":"LCY","tenant":"acme","generation":5,"observed_at":1700000000000,"new":1}"#;
         assert_eq!(serde_json::from_str::<Ack>(with_extra).unwrap(), ack);
     }
 
     #[test]
     fn invalid_fields_are_named() {
-        let err = serde_json::from_str::<Ack>(
-            r#"{"pop":"LCY","tenant":"ACME","generation":5,"observed_at":1}"#,
-        )
-        .unwrap_err();
+        let err =
+            serde_json::from_str::<Ack>(r#"{"pop":"LCY","tenant":"ACME","generation":5,"observed_at":1}"#).unwrap_err();
         assert!(err.to_string().starts_with("tenant: "), "{err}");
-        let err = serde_json::from_str::<Ack>(r#"{"pop":"LCY","tenant":"acme","observed_at":1}"#)
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("missing field `generation`"),
-            "{err}"
-        );
+        let err = serde_json::from_str::<Ack>(r#"{"pop":"LCY","tenant":"acme","observed_at":1}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `generation`"), "{err}");
     }
 
     #[test]

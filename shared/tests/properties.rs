@@ -2,9 +2,7 @@
 //! key encodings are injective, normalization is idempotent, signatures round-trip and any
 //! altered byte fails, metadata decoding never panics.
 
-use edgegen_shared::key::{
-    CacheKey, KeyScope, NormalizedRequest, RequestParts, normalize_path, normalize_query,
-};
+use edgegen_shared::key::{CacheKey, KeyScope, NormalizedRequest, RequestParts, normalize_path, normalize_query};
 use edgegen_shared::manifest::{self, Manifest};
 use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::probe;
@@ -16,24 +14,14 @@ fn tenant() -> impl Strategy<Value = TenantId> {
 }
 
 fn scope() -> impl Strategy<Value = KeyScope> {
-    (
-        tenant(),
-        (0u32..20, 0u32..20, 0u32..20),
-        any::<[u8; 32]>(),
-        any::<u64>(),
+    (tenant(), (0u32..20, 0u32..20, 0u32..20), any::<[u8; 32]>(), any::<u64>()).prop_map(
+        |(tenant, (major, minor, patch), digest, generation)| KeyScope {
+            tenant,
+            schema_version: SchemaVersion { major, minor, patch },
+            contract_hash: ContractHash::from_digest(digest),
+            generation: Generation(generation),
+        },
     )
-        .prop_map(
-            |(tenant, (major, minor, patch), digest, generation)| KeyScope {
-                tenant,
-                schema_version: SchemaVersion {
-                    major,
-                    minor,
-                    patch,
-                },
-                contract_hash: ContractHash::from_digest(digest),
-                generation: Generation(generation),
-            },
-        )
 }
 
 /// Paths over the characters that matter to normalization: separators, dots, escapes
@@ -57,12 +45,7 @@ fn raw_path() -> impl Strategy<Value = String> {
 
 fn raw_query() -> impl Strategy<Value = String> {
     prop::collection::vec(
-        prop_oneof![
-            Just("&".to_owned()),
-            Just("=".to_owned()),
-            "%[0-9a-fA-F]{2}",
-            "[a-c+]{1,3}"
-        ],
+        prop_oneof![Just("&".to_owned()), Just("=".to_owned()), "%[0-9a-fA-F]{2}", "[a-c+]{1,3}"],
         0..12,
     )
     .prop_map(|parts| parts.concat())
@@ -70,25 +53,13 @@ fn raw_query() -> impl Strategy<Value = String> {
 
 fn request() -> impl Strategy<Value = NormalizedRequest> {
     let vary = prop::collection::btree_map("[a-d]{1,3}", prop::option::of("[ -~]{0,6}"), 0..3);
-    (
-        prop_oneof![Just("GET"), Just("HEAD"), Just("POST")],
-        raw_path(),
-        prop::option::of(raw_query()),
-        vary,
+    (prop_oneof![Just("GET"), Just("HEAD"), Just("POST")], raw_path(), prop::option::of(raw_query()), vary).prop_map(
+        |(method, path, query, vary)| {
+            let vary: Vec<(&str, Option<&str>)> = vary.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
+            NormalizedRequest::new(&RequestParts { method, path: &path, query: query.as_deref(), vary: &vary })
+                .expect("generated requests are keyable")
+        },
     )
-        .prop_map(|(method, path, query, vary)| {
-            let vary: Vec<(&str, Option<&str>)> = vary
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_deref()))
-                .collect();
-            NormalizedRequest::new(&RequestParts {
-                method,
-                path: &path,
-                query: query.as_deref(),
-                vary: &vary,
-            })
-            .expect("generated requests are keyable")
-        })
 }
 
 /// Decodes a key preimage back into its fields: if this inverse exists, the encoding is

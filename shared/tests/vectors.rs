@@ -26,32 +26,23 @@ impl Checker {
         if self.bless {
             case[field] = actual;
         } else if case[field] != actual {
-            self.failures.push(format!(
-                "{:?}: {field}: expected {}, got {actual}",
-                case["name"], case[field]
-            ));
+            self.failures.push(format!("{:?}: {field}: expected {}, got {actual}", case["name"], case[field]));
         }
     }
 
     fn cases<'a>(&mut self, doc: &'a mut Value, group: &str) -> &'a mut Vec<Value> {
-        let cases = doc[group]
-            .as_array_mut()
-            .unwrap_or_else(|| panic!("vectors.json: {group} is not a list"));
+        let cases = doc[group].as_array_mut().unwrap_or_else(|| panic!("vectors.json: {group} is not a list"));
         self.cases += cases.len();
         cases
     }
 }
 
 fn secret(case: &Value) -> SecretKey {
-    SecretKey::new("vector key", case["key"].as_str().expect("key is a string"))
-        .expect("vector key is long enough")
+    SecretKey::new("vector key", case["key"].as_str().expect("key is a string")).expect("vector key is long enough")
 }
 
 fn text(case: &Value, field: &str) -> String {
-    case[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("{:?}: {field} is not a string", case["name"]))
-        .to_owned()
+    case[field].as_str().unwrap_or_else(|| panic!("{:?}: {field} is not a string", case["name"])).to_owned()
 }
 
 fn tenant(case: &Value) -> TenantId {
@@ -61,17 +52,11 @@ fn tenant(case: &Value) -> TenantId {
 #[test]
 fn known_answer_vectors() {
     let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(VECTORS).unwrap()).unwrap();
-    let mut c = Checker {
-        bless: std::env::var("EDGEGEN_BLESS").is_ok_and(|v| v == "1"),
-        failures: vec![],
-        cases: 0,
-    };
+    let mut c = Checker { bless: std::env::var("EDGEGEN_BLESS").is_ok_and(|v| v == "1"), failures: vec![], cases: 0 };
 
     for case in c.cases(&mut doc, "cache_keys") {
         let input: KeyInput = serde_json::from_value(case["input"].clone()).unwrap();
-        let (request, key) = input
-            .derive()
-            .unwrap_or_else(|e| panic!("{:?}: {e}", case["name"]));
+        let (request, key) = input.derive().unwrap_or_else(|e| panic!("{:?}: {e}", case["name"]));
         c.check(case, "path", json!(request.path()));
         c.check(case, "query", json!(request.query()));
         c.check(case, "key", json!(key.to_hex()));
@@ -80,10 +65,7 @@ fn known_answer_vectors() {
     for case in c.cases(&mut doc, "cache_key_errors") {
         let error = match serde_json::from_value::<KeyInput>(case["input"].clone()) {
             Err(e) => e.to_string(),
-            Ok(input) => input
-                .derive()
-                .map(|_| String::new())
-                .unwrap_or_else(|e| e.to_string()),
+            Ok(input) => input.derive().map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
         };
         assert!(!error.is_empty(), "{:?} must fail", case["name"]);
         c.check(case, "error", json!(error));
@@ -91,9 +73,8 @@ fn known_answer_vectors() {
 
     for case in c.cases(&mut doc, "surrogate_keys") {
         let generation = Generation(case["generation"].as_u64().unwrap());
-        let result =
-            surrogate::object_keys(&tenant(case), generation, case["origin_header"].as_str())
-                .and_then(|keys| surrogate::header_value(&keys));
+        let result = surrogate::object_keys(&tenant(case), generation, case["origin_header"].as_str())
+            .and_then(|keys| surrogate::header_value(&keys));
         let result = match result {
             Ok(header) => json!({ "header": header }),
             Err(e) => json!({ "error": e.to_string() }),
@@ -105,36 +86,24 @@ fn known_answer_vectors() {
         let document = text(case, "document");
         let value: Value = serde_json::from_str(&document).unwrap();
         c.check(case, "canonical", json!(canonical_json(&value).unwrap()));
-        c.check(
-            case,
-            "hash",
-            json!(contract_hash(&document).unwrap().to_string()),
-        );
+        c.check(case, "hash", json!(contract_hash(&document).unwrap().to_string()));
     }
 
     for case in c.cases(&mut doc, "manifests") {
         let m: Manifest = serde_json::from_value(case["manifest"].clone()).unwrap();
         let body = m.sign(&secret(case));
-        assert_eq!(
-            manifest::verify(body.as_bytes(), &secret(case), &m.tenant).as_ref(),
-            Ok(&m)
-        );
+        assert_eq!(manifest::verify(body.as_bytes(), &secret(case), &m.tenant).as_ref(), Ok(&m));
         c.check(case, "body", json!(body));
     }
 
     for case in c.cases(&mut doc, "manifest_rejections") {
         let result = manifest::verify(text(case, "body").as_bytes(), &secret(case), &tenant(case));
-        let error = result
-            .expect_err("a rejection vector must be rejected")
-            .to_string();
+        let error = result.expect_err("a rejection vector must be rejected").to_string();
         c.check(case, "error", json!(error));
     }
 
     for case in c.cases(&mut doc, "probe_tokens") {
-        let (now, expires_at) = (
-            case["now"].as_u64().unwrap(),
-            case["expires_at"].as_u64().unwrap(),
-        );
+        let (now, expires_at) = (case["now"].as_u64().unwrap(), case["expires_at"].as_u64().unwrap());
         let token = probe::mint(&tenant(case), now, expires_at, &secret(case)).unwrap();
         assert!(probe::verify(&token, &tenant(case), now, &secret(case)).is_ok());
         c.check(case, "token", json!(token));
@@ -154,12 +123,6 @@ fn known_answer_vectors() {
         out.push('\n');
         std::fs::write(VECTORS, out).unwrap();
     }
-    assert!(
-        c.failures.is_empty(),
-        "{} of {} vectors differ:\n{}",
-        c.failures.len(),
-        c.cases,
-        c.failures.join("\n")
-    );
+    assert!(c.failures.is_empty(), "{} of {} vectors differ:\n{}", c.failures.len(), c.cases, c.failures.join("\n"));
     assert!(c.cases >= 30, "only {} vectors", c.cases);
 }

@@ -1,0 +1,84 @@
+// Checks the JavaScript bindings of edgegen-shared (built by `cargo xtask build-js`) against
+// every known-answer vector in shared/testdata/vectors.json, byte for byte: JavaScript
+// tooling must derive exactly what the edge and the coordinator derive.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const eg = require('../pkg/edgegen_shared.js');
+// JSON.parse rounds integers above 2^53 (generation 2^64-1 is a vector); quote long integer
+// generations first so they stay exact — the bindings accept generations as decimal strings.
+const text = readFileSync(new URL('../../testdata/vectors.json', import.meta.url), 'utf8')
+  .replace(/"generation": (\d{16,})/g, '"generation": "$1"');
+const vectors = JSON.parse(text);
+
+for (const c of vectors.cache_keys) {
+  test(`cache key: ${c.name}`, () => {
+    const out = JSON.parse(eg.cacheKey(JSON.stringify(c.input)));
+    assert.deepEqual(out, { key: c.key, path: c.path, query: c.query });
+  });
+}
+
+for (const c of vectors.cache_key_errors) {
+  test(`cache key error: ${c.name}`, () => {
+    assert.throws(() => eg.cacheKey(JSON.stringify(c.input)), (e) => e.message === c.error);
+  });
+}
+
+for (const c of vectors.surrogate_keys) {
+  test(`surrogate keys: ${c.name}`, () => {
+    const call = () => eg.surrogateKeys(c.tenant, BigInt(c.generation), c.origin_header ?? undefined);
+    if (c.result.header !== undefined) {
+      assert.equal(call(), c.result.header);
+    } else {
+      assert.throws(call, (e) => e.message === c.result.error);
+    }
+  });
+}
+
+for (const c of vectors.contract_hashes) {
+  test(`contract hash: ${c.name}`, () => {
+    assert.equal(eg.canonicalJson(c.document), c.canonical);
+    assert.equal(eg.contractHash(c.document), c.hash);
+  });
+}
+
+for (const c of vectors.manifests) {
+  test(`manifest: ${c.name}`, () => {
+    assert.equal(eg.signManifest(JSON.stringify(c.manifest), c.key), c.body);
+    assert.deepEqual(JSON.parse(eg.verifyManifest(c.body, c.manifest.tenant, c.key)), c.manifest);
+  });
+}
+
+for (const c of vectors.manifest_rejections) {
+  test(`manifest rejected: ${c.name}`, () => {
+    assert.throws(() => eg.verifyManifest(c.body, c.tenant, c.key), (e) => e.message === c.error);
+  });
+}
+
+for (const c of vectors.probe_tokens) {
+  test(`probe token: ${c.name}`, () => {
+    assert.equal(eg.mintProbeToken(c.tenant, BigInt(c.now), BigInt(c.expires_at), c.key), c.token);
+  });
+}
+
+for (const c of vectors.probe_verifications) {
+  test(`probe verification: ${c.name}`, () => {
+    const call = () => eg.verifyProbeToken(c.token, c.tenant, BigInt(c.now), c.key);
+    if (c.result === 'ok') {
+      assert.deepEqual(JSON.parse(call()).tenant, c.tenant);
+    } else {
+      assert.throws(call, (e) => e.message === c.result);
+    }
+  });
+}
+
+test('every vector group is covered', () => {
+  const groups = Object.keys(vectors).filter((k) => Array.isArray(vectors[k]));
+  assert.deepEqual(groups.sort(), [
+    'cache_key_errors', 'cache_keys', 'contract_hashes', 'manifest_rejections', 'manifests',
+    'probe_tokens', 'probe_verifications', 'surrogate_keys',
+  ]);
+});

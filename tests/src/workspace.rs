@@ -1,0 +1,47 @@
+//! Locating the workspace and its build outputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, bail};
+
+/// The workspace root (the parent of this crate's directory).
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent")
+}
+
+/// The release edge wasm, built on first use (`cargo build -p edgegen-edge --release
+/// --target wasm32-wasip1`; a no-op when it is up to date, as after `cargo xtask ci`).
+///
+/// # Errors
+/// When the build fails (the error says how to run it by hand).
+pub fn edge_wasm() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build_edge().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
+}
+
+fn build_edge() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(root())
+        .args(["build", "--quiet", "-p", "edgegen-edge", "--release", "--target", "wasm32-wasip1"])
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!(
+            "building the edge wasm failed ({status}); run `cargo xtask bootstrap` (installs the \
+             wasm32-wasip1 target) and `cargo xtask build-edge` to see why"
+        );
+    }
+    let wasm = target_dir().join("wasm32-wasip1/release/edgegen-edge.wasm");
+    if !wasm.exists() {
+        bail!("the edge build succeeded but {} is missing", wasm.display());
+    }
+    Ok(wasm)
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests over real processes on 127.0.0.1 (one test binary; one module per area).
+
+mod edge_skeleton;

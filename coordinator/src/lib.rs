@@ -1,6 +1,18 @@
 //! `edgegen-coordinator`: the origin-side generation authority and the `edgegen` CLI.
 //!
-//! So far it holds the CLI's offline commands ([`cli`]); the HTTP service (`edgegen serve`),
-//! its store and the release workflow arrive with the coordinator issue.
+//! - [`config`]: settings from flags, env and `edgegen.toml`;
+//! - [`domain`]: pure decisions (release/rollback planning, convergence);
+//! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
+//! - [`server`]: the axum router, handlers and graceful run loop;
+//! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
+//! - [`cli`]: the `edgegen` command line (server and client).
 
+pub mod auth;
 pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod server;
+pub mod store;

@@ -65,7 +65,7 @@ macro_rules! string_id {
 
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
 
@@ -199,7 +199,7 @@ impl SchemaVersion {
 
 impl fmt::Display for SchemaVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+        f.pad(&format!("{}.{}.{}", self.major, self.minor, self.patch))
     }
 }
 
@@ -261,7 +261,7 @@ impl ContractHash {
 
 impl fmt::Display for ContractHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", Self::PREFIX, hex::encode(self.0))
+        f.pad(&format!("{}{}", Self::PREFIX, hex::encode(self.0)))
     }
 }
 
@@ -310,7 +310,7 @@ impl Generation {
 
 impl fmt::Display for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 

@@ -12,13 +12,15 @@
 //! - [`metadata`]: what the edge stores next to each cached object;
 //! - [`probe`]: the `edgegen-probe` debug token;
 //! - [`wire`]: acknowledgement and report bodies the edge posts to the coordinator;
-//! - [`contract`]: API-contract hashes over canonical JSON Schema documents.
+//! - [`contract`]: API-contract hashes over canonical JSON Schema documents;
+//! - [`api`]: bodies of the coordinator's admin API.
 //!
 //! This crate does no I/O and reads no clock: callers pass times in. It depends on neither
 //! `fastly` nor `tokio`, and builds natively, for `wasm32-wasip1` and for
 //! `wasm32-unknown-unknown` (with the `js` feature, through `wasm-bindgen`).
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod contract;
 mod encoding;
 pub mod ids;

@@ -1,37 +1,18 @@
-//! The `edgegen` command line. Each subcommand documents its exit codes; `--json` switches
-//! any subcommand to machine-readable output on stdout.
+//! `edgegen key`: derives the cache key and surrogate keys the edge uses for a request,
+//! offline, through `edgegen-shared` (so it matches the known-answer vectors exactly).
 //!
-//! Exit codes shared by all subcommands: `0` success, `2` invalid input (bad flags, or values
-//! that break a field's rule; the message names the field).
+//! Exit codes: 0 key derived; 2 invalid input (the field and rule are named).
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
 use edgegen_shared::key::{KeyInput, KeyScope};
 use edgegen_shared::surrogate::{self, SurrogateKey};
 use edgegen_shared::{ContractHash, Generation, SchemaVersion, TenantId};
 
-#[derive(Parser)]
-#[command(name = "edgegen", version, about = "Deterministic edge-cache invalidation for multi-tenant services")]
-struct Cli {
-    /// Print machine-readable JSON on stdout.
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Derive the cache key and surrogate keys the edge uses for a request (offline).
-    ///
-    /// Exit codes: 0 key derived; 2 invalid input.
-    Key(KeyArgs),
-}
-
 #[derive(clap::Args)]
-struct KeyArgs {
+/// `edgegen key` arguments.
+pub struct KeyArgs {
     /// Tenant id.
     #[arg(long)]
     tenant: TenantId,
@@ -57,22 +38,11 @@ struct KeyArgs {
     target: String,
 }
 
-/// Runs the CLI and maps the outcome to an exit code.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Key(args) => key(args, cli.json),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("edgegen: error: {err:#}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn key(args: KeyArgs, json: bool) -> anyhow::Result<ExitCode> {
+/// Runs `edgegen key`.
+///
+/// # Errors
+/// When the request cannot be keyed (exit code 2).
+pub fn run(args: KeyArgs, json: bool) -> anyhow::Result<ExitCode> {
     let (path, query) = match args.target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (args.target.clone(), None),

@@ -1,0 +1,97 @@
+//! `edgegen serve`: resolves the config, opens the store, serves until Ctrl-C or SIGTERM.
+//!
+//! Exit codes: 0 after a graceful shutdown; 1 when it cannot start (the reason is printed).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Flags, ProcessEnv};
+use crate::metrics::Metrics;
+use crate::server::{self, AppState, RouterSettings};
+use crate::store::sqlite::{SqliteStore, StoreSettings};
+
+/// `edgegen serve` arguments (secrets come from the environment or the config file).
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "EDGEGEN_LISTEN")]
+    listen: Option<String>,
+    /// Directory of the SQLite database (created if missing).
+    #[arg(long, env = "EDGEGEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file (default: ./edgegen.toml if it exists).
+    #[arg(long, env = "EDGEGEN_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Runs the server.
+///
+/// # Errors
+/// When the configuration is invalid, the store cannot be opened or the address bound.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")))
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags { listen: args.listen, data_dir: args.data_dir, config: args.config };
+    let config = Config::resolve(&flags, &ProcessEnv)?;
+    let metrics = Arc::new(Metrics::default());
+    let store = SqliteStore::open(
+        &config.data_dir,
+        StoreSettings {
+            manifest_max_age_ms: config.manifest_max_age_ms,
+            pop_live_window_ms: config.pop_live_window_ms,
+            auto_rollback: config.auto_rollback,
+        },
+        Arc::clone(&metrics),
+    )
+    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let state = AppState {
+        store: Arc::new(store),
+        metrics,
+        manifest_key: config.manifest_key.clone(),
+        manifest_max_age_ms: config.manifest_max_age_ms,
+    };
+    let settings = RouterSettings {
+        admin_token: config.admin_token.clone(),
+        edge_token: config.edge_token.clone(),
+        request_timeout: config.request_timeout,
+        body_limit_bytes: config.body_limit_bytes,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), max_age_ms = config.manifest_max_age_ms, "edgegen coordinator listening");
+        server::run(listener, server::app(state, &settings), shutdown_signal()).await.context("serving")?;
+        tracing::info!("shut down");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,316 @@
+//! Coordinator settings: resolved from command-line flags, then `EDGEGEN_*` environment
+//! variables, then an optional `edgegen.toml`, then defaults (first one set wins).
+//!
+//! | setting | flag | env | `edgegen.toml` | default |
+//! |---|---|---|---|---|
+//! | listen address | `--listen` | `EDGEGEN_LISTEN` | `listen` | `127.0.0.1:8080` |
+//! | data directory (SQLite file `edgegen.db`) | `--data-dir` | `EDGEGEN_DATA_DIR` | `data_dir` | `./edgegen-data` |
+//! | admin bearer token (≥ 16 bytes) | | `EDGEGEN_ADMIN_TOKEN` | `admin_token` | required |
+//! | edge bearer token (≥ 16 bytes) | | `EDGEGEN_EDGE_TOKEN` | `edge_token` | required |
+//! | manifest signing key (≥ 32 bytes) | | `EDGEGEN_MANIFEST_KEY` | `manifest_key` | required |
+//! | manifest max age, ms | | `EDGEGEN_MANIFEST_MAX_AGE_MS` | `manifest_max_age_ms` | `1000` |
+//! | PoP live window, ms | | `EDGEGEN_POP_LIVE_WINDOW_MS` | `pop_live_window_ms` | `30000` |
+//! | request timeout, ms | | `EDGEGEN_REQUEST_TIMEOUT_MS` | `request_timeout_ms` | `10000` |
+//! | request body limit, bytes | | `EDGEGEN_BODY_LIMIT_BYTES` | `body_limit_bytes` | `1048576` |
+//! | auto-rollback: reports | | `EDGEGEN_AUTO_ROLLBACK_REPORTS` | `auto_rollback.reports` | off |
+//! | auto-rollback: window, s | | `EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS` | `auto_rollback.window_secs` | `60` |
+//!
+//! The config file is `--config PATH` (or `EDGEGEN_CONFIG`); without one, `./edgegen.toml`
+//! is read if it exists. Unknown keys in it are errors, so a misspelt setting is never
+//! silently ignored. Secrets are never printed (`Debug` redacts them).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use edgegen_shared::SecretKey;
+use serde::Deserialize;
+
+/// Minimum length of a bearer token.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The policy that rolls a release back when edge reports pile up right after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoRollback {
+    /// Reports (contract mismatch / deserialization failure) that trigger a rollback.
+    pub reports: u32,
+    /// Counted within this long after the release's commit.
+    pub window: Duration,
+}
+
+/// Resolved coordinator settings.
+#[derive(Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the SQLite database lives.
+    pub data_dir: PathBuf,
+    /// Admin API bearer token.
+    pub admin_token: String,
+    /// Edge API bearer token.
+    pub edge_token: String,
+    /// Manifest signing key.
+    pub manifest_key: SecretKey,
+    /// `max_age_ms` of every manifest.
+    pub manifest_max_age_ms: u64,
+    /// A PoP counts as live if it acknowledged something within this window.
+    pub pop_live_window_ms: u64,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    /// Automatic rollback on reports, if enabled.
+    pub auto_rollback: Option<AutoRollback>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("admin_token", &"<redacted>")
+            .field("edge_token", &"<redacted>")
+            .field("manifest_key", &self.manifest_key)
+            .field("manifest_max_age_ms", &self.manifest_max_age_ms)
+            .field("pop_live_window_ms", &self.pop_live_window_ms)
+            .field("request_timeout", &self.request_timeout)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("auto_rollback", &self.auto_rollback)
+            .finish()
+    }
+}
+
+/// `edgegen.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    edge_token: Option<String>,
+    manifest_key: Option<String>,
+    manifest_max_age_ms: Option<u64>,
+    pop_live_window_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    body_limit_bytes: Option<usize>,
+    auto_rollback: Option<FileAutoRollback>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAutoRollback {
+    reports: u32,
+    window_secs: Option<u64>,
+}
+
+/// Values given on the command line (already merged with their env variables by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--config`.
+    pub config: Option<PathBuf>,
+}
+
+/// Where settings come from besides flags: the process environment in production, a map in
+/// tests.
+pub trait Env {
+    /// The value of `name`, if set and non-empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+    }
+}
+
+impl Config {
+    /// Resolves the settings.
+    ///
+    /// # Errors
+    /// A missing secret, a secret that is too short, an unparsable value or config file,
+    /// each naming the setting and where it came from.
+    pub fn resolve(flags: &Flags, env: &impl Env) -> anyhow::Result<Config> {
+        let file = load_file(
+            flags.config.as_deref().map(Path::to_owned).or_else(|| env.var("EDGEGEN_CONFIG").map(PathBuf::from)),
+        )?;
+
+        let listen_text = flags
+            .listen
+            .clone()
+            .or_else(|| env.var("EDGEGEN_LISTEN"))
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text
+            .parse()
+            .with_context(|| format!("listen: {listen_text:?} is not an address like 127.0.0.1:8080"))?;
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| env.var("EDGEGEN_DATA_DIR").map(PathBuf::from))
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("edgegen-data"));
+
+        let admin_token = secret_text(env, "EDGEGEN_ADMIN_TOKEN", file.admin_token, "admin_token", MIN_TOKEN_LEN)?;
+        let edge_token = secret_text(env, "EDGEGEN_EDGE_TOKEN", file.edge_token, "edge_token", MIN_TOKEN_LEN)?;
+        if admin_token == edge_token {
+            bail!("EDGEGEN_ADMIN_TOKEN and EDGEGEN_EDGE_TOKEN must differ: an edge must not be able to release");
+        }
+        let key_text = secret_text(env, "EDGEGEN_MANIFEST_KEY", file.manifest_key, "manifest_key", SecretKey::MIN_LEN)?;
+        let manifest_key = SecretKey::new("EDGEGEN_MANIFEST_KEY", key_text.into_bytes())?;
+
+        let number = |name: &str, file_value: Option<u64>, default: u64| -> anyhow::Result<u64> {
+            match env.var(name) {
+                Some(v) => v.parse().with_context(|| format!("{name}: {v:?} is not a whole number")),
+                None => Ok(file_value.unwrap_or(default)),
+            }
+        };
+        let manifest_max_age_ms = number("EDGEGEN_MANIFEST_MAX_AGE_MS", file.manifest_max_age_ms, 1000)?;
+        if manifest_max_age_ms == 0 {
+            bail!("manifest max age must be at least 1 ms");
+        }
+        let pop_live_window_ms = number("EDGEGEN_POP_LIVE_WINDOW_MS", file.pop_live_window_ms, 30_000)?;
+        let request_timeout =
+            Duration::from_millis(number("EDGEGEN_REQUEST_TIMEOUT_MS", file.request_timeout_ms, 10_000)?);
+        let body_limit_bytes =
+            number("EDGEGEN_BODY_LIMIT_BYTES", file.body_limit_bytes.map(|b| b as u64), 1 << 20)? as usize;
+
+        let file_reports = file.auto_rollback.as_ref().map(|a| a.reports as u64);
+        let file_window = file.auto_rollback.as_ref().and_then(|a| a.window_secs);
+        let auto_rollback = match number("EDGEGEN_AUTO_ROLLBACK_REPORTS", file_reports, 0)? {
+            0 => None,
+            reports => Some(AutoRollback {
+                reports: u32::try_from(reports).context("EDGEGEN_AUTO_ROLLBACK_REPORTS is too large")?,
+                window: Duration::from_secs(number("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", file_window, 60)?),
+            }),
+        };
+
+        Ok(Config {
+            listen,
+            data_dir,
+            admin_token,
+            edge_token,
+            manifest_key,
+            manifest_max_age_ms,
+            pop_live_window_ms,
+            request_timeout,
+            body_limit_bytes,
+            auto_rollback,
+        })
+    }
+}
+
+fn load_file(explicit: Option<PathBuf>) -> anyhow::Result<FileConfig> {
+    let (path, required) = match explicit {
+        Some(p) => (p, true),
+        None => (PathBuf::from("edgegen.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+        Err(e) => return Err(e).with_context(|| format!("reading config file {}", path.display())),
+    };
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+fn secret_text(
+    env: &impl Env,
+    var: &str,
+    file_value: Option<String>,
+    file_key: &str,
+    min: usize,
+) -> anyhow::Result<String> {
+    let (value, source) = match env.var(var) {
+        Some(v) => (v, var.to_owned()),
+        None => match file_value {
+            Some(v) => (v, format!("{file_key} in edgegen.toml")),
+            None => {
+                bail!("{var} is not set (nor {file_key} in edgegen.toml); generate one with `openssl rand -hex 32`")
+            }
+        },
+    };
+    if value.len() < min {
+        bail!("{source}: must be at least {min} bytes long (got {})", value.len());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRETS: [(&str, &str); 3] = [
+        ("EDGEGEN_ADMIN_TOKEN", "admin-token-0123456789"),
+        ("EDGEGEN_EDGE_TOKEN", "edge-token-0123456789"),
+        ("EDGEGEN_MANIFEST_KEY", "manifest-key-0123456789abcdef0123456789"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(&Flags::default(), &SECRETS).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.manifest_max_age_ms, 1000);
+        assert_eq!(c.auto_rollback, None);
+        assert!(!format!("{c:?}").contains("admin-token"), "secrets never printed");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nmanifest_max_age_ms = 500\n[auto_rollback]\nreports = 3\n")
+            .unwrap();
+        let flags = Flags { config: Some(path.clone()), ..Flags::default() };
+        let c = Config::resolve(&flags, &SECRETS).unwrap();
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.manifest_max_age_ms, 500);
+        assert_eq!(c.auto_rollback, Some(AutoRollback { reports: 3, window: Duration::from_secs(60) }));
+        let env = [
+            SECRETS[0],
+            SECRETS[1],
+            SECRETS[2],
+            ("EDGEGEN_LISTEN", "127.0.0.1:2"),
+            ("EDGEGEN_AUTO_ROLLBACK_REPORTS", "0"),
+        ];
+        let c = Config::resolve(&flags, &env).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.auto_rollback, None);
+        let flags = Flags { listen: Some("127.0.0.1:3".into()), ..flags };
+        assert_eq!(Config::resolve(&flags, &env).unwrap().listen.port(), 3);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = |env: &[(&str, &str); 3]| Config::resolve(&Flags::default(), env).unwrap_err().to_string();
+        let mut env = SECRETS;
+        env[0].1 = "short";
+        assert!(err(&env).starts_with("EDGEGEN_ADMIN_TOKEN: must be at least 16 bytes"), "{}", err(&env));
+        let mut env = SECRETS;
+        env[2] = ("UNRELATED", "x");
+        assert!(err(&env).starts_with("EDGEGEN_MANIFEST_KEY is not set"), "{}", err(&env));
+        let mut env = SECRETS;
+        env[1].1 = SECRETS[0].1;
+        assert!(err(&env).contains("must differ"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        std::fs::write(&path, "manifest_max_age = 5\n").unwrap();
+        let flags = Flags { config: Some(path), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
+        assert!(msg.contains("unknown field `manifest_max_age`"), "{msg}");
+    }
+}

@@ -1,0 +1,304 @@
+//! The HTTP service: [`app`] builds the router (so tests drive it without a socket) and
+//! [`run`] serves it until a shutdown future resolves.
+//!
+//! Routes (DESIGN.md): the admin API behind `EDGEGEN_ADMIN_TOKEN`, the edge API behind
+//! `EDGEGEN_EDGE_TOKEN`, `/healthz` and `/metrics` open. Every error is the JSON error body;
+//! the router has a request timeout and a body-size limit.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use edgegen_shared::api::{NewTenant, ReleaseRequest, Tenant};
+use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
+use edgegen_shared::{Ack, ReleaseId, Report, SecretKey, TenantId};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{Guard, require_token};
+use crate::clock::now_ms;
+use crate::domain::{self, TenantState};
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// What every handler can reach: cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Manifest signing key.
+    pub manifest_key: SecretKey,
+    /// `max_age_ms` of every manifest.
+    pub manifest_max_age_ms: u64,
+}
+
+/// Limits and tokens the router enforces.
+#[derive(Clone)]
+pub struct RouterSettings {
+    /// Admin bearer token.
+    pub admin_token: String,
+    /// Edge bearer token.
+    pub edge_token: String,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+}
+
+/// The coordinator's router.
+pub fn app(state: AppState, settings: &RouterSettings) -> Router {
+    let admin_guard = Guard::new("admin", &settings.admin_token, &settings.edge_token);
+    let edge_guard = Guard::new("edge", &settings.edge_token, &settings.admin_token);
+    let admin = Router::new()
+        .route("/v1/tenants", post(register_tenant).get(list_tenants))
+        .route("/v1/tenants/{id}", get(show_tenant))
+        .route("/v1/releases/plan", post(plan_release))
+        .route("/v1/releases", post(commit_release))
+        .route("/v1/releases/{id}", get(show_release))
+        .route("/v1/releases/{id}/rollback", post(rollback_release))
+        .route("/v1/releases/{id}/convergence", get(convergence))
+        .route_layer(middleware::from_fn_with_state(admin_guard, require_token));
+    let edge = Router::new()
+        .route("/v1/edge/manifests/{tenant}", get(manifest))
+        .route("/v1/edge/acks", post(ack))
+        .route("/v1/edge/reports", post(report))
+        .route_layer(middleware::from_fn_with_state(edge_guard, require_token));
+    let metrics = Arc::clone(&state.metrics);
+    Router::new()
+        .merge(admin)
+        .merge(edge)
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(render_metrics))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
+        .layer(middleware::from_fn_with_state(metrics, count_status))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+async fn count_status(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    metrics.http_status(response.status().as_u16());
+    response
+}
+
+async fn no_route(method: Method, uri: Uri) -> AppError {
+    AppError::not_found("no_route", format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
+    TenantId::new(raw).map_err(|e| AppError::bad_request("invalid_tenant", e.to_string()))
+}
+
+fn release_id(raw: &str) -> Result<ReleaseId, AppError> {
+    ReleaseId::new(raw).map_err(|e| AppError::bad_request("invalid_release_id", e.to_string()))
+}
+
+fn tenant_view(s: TenantState) -> Tenant {
+    Tenant {
+        id: s.id,
+        hosts: s.hosts,
+        generation: s.generation,
+        schema_version: s.schema_version,
+        contract_hash: s.contract_hash,
+    }
+}
+
+async fn register_tenant(
+    State(state): State<AppState>,
+    body: Result<Json<NewTenant>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(tenant) = body?;
+    let created = state.store.register_tenant(tenant).await?;
+    tracing::info!(tenant = %created.id, "tenant registered");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list_tenants(State(state): State<AppState>) -> Json<Vec<Tenant>> {
+    Json(state.store.tenant_states().into_iter().map(tenant_view).collect())
+}
+
+async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Tenant>, AppError> {
+    let id = tenant_id(&id)?;
+    let tenant = state
+        .store
+        .tenant_state(&id)
+        .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {id} does not exist")))?;
+    Ok(Json(tenant_view(tenant)))
+}
+
+async fn plan_release(
+    State(state): State<AppState>,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let Json(request) = body?;
+    let contract = domain::check_contract(&request.contract_hash, request.contract_schema.as_ref())
+        .map_err(crate::store::StoreError::from)?;
+    let changes =
+        domain::plan_release(&request, |id| state.store.tenant_state(id)).map_err(crate::store::StoreError::from)?;
+    Ok(Json(serde_json::json!({
+        "dry_run": true,
+        "changes": changes,
+        "contract_verification": contract.unwrap_or_else(|| "no contract_schema given".into()),
+        "analysis": "schema and tenant-isolation analysis are not implemented yet",
+    })))
+}
+
+async fn commit_release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| {
+                !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| (0x21..=0x7E).contains(&b))
+            });
+            Some(
+                key.ok_or_else(|| {
+                    AppError::bad_request(
+                        "invalid_idempotency_key",
+                        format!("Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+                    )
+                })?
+                .to_owned(),
+            )
+        }
+    };
+    let Json(request) = body?;
+    let committed = state.store.commit_release(request, key).await?;
+    let release = committed.release;
+    let location = format!("/v1/releases/{}", release.id);
+    if committed.replayed {
+        let mut response = (StatusCode::OK, Json(release)).into_response();
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+    tracing::info!(release = %release.id, tenants = release.tenants.len(), "release committed");
+    let mut response = (StatusCode::CREATED, Json(release)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+async fn show_release(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id = release_id(&id)?;
+    match state.store.release(id.clone()).await? {
+        Some(release) => Ok(Json(release).into_response()),
+        None => Err(AppError::not_found("unknown_release", format!("release {id} does not exist"))),
+    }
+}
+
+async fn rollback_release(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id = release_id(&id)?;
+    let rollback = state.store.rollback(id, "requested through the admin API".into()).await?;
+    Ok((StatusCode::CREATED, Json(rollback)).into_response())
+}
+
+async fn convergence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id = release_id(&id)?;
+    match state.store.convergence(id.clone()).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(AppError::not_found("unknown_release", format!("release {id} does not exist"))),
+    }
+}
+
+async fn manifest(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let tenant = tenant_id(&tenant)?;
+    let current = state
+        .store
+        .tenant_state(&tenant)
+        .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {tenant} does not exist")))?;
+    let etag = format!("\"{}\"", current.generation);
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+    state.metrics.manifest(not_modified);
+    let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        tenant: current.id,
+        generation: current.generation,
+        schema_version: current.schema_version,
+        contract_hash: current.contract_hash,
+        release_id: current.release_id,
+        issued_at: now_ms(),
+        max_age_ms: state.manifest_max_age_ms,
+    };
+    let body = manifest.sign(&state.manifest_key);
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::ETAG, etag_value),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+async fn ack(State(state): State<AppState>, body: Result<Json<Ack>, JsonRejection>) -> Result<StatusCode, AppError> {
+    let Json(ack) = body?;
+    state.store.record_ack(ack).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn report(
+    State(state): State<AppState>,
+    body: Result<Json<Report>, JsonRejection>,
+) -> Result<impl IntoResponse, AppError> {
+    let Json(report) = body?;
+    tracing::warn!(tenant = %report.tenant, pop = %report.pop, kind = ?report.kind, "edge report");
+    let outcome = state.store.record_report(report).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": outcome.id, "auto_rollback": outcome.auto_rollback }))))
+}

@@ -1,0 +1,408 @@
+//! The HTTP API through `Router::oneshot`, on a real SQLite file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::http::StatusCode;
+use edgegen_coordinator::config::AutoRollback;
+use edgegen_shared::{SecretKey, TenantId};
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn auth_is_required_and_roles_are_separate() {
+    let app = test_app();
+    let a = send(&app.router, "GET", "/v1/tenants", None, None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.body["error"]["code"], "unauthorized");
+    assert!(a.headers.contains_key("www-authenticate"));
+    assert_eq!(
+        send(&app.router, "GET", "/v1/tenants", Some("wrong-token-000000"), None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(send(&app.router, "GET", "/v1/tenants", Some(EDGE), None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        send(&app.router, "GET", "/v1/edge/manifests/acme", Some(ADMIN), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(send(&app.router, "GET", "/v1/edge/manifests/acme", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&app.router, "GET", "/v1/tenants", Some(ADMIN), None).await.status, StatusCode::OK);
+    assert_eq!(send(&app.router, "GET", "/healthz", None, None).await.body["status"], "ok");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_named_400_never_a_500() {
+    let app = test_app();
+    let check = |body: serde_json::Value, needle: &'static str| {
+        let router = app.router.clone();
+        async move {
+            let a = send(&router, "POST", "/v1/tenants", Some(ADMIN), Some(body)).await;
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+            let message = a.body["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+        }
+    };
+    let ok = json!({"id": "acme", "hosts": ["acme.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut b = ok.clone();
+        b[field] = value;
+        b
+    };
+    check(with("id", json!("Acme")), "tenant: may contain only").await;
+    check(with("schema_version", json!("1.8")), "schema_version: must be MAJOR.MINOR.PATCH").await;
+    check(with("contract_hash", json!("sha256:XYZ")), "contract_hash: must be 'sha256:'").await;
+    check(with("surprise", json!(1)), "unknown field `surprise`").await;
+    check(json!({"id": "acme"}), "missing field `hosts`").await;
+
+    let a =
+        send_with(&app.router, "POST", "/v1/tenants", Some(ADMIN), None, &[("content-type", "application/json")]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = send(&app.router, "GET", "/v1/tenants/Not_A_Tenant", Some(ADMIN), None).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_tenant")));
+    let a = send(&app.router, "GET", "/v1/releases/rel%2F1", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let big = json!({"tenants": vec!["a"; 40_000], "schema_version": "1.8.3", "contract_hash": contract(2)});
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(big)).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")));
+    let a = send(&app.router, "GET", "/nope", None, None).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_route")));
+    let a = send(&app.router, "DELETE", "/v1/tenants", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn tenants_register_once_and_own_their_hosts() {
+    let app = test_app();
+    add_tenant(&app.router, "acme").await;
+    let a = send(&app.router, "GET", "/v1/tenants/acme", Some(ADMIN), None).await;
+    assert_eq!(
+        a.body,
+        json!({"id": "acme", "hosts": ["acme.test"], "generation": 1, "schema_version": "1.8.2", "contract_hash": contract(1)})
+    );
+    let dup = json!({"id": "acme", "hosts": ["other.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    assert_eq!(send(&app.router, "POST", "/v1/tenants", Some(ADMIN), Some(dup)).await.status, StatusCode::CONFLICT);
+    let steal = json!({"id": "beta", "hosts": ["beta.test", "acme.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let a = send(&app.router, "POST", "/v1/tenants", Some(ADMIN), Some(steal)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(a.body["error"]["message"], "hosts[1]: acme.test already belongs to tenant acme");
+    let a = send(&app.router, "GET", "/v1/tenants/beta", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "a refused registration leaves nothing behind");
+
+    let schema = json!({"type": "object", "properties": {"id": {"type": "string"}}});
+    let wrong = json!({"id": "gamma", "hosts": ["g.test"], "schema_version": "1.0.0", "contract_hash": contract(9), "contract_schema": schema});
+    let a = send(&app.router, "POST", "/v1/tenants", Some(ADMIN), Some(wrong)).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("does not match contract_schema"));
+}
+
+#[tokio::test]
+async fn releases_are_all_or_nothing() {
+    let app = test_app();
+    for t in ["a", "b", "c"] {
+        add_tenant(&app.router, t).await;
+    }
+    let r = release(&app.router, &["a", "b"]).await;
+    assert_eq!(r["id"], "rel-1");
+    assert_eq!(r["status"], "committed");
+    assert_eq!(
+        (generation(&app.router, "a").await, generation(&app.router, "b").await, generation(&app.router, "c").await),
+        (2, 2, 1)
+    );
+
+    for (tenants, needle) in [
+        (vec!["a", "nope"], "not registered: nope"),
+        (vec![], "must list at least one tenant"),
+        (vec!["a", "c", "a"], "tenants[2]: a is listed twice"),
+    ] {
+        let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&tenants))).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{tenants:?}");
+        assert!(a.body["error"]["message"].as_str().unwrap().contains(needle), "{}", a.text);
+    }
+    assert_eq!((generation(&app.router, "a").await, generation(&app.router, "c").await), (2, 1), "nothing moved");
+    assert_eq!(send(&app.router, "GET", "/v1/releases/rel-2", Some(ADMIN), None).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn execution_log_has_every_phase_measured_or_skipped_with_a_reason() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let schema = json!({"type": "object"});
+    let hash = edgegen_shared::contract::contract_hash_value(&schema).unwrap().to_string();
+    let body = json!({"tenants": ["a"], "schema_version": "1.8.3", "contract_hash": hash, "contract_schema": schema, "description": "migration 1.8.3"});
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(body)).await;
+    let log = &a.body["execution_log"];
+    assert_eq!(log["execution_id"], "rel-1");
+    assert_eq!(log["task"], "migration 1.8.3");
+    let phases: Vec<&str> = log["steps"].as_array().unwrap().iter().map(|s| s["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        phases,
+        [
+            "schema_analysis",
+            "contract_verification",
+            "deterministic_key_generation",
+            "tenant_isolation_check",
+            "edge_node_invalidation",
+            "edge_node_invalidation",
+            "edge_node_invalidation",
+            "rollback_verification",
+        ]
+    );
+    for step in log["steps"].as_array().unwrap() {
+        let status = step["status"].as_str().unwrap();
+        assert!(["ok", "skipped", "pending"].contains(&status), "{step}");
+        assert!(!step["detail"].as_str().unwrap().is_empty(), "{step}");
+        assert!(step["duration_ms"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(log["steps"][1]["status"], "ok", "contract verified against its schema");
+    assert_eq!(log["steps"][6]["status"], "pending", "acks awaited");
+    assert_eq!(log["summary"]["tenants"], 1);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_or_conflicts() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let key = [("idempotency-key", "deploy-42")];
+    let first = send_with(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"])), &key).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = send_with(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"])), &key).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body["id"], first.body["id"]);
+    assert_eq!(generation(&app.router, "a").await, 2, "the retry bumped nothing");
+    let mut other = release_body(&["a"]);
+    other["schema_version"] = json!("1.9.0");
+    let a = send_with(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(other), &key).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("different request (release rel-1)"));
+    let bad = send_with(
+        &app.router,
+        "POST",
+        "/v1/releases",
+        Some(ADMIN),
+        Some(release_body(&["a"])),
+        &[("idempotency-key", "")],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn rollback_moves_forward_to_the_previous_state() {
+    let app = test_app();
+    for t in ["a", "b"] {
+        add_tenant(&app.router, t).await;
+    }
+    release(&app.router, &["a", "b"]).await;
+    let a = send(&app.router, "POST", "/v1/releases/rel-1/rollback", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(a.body["kind"], "rollback");
+    assert_eq!(a.body["rollback_of"], "rel-1");
+    let change = &a.body["tenants"][0];
+    assert_eq!((change["from_generation"].as_u64(), change["to_generation"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(change["to_schema_version"], "1.8.2");
+    assert_eq!(change["to_contract_hash"], contract(1));
+    let steps = a.body["execution_log"]["steps"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["status"], "ok", "rollback verified: {}", steps.last().unwrap());
+    let original = send(&app.router, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await;
+    assert_eq!(
+        (original.body["status"].as_str(), original.body["rolled_back_by"].as_str()),
+        (Some("rolled_back"), Some("rel-2"))
+    );
+
+    let twice = send(&app.router, "POST", "/v1/releases/rel-1/rollback", Some(ADMIN), None).await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert_eq!(twice.body["error"]["message"], "release rel-1 was already rolled back by rel-2");
+    let of_rollback = send(&app.router, "POST", "/v1/releases/rel-2/rollback", Some(ADMIN), None).await;
+    assert_eq!(of_rollback.status, StatusCode::CONFLICT);
+    assert_eq!(
+        send(&app.router, "POST", "/v1/releases/rel-9/rollback", Some(ADMIN), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Superseded: a later release moved tenant b on.
+    release(&app.router, &["a", "b"]).await; // rel-3: a 3->4, b 3->4
+    release(&app.router, &["b"]).await; // rel-4: b 4->5
+    let a = send(&app.router, "POST", "/v1/releases/rel-3/rollback", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tenant b has moved on to generation 5 (release rel-4)"),
+        "{}",
+        a.text
+    );
+    assert_eq!((generation(&app.router, "a").await, generation(&app.router, "b").await), (4, 5), "nothing moved");
+}
+
+#[tokio::test]
+async fn manifests_are_signed_with_etag_and_304() {
+    let app = test_app();
+    add_tenant(&app.router, "acme").await;
+    release(&app.router, &["acme"]).await;
+    let a = send(&app.router, "GET", "/v1/edge/manifests/acme", Some(EDGE), None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.headers["etag"], "\"2\"");
+    let key = SecretKey::new("test", MANIFEST_KEY).unwrap();
+    let m = edgegen_shared::manifest::verify(a.text.as_bytes(), &key, &TenantId::new("acme").unwrap()).unwrap();
+    assert_eq!((m.generation.0, m.schema_version.to_string(), m.max_age_ms), (2, "1.8.3".into(), 1000));
+    assert_eq!(m.release_id.unwrap().as_str(), "rel-1");
+    let a =
+        send_with(&app.router, "GET", "/v1/edge/manifests/acme", Some(EDGE), None, &[("if-none-match", "\"2\"")]).await;
+    assert_eq!((a.status, a.text.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    let a =
+        send_with(&app.router, "GET", "/v1/edge/manifests/acme", Some(EDGE), None, &[("if-none-match", "\"1\"")]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        send(&app.router, "GET", "/v1/edge/manifests/nope", Some(EDGE), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&app.router, "GET", "/v1/edge/manifests/NOPE", Some(EDGE), None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test]
+async fn convergence_follows_acks_of_live_pops() {
+    let app = test_app();
+    for t in ["a", "b"] {
+        add_tenant(&app.router, t).await;
+    }
+    // Two PoPs are live before the release (they acknowledged generation 1).
+    for pop in ["p1", "p2"] {
+        assert_eq!(ack(&app.router, pop, "a", 1).await.status, StatusCode::NO_CONTENT);
+    }
+    release(&app.router, &["a", "b"]).await;
+    let conv =
+        |router| async move { send(router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await.body };
+    let c = conv(&app.router).await;
+    assert_eq!((c["acked"].as_u64(), c["total"].as_u64(), c["converged"].as_bool()), (Some(0), Some(2), Some(false)));
+    ack(&app.router, "p1", "a", 2).await;
+    ack(&app.router, "p1", "b", 2).await;
+    assert_eq!(ack(&app.router, "p1", "b", 2).await.status, StatusCode::NO_CONTENT, "acks are idempotent");
+    ack(&app.router, "p2", "a", 2).await;
+    let c = conv(&app.router).await;
+    assert_eq!((c["acked"].as_u64(), c["converged"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(c["pops"][1]["tenants_acked"], 1);
+    ack(&app.router, "p2", "b", 2).await;
+    let c = conv(&app.router).await;
+    assert_eq!(
+        (c["acked"].as_u64(), c["converged"].as_bool(), c["status"].as_str()),
+        (Some(2), Some(true), Some("converged"))
+    );
+    assert!(c["max_ms"].as_u64().unwrap() <= c["max_staleness_ms"].as_u64().unwrap());
+    assert_eq!(c["bound_ms"], 1000);
+    let r = send(&app.router, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+    assert_eq!(r["status"], "converged");
+    let waited = r["execution_log"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "await PoP acknowledgements")
+        .unwrap()
+        .clone();
+    assert_eq!(waited["status"], "ok");
+    assert!(waited["detail"].as_str().unwrap().starts_with("2/2 live PoPs acknowledged"), "{waited}");
+
+    let future = ack(&app.router, "p1", "a", 9).await;
+    assert_eq!(future.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", future.text);
+    assert_eq!(ack(&app.router, "p1", "ghost", 1).await.status, StatusCode::NOT_FOUND);
+    let metrics = send(&app.router, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.contains("edgegen_acks_total 7\n"), "{metrics}");
+    assert!(metrics.contains("edgegen_convergence_latency_ms_count 1\n"));
+}
+
+#[tokio::test]
+async fn reports_trigger_the_auto_rollback_policy() {
+    let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60) };
+    let app = test_app_with(Some(policy), 30_000);
+    add_tenant(&app.router, "a").await;
+    release(&app.router, &["a"]).await;
+    let report = json!({"pop": "p1", "tenant": "a", "kind": "contract_mismatch", "generation": 2,
+        "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_schema": "1.8.2", "observed_at": 1});
+    let first = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report.clone())).await;
+    assert_eq!((first.status, first.body["auto_rollback"].is_null()), (StatusCode::ACCEPTED, true));
+    let second = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
+    assert_eq!(second.body["auto_rollback"], "rel-2", "{}", second.text);
+    let r = send(&app.router, "GET", "/v1/releases/rel-2", Some(ADMIN), None).await.body;
+    assert!(r["execution_log"]["task"].as_str().unwrap().contains("automatic: 2 edge report(s)"), "{r}");
+    assert_eq!(generation(&app.router, "a").await, 3);
+    assert_eq!(send(&app.router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.body["schema_version"], "1.8.2");
+}
+
+#[tokio::test]
+async fn reports_without_a_policy_change_nothing() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    release(&app.router, &["a"]).await;
+    for _ in 0..5 {
+        let report = json!({"pop": "p1", "tenant": "a", "kind": "deserialization_failure", "generation": 2,
+            "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_at": 1});
+        assert_eq!(
+            send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(generation(&app.router, "a").await, 2);
+}
+
+/// 100 concurrent releases over overlapping tenants: each tenant's generations advance by
+/// exactly one per release that names it, with no gaps and no duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_releases_never_skip_or_reuse_a_generation() {
+    let app = test_app();
+    let tenants: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    for t in &tenants {
+        add_tenant(&app.router, t).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..100usize {
+        let chosen: Vec<String> = (0..3).map(|k| tenants[(i * 7 + k * 3) % 10].clone()).collect();
+        let router = app.router.clone();
+        tasks.push(tokio::spawn(async move {
+            let refs: Vec<&str> = chosen.iter().map(String::as_str).collect();
+            (chosen.clone(), send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&refs))).await)
+        }));
+    }
+    let mut expected: BTreeMap<String, u64> = tenants.iter().map(|t| (t.clone(), 1)).collect();
+    let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for task in tasks {
+        let (chosen, a) = task.await.unwrap();
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        for t in &chosen {
+            *expected.get_mut(t).unwrap() += 1;
+        }
+        for change in a.body["tenants"].as_array().unwrap() {
+            let (from, to) = (change["from_generation"].as_u64().unwrap(), change["to_generation"].as_u64().unwrap());
+            assert_eq!(to, from + 1);
+            let fresh = seen.entry(change["tenant"].as_str().unwrap().to_owned()).or_default().insert(to);
+            assert!(fresh, "generation {to} of {} used twice", change["tenant"]);
+        }
+    }
+    for (tenant, last) in &expected {
+        assert_eq!(generation(&app.router, tenant).await, *last, "{tenant}");
+        let used: Vec<u64> = seen[tenant].iter().copied().collect();
+        assert_eq!(used, (2..=*last).collect::<Vec<_>>(), "{tenant}: generations without gaps");
+    }
+}
+
+/// `server::run` on a real socket: answers over TCP and returns once shutdown resolves.
+#[tokio::test]
+async fn serves_on_a_real_socket_and_shuts_down_gracefully() {
+    let app = test_app();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(edgegen_coordinator::server::run(listener, app.router.clone(), async {
+        let _ = stopped.await;
+    }));
+    let r = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = reqwest::Client::new().get(format!("http://{addr}/v1/tenants")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
+    assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err(), "no longer listening");
+}

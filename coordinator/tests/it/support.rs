@@ -1,0 +1,129 @@
+//! Shared fixtures: an app over a fresh SQLite data dir, request helpers, constants.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use edgegen_coordinator::config::AutoRollback;
+use edgegen_coordinator::metrics::Metrics;
+use edgegen_coordinator::server::{AppState, RouterSettings, app};
+use edgegen_coordinator::store::sqlite::{SqliteStore, StoreSettings};
+use edgegen_shared::SecretKey;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub const ADMIN: &str = "admin-token-0123456789";
+pub const EDGE: &str = "edge-token-0123456789";
+pub const MANIFEST_KEY: &str = "manifest-key-0123456789abcdef0123456789";
+
+pub fn contract(byte: u8) -> String {
+    format!("sha256:{}", hex::encode([byte; 32]))
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub _dir: tempfile::TempDir,
+}
+
+pub fn test_app() -> TestApp {
+    test_app_with(None, 30_000)
+}
+
+pub fn test_app_with(auto_rollback: Option<AutoRollback>, live_window_ms: u64) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    TestApp { router: router_on(dir.path(), auto_rollback, live_window_ms), _dir: dir }
+}
+
+pub fn router_on(path: &std::path::Path, auto_rollback: Option<AutoRollback>, live_window_ms: u64) -> Router {
+    let metrics = Arc::new(Metrics::default());
+    let store = SqliteStore::open(
+        path,
+        StoreSettings { manifest_max_age_ms: 1000, pop_live_window_ms: live_window_ms, auto_rollback },
+        Arc::clone(&metrics),
+    )
+    .unwrap();
+    let state = AppState {
+        store: Arc::new(store),
+        metrics,
+        manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
+        manifest_max_age_ms: 1000,
+    };
+    app(
+        state,
+        &RouterSettings {
+            admin_token: ADMIN.into(),
+            edge_token: EDGE.into(),
+            request_timeout: Duration::from_secs(10),
+            body_limit_bytes: 64 * 1024,
+        },
+    )
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+/// Sends one request through the router.
+pub async fn send(router: &Router, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    send_with(router, method, path, token, body, &[]).await
+}
+
+pub async fn send_with(
+    router: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = match body {
+        Some(body) => req.header("content-type", "application/json").body(Body::from(body.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, headers, body, text }
+}
+
+pub async fn add_tenant(router: &Router, id: &str) {
+    let body =
+        json!({"id": id, "hosts": [format!("{id}.test")], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let a = send(router, "POST", "/v1/tenants", Some(ADMIN), Some(body)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+}
+
+pub fn release_body(tenants: &[&str]) -> Value {
+    json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)})
+}
+
+pub async fn release(router: &Router, tenants: &[&str]) -> Value {
+    let a = send(router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(tenants))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    a.body
+}
+
+pub async fn ack(router: &Router, pop: &str, tenant: &str, generation: u64) -> Answer {
+    let body = json!({"pop": pop, "tenant": tenant, "generation": generation, "observed_at": 1});
+    send(router, "POST", "/v1/edge/acks", Some(EDGE), Some(body)).await
+}
+
+pub async fn generation(router: &Router, tenant: &str) -> u64 {
+    send(router, "GET", &format!("/v1/tenants/{tenant}"), Some(ADMIN), None).await.body["generation"].as_u64().unwrap()
+}

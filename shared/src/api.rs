@@ -1,0 +1,207 @@
+//! Bodies of the coordinator's admin API (DESIGN.md): what `edgegen` (the CLI), the
+//! end-to-end harness and release pipelines send and read. Times are Unix milliseconds.
+//!
+//! Request types reject unknown fields (a misspelt field must not be silently ignored in a
+//! release); response types tolerate them (a newer coordinator may add fields).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ContractHash, Generation, PopId, ReleaseId, SchemaVersion, TenantId};
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// The tenant id.
+    pub id: TenantId,
+    /// Host names routed to the tenant (lower case, no port); each host belongs to one tenant.
+    pub hosts: Vec<String>,
+    /// Initial schema version.
+    pub schema_version: SchemaVersion,
+    /// Initial contract hash.
+    pub contract_hash: ContractHash,
+    /// The JSON Schema document the contract hash was computed from, if available; when
+    /// given, the hash is verified against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_schema: Option<serde_json::Value>,
+}
+
+/// A tenant as the coordinator reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    /// The tenant id.
+    pub id: TenantId,
+    /// Its host names.
+    pub hosts: Vec<String>,
+    /// Its current generation.
+    pub generation: Generation,
+    /// Its current schema version.
+    pub schema_version: SchemaVersion,
+    /// Its current contract hash.
+    pub contract_hash: ContractHash,
+}
+
+/// `POST /v1/releases`: move every listed tenant to its next generation with this schema
+/// version and contract hash, all or none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The tenants to release (non-empty, no duplicates, all registered).
+    pub tenants: Vec<TenantId>,
+    /// The schema version after the release.
+    pub schema_version: SchemaVersion,
+    /// The contract hash after the release.
+    pub contract_hash: ContractHash,
+    /// The JSON Schema document of the new contract; when given, the hash is verified
+    /// against it (`contract_verification` step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_schema: Option<serde_json::Value>,
+    /// Free text recorded as the execution log's `task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Lifecycle of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Generations moved; not every live PoP has acknowledged yet.
+    Committed,
+    /// Every live PoP acknowledged the new generations.
+    Converged,
+    /// A later rollback moved its tenants to new generations carrying the previous state.
+    RolledBack,
+    /// It did not complete (e.g. stopped by a failed check).
+    Failed,
+}
+
+impl ReleaseStatus {
+    /// The snake_case name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Committed => "committed",
+            ReleaseStatus::Converged => "converged",
+            ReleaseStatus::RolledBack => "rolled_back",
+            ReleaseStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a release did to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantChange {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Generation before.
+    pub from_generation: Generation,
+    /// Generation after.
+    pub to_generation: Generation,
+    /// Schema version before.
+    pub from_schema_version: SchemaVersion,
+    /// Schema version after.
+    pub to_schema_version: SchemaVersion,
+    /// Contract hash before.
+    pub from_contract_hash: ContractHash,
+    /// Contract hash after.
+    pub to_contract_hash: ContractHash,
+}
+
+/// A release (or a rollback, which is a release of its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// The id.
+    pub id: ReleaseId,
+    /// `release` or `rollback`.
+    pub kind: String,
+    /// For a rollback: the release it rolled back.
+    #[serde(default)]
+    pub rollback_of: Option<ReleaseId>,
+    /// For a rolled-back release: the rollback that undid it.
+    #[serde(default)]
+    pub rolled_back_by: Option<ReleaseId>,
+    /// Status.
+    pub status: ReleaseStatus,
+    /// When it was committed.
+    pub committed_at: u64,
+    /// When it converged.
+    #[serde(default)]
+    pub converged_at: Option<u64>,
+    /// Per-tenant changes.
+    pub tenants: Vec<TenantChange>,
+    /// The execution log.
+    pub execution_log: ExecutionLog,
+}
+
+/// The execution log of a release (DESIGN.md): every figure in it is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionLog {
+    /// The release id.
+    pub execution_id: String,
+    /// When the release started, RFC 3339.
+    pub timestamp: String,
+    /// What it was for.
+    pub task: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Totals.
+    pub summary: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One step of an execution log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What was done.
+    pub step: String,
+    /// One of `schema_analysis`, `contract_verification`, `deterministic_key_generation`,
+    /// `tenant_isolation_check`, `edge_node_invalidation`, `rollback_verification`.
+    pub phase: String,
+    /// `ok`, `failed`, `skipped` or `pending`.
+    pub status: String,
+    /// What happened, with the figures.
+    pub detail: String,
+    /// How long it took.
+    pub duration_ms: f64,
+}
+
+/// `GET /v1/releases/{id}/convergence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Convergence {
+    /// The release.
+    pub release_id: ReleaseId,
+    /// Its status.
+    pub status: ReleaseStatus,
+    /// Whether every live PoP acknowledged every tenant's new generation.
+    pub converged: bool,
+    /// Live PoPs that acknowledged all of the release's tenants.
+    pub acked: usize,
+    /// Live PoPs (seen within the live window).
+    pub total: usize,
+    /// Per PoP.
+    pub pops: Vec<PopConvergence>,
+    /// Latency percentiles over the PoPs that acknowledged, ms from commit.
+    pub p50_ms: Option<u64>,
+    /// 99th percentile.
+    pub p99_ms: Option<u64>,
+    /// Slowest.
+    pub max_ms: Option<u64>,
+    /// The longest window, from commit, in which some live PoP could still serve the previous
+    /// generation: the slowest PoP's latency, or the time since commit while some are pending.
+    pub max_staleness_ms: u64,
+    /// The bound the manifest max age guarantees (a PoP re-fetches within it).
+    pub bound_ms: u64,
+    /// The live window used to decide which PoPs count.
+    pub live_window_ms: u64,
+}
+
+/// One PoP's progress on a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PopConvergence {
+    /// The PoP.
+    pub pop: PopId,
+    /// Tenants of the release it acknowledged at or past the release's generation.
+    pub tenants_acked: usize,
+    /// Tenants in the release.
+    pub tenants_total: usize,
+    /// ms from commit to its last needed acknowledgement (received), once complete.
+    pub latency_ms: Option<u64>,
+}

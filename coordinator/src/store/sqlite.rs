@@ -153,8 +153,9 @@ impl SqliteStore {
 
         let tenants = Arc::new(RwLock::new(load_tenants(&conn)?));
         let open = load_open_releases(&conn)?;
+        let pops = load_pops(&conn)?;
         let (tx, rx) = mpsc::channel(4096);
-        let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, settings, metrics };
+        let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
         std::thread::Builder::new()
             .name("edgegen-store".into())
             .spawn(move || writer.run(rx))
@@ -219,16 +220,71 @@ impl Store for SqliteStore {
     }
 }
 
-/// A release waiting for convergence.
+/// A release waiting for convergence, tracked in memory so an acknowledgement costs a few
+/// hash lookups, not a query: SQL runs only when some PoP completes the release.
+#[derive(Default)]
 struct OpenRelease {
-    committed_at: u64,
-    tenants: Vec<TenantId>,
+    /// Tenant → the generation this release moved it to.
+    targets: HashMap<TenantId, Generation>,
+    /// PoP → tenants it acknowledged at or past their target.
+    acked: HashMap<PopId, HashSet<TenantId>>,
+}
+
+/// Releases waiting for convergence, indexed by tenant.
+#[derive(Default)]
+struct OpenReleases {
+    releases: HashMap<ReleaseId, OpenRelease>,
+    by_tenant: HashMap<TenantId, HashSet<ReleaseId>>,
+}
+
+impl OpenReleases {
+    fn insert(&mut self, id: ReleaseId, release: OpenRelease) {
+        for tenant in release.targets.keys() {
+            self.by_tenant.entry(tenant.clone()).or_default().insert(id.clone());
+        }
+        self.releases.insert(id, release);
+    }
+
+    fn remove(&mut self, id: &ReleaseId) {
+        if let Some(release) = self.releases.remove(id) {
+            for tenant in release.targets.keys() {
+                if let Some(ids) = self.by_tenant.get_mut(tenant) {
+                    ids.remove(id);
+                }
+            }
+        }
+    }
+
+    /// Records an acknowledgement; returns the releases that its PoP has now fully acknowledged.
+    fn record(&mut self, ack: &Ack) -> Vec<ReleaseId> {
+        let mut completed = Vec::new();
+        let Some(ids) = self.by_tenant.get(&ack.tenant) else { return completed };
+        for id in ids {
+            let Some(release) = self.releases.get_mut(id) else { continue };
+            if release.targets.get(&ack.tenant).is_some_and(|target| ack.generation >= *target) {
+                let set = release.acked.entry(ack.pop.clone()).or_default();
+                if set.insert(ack.tenant.clone()) && set.len() == release.targets.len() {
+                    completed.push(id.clone());
+                }
+            }
+        }
+        completed
+    }
+
+    /// Whether every PoP in `live` (at least one) acknowledged every tenant of `id`.
+    fn complete_for(&self, id: &ReleaseId, live: &[PopId]) -> bool {
+        self.releases.get(id).is_some_and(|r| {
+            !live.is_empty() && live.iter().all(|p| r.acked.get(p).is_some_and(|s| s.len() == r.targets.len()))
+        })
+    }
 }
 
 struct Writer {
     conn: Connection,
     tenants: Arc<RwLock<HashMap<TenantId, TenantState>>>,
-    open: HashMap<ReleaseId, OpenRelease>,
+    open: OpenReleases,
+    /// PoP → last time it acknowledged anything (mirrors the `pops` table).
+    pops: HashMap<PopId, u64>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -271,22 +327,49 @@ fn load_tenants(conn: &Connection) -> Result<HashMap<TenantId, TenantState>, Sto
     Ok(out)
 }
 
-fn load_open_releases(conn: &Connection) -> Result<HashMap<ReleaseId, OpenRelease>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT r.id, r.committed_at, rt.tenant_id FROM releases r JOIN release_tenants rt ON rt.release_id = r.id
-         WHERE r.status = 'committed' ORDER BY r.seq, rt.position",
-    )?;
+fn load_open_releases(conn: &Connection) -> Result<OpenReleases, StoreError> {
     let mut open: HashMap<ReleaseId, OpenRelease> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT r.id, rt.tenant_id, rt.to_generation FROM releases r JOIN release_tenants rt ON rt.release_id = r.id
+         WHERE r.status = 'committed'",
+    )?;
     let rows =
-        stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
+        stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))?;
     for row in rows {
-        let (id, committed_at, tenant) = row?;
-        let entry = open
-            .entry(ReleaseId::new(id).map_err(corrupt)?)
-            .or_insert(OpenRelease { committed_at: committed_at as u64, tenants: vec![] });
-        entry.tenants.push(TenantId::new(tenant).map_err(corrupt)?);
+        let (id, tenant, to) = row?;
+        let release = open.entry(ReleaseId::new(id).map_err(corrupt)?).or_default();
+        release.targets.insert(TenantId::new(tenant).map_err(corrupt)?, Generation(to as u64));
     }
-    Ok(open)
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT r.id, a.pop, a.tenant_id FROM releases r
+         JOIN release_tenants rt ON rt.release_id = r.id
+         JOIN acks a ON a.tenant_id = rt.tenant_id AND a.generation >= rt.to_generation
+         WHERE r.status = 'committed'",
+    )?;
+    let rows =
+        stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
+    for row in rows {
+        let (id, pop, tenant) = row?;
+        if let Some(release) = open.get_mut(&ReleaseId::new(id).map_err(corrupt)?) {
+            let set = release.acked.entry(PopId::new(pop).map_err(corrupt)?).or_default();
+            set.insert(TenantId::new(tenant).map_err(corrupt)?);
+        }
+    }
+    let mut releases = OpenReleases::default();
+    for (id, release) in open {
+        releases.insert(id, release);
+    }
+    Ok(releases)
+}
+
+fn load_pops(conn: &Connection) -> Result<HashMap<PopId, u64>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, last_seen FROM pops")?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+    rows.map(|row| {
+        let (id, last_seen) = row?;
+        Ok((PopId::new(id).map_err(corrupt)?, last_seen as u64))
+    })
+    .collect()
 }
 
 impl Writer {
@@ -611,10 +694,8 @@ impl Writer {
         if let Some(original) = rollback_of {
             self.open.remove(original);
         }
-        self.open.insert(
-            id.clone(),
-            OpenRelease { committed_at: now, tenants: changes.iter().map(|c| c.tenant.clone()).collect() },
-        );
+        let targets = changes.iter().map(|c| (c.tenant.clone(), c.to_generation)).collect();
+        self.open.insert(id.clone(), OpenRelease { targets, acked: HashMap::new() });
         Ok(())
     }
 
@@ -834,9 +915,10 @@ impl Writer {
         let result = self.insert_acks(&accepted, now);
         let ok = result.is_ok();
         let err_text = result.err().map(|e| e.to_string());
-        let touched: HashSet<TenantId> = accepted.iter().map(|(a, _)| a.tenant.clone()).collect();
         let n = accepted.len() as u64;
-        for (_, reply) in accepted {
+        let mut stored = Vec::with_capacity(accepted.len());
+        for (ack, reply) in accepted {
+            stored.push(ack);
             let _ = reply.send(match &err_text {
                 None => Ok(()),
                 Some(e) => Err(StoreError::Internal(e.clone())),
@@ -844,10 +926,43 @@ impl Writer {
         }
         if ok {
             self.metrics.acks(n);
-            if let Err(e) = self.check_open_releases(&touched, now) {
-                tracing::error!(cause = %e, "convergence check failed");
+            let mut completed = HashSet::new();
+            for ack in &stored {
+                self.pops.insert(ack.pop.clone(), now);
+                completed.extend(self.open.record(ack));
+            }
+            for id in completed {
+                if let Err(e) = self.converge_if_complete(&id, now) {
+                    tracing::error!(cause = %e, release = %id, "convergence check failed");
+                }
             }
         }
+    }
+
+    fn live_pops_now(&self, now: u64) -> Vec<PopId> {
+        let since = now.saturating_sub(self.settings.pop_live_window_ms);
+        let mut live: Vec<PopId> =
+            self.pops.iter().filter(|(_, seen)| **seen >= since).map(|(p, _)| p.clone()).collect();
+        live.sort();
+        live
+    }
+
+    /// Marks `id` converged if every live PoP acknowledged all its tenants (checked in memory
+    /// first; the stored figures come from the acks table).
+    fn converge_if_complete(&mut self, id: &ReleaseId, now: u64) -> Result<(), StoreError> {
+        if !self.open.complete_for(id, &self.live_pops_now(now)) {
+            return Ok(());
+        }
+        let Some(release) = self.load_release(id)? else { return Ok(()) };
+        if release.status != ReleaseStatus::Committed {
+            self.open.remove(id);
+            return Ok(());
+        }
+        let conv = self.compute_convergence(&release, now)?;
+        if conv.converged {
+            self.mark_converged(&release, &conv, now)?;
+        }
+        Ok(())
     }
 
     fn insert_acks(&mut self, acks: &[(Ack, Reply<()>)], now: u64) -> Result<(), StoreError> {
@@ -876,27 +991,6 @@ impl Writer {
             }
         }
         tx.commit()?;
-        Ok(())
-    }
-
-    fn check_open_releases(&mut self, touched: &HashSet<TenantId>, now: u64) -> Result<(), StoreError> {
-        let candidates: Vec<ReleaseId> = self
-            .open
-            .iter()
-            .filter(|(_, r)| r.committed_at <= now && r.tenants.iter().any(|t| touched.contains(t)))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in candidates {
-            let Some(release) = self.load_release(&id)? else { continue };
-            if release.status != ReleaseStatus::Committed {
-                self.open.remove(&id);
-                continue;
-            }
-            let conv = self.compute_convergence(&release, now)?;
-            if conv.converged {
-                self.mark_converged(&release, &conv, now)?;
-            }
-        }
         Ok(())
     }
 

@@ -1,0 +1,134 @@
+//! Load harness for the coordinator (a program, not a timed test): starts the real
+//! `edgegen serve` binary on 127.0.0.1 with a fresh SQLite data dir and measures, from a
+//! client in this process (sharing the machine's cores with the server):
+//!
+//! - commit latency p50/p99 of releases of 1, 100 and 1,000 tenants (sequential, durable);
+//! - manifest GET throughput with 64 concurrent keep-alive clients;
+//! - ack ingest throughput with 64 concurrent clients.
+//!
+//! Run: `cargo bench -p edgegen-coordinator --bench load` (figures go to BENCHMARKS.md).
+//! `EDGEGEN_LOAD_SECS` sets the duration of each throughput phase (default 5).
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use edgegen_tests::process::{ChildGuard, free_port};
+use serde_json::json;
+
+const ADMIN: &str = "bench-admin-token-0123456789";
+const EDGE: &str = "bench-edge-token-0123456789";
+const TENANTS: usize = 1000;
+const CONCURRENCY: usize = 64;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::var("EDGEGEN_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegen"));
+    cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
+        .env("EDGEGEN_EDGE_TOKEN", EDGE)
+        .env("EDGEGEN_MANIFEST_KEY", "bench-manifest-key-0123456789abcdef0123")
+        .env("RUST_LOG", "warn");
+    let mut server = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join("server.log")).unwrap();
+    server.wait_for_port(addr, Duration::from_secs(30)).unwrap();
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+
+    let t = Instant::now();
+    for i in 0..TENANTS {
+        let body = json!({"id": format!("t{i}"), "hosts": [format!("t{i}.bench")], "schema_version": "1.0.0",
+            "contract_hash": format!("sha256:{}", "11".repeat(32))});
+        let r = http.post(format!("{base}/v1/tenants")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    println!("setup: registered {TENANTS} tenants in {:.1} s", t.elapsed().as_secs_f64());
+    println!("\n| release size | releases | commit p50 | commit p99 | max |\n|---|---|---|---|---|");
+    let mut minor = 0;
+    for (size, runs) in [(1usize, 200usize), (100, 50), (1000, 30)] {
+        let mut latencies = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            minor += 1;
+            let tenants: Vec<String> = (0..size).map(|i| format!("t{i}")).collect();
+            let body = json!({"tenants": tenants, "schema_version": format!("1.{minor}.0"),
+                "contract_hash": format!("sha256:{}", "22".repeat(32))});
+            let t = Instant::now();
+            let r = http.post(format!("{base}/v1/releases")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+            let status = r.status();
+            let _ = r.bytes().await.unwrap();
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 201);
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "| {size} tenant(s) | {runs} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            latencies[latencies.len() - 1]
+        );
+    }
+
+    let b = base.clone();
+    let manifests = throughput(&http, secs, move |http, i| {
+        let base = &b;
+        let url = format!("{base}/v1/edge/manifests/t{}", i % TENANTS);
+        let http = http.clone();
+        async move {
+            let r = http.get(url).bearer_auth(EDGE).send().await.unwrap();
+            let ok = r.status() == 200;
+            let _ = r.bytes().await;
+            ok
+        }
+    })
+    .await;
+    let b = base.clone();
+    let acks = throughput(&http, secs, move |http, i| {
+        let base = &b;
+        let body = json!({"pop": format!("pop-{}", i % CONCURRENCY), "tenant": format!("t{}", i % TENANTS),
+            "generation": 1 + (i / TENANTS) % 20, "observed_at": 1});
+        let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
+        async move { http.post(url).bearer_auth(EDGE).json(&body).send().await.unwrap().status() == 204 }
+    })
+    .await;
+    println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
+    println!("| manifest GET (signed, 200) | {manifests:.0} |");
+    println!("| ack POST (durable, group-committed) | {acks:.0} |");
+}
+
+/// Runs `CONCURRENCY` loops of `request` for `secs` seconds; returns successful requests per second.
+async fn throughput<F, Fut>(http: &reqwest::Client, secs: u64, request: F) -> f64
+where
+    F: Fn(&reqwest::Client, usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (http, request, done, counter) = (http.clone(), request.clone(), Arc::clone(&done), Arc::clone(&counter));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                if request(&http, i).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}

@@ -180,8 +180,9 @@ impl Config {
             }
         };
         let manifest_max_age_ms = number("EDGEGEN_MANIFEST_MAX_AGE_MS", file.manifest_max_age_ms, 1000)?;
-        if manifest_max_age_ms == 0 {
-            bail!("manifest max age must be at least 1 ms");
+        let max = edgegen_shared::manifest::MAX_MAX_AGE_MS;
+        if manifest_max_age_ms == 0 || manifest_max_age_ms > max {
+            bail!("manifest max age must be 1-{max} ms (the edge refuses longer ones); got {manifest_max_age_ms}");
         }
         let pop_live_window_ms = number("EDGEGEN_POP_LIVE_WINDOW_MS", file.pop_live_window_ms, 30_000)?;
         let request_timeout =

@@ -64,12 +64,20 @@ pub fn resolve_tenant(host: Option<&str>, lookup: impl FnOnce(&str) -> Option<St
     }
 }
 
-/// Whether a header belongs to edgegen's namespace (case-insensitive). Such headers from a
-/// client are dropped before the origin sees them, and such headers from the origin never
-/// reach a client unless a valid probe asked for them.
+/// Whether a header belongs to edgegen's namespace (case-insensitive, and with `_` for `-`:
+/// CGI-style servers map both `edgegen-tenant` and `edgegen_tenant` to `HTTP_EDGEGEN_TENANT`).
+/// Such headers from a client are dropped before the origin sees them, and such headers
+/// from the origin never reach a client unless a valid probe asked for them.
 pub fn is_edgegen_header(name: &str) -> bool {
-    name.len() >= HEADER_PREFIX.len() && name[..HEADER_PREFIX.len()].eq_ignore_ascii_case(HEADER_PREFIX)
+    name.as_bytes().get(..HEADER_PREFIX.len()).is_some_and(|head| {
+        head.iter().zip(HEADER_PREFIX.as_bytes()).all(|(h, p)| h.eq_ignore_ascii_case(p) || (*p == b'-' && *h == b'_'))
+    })
 }
+
+/// Client headers that make some origins serve another path than the request line's
+/// (IIS/Symfony-style rewrites): dropped, so the origin serves exactly the request the edge
+/// keyed.
+pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// The JSON error body of DESIGN.md: `{"error":{"code":..,"message":..}}`.
 pub fn error_body(code: &str, message: &str) -> String {
@@ -117,6 +125,9 @@ mod tests {
         assert!(is_edgegen_header("EdgeGen-Probe"));
         assert!(!is_edgegen_header("edgegen"));
         assert!(!is_edgegen_header("x-edgegen-tenant"));
+        assert!(is_edgegen_header("edgegen_tenant"), "CGI maps '_' and '-' alike");
+        assert!(is_edgegen_header("EDGEGEN_PROBE"));
+        assert!(!is_edgegen_header("edgegen\u{e9}x"), "no panic on a non-ASCII boundary");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub fn handle(mut req: Request) -> Response {
     for name in client_edgegen {
         req.remove_header(&name);
     }
+    for name in edgegen_edge::PATH_OVERRIDE_HEADERS {
+        req.remove_header(name);
+    }
+    // The origin sees the canonical host (no port, lower case), never the client's spelling.
+    if let Some(canonical) = host.as_deref().and_then(edgegen_edge::host_key) {
+        req.set_header("host", canonical);
+    }
     req.set_header("edgegen-tenant", tenant.as_str());
 
     let mut resp = match req.send(ORIGIN_BACKEND) {

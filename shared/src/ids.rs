@@ -317,8 +317,8 @@ impl fmt::Display for Generation {
 impl FromStr for Generation {
     type Err = InvalidField;
     fn from_str(s: &str) -> Result<Self, InvalidField> {
-        let rule = "must be a decimal unsigned 64-bit integer";
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        let rule = "must be a decimal unsigned 64-bit integer without leading zeros";
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
             return Err(InvalidField::new("generation", rule, s));
         }
         s.parse().map(Generation).map_err(|_| InvalidField::new("generation", rule, s))
@@ -423,6 +423,8 @@ mod tests {
         assert_eq!(Generation(u64::MAX).next(), None);
         assert_eq!("42".parse::<Generation>().unwrap(), Generation(42));
         assert!("-1".parse::<Generation>().is_err());
+        assert!("007".parse::<Generation>().is_err());
+        assert_eq!("0".parse::<Generation>().unwrap(), Generation(0));
         assert!("+1".parse::<Generation>().is_err());
         assert!("18446744073709551616".parse::<Generation>().is_err());
     }

@@ -24,18 +24,21 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 pub fn cache_key(input_json: &str) -> Result<String, JsError> {
     // Through `Value` so errors read exactly as the Rust vectors record them (no position).
     let mut value: serde_json::Value = serde_json::from_str(input_json).map_err(js_err)?;
-    exact_generation(&mut value)?;
+    exact_integers(&mut value)?;
     let input: KeyInput = serde_json::from_value(value).map_err(js_err)?;
     let (request, key) = input.derive().map_err(js_err)?;
     Ok(serde_json::json!({"key": key.to_hex(), "path": request.path(), "query": request.query()}).to_string())
 }
 
-/// JavaScript numbers are exact only up to 2^53, so a generation may also be given as a
-/// decimal string; it is turned into the JSON number the Rust wire types expect.
-fn exact_generation(value: &mut serde_json::Value) -> Result<(), JsError> {
-    if let Some(serde_json::Value::String(s)) = value.get("generation") {
-        let generation: Generation = s.parse().map_err(js_err)?;
-        value["generation"] = generation.0.into();
+/// JavaScript numbers are exact only up to 2^53, so the 64-bit integer fields
+/// (`generation`, `stored_at`) may also be given as decimal strings; they are turned into
+/// the JSON numbers the Rust wire types expect.
+fn exact_integers(value: &mut serde_json::Value) -> Result<(), JsError> {
+    for field in ["generation", "stored_at"] {
+        if let Some(serde_json::Value::String(s)) = value.get(field) {
+            let n: Generation = s.parse().map_err(|_| JsError::new(&format!("{field}: {s:?} is not a decimal u64")))?;
+            value[field] = n.0.into();
+        }
     }
     Ok(())
 }
@@ -77,6 +80,24 @@ pub fn mint_probe_token(tenant: &str, now_seconds: u64, expires_at: u64, key: &s
     let tenant = TenantId::new(tenant).map_err(js_err)?;
     let key = SecretKey::new("probe key", key.as_bytes()).map_err(js_err)?;
     crate::probe::mint(&tenant, now_seconds, expires_at, &key).map_err(js_err)
+}
+
+/// `encodeObjectMetadata(json)`: the hex of the binary object metadata for
+/// `{"tenant","generation","schema_version","contract_hash","stored_at"}`.
+#[wasm_bindgen(js_name = encodeObjectMetadata)]
+pub fn encode_object_metadata(json: &str) -> Result<String, JsError> {
+    let mut value: serde_json::Value = serde_json::from_str(json).map_err(js_err)?;
+    exact_integers(&mut value)?;
+    let metadata: crate::metadata::ObjectMetadata = serde_json::from_value(value).map_err(js_err)?;
+    Ok(hex::encode(metadata.encode()))
+}
+
+/// `decodeObjectMetadata(hex)`: the JSON of decoded object metadata; throws for garbage.
+#[wasm_bindgen(js_name = decodeObjectMetadata)]
+pub fn decode_object_metadata(hex_bytes: &str) -> Result<String, JsError> {
+    let bytes = hex::decode(hex_bytes).map_err(js_err)?;
+    let metadata = crate::metadata::ObjectMetadata::decode(&bytes).map_err(js_err)?;
+    serde_json::to_string(&metadata).map_err(js_err)
 }
 
 /// `surrogateKeys(tenant, generation, originHeader)`: the space-separated surrogate keys of

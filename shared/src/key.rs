@@ -136,7 +136,9 @@ pub struct RequestParts<'a> {
     pub path: &'a str,
     /// The query without its `?`, if any.
     pub query: Option<&'a str>,
-    /// The headers the response varies on: (name, value if the request had the header).
+    /// The headers the response varies on: (name, value if the request had the header). A
+    /// header sent on several field lines must be passed as one value, the lines joined with
+    /// `", "` (RFC 9110 §5.3), so the key sees what the origin sees.
     pub vary: &'a [(&'a str, Option<&'a str>)],
 }
 
@@ -358,6 +360,11 @@ pub fn normalize_path(path: &str) -> Result<String, KeyError> {
         return Err(KeyError::PathNotAbsolute(crate::ids::preview(path)));
     }
     let encoded_slash = validate_target("path", path, MAX_PATH_LEN)?;
+    // A '?' ends the path in a request target: one inside a path would make two different
+    // (path, query) splits send the same target to the origin.
+    if let Some(offset) = path.find('?') {
+        return Err(KeyError::InvalidByte { field: "path", offset, byte: b'?' });
+    }
     if encoded_slash || path.contains(';') {
         return Ok(path.to_owned());
     }
@@ -435,7 +442,8 @@ fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<S
     }
     let mut out = Vec::with_capacity(vary.len());
     for (name, value) in vary {
-        if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) {
+        // `Vary: *` means "never the same response": such a response must not be cached at all.
+        if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) || *name == "*" {
             return Err(KeyError::BadVaryName(crate::ids::preview(name)));
         }
         let value = match value {
@@ -511,6 +519,7 @@ mod tests {
         assert_eq!(normalize_path("/caf\u{e9}"), Err(KeyError::InvalidByte { field: "path", offset: 4, byte: 0xC3 }));
         assert_eq!(normalize_path("/a#frag"), Err(KeyError::InvalidByte { field: "path", offset: 2, byte: b'#' }));
         assert_eq!(normalize_path("/%zz"), Err(KeyError::BadPercentEncoding { field: "path", offset: 1 }));
+        assert_eq!(normalize_path("/a?b=1"), Err(KeyError::InvalidByte { field: "path", offset: 2, byte: b'?' }));
         assert_eq!(normalize_path("/a%4"), Err(KeyError::BadPercentEncoding { field: "path", offset: 2 }));
         let long = format!("/{}", "a".repeat(MAX_PATH_LEN));
         assert_eq!(
@@ -549,6 +558,7 @@ mod tests {
             Err(KeyError::DuplicateVary("accept".into()))
         );
         assert!(matches!(normalize_vary(&[("bad name", None)]), Err(KeyError::BadVaryName(_))));
+        assert!(matches!(normalize_vary(&[("*", None)]), Err(KeyError::BadVaryName(_))));
         assert!(matches!(normalize_vary(&[("x", Some("a\r\nb"))]), Err(KeyError::InvalidByte { field: "vary", .. })));
     }
 

@@ -27,6 +27,9 @@ pub const MANIFEST_DOMAIN: &str = "edgegen/manifest/v1";
 pub const MANIFEST_FORMAT: u32 = 1;
 /// Largest manifest body accepted, in bytes (a manifest is a few hundred bytes).
 pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
+/// Largest `max_age_ms` a manifest may carry: one minute. The max age is the staleness
+/// bound of invariant 3, so an absurd value is refused rather than trusted.
+pub const MAX_MAX_AGE_MS: u64 = 60_000;
 
 /// A tenant's current state, as the coordinator publishes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,8 +114,19 @@ impl Manifest {
     }
 
     /// Whether this manifest may still be relied on at `now_ms`, given when it was fetched.
+    /// A fetch time in the future (a clock that stepped back) counts as stale: the safe
+    /// answer is to fetch again.
     pub fn is_fresh(&self, fetched_at_ms: u64, now_ms: u64) -> bool {
-        now_ms.saturating_sub(fetched_at_ms) < self.max_age_ms
+        fetched_at_ms <= now_ms && now_ms - fetched_at_ms < self.max_age_ms
+    }
+
+    /// Whether the coordinator issued this manifest recently enough to be current at
+    /// `now_ms`, allowing `skew_ms` of clock difference: a replayed or long-cached old
+    /// manifest is not.
+    pub fn is_current(&self, now_ms: u64, skew_ms: u64) -> bool {
+        let issued = self.issued_at;
+        issued <= now_ms.saturating_add(skew_ms)
+            && now_ms <= issued.saturating_add(self.max_age_ms).saturating_add(skew_ms)
     }
 }
 
@@ -139,8 +153,8 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
         return Err(ManifestError::TooLarge(body.len()));
     }
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
-    // Only the canonical spelling (64 lower-case hex digits) is accepted, so one signed
-    // manifest has exactly one valid body.
+    // Only the canonical spelling of the signature (64 lower-case hex digits) is accepted:
+    // one manifest object has exactly one valid signature text.
     let sig = envelope.signature;
     if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(ManifestError::BadSignature);
@@ -165,6 +179,15 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
     }
     let manifest: Manifest =
         serde_json::from_str(envelope.manifest.get()).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if manifest.generation.0 == 0 {
+        return Err(ManifestError::Malformed("generation: must be at least 1".into()));
+    }
+    if manifest.max_age_ms == 0 || manifest.max_age_ms > MAX_MAX_AGE_MS {
+        return Err(ManifestError::Malformed(format!(
+            "max_age_ms: must be 1-{MAX_MAX_AGE_MS} (got {})",
+            manifest.max_age_ms
+        )));
+    }
     if &manifest.tenant != expected_tenant {
         return Err(ManifestError::WrongTenant { expected: expected_tenant.clone(), got: manifest.tenant });
     }
@@ -272,6 +295,23 @@ mod tests {
         let m = manifest();
         assert!(m.is_fresh(10_000, 10_999));
         assert!(!m.is_fresh(10_000, 11_000));
-        assert!(m.is_fresh(10_000, 9_000), "a clock step backwards keeps a manifest, bounded by max age later");
+        assert!(!m.is_fresh(10_000, 9_000), "a fetch time in the future is stale");
+        // issued_at is 1_700_000_000_000, max age 1000 ms.
+        assert!(m.is_current(1_700_000_000_500, 0));
+        assert!(!m.is_current(1_700_000_001_001, 0), "too old");
+        assert!(m.is_current(1_700_000_001_100, 200), "within skew");
+        assert!(!m.is_current(1_699_999_999_000, 200), "issued in the future");
+    }
+
+    #[test]
+    fn absurd_values_are_refused() {
+        for (field, value) in [("generation", 0u64), ("max_age_ms", 0), ("max_age_ms", MAX_MAX_AGE_MS + 1)] {
+            let mut v = serde_json::to_value(manifest()).unwrap();
+            v[field] = value.into();
+            let body = sign_raw(&v.to_string(), &key());
+            assert!(
+                matches!(verify(body.as_bytes(), &key(), &acme()), Err(ManifestError::Malformed(m)) if m.contains(field))
+            );
+        }
     }
 }

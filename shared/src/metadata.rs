@@ -16,14 +16,16 @@
 //! Decoding validates every field and rejects trailing bytes: metadata the edge cannot read is
 //! treated as a stale object, never trusted.
 
+use serde::{Deserialize, Serialize};
+
 use crate::ids::{ContractHash, Generation, InvalidField, SchemaVersion, TenantId};
 use crate::key::KeyScope;
 
 const MAGIC: &[u8; 2] = b"eg";
 const VERSION: u8 = 1;
 
-/// The metadata of one cached object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The metadata of one cached object (its JSON form is for tooling and test vectors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMetadata {
     /// The tenant that stored the object.
     pub tenant: TenantId,

@@ -81,12 +81,12 @@ pub fn verify(token: &str, tenant: &TenantId, now: u64, key: &SecretKey) -> Resu
     else {
         return Err(ProbeError::Malformed);
     };
-    let expires_at: u64 = expires
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| expires.parse().ok())
-        .flatten()
-        .ok_or(ProbeError::Malformed)?;
+    // One spelling per token: decimal without leading zeros.
+    let expires_at: u64 = (expires.bytes().all(|b| b.is_ascii_digit())
+        && (expires == "0" || !expires.starts_with('0')))
+    .then(|| expires.parse().ok())
+    .flatten()
+    .ok_or(ProbeError::Malformed)?;
     let mut tag = [0u8; 32];
     if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(ProbeError::Malformed);
@@ -160,6 +160,8 @@ mod tests {
             check(bad, "acme", NOW, Err(ProbeError::Malformed));
         }
         check(&token.to_uppercase(), "acme", NOW, Err(ProbeError::Malformed));
+        let padded = token.replace(&format!(".{}.", NOW + 600), &format!(".0{}.", NOW + 600));
+        check(&padded, "acme", NOW, Err(ProbeError::Malformed));
     }
 
     #[test]

@@ -35,6 +35,10 @@ fn raw_path() -> impl Strategy<Value = String> {
             Just(";".to_owned()),
             Just("%2F".to_owned()),
             Just("%2e".to_owned()),
+            Just("%3B".to_owned()),
+            Just("%5C".to_owned()),
+            Just("//".to_owned()),
+            Just("\\".to_owned()),
             "%[0-9a-fA-F]{2}",
             "[a-zA-Z0-9~_+=-]{1,4}",
         ],
@@ -122,6 +126,29 @@ proptest! {
         prop_assert_eq!(same_tuple, CacheKey::derive(&a.0, &a.1) == CacheKey::derive(&b.0, &b.1));
     }
 
+    /// Near misses: one byte moved across a field boundary (path→query, vary name→value)
+    /// always changes the encoding — random pairs almost never test this.
+    #[test]
+    fn moving_a_byte_across_a_field_boundary_changes_the_encoding(
+        scope in scope(),
+        path in "/[a-z]{1,8}",
+        query in "[a-z]{0,8}",
+        name in "[a-z]{2,8}",
+        value in "[a-z]{0,8}",
+    ) {
+        let key = |p: &str, q: &str, vary: &[(&str, Option<&str>)]| {
+            let req = NormalizedRequest::new(&RequestParts { method: "GET", path: p, query: Some(q), vary }).unwrap();
+            CacheKey::preimage(&scope, &req)
+        };
+        let (head, last) = path.split_at(path.len() - 1);
+        if head.len() > 1 {
+            prop_assert_ne!(key(&path, &query, &[]), key(head, &format!("{last}{query}"), &[]));
+        }
+        let (n_head, n_last) = name.split_at(name.len() - 1);
+        let moved = format!("{n_last}{value}");
+        prop_assert_ne!(key(&path, &query, &[(&name, Some(&value))]), key(&path, &query, &[(n_head, Some(&moved))]));
+    }
+
     #[test]
     fn path_normalization_is_idempotent(path in raw_path()) {
         let once = normalize_path(&path).unwrap();
@@ -146,14 +173,14 @@ proptest! {
         scope in scope(),
         release in prop::option::of("[a-z0-9_]{1,10}"),
         issued_at in any::<u64>(),
-        max_age_ms in any::<u64>(),
+        max_age_ms in 1..=manifest::MAX_MAX_AGE_MS,
         flip_at in any::<prop::sample::Index>(),
         flip_with in 1u8..=255,
     ) {
         let m = Manifest {
             format: 1,
             tenant: scope.tenant.clone(),
-            generation: scope.generation,
+            generation: Generation(scope.generation.0.max(1)),
             schema_version: scope.schema_version,
             contract_hash: scope.contract_hash,
             release_id: release.map(|r| ReleaseId::new(r).unwrap()),

@@ -7,6 +7,7 @@
 use edgegen_shared::contract::{canonical_json, contract_hash};
 use edgegen_shared::key::KeyInput;
 use edgegen_shared::manifest::{self, Manifest};
+use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::probe;
 use edgegen_shared::surrogate;
 use edgegen_shared::{Generation, SecretKey, TenantId};
@@ -116,6 +117,19 @@ fn known_answer_vectors() {
             Err(e) => e.to_string(),
         };
         c.check(case, "result", json!(result));
+    }
+
+    for case in c.cases(&mut doc, "object_metadata") {
+        let metadata: ObjectMetadata = serde_json::from_value(case["metadata"].clone()).unwrap();
+        let encoded = hex::encode(metadata.encode());
+        assert_eq!(ObjectMetadata::decode(&metadata.encode()).as_ref(), Ok(&metadata));
+        c.check(case, "encoded", json!(encoded));
+    }
+
+    for case in c.cases(&mut doc, "object_metadata_errors") {
+        let bytes = hex::decode(text(case, "encoded")).unwrap();
+        let error = ObjectMetadata::decode(&bytes).expect_err("an error vector must fail").to_string();
+        c.check(case, "error", json!(error));
     }
 
     if c.bless {

@@ -80,8 +80,11 @@ async fn handle(stamp: Stamp, method: Method, uri: Uri, headers: HeaderMap) -> i
         .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into()))
         .collect();
     let tenant = headers.get("edgegen-tenant").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = serde_json::json!({
         "tenant": tenant,
+        "host": header("host"),
+        "path_override": header("x-original-url").or_else(|| header("x-rewrite-url")),
         "method": method.as_str(),
         "target": uri.path_and_query().map_or("/", |pq| pq.as_str()),
         "edgegen_headers": edgegen,

@@ -11,7 +11,7 @@ const eg = require('../pkg/edgegen_shared.js');
 // JSON.parse rounds integers above 2^53 (generation 2^64-1 is a vector); quote long integer
 // generations first so they stay exact — the bindings accept generations as decimal strings.
 const text = readFileSync(new URL('../../testdata/vectors.json', import.meta.url), 'utf8')
-  .replace(/"generation": (\d{16,})/g, '"generation": "$1"');
+  .replace(/"(generation|stored_at)": (\d{16,})/g, '"$1": "$2"');
 const vectors = JSON.parse(text);
 
 for (const c of vectors.cache_keys) {
@@ -75,10 +75,24 @@ for (const c of vectors.probe_verifications) {
   });
 }
 
+for (const c of vectors.object_metadata) {
+  test(`object metadata: ${c.name}`, () => {
+    const input = JSON.stringify(c.metadata);
+    assert.equal(eg.encodeObjectMetadata(input), c.encoded);
+    assert.equal(eg.decodeObjectMetadata(c.encoded), eg.decodeObjectMetadata(eg.encodeObjectMetadata(input)));
+  });
+}
+
+for (const c of vectors.object_metadata_errors) {
+  test(`object metadata rejected: ${c.name}`, () => {
+    assert.throws(() => eg.decodeObjectMetadata(c.encoded), (e) => e.message === c.error);
+  });
+}
+
 test('every vector group is covered', () => {
   const groups = Object.keys(vectors).filter((k) => Array.isArray(vectors[k]));
   assert.deepEqual(groups.sort(), [
     'cache_key_errors', 'cache_keys', 'contract_hashes', 'manifest_rejections', 'manifests',
-    'probe_tokens', 'probe_verifications', 'surrogate_keys',
+    'object_metadata', 'object_metadata_errors', 'probe_tokens', 'probe_verifications', 'surrogate_keys',
   ]);
 });

@@ -38,7 +38,13 @@ async fn routes_by_host_and_guards_the_edgegen_namespace() {
 
     for (host, tenant) in [("acme.test", "acme"), ("BETA.test:443", "beta")] {
         // A client claiming another tenant, or sending a probe, changes nothing it can see.
-        let resp = get(&edge, host, "/users/42?b=2&a=1", &[("edgegen-tenant", "evil"), ("edgegen-probe", "x")]).await;
+        let spoofing = [
+            ("edgegen-tenant", "evil"),
+            ("edgegen_tenant", "evil"),
+            ("edgegen-probe", "x"),
+            ("x-original-url", "/admin"),
+        ];
+        let resp = get(&edge, host, "/users/42?b=2&a=1", &spoofing).await;
         assert_eq!(resp.status(), 200, "{host}");
         let leaked: Vec<_> = resp.headers().keys().filter(|k| k.as_str().starts_with("edgegen-")).collect();
         assert!(leaked.is_empty(), "{host}: origin's edgegen-* headers reached the client: {leaked:?}");
@@ -46,6 +52,8 @@ async fn routes_by_host_and_guards_the_edgegen_namespace() {
         assert_eq!(body["tenant"], tenant, "{host}");
         assert_eq!(body["edgegen_headers"], serde_json::json!({ "edgegen-tenant": tenant }), "{host}");
         assert_eq!(body["target"], "/users/42?b=2&a=1");
+        assert_eq!(body["host"], host.to_ascii_lowercase().trim_end_matches(":443"), "canonical host, no port");
+        assert_eq!(body["path_override"], Value::Null, "path-override headers never reach the origin");
     }
 }
 

@@ -1,9 +1,10 @@
 //! The end-to-end harness: starts real processes (Viceroy running the release edge wasm) and
-//! in-process servers (the sample origin) on 127.0.0.1 free ports, and tears every one of
+//! in-process servers (the sample origin) and the real coordinator binary on 127.0.0.1 free ports, and tears every one of
 //! them down — by the PID it started, on drop, so also when a test fails or panics.
 //!
 //! Used by the integration tests in `tests/it/` and by `cargo xtask demo`.
 
+pub mod coordinator;
 pub mod origin;
 pub mod process;
 pub mod viceroy;

@@ -41,6 +41,29 @@ fn build_edge() -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
+/// The `edgegen` binary (debug build), built on first use (`cargo build -p
+/// edgegen-coordinator --bin edgegen`; a no-op when up to date).
+///
+/// # Errors
+/// When the build fails.
+pub fn coordinator_bin() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build_coordinator().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
+}
+
+fn build_coordinator() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(root())
+        .args(["build", "--quiet", "-p", "edgegen-coordinator", "--bin", "edgegen"])
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("building the edgegen binary failed ({status}); run `cargo build -p edgegen-coordinator` to see why");
+    }
+    Ok(target_dir().join("debug/edgegen"))
+}
+
 /// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))

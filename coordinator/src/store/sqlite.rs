@@ -127,6 +127,9 @@ enum Command {
     Report(Report, Reply<ReportOutcome>),
 }
 
+/// The execution-log step of the atomic commit.
+const COMMIT_STEP: &str = "commit new generations in one transaction";
+
 /// Most commands one writer pass takes (bounds the latency a batch adds).
 const MAX_BATCH: usize = 1024;
 
@@ -642,7 +645,7 @@ impl Writer {
             if rollback_of.is_some() { verify_rollback(&tx, changes)? } else { verify_rollback_path(&tx, changes)? };
         let live = live_pops(&tx, now, self.settings.pop_live_window_ms)?;
         log.push(
-            "commit new generations in one transaction",
+            COMMIT_STEP,
             "edge_node_invalidation",
             "ok",
             format!(
@@ -672,10 +675,20 @@ impl Writer {
         summary.insert("live_pops_at_commit".into(), live.len().into());
         summary.insert("manifest_max_age_ms".into(), self.settings.manifest_max_age_ms.into());
         summary.insert("converged".into(), false.into());
-        let execution_log = log.finish(id, started, summary);
+        let mut execution_log = log.finish(id, started, summary);
         let log_json = serde_json::to_string(&execution_log).map_err(|e| StoreError::Internal(e.to_string()))?;
         tx.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![log_json, id.as_str()])?;
         tx.commit()?;
+        // The commit step's figure must include the durable commit (the fsync), which only
+        // ends after the log was written: record it again now. Should the process die
+        // before this, the stored figure is the one measured before COMMIT.
+        let commit_ms = commit_started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(step) = execution_log.steps.iter_mut().find(|s| s.step == COMMIT_STEP) {
+            step.duration_ms = commit_ms;
+        }
+        execution_log.summary.insert("duration_ms".into(), (started.elapsed().as_secs_f64() * 1000.0).into());
+        let log_json = serde_json::to_string(&execution_log).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![log_json, id.as_str()])?;
 
         // Durable: publish to the manifest path and track convergence.
         let states: Vec<TenantState> = changes

@@ -1,21 +1,27 @@
-//! `cargo xtask demo`: what exists of the stack, running locally.
+//! `cargo xtask demo`: what exists of the stack, running locally, driven for real.
 //!
-//! Today that is the release edge wasm under Viceroy in front of the sample origin, with
-//! three tenants: it sends real requests through the edge, checks tenant routing and the
-//! `edgegen-*` header boundary, shows the cache keys `edgegen-shared` derives for them, then
-//! (without `--once`) keeps the stack up with copy-paste `curl` lines until Ctrl-C.
-//! Exit code: 0 when every check passed.
+//! Starts the sample origin, the release edge wasm under Viceroy and the real coordinator
+//! (SQLite in a temporary directory), then: registers three tenants, sends requests through
+//! the edge (tenant routing, the `edgegen-*` header boundary), commits a release of all three
+//! tenants from schema 1.8.2 to 1.8.3, prints its execution log, fetches and verifies each
+//! tenant's signed manifest as the edge does, and shows that every cache key changed with
+//! the generation. Without `--once` it then keeps the stack up with copy-paste commands until
+//! Ctrl-C. Exit code: 0 when every check passed.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, ensure};
 use edgegen_shared::key::{KeyInput, KeyScope};
-use edgegen_shared::{ContractHash, Generation, SchemaVersion, TenantId};
+use edgegen_shared::{CacheKey, SecretKey, TenantId};
+use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator, MANIFEST_KEY};
 use edgegen_tests::origin::{SampleOrigin, Stamp};
 use edgegen_tests::viceroy::{EdgeConfig, Viceroy};
+use reqwest::Method;
+use serde_json::json;
 
 const TENANTS: [(&str, &str); 3] =
     [("acme.localhost", "acme"), ("globex.localhost", "globex"), ("initech.localhost", "initech")];
+const REQUEST: (&str, &str) = ("/users/42", "lang=en");
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,28 +35,49 @@ async fn main() -> ExitCode {
     }
 }
 
+fn key_of(scope: KeyScope) -> anyhow::Result<CacheKey> {
+    let input =
+        KeyInput { scope, method: "GET".into(), path: REQUEST.0.into(), query: Some(REQUEST.1.into()), vary: vec![] };
+    Ok(input.derive()?.1)
+}
+
 async fn run(once: bool) -> anyhow::Result<()> {
-    let stamp = Stamp { schema_version: "1.8.2".into(), contract_hash: format!("sha256:{}", "5a".repeat(32)) };
-    let origin = SampleOrigin::start(stamp.clone())?;
+    let contract_v1 = format!("sha256:{}", "5a".repeat(32));
+    let contract_v2 = format!("sha256:{}", "7c".repeat(32));
+    let data = tempfile::Builder::new().prefix("edgegen-demo-").tempdir()?;
+    let origin = SampleOrigin::start(Stamp { schema_version: "1.8.2".into(), contract_hash: contract_v1.clone() })?;
     let hosts =
         TENANTS.iter().map(|(h, t)| Ok(((*h).to_owned(), TenantId::new(*t)?))).collect::<anyhow::Result<_>>()?;
-    let edge = tokio::task::spawn_blocking(move || {
-        Viceroy::start(&EdgeConfig { origin: origin.addr(), hosts, pop: "local-1".into() }).map(|e| (origin, e))
+    let origin_addr = origin.addr();
+    let data_dir = data.path().to_owned();
+    let (edge, coordinator) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let edge = Viceroy::start(&EdgeConfig { origin: origin_addr, hosts, pop: "local-1".into() })?;
+        let coordinator = Coordinator::start(&data_dir)?;
+        Ok((edge, coordinator))
     })
     .await??;
-    let (origin, edge) = edge;
+    println!("edgegen demo");
+    println!("  sample origin  http://{}", origin.addr());
+    println!("  edge (Viceroy, release wasm, PID {})  http://{}", edge.pid(), edge.addr());
     println!(
-        "edgegen demo: sample origin on {}, edge (Viceroy PID {}) on {}\n",
-        origin.addr(),
-        edge.pid(),
-        edge.addr()
+        "  coordinator (edgegen serve, PID {}, SQLite in {})  http://{}\n",
+        coordinator.pid(),
+        data.path().display(),
+        coordinator.addr()
     );
 
+    println!("1. register tenants at generation 1 (schema 1.8.2)");
+    for (host, tenant) in TENANTS {
+        let body = json!({"id": tenant, "hosts": [host], "schema_version": "1.8.2", "contract_hash": contract_v1});
+        let t = coordinator.admin(Method::POST, "/v1/tenants", Some(body)).await?;
+        println!("   {tenant:<8} generation {}  host {host}", t["generation"]);
+    }
+
+    println!("\n2. requests through the edge (each claims to be tenant 'someone-else' in a header)");
     let client = reqwest::Client::new();
-    println!("{:<20} {:<8} {:<7} {:<9} cache key (generation 1)", "host", "status", "origin", "leaked");
     for (host, tenant) in TENANTS {
         let resp = client
-            .get(edge.url("/users/42?lang=en"))
+            .get(edge.url(&format!("{}?{}", REQUEST.0, REQUEST.1)))
             .header("host", host)
             .header("edgegen-tenant", "someone-else")
             .send()
@@ -59,47 +86,100 @@ async fn run(once: bool) -> anyhow::Result<()> {
         let status = resp.status();
         let leaked = resp.headers().keys().filter(|k| k.as_str().starts_with("edgegen-")).count();
         let body: serde_json::Value = resp.json().await?;
-        let key = KeyInput {
-            scope: KeyScope {
-                tenant: TenantId::new(tenant)?,
-                schema_version: SchemaVersion::new(&stamp.schema_version)?,
-                contract_hash: ContractHash::new(&stamp.contract_hash)?,
-                generation: Generation::FIRST,
-            },
-            method: "GET".into(),
-            path: "/users/42".into(),
-            query: Some("lang=en".into()),
-            vary: vec![],
-        }
-        .derive()?
-        .1;
-        println!("{host:<20} {:<8} {:<7} {leaked:<9} {key}", status.as_u16(), body["tenant"].as_str().unwrap_or("?"));
-        ensure!(status == 200, "{host}: status {status}");
-        ensure!(
-            body["tenant"] == tenant,
-            "{host}: origin served tenant {} (the client claimed someone-else)",
+        println!(
+            "   {host:<18} -> {} served tenant {:<8} edgegen-* headers leaked: {leaked}",
+            status.as_u16(),
             body["tenant"]
         );
+        ensure!(status == 200, "{host}: status {status}");
+        ensure!(body["tenant"] == tenant, "{host}: origin served tenant {}", body["tenant"]);
         ensure!(leaked == 0, "{host}: {leaked} edgegen-* headers reached the client");
     }
     let resp = client.get(edge.url("/")).header("host", "unknown.localhost").send().await?;
-    println!("{:<20} {:<8} {}", "unknown.localhost", resp.status().as_u16(), resp.text().await?);
+    let status = resp.status();
+    println!("   {:<18} -> {} {}", "unknown.localhost", status.as_u16(), resp.text().await?);
+    ensure!(status == 404, "unknown host: status {status}");
+
+    let key = SecretKey::new("demo", MANIFEST_KEY)?;
+    let mut before = Vec::new();
+    for (_, tenant) in TENANTS {
+        let m = edgegen_shared::manifest::verify(&coordinator.manifest(tenant).await?, &key, &TenantId::new(tenant)?)?;
+        before.push(key_of(m.scope())?);
+    }
+
     println!(
-        "\nall checks passed: each host reached its own tenant, client edgegen-* headers were replaced, none leaked back."
+        "\n3. release: schema 1.8.2 -> 1.8.3 (encryption_key_version NOT NULL), all three tenants in one transaction"
     );
+    let release = coordinator
+        .admin(
+            Method::POST,
+            "/v1/releases",
+            Some(json!({"tenants": ["acme", "globex", "initech"], "schema_version": "1.8.3",
+                "contract_hash": contract_v2, "description": "migration 1.8.3: users.encryption_key_version NOT NULL"})),
+        )
+        .await?;
+    let id = release["id"].as_str().unwrap_or("?").to_owned();
+    for c in release["tenants"].as_array().into_iter().flatten() {
+        println!(
+            "   {:<8} generation {} -> {}",
+            c["tenant"].as_str().unwrap_or("?"),
+            c["from_generation"],
+            c["to_generation"]
+        );
+    }
+    let log = &release["execution_log"];
+    println!(
+        "\n   execution log {} ({})",
+        log["execution_id"].as_str().unwrap_or("?"),
+        log["timestamp"].as_str().unwrap_or("?")
+    );
+    for s in log["steps"].as_array().into_iter().flatten() {
+        println!(
+            "   {:<29} {:<8} {:>8.3} ms  {}",
+            s["phase"].as_str().unwrap_or(""),
+            s["status"].as_str().unwrap_or(""),
+            s["duration_ms"].as_f64().unwrap_or(0.0),
+            s["detail"].as_str().unwrap_or("")
+        );
+    }
+
+    println!("\n4. signed manifests, verified as the edge verifies them; the same request's cache key per tenant");
+    for ((_, tenant), old_key) in TENANTS.iter().zip(&before) {
+        let m = edgegen_shared::manifest::verify(&coordinator.manifest(tenant).await?, &key, &TenantId::new(*tenant)?)?;
+        let new_key = key_of(m.scope())?;
+        println!(
+            "   {tenant:<8} generation {} schema {}  key {}… -> {}…",
+            m.generation,
+            m.schema_version,
+            &old_key.to_hex()[..16],
+            &new_key.to_hex()[..16]
+        );
+        ensure!(
+            m.generation.0 == 2 && m.schema_version.to_string() == "1.8.3",
+            "{tenant}: manifest not at the release"
+        );
+        ensure!(&new_key != old_key, "{tenant}: the key did not change with the generation");
+    }
+
+    let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await?;
+    println!(
+        "\n5. convergence of {id}: {}/{} live PoPs acknowledged (bound {} ms). The edge does not fetch manifests yet \
+         (generation-scoped caching is the next piece), so no PoP acknowledges: nothing here is simulated.",
+        conv["acked"], conv["total"], conv["bound_ms"]
+    );
+    println!("\nall checks passed.");
 
     if once {
         return Ok(());
     }
-    let port = edge.addr().port();
+    let (edge_port, coord) = (edge.addr().port(), coordinator.addr());
     println!("\nThe stack stays up until Ctrl-C. Try:");
-    println!("  curl -si -H 'host: acme.localhost' 'http://127.0.0.1:{port}/users/42?lang=en'");
-    println!("  curl -si -H 'host: unknown.localhost' http://127.0.0.1:{port}/");
-    println!(
-        "  cargo run -q -p edgegen-coordinator -- key --tenant acme --schema {} --contract {} --generation 1 '/users/42?lang=en'",
-        stamp.schema_version, stamp.contract_hash
-    );
+    println!("  curl -si -H 'host: acme.localhost' 'http://127.0.0.1:{edge_port}/users/42?lang=en'");
+    println!("  export EDGEGEN_URL=http://{coord} EDGEGEN_ADMIN_TOKEN={ADMIN_TOKEN}");
+    println!("  cargo run -q -p edgegen-coordinator -- tenant list");
+    println!("  cargo run -q -p edgegen-coordinator -- status {id}");
+    println!("  cargo run -q -p edgegen-coordinator -- rollback {id}");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    println!("\nstopping (Viceroy PID {}, sample origin)", edge.pid());
+    println!("\nstopping: coordinator PID {}, Viceroy PID {}, sample origin", coordinator.pid(), edge.pid());
     Ok(())
 }

@@ -1,19 +1,30 @@
 //! Child processes owned by a test: started with their output captured to a log file, killed
 //! (SIGKILL to the PID we spawned, never by name) and reaped when dropped.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-/// A free TCP port on 127.0.0.1 (bound then released; callers retry if another process
-/// takes it in between).
+/// A free TCP port on 127.0.0.1 (bound then released), never the same one twice in this
+/// process: tests run in parallel threads, and two servers handed one port would let a test
+/// talk to another test's server. (Another process may still take it; callers that start a
+/// server check it came up.)
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static ISSUED: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    for _ in 0..100 {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        if ISSUED.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no unused port found on 127.0.0.1 after 100 tries")
 }
 
 /// A running child process, killed on drop.
@@ -69,6 +80,22 @@ impl ChildGuard {
                 bail!("{} did not listen on {addr} within {timeout:?}:\n{}", self.name, self.log_tail(30));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl ChildGuard {
+    /// Waits up to `timeout` for the process to exit by itself; `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

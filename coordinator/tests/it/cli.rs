@@ -55,3 +55,161 @@ fn client_commands_without_a_token_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("EDGEGEN_ADMIN_TOKEN is not set"));
 }
+
+mod against_a_server {
+    use std::net::SocketAddr;
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use edgegen_tests::process::{ChildGuard, free_port};
+
+    use crate::support::{ADMIN, EDGE, MANIFEST_KEY, contract};
+
+    fn serve(dir: &std::path::Path) -> (ChildGuard, SocketAddr) {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegen"));
+        cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(dir)
+            .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
+            .env("EDGEGEN_EDGE_TOKEN", EDGE)
+            .env("EDGEGEN_MANIFEST_KEY", MANIFEST_KEY);
+        let mut child = ChildGuard::spawn("edgegen serve", cmd, &dir.join("serve.log")).unwrap();
+        child.wait_for_port(addr, Duration::from_secs(30)).unwrap();
+        (child, addr)
+    }
+
+    fn edgegen(addr: SocketAddr, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_edgegen"))
+            .args(args)
+            .env("EDGEGEN_URL", format!("http://{addr}"))
+            .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    }
+
+    fn ack(addr: SocketAddr, pop: &str, tenant: &str, generation: u64) {
+        let body = format!(r#"{{"pop":"{pop}","tenant":"{tenant}","generation":{generation},"observed_at":1}}"#);
+        let out = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-H", &format!("authorization: Bearer {EDGE}")])
+            .args(["-H", "content-type: application/json", "-d", &body, &format!("http://{addr}/v1/edge/acks")])
+            .status();
+        // curl is on every machine this runs on; fall back to a clear failure if not.
+        assert!(out.map(|s| s.success()).unwrap_or(false), "posting an ack failed");
+    }
+
+    /// `release --wait` exits 3 when live PoPs do not acknowledge in time, 0 once they do,
+    /// and `tenant`, `status`, `rollback` work against the real server.
+    #[test]
+    fn release_wait_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, addr) = serve(dir.path());
+        let c1 = contract(1);
+        let out = edgegen(
+            addr,
+            &[
+                "tenant",
+                "add",
+                "--id",
+                "acme",
+                "--host",
+                "acme.test",
+                "--schema-version",
+                "1.8.2",
+                "--contract-hash",
+                &c1,
+            ],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ack(addr, "p1", "acme", 1); // p1 is live
+
+        let c2 = contract(2);
+        let started = Instant::now();
+        let out = edgegen(
+            addr,
+            &[
+                "release",
+                "--tenants",
+                "acme",
+                "--schema-version",
+                "1.8.3",
+                "--contract-hash",
+                &c2,
+                "--wait",
+                "--timeout",
+                "1",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("did not converge within 1.0 s (0/1 live PoPs acknowledged)")
+        );
+
+        // The PoP acknowledges generation 3 while the next release waits.
+        let waiter = std::thread::spawn(move || {
+            edgegen(
+                addr,
+                &[
+                    "--json",
+                    "release",
+                    "--tenants",
+                    "acme",
+                    "--schema-version",
+                    "1.8.4",
+                    "--contract-hash",
+                    &contract(3),
+                    "--wait",
+                    "--timeout",
+                    "20",
+                ],
+            )
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        ack(addr, "p1", "acme", 3);
+        let out = waiter.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["release"]["status"], "converged");
+        assert_eq!(report["convergence"]["acked"], 1);
+
+        let out = edgegen(addr, &["status", "rel-2"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("release rel-2 (release): converged"));
+        let out = edgegen(addr, &["rollback", "rel-2"]);
+        assert!(out.status.success());
+        let out = edgegen(addr, &["rollback", "rel-2"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already rolled back by rel-3 (conflict, HTTP 409)"));
+    }
+
+    /// SIGTERM drains and exits 0; the data survives for the next start.
+    #[test]
+    fn sigterm_shuts_down_gracefully() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, addr) = serve(dir.path());
+        let out = edgegen(
+            addr,
+            &[
+                "tenant",
+                "add",
+                "--id",
+                "acme",
+                "--host",
+                "acme.test",
+                "--schema-version",
+                "1.8.2",
+                "--contract-hash",
+                &contract(1),
+            ],
+        );
+        assert!(out.status.success());
+        let pid = server.pid().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let mut server = server;
+        let status = server.wait_timeout(Duration::from_secs(10)).expect("exited after SIGTERM");
+        assert!(status.success(), "exit status {status}");
+        assert!(server.log_tail(5).contains("shut down"));
+        let (_again, addr) = serve(dir.path());
+        let out = edgegen(addr, &["--json", "tenant", "show", "acme"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"generation\": 1"));
+    }
+}

@@ -1,15 +1,32 @@
-//! `edgegen-edge`'s platform-free logic: everything the Fastly shell (`main.rs`) decides,
-//! written as functions of values so native unit tests cover it without Fastly or Viceroy.
+//! `edgegen-edge`'s platform-free logic: everything the Fastly shell (`platform.rs`)
+//! decides, written as functions of values so native unit tests cover it without Fastly or
+//! Viceroy.
 //!
-//! So far: resolving the tenant from the `Host` header, the `edgegen-*` header boundary and
-//! the JSON error bodies. Generation-scoped caching arrives with the edge issue.
+//! - this module: tenant resolution from `Host`, the `edgegen-*` namespace and the request
+//!   headers that never reach the origin, JSON error bodies;
+//! - [`settings`]: the edge's Config Store settings;
+//! - [`policy`]: which requests and responses may be cached, and for how long;
+//! - [`decision`]: serve or reject a found object, the origin contract check, outcomes and
+//!   the probe's debug headers;
+//! - [`stored`]: the response head stored next to each cached body.
+
+pub mod decision;
+pub mod policy;
+pub mod settings;
+pub mod stored;
 
 use edgegen_shared::TenantId;
 
 /// Config Store mapping host names (lower case, no port) to tenant ids.
 pub const HOSTS_STORE: &str = "edgegen_hosts";
-/// Config Store with this edge's own settings (e.g. `pop`).
+/// Config Store with this edge's own settings (see [`settings`]).
 pub const CONFIG_STORE: &str = "edgegen_config";
+/// Secret Store with `manifest_key`, `probe_key` and `edge_token`.
+pub const SECRET_STORE: &str = "edgegen_secrets";
+/// Backend name of the coordinator (manifests, acks, reports).
+pub const COORDINATOR_BACKEND: &str = "coordinator";
+/// The probe-only path that returns the edge's view of a tenant without calling the origin.
+pub const STATE_PATH: &str = "/.edgegen/state";
 /// Backend name of the tenants' origin.
 pub const ORIGIN_BACKEND: &str = "origin";
 /// Prefix of every header edgegen reads or writes.
@@ -74,10 +91,32 @@ pub fn is_edgegen_header(name: &str) -> bool {
     })
 }
 
-/// Client headers that make some origins serve another path than the request line's
-/// (IIS/Symfony-style rewrites): dropped, so the origin serves exactly the request the edge
-/// keyed.
-pub const PATH_OVERRIDE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+/// Client headers that change what an origin produces without being part of the key (host,
+/// scheme, path and method overrides, forwarding claims): dropped before the origin sees
+/// the request, so it serves exactly the request the edge keyed.
+pub const UNKEYED_REQUEST_HEADERS: [&str; 16] = [
+    "x-forwarded-host",
+    "x-host",
+    "x-forwarded-server",
+    "x-original-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-scheme",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-scheme",
+    "forwarded",
+];
+
+/// Whether a client request header must be dropped before the origin sees it.
+pub fn is_unkeyed_request_header(name: &str) -> bool {
+    is_edgegen_header(name) || UNKEYED_REQUEST_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
 
 /// The JSON error body of DESIGN.md: `{"error":{"code":..,"message":..}}`.
 pub fn error_body(code: &str, message: &str) -> String {

@@ -5,10 +5,17 @@
 #[cfg(target_arch = "wasm32")]
 mod platform;
 
+/// Not `#[fastly::main]`: the response is sent first, then the background requests (acks,
+/// reports) are awaited, so they never delay the client.
 #[cfg(target_arch = "wasm32")]
-#[fastly::main]
-fn main(req: fastly::Request) -> Result<fastly::Response, fastly::Error> {
-    Ok(platform::handle(req))
+fn main() {
+    let (response, background) = platform::handle(fastly::Request::from_client());
+    response.send_to_client();
+    for pending in background {
+        if let Err(err) = pending.wait() {
+            eprintln!("edgegen-edge: background request failed: {err}");
+        }
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -16,15 +16,29 @@ use crate::workspace;
 /// The Viceroy version the project is pinned to (installed by `cargo xtask bootstrap`).
 pub const VICEROY_VERSION: &str = "0.22.0";
 
+/// The probe key local PoPs are started with (local testing only).
+pub const PROBE_KEY: &str = "harness-probe-key-0123456789abcdef0123";
+
 /// What one local PoP is configured with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     /// The tenants' origin.
     pub origin: SocketAddr,
+    /// The coordinator's edge API; `None` points the backend at a closed port (coordinator down).
+    pub coordinator: Option<SocketAddr>,
     /// Host name → tenant (the `edgegen_hosts` Config Store).
     pub hosts: Vec<(String, TenantId)>,
     /// This PoP's name (the `pop` entry of `edgegen_config`).
     pub pop: String,
+    /// Further `edgegen_config` entries (e.g. `no_manifest`).
+    pub settings: Vec<(String, String)>,
+}
+
+impl EdgeConfig {
+    /// A PoP in front of `origin`, talking to `coordinator`, for these hosts.
+    pub fn new(origin: SocketAddr, coordinator: Option<SocketAddr>, hosts: Vec<(String, TenantId)>, pop: &str) -> Self {
+        EdgeConfig { origin, coordinator, hosts, pop: pop.to_owned(), settings: Vec::new() }
+    }
 }
 
 impl EdgeConfig {
@@ -33,6 +47,13 @@ impl EdgeConfig {
         let mut toml =
             String::from("manifest_version = 3\nname = \"edgegen-edge\"\nlanguage = \"rust\"\n\n[local_server]\n\n");
         let _ = writeln!(toml, "[local_server.backends.origin]\nurl = {}\n", quote(&format!("http://{}", self.origin)));
+        let coordinator = match self.coordinator {
+            Some(addr) => addr,
+            // Nothing listens there: the edge finds the coordinator down.
+            None => ([127, 0, 0, 1], free_port().unwrap_or(9)).into(),
+        };
+        let _ =
+            writeln!(toml, "[local_server.backends.coordinator]\nurl = {}\n", quote(&format!("http://{coordinator}")));
         toml.push_str("[local_server.config_stores.edgegen_hosts]\nformat = \"inline-toml\"\n");
         toml.push_str("[local_server.config_stores.edgegen_hosts.contents]\n");
         for (host, tenant) in &self.hosts {
@@ -40,6 +61,17 @@ impl EdgeConfig {
         }
         toml.push_str("\n[local_server.config_stores.edgegen_config]\nformat = \"inline-toml\"\n");
         let _ = writeln!(toml, "[local_server.config_stores.edgegen_config.contents]\npop = {}", quote(&self.pop));
+        for (key, value) in &self.settings {
+            let _ = writeln!(toml, "{} = {}", quote(key), quote(value));
+        }
+        let _ = writeln!(
+            toml,
+            "\n[local_server.secret_stores]\nedgegen_secrets = [\n  {{ key = \"manifest_key\", data = {} }},\n  \
+             {{ key = \"probe_key\", data = {} }},\n  {{ key = \"edge_token\", data = {} }},\n]",
+            quote(crate::coordinator::MANIFEST_KEY),
+            quote(PROBE_KEY),
+            quote(crate::coordinator::EDGE_TOKEN)
+        );
         toml
     }
 }

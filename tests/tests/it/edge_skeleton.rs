@@ -12,15 +12,11 @@ fn stack() -> (SampleOrigin, Viceroy) {
         contract_hash: format!("sha256:{}", "11".repeat(32)),
     })
     .unwrap();
-    let edge = Viceroy::start(&EdgeConfig {
-        origin: origin.addr(),
-        hosts: vec![
-            ("acme.test".into(), TenantId::new("acme").unwrap()),
-            ("beta.test".into(), TenantId::new("beta").unwrap()),
-        ],
-        pop: "local-1".into(),
-    })
-    .unwrap();
+    let hosts = vec![
+        ("acme.test".into(), TenantId::new("acme").unwrap()),
+        ("beta.test".into(), TenantId::new("beta").unwrap()),
+    ];
+    let edge = Viceroy::start(&EdgeConfig::new(origin.addr(), None, hosts, "local-1")).unwrap();
     (origin, edge)
 }
 

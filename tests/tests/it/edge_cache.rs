@@ -1,0 +1,230 @@
+//! Generation-scoped caching: the release edge wasm under Viceroy, the real coordinator
+//! binary and the sample origin, all on 127.0.0.1.
+
+use std::time::Duration;
+
+use edgegen_shared::{SecretKey, TenantId, probe};
+use edgegen_tests::coordinator::Coordinator;
+use edgegen_tests::origin::{SampleOrigin, Stamp};
+use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn contract(byte: u8) -> String {
+    format!("sha256:{}", hex::encode([byte; 32]))
+}
+
+fn stamp(schema: &str, byte: u8) -> Stamp {
+    Stamp { schema_version: schema.into(), contract_hash: contract(byte) }
+}
+
+struct Stack {
+    origin: SampleOrigin,
+    coordinator: Option<Coordinator>,
+    edge: Viceroy,
+    _dir: tempfile::TempDir,
+}
+
+const TENANTS: [&str; 2] = ["acme", "beta"];
+
+/// Origin at build 1.8.2/contract 1, coordinator with both tenants registered at that state
+/// (or no coordinator at all), one PoP.
+async fn stack(with_coordinator: bool, settings: &[(&str, &str)]) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
+    let coordinator = if with_coordinator { Some(Coordinator::start(dir.path()).unwrap()) } else { None };
+    if let Some(c) = &coordinator {
+        for t in TENANTS {
+            let body = json!({"id": t, "hosts": [format!("{t}.test")], "schema_version": "1.8.2", "contract_hash": contract(1)});
+            c.admin(Method::POST, "/v1/tenants", Some(body)).await.unwrap();
+        }
+    }
+    let hosts = TENANTS.iter().map(|t| (format!("{t}.test"), TenantId::new(*t).unwrap())).collect();
+    let mut config = EdgeConfig::new(origin.addr(), coordinator.as_ref().map(Coordinator::addr), hosts, "pop-1");
+    config.settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap();
+    Stack { origin, coordinator, edge, _dir: dir }
+}
+
+fn token(tenant: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let key = SecretKey::new("probe", PROBE_KEY).unwrap();
+    let expires = now.saturating_add_signed(ttl);
+    probe::mint(&TenantId::new(tenant).unwrap(), now.min(expires), expires, &key).unwrap()
+}
+
+struct Seen {
+    status: u16,
+    cache: Option<String>,
+    key: Option<String>,
+    edgegen_headers: usize,
+    body: Value,
+}
+
+async fn get(s: &Stack, tenant: &str, path: &str, probe: Option<&str>, extra: &[(&str, &str)]) -> Seen {
+    let mut req = reqwest::Client::new().get(s.edge.url(path)).header("host", format!("{tenant}.test"));
+    if let Some(p) = probe {
+        req = req.header("edgegen-probe", p);
+    }
+    for (n, v) in extra {
+        req = req.header(*n, *v);
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}\n{}", s.edge.log_tail(30)));
+    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (cache, key) = (header("edgegen-cache"), header("edgegen-key"));
+    let edgegen_headers = resp.headers().keys().filter(|k| k.as_str().starts_with("edgegen-")).count();
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Seen { status, cache, key, edgegen_headers, body }
+}
+
+async fn release(s: &Stack, tenants: &[&str], schema: &str, byte: u8) -> String {
+    let body = json!({"tenants": tenants, "schema_version": schema, "contract_hash": contract(byte)});
+    let r = s.coordinator.as_ref().unwrap().admin(Method::POST, "/v1/releases", Some(body)).await.unwrap();
+    r["id"].as_str().unwrap().to_owned()
+}
+
+/// Longer than the manifest max age (1 s): every PoP has re-fetched by then.
+async fn past_max_age() {
+    tokio::time::sleep(Duration::from_millis(1150)).await;
+}
+
+#[tokio::test]
+async fn miss_then_hit_then_new_generation_misses_under_a_new_key() {
+    let s = stack(true, &[]).await;
+    let t = token("acme", 300);
+    let first = get(&s, "acme", "/users/1?b=2&a=1", Some(&t), &[]).await;
+    assert_eq!((first.status, first.cache.as_deref()), (200, Some("MISS")), "{}", s.edge.log_tail(20));
+    let second = get(&s, "acme", "/users/1?a=1&b=2", Some(&t), &[]).await;
+    assert_eq!(second.cache.as_deref(), Some("HIT"), "equivalent query, same key");
+    assert_eq!(second.key, first.key);
+    assert_eq!(second.body, first.body);
+    assert_eq!(s.origin.hits("acme", "/users/1?a=1&b=2"), 1, "the origin saw the normalized target once");
+
+    // Release with the origin deployed at the new build.
+    let id = release(&s, &["acme"], "1.8.3", 2).await;
+    s.origin.set_stamp(stamp("1.8.3", 2));
+    past_max_age().await;
+    let after = get(&s, "acme", "/users/1?a=1&b=2", Some(&t), &[]).await;
+    assert_eq!(after.cache.as_deref(), Some("MISS"));
+    assert_ne!(after.key, first.key, "the new generation keys differently");
+    assert_eq!(get(&s, "acme", "/users/1?a=1&b=2", Some(&t), &[]).await.cache.as_deref(), Some("HIT"));
+    assert_eq!(s.origin.hits("acme", "/users/1?a=1&b=2"), 2);
+
+    // The PoP acknowledged the new generation exactly once: the release converged.
+    let coordinator = s.coordinator.as_ref().unwrap();
+    let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await.unwrap();
+    assert_eq!((conv["converged"].as_bool(), conv["acked"].as_u64()), (Some(true), Some(1)), "{conv}");
+    for _ in 0..3 {
+        get(&s, "acme", "/users/1?a=1&b=2", None, &[]).await;
+        past_max_age().await;
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", coordinator.addr())).await.unwrap().text().await.unwrap();
+    // One ack for generation 1 (first manifest fetch) and one for generation 2; re-fetches of
+    // an unchanged generation acknowledge nothing.
+    assert!(metrics.contains("edgegen_acks_total 2\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn origin_on_another_build_is_served_not_stored_and_reported() {
+    let s = stack(true, &[]).await;
+    release(&s, &["acme"], "1.8.3", 2).await; // the origin still stamps 1.8.2
+    let t = token("acme", 300);
+    for _ in 0..2 {
+        let seen = get(&s, "acme", "/profile", Some(&t), &[]).await;
+        assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("MISMATCH")), "{}", s.edge.log_tail(20));
+    }
+    assert_eq!(s.origin.hits("acme", "/profile"), 2, "a mismatched response is never stored");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let coordinator = s.coordinator.as_ref().unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", coordinator.addr())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("edgegen_reports_total{kind=\"contract_mismatch\"} 2\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn coordinator_down_means_bypass_with_nothing_cached() {
+    let s = stack(false, &[]).await;
+    let t = token("acme", 300);
+    for _ in 0..2 {
+        let seen = get(&s, "acme", "/users/1", Some(&t), &[]).await;
+        assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("BYPASS")));
+        assert_eq!(seen.body["tenant"], "acme");
+    }
+    assert_eq!(s.origin.hits("acme", "/users/1"), 2);
+
+    let strict = stack(false, &[("no_manifest", "unavailable")]).await;
+    let seen = get(&strict, "acme", "/users/1", None, &[]).await;
+    assert_eq!(seen.status, 503);
+    assert_eq!(strict.origin.hits("acme", "/users/1"), 0);
+}
+
+#[tokio::test]
+async fn tenants_never_share_an_object_and_unkeyed_headers_never_reach_the_origin() {
+    let s = stack(true, &[]).await;
+    let spoof = [
+        ("x-forwarded-host", "evil.test"),
+        ("x-original-url", "/admin"),
+        ("x-http-method-override", "DELETE"),
+        ("forwarded", "host=evil.test"),
+        ("edgegen-tenant", "beta"),
+        ("edgegen_tenant", "beta"),
+    ];
+    for round in 0..2 {
+        for tenant in TENANTS {
+            let seen = get(&s, tenant, "/same/path", Some(&token(tenant, 300)), &spoof).await;
+            assert_eq!(seen.body["tenant"], tenant, "round {round}: {tenant} got another tenant's object");
+            let names: Vec<&str> =
+                seen.body["header_names"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            for (spoofed, _) in spoof {
+                assert!(
+                    !names.contains(&spoofed) || spoofed == "edgegen-tenant",
+                    "{spoofed} reached the origin: {names:?}"
+                );
+            }
+            assert_eq!(seen.body["edgegen_headers"]["edgegen-tenant"], tenant);
+        }
+    }
+    assert_eq!((s.origin.hits("acme", "/same/path"), s.origin.hits("beta", "/same/path")), (1, 1));
+}
+
+#[tokio::test]
+async fn probes_need_a_valid_token_for_this_tenant() {
+    let s = stack(true, &[]).await;
+    let valid = get(&s, "acme", "/p", Some(&token("acme", 300)), &[]).await;
+    assert_eq!(valid.cache.as_deref(), Some("MISS"));
+    assert_eq!(valid.edgegen_headers, 8, "all debug headers");
+    let genuine = token("acme", 300);
+    let (head, last) = genuine.split_at(genuine.len() - 1);
+    let forged = format!("{head}{}", if last == "0" { "1" } else { "0" });
+    for (name, t) in [
+        ("forged", forged),
+        ("expired", token("acme", -10)),
+        ("other tenant", token("beta", 300)),
+        ("garbage", "x".into()),
+    ] {
+        let seen = get(&s, "acme", "/p", Some(&t), &[]).await;
+        assert_eq!(seen.edgegen_headers, 0, "{name}: no debug header without a valid token");
+        assert_eq!(seen.body, valid.body, "{name}: same answer as without a token");
+    }
+    // The state endpoint answers only a valid probe; otherwise it is an ordinary path.
+    let state = get(&s, "acme", "/.edgegen/state", Some(&token("acme", 300)), &[]).await;
+    assert_eq!(state.body["manifest"]["valid"], true, "{}", state.body);
+    assert_eq!(state.body["manifest"]["manifest"]["generation"], 1);
+    let plain = get(&s, "acme", "/.edgegen/state", None, &[]).await;
+    assert_eq!(plain.body["target"], "/.edgegen/state", "passed to the origin like any path");
+}
+
+#[tokio::test]
+async fn error_cookie_and_no_store_responses_are_never_stored() {
+    let s = stack(true, &[]).await;
+    for path in ["/status/500", "/set-cookie", "/no-store"] {
+        for _ in 0..2 {
+            get(&s, "acme", path, None, &[]).await;
+        }
+        assert_eq!(s.origin.hits("acme", path), 2, "{path} was stored");
+    }
+    // Credentialed and non-GET requests pass.
+    let t = token("acme", 300);
+    let seen = get(&s, "acme", "/private", Some(&t), &[("authorization", "Bearer x")]).await;
+    assert_eq!(seen.cache.as_deref(), Some("PASS"));
+}

@@ -102,6 +102,8 @@ pub fn handle(mut req: Request) -> (Response, Vec<PendingRequest>) {
 
     // Client headers edgegen does not key never reach the origin; the probe token is kept aside.
     let probe_token = req.get_header_str("edgegen-probe").map(str::to_owned);
+    #[cfg(feature = "test-hooks")]
+    let plant: Option<u64> = req.get_header_str("edgegen-test-plant").and_then(|g| g.parse().ok());
     let unkeyed: Vec<_> = req.get_header_names().filter(|n| is_unkeyed_request_header(n.as_str())).cloned().collect();
     for name in unkeyed {
         req.remove_header(&name);
@@ -167,6 +169,10 @@ pub fn handle(mut req: Request) -> (Response, Vec<PendingRequest>) {
         }
     };
     let key = CacheKey::derive(&scope, &normalized);
+    #[cfg(feature = "test-hooks")]
+    if let (true, Some(generation)) = (probing, plant) {
+        return (test_hooks::plant(&key, &scope, generation, now), background);
+    }
     let head_only = method == "HEAD";
     let (mut resp, outcome) =
         match cached(req, &tenant, &scope, &normalized, &key, &settings, &pop, now, &secrets, &mut background) {
@@ -260,7 +266,11 @@ fn cached(
                 resp.set_header("age", found.age().as_secs().to_string());
                 return Ok((resp, Outcome::Hit));
             }
-            Found::Reject => stale = true,
+            Found::Reject => {
+                // Counted in the service's log stream: one line per rejected object.
+                eprintln!("edgegen-edge: stale-rejected tenant={tenant} generation={} key={}", scope.generation, key);
+                stale = true;
+            }
         }
     }
 
@@ -302,6 +312,7 @@ fn cached(
         resp.get_status().as_u16(),
         resp.get_header_str("cache-control"),
         resp.contains_header("set-cookie"),
+        resp.get_header_str("vary"),
     );
     let outcome = if stale { Outcome::StaleRejected } else { Outcome::Miss };
     let Some(ttl) = ttl else { return Ok((resp, outcome)) };
@@ -476,4 +487,39 @@ fn state_response(
         .with_header("content-type", "application/json")
         .with_header("cache-control", "no-store")
         .with_body(body.to_string())
+}
+
+/// Test-only: plants an object under a request's key with another generation's metadata,
+/// so tests can show it is never served. Compiled only with the `test-hooks` feature.
+#[cfg(feature = "test-hooks")]
+mod test_hooks {
+    use std::io::Write as _;
+    use std::time::Duration;
+
+    use edgegen_edge::stored::StoredHead;
+    use edgegen_shared::Generation;
+    use edgegen_shared::key::{CacheKey, KeyScope};
+    use edgegen_shared::metadata::ObjectMetadata;
+    use fastly::Response;
+    use fastly::cache::core as cache;
+    use fastly::http::StatusCode;
+
+    pub fn plant(key: &CacheKey, scope: &KeyScope, generation: u64, now: u64) -> Response {
+        let stale = KeyScope { generation: Generation(generation), ..scope.clone() };
+        let head = StoredHead {
+            metadata: ObjectMetadata::new(&stale, now),
+            status: 200,
+            headers: vec![("content-type".into(), b"application/json".to_vec())],
+        };
+        let cache_key: cache::CacheKey = key.as_bytes().to_vec().into();
+        let planted = cache::insert(cache_key, Duration::from_secs(300))
+            .user_metadata(head.encode().into())
+            .execute()
+            .map_err(|e| e.to_string())
+            .and_then(|mut w| w.write_all(br#"{"planted":true}"#).and_then(|()| w.finish()).map_err(|e| e.to_string()));
+        match planted {
+            Ok(()) => Response::from_status(StatusCode::NO_CONTENT),
+            Err(e) => Response::from_status(StatusCode::INTERNAL_SERVER_ERROR).with_body(e),
+        }
+    }
 }

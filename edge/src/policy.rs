@@ -11,10 +11,16 @@ pub fn request_cacheable(method: &str, has_authorization: bool, has_cookie: bool
 }
 
 /// How long a response may be stored, in seconds, or `None` if it must not be stored:
-/// status in [`STORABLE_STATUSES`], no `Set-Cookie`, no `private`/`no-store`/`no-cache`, and a
-/// positive `s-maxage` (preferred) or `max-age`.
-pub fn response_ttl_secs(status: u16, cache_control: Option<&str>, has_set_cookie: bool) -> Option<u64> {
-    if !STORABLE_STATUSES.contains(&status) || has_set_cookie {
+/// status in [`STORABLE_STATUSES`], no `Set-Cookie`, no `Vary` (the edge keys no request
+/// headers yet, so a varying response would be served to requests it does not fit), no
+/// `private`/`no-store`/`no-cache`, and a positive `s-maxage` (preferred) or `max-age`.
+pub fn response_ttl_secs(
+    status: u16,
+    cache_control: Option<&str>,
+    has_set_cookie: bool,
+    vary: Option<&str>,
+) -> Option<u64> {
+    if !STORABLE_STATUSES.contains(&status) || has_set_cookie || vary.is_some_and(|v| !v.trim().is_empty()) {
         return None;
     }
     let (mut max_age, mut s_maxage) = (None, None);
@@ -67,7 +73,9 @@ mod tests {
             (302, Some("max-age=60"), false, None),
         ];
         for (status, cc, cookie, expected) in cases {
-            assert_eq!(response_ttl_secs(status, cc, cookie), expected, "{status} {cc:?} set-cookie={cookie}");
+            assert_eq!(response_ttl_secs(status, cc, cookie, None), expected, "{status} {cc:?} set-cookie={cookie}");
         }
+        assert_eq!(response_ttl_secs(200, Some("max-age=60"), false, Some("Accept-Encoding")), None);
+        assert_eq!(response_ttl_secs(200, Some("max-age=60"), false, Some(" ")), Some(60));
     }
 }

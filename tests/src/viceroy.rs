@@ -32,12 +32,14 @@ pub struct EdgeConfig {
     pub pop: String,
     /// Further `edgegen_config` entries (e.g. `no_manifest`).
     pub settings: Vec<(String, String)>,
+    /// Run the test wasm (with the `test-hooks` feature) instead of the release wasm.
+    pub test_hooks: bool,
 }
 
 impl EdgeConfig {
     /// A PoP in front of `origin`, talking to `coordinator`, for these hosts.
     pub fn new(origin: SocketAddr, coordinator: Option<SocketAddr>, hosts: Vec<(String, TenantId)>, pop: &str) -> Self {
-        EdgeConfig { origin, coordinator, hosts, pop: pop.to_owned(), settings: Vec::new() }
+        EdgeConfig { origin, coordinator, hosts, pop: pop.to_owned(), settings: Vec::new(), test_hooks: false }
     }
 }
 
@@ -136,7 +138,19 @@ impl Viceroy {
         let dir = tempfile::Builder::new().prefix("edgegen-viceroy-").tempdir()?;
         let toml = dir.path().join("fastly.toml");
         std::fs::write(&toml, config.to_fastly_toml())?;
-        Self::start_with_manifest(&config.pop, &toml, dir)
+        let wasm = if config.test_hooks { workspace::edge_wasm_with_test_hooks()? } else { workspace::edge_wasm()? };
+        Self::start_with_manifest(&config.pop, &toml, &wasm, dir)
+    }
+
+    /// Starts Viceroy with `config` running another wasm (e.g. a benchmark baseline).
+    ///
+    /// # Errors
+    /// As [`Viceroy::start`].
+    pub fn start_with_wasm(config: &EdgeConfig, wasm: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("edgegen-viceroy-").tempdir()?;
+        let toml = dir.path().join("fastly.toml");
+        std::fs::write(&toml, config.to_fastly_toml())?;
+        Self::start_with_manifest(&config.pop, &toml, wasm, dir)
     }
 
     /// Starts Viceroy with an existing `fastly.toml` (e.g. the repository's own), from a
@@ -146,11 +160,10 @@ impl Viceroy {
     /// As [`Viceroy::start`].
     pub fn start_with_fastly_toml(toml: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("edgegen-viceroy-").tempdir()?;
-        Self::start_with_manifest("from fastly.toml", toml, dir)
+        Self::start_with_manifest("from fastly.toml", toml, &workspace::edge_wasm()?, dir)
     }
 
-    fn start_with_manifest(pop: &str, toml: &Path, dir: tempfile::TempDir) -> anyhow::Result<Self> {
-        let wasm = workspace::edge_wasm()?;
+    fn start_with_manifest(pop: &str, toml: &Path, wasm: &Path, dir: tempfile::TempDir) -> anyhow::Result<Self> {
         let viceroy = viceroy_bin()?;
         let mut last_error = None;
         // Another process may take the free port before Viceroy binds it: try a few.
@@ -161,7 +174,7 @@ impl Viceroy {
                 .current_dir(dir.path())
                 .args(["serve", "-v", "--addr", &addr.to_string(), "-C"])
                 .arg(toml)
-                .arg(&wasm);
+                .arg(wasm);
             let log = dir.path().join(format!("viceroy-{}.log", addr.port()));
             let mut process = ChildGuard::spawn(&format!("viceroy (PoP {pop})"), command, &log)?;
             match process.wait_for_port(addr, Duration::from_secs(60)) {

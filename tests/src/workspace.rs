@@ -21,11 +21,30 @@ pub fn edge_wasm() -> anyhow::Result<PathBuf> {
     BUILT.get_or_init(|| build_edge().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
-fn build_edge() -> anyhow::Result<PathBuf> {
+/// The edge wasm built with the `test-hooks` feature, in its own target directory so the
+/// release wasm is never replaced by it. Only tests use it.
+///
+/// # Errors
+/// When the build fails.
+pub fn edge_wasm_with_test_hooks() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = target_dir().join("test-hooks");
+            cargo_build_edge(&["--features", "test-hooks", "--target-dir", &dir.to_string_lossy()])
+                .map(|()| dir.join("wasm32-wasip1/release/edgegen-edge.wasm"))
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn cargo_build_edge(extra: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(root())
         .args(["build", "--quiet", "-p", "edgegen-edge", "--release", "--target", "wasm32-wasip1"])
+        .args(extra)
         .status()
         .with_context(|| format!("running {cargo}"))?;
     if !status.success() {
@@ -34,6 +53,11 @@ fn build_edge() -> anyhow::Result<PathBuf> {
              wasm32-wasip1 target) and `cargo xtask build-edge` to see why"
         );
     }
+    Ok(())
+}
+
+fn build_edge() -> anyhow::Result<PathBuf> {
+    cargo_build_edge(&[])?;
     let wasm = target_dir().join("wasm32-wasip1/release/edgegen-edge.wasm");
     if !wasm.exists() {
         bail!("the edge build succeeded but {} is missing", wasm.display());

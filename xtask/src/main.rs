@@ -278,6 +278,21 @@ fn ci() -> Result {
         &[
             "clippy",
             "-p",
+            "edgegen-edge",
+            "--target",
+            "wasm32-wasip1",
+            "--features",
+            "test-hooks",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run(
+        &cargo(),
+        &[
+            "clippy",
+            "-p",
             "edgegen-shared",
             "--features",
             "js",

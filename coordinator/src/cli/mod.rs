@@ -13,6 +13,7 @@
 
 mod client;
 mod key;
+mod probe;
 mod serve;
 
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Rollback(client::StatusArgs),
     /// Derive the cache key and surrogate keys the edge uses for a request (offline).
     Key(key::KeyArgs),
+    /// Mint a debug probe token (EDGEGEN_PROBE_KEY); with a URL, show the edge's view of a request.
+    Probe(probe::ProbeArgs),
 }
 
 /// An error that maps to a specific exit code.
@@ -78,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Release(args) => client::release(args, json),
         Command::Status(args) => client::status(args, json),
         Command::Rollback(args) => client::rollback(args, json),
+        Command::Probe(args) => probe::run(args, json),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,10 @@ const TENANTS: [&str; 2] = ["acme", "beta"];
 /// Origin at build 1.8.2/contract 1, coordinator with both tenants registered at that state
 /// (or no coordinator at all), one PoP.
 async fn stack(with_coordinator: bool, settings: &[(&str, &str)]) -> Stack {
+    stack_with(with_coordinator, settings, false).await
+}
+
+async fn stack_with(with_coordinator: bool, settings: &[(&str, &str)], test_hooks: bool) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
     let coordinator = if with_coordinator { Some(Coordinator::start(dir.path()).unwrap()) } else { None };
@@ -42,6 +46,7 @@ async fn stack(with_coordinator: bool, settings: &[(&str, &str)]) -> Stack {
     let hosts = TENANTS.iter().map(|t| (format!("{t}.test"), TenantId::new(*t).unwrap())).collect();
     let mut config = EdgeConfig::new(origin.addr(), coordinator.as_ref().map(Coordinator::addr), hosts, "pop-1");
     config.settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    config.test_hooks = test_hooks;
     let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap();
     Stack { origin, coordinator, edge, _dir: dir }
 }
@@ -227,4 +232,68 @@ async fn error_cookie_and_no_store_responses_are_never_stored() {
     let t = token("acme", 300);
     let seen = get(&s, "acme", "/private", Some(&t), &[("authorization", "Bearer x")]).await;
     assert_eq!(seen.cache.as_deref(), Some("PASS"));
+}
+
+/// An object found under the current key but stored under another generation is never
+/// served: it is refetched (STALE-REJECTED) and overwritten. Planting such an object needs
+/// the test wasm's hook: from outside, every scope change also changes the key.
+#[tokio::test]
+async fn an_object_with_stale_metadata_is_rejected_and_overwritten() {
+    let s = stack_with(true, &[], true).await;
+    let t = token("acme", 300);
+    let planted = reqwest::Client::new()
+        .get(s.edge.url("/users/7"))
+        .header("host", "acme.test")
+        .header("edgegen-probe", &t)
+        .header("edgegen-test-plant", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(planted.status(), 204, "{}", s.edge.log_tail(20));
+    let seen = get(&s, "acme", "/users/7", Some(&t), &[]).await;
+    assert_eq!(seen.cache.as_deref(), Some("STALE-REJECTED"));
+    assert_eq!(seen.body["tenant"], "acme", "the origin's answer, not the planted object: {}", seen.body);
+    let again = get(&s, "acme", "/users/7", Some(&t), &[]).await;
+    assert_eq!(again.cache.as_deref(), Some("HIT"), "the stale object was overwritten");
+    assert_eq!(again.body, seen.body);
+    assert_eq!(s.origin.hits("acme", "/users/7"), 1);
+}
+
+/// Concurrent misses for one key wait on one Core Cache transaction: one origin fetch.
+#[tokio::test]
+async fn concurrent_misses_collapse_to_one_origin_fetch() {
+    let s = stack(true, &[]).await;
+    get(&s, "acme", "/warm", None, &[]).await; // the manifest is cached before the burst
+    let mut burst = Vec::new();
+    for _ in 0..12 {
+        let req = reqwest::Client::new().get(s.edge.url("/collapsed")).header("host", "acme.test");
+        burst.push(tokio::spawn(async move { req.send().await.unwrap().json::<Value>().await.unwrap() }));
+    }
+    for r in burst {
+        assert_eq!(r.await.unwrap()["tenant"], "acme");
+    }
+    assert_eq!(s.origin.hits("acme", "/collapsed"), 1, "{}", s.edge.log_tail(20));
+}
+
+/// `edgegen probe URL` shows the edge's view with a freshly minted token.
+#[tokio::test]
+async fn edgegen_probe_cli_shows_the_edge_view() {
+    let s = stack(true, &[]).await;
+    let bin = edgegen_tests::workspace::coordinator_bin().unwrap();
+    let url = s.edge.url("/via/cli");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["--json", "probe", "--tenant", "acme", "--host", "acme.test", &url])
+            .env("EDGEGEN_PROBE_KEY", PROBE_KEY)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["status"], 200);
+    assert_eq!(view["edge"]["edgegen-cache"], "MISS");
+    assert_eq!(view["edge"]["edgegen-tenant"], "acme");
+    assert_eq!(view["edge"]["edgegen-generation"], "1");
 }

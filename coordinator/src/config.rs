@@ -96,6 +96,9 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
     auto_rollback: Option<FileAutoRollback>,
+    /// Read by `edgegen plan` / `lint-schema`, not by the server.
+    #[allow(dead_code)]
+    analysis: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

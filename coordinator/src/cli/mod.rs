@@ -11,6 +11,7 @@
 //! Client subcommands talk to `EDGEGEN_URL` (default `http://127.0.0.1:8080`) with
 //! `EDGEGEN_ADMIN_TOKEN`.
 
+mod analyze;
 mod client;
 mod key;
 mod probe;
@@ -56,6 +57,10 @@ enum Command {
     Key(key::KeyArgs),
     /// Mint a debug probe token (EDGEGEN_PROBE_KEY); with a URL, show the edge's view of a request.
     Probe(probe::ProbeArgs),
+    /// Analyse what a schema change does to cached data (offline; exit 0 safe, 1 needs a release, 2 blocked).
+    Plan(analyze::PlanArgs),
+    /// Lint a schema for tenant isolation (offline; exit 0 clean, 2 violations or unparsable input).
+    LintSchema(analyze::LintArgs),
 }
 
 /// An error that maps to a specific exit code.
@@ -82,6 +87,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => client::status(args, json),
         Command::Rollback(args) => client::rollback(args, json),
         Command::Probe(args) => probe::run(args, json),
+        Command::Plan(args) => analyze::plan(args, json),
+        Command::LintSchema(args) => analyze::lint(args, json),
     };
     match result {
         Ok(code) => code,

@@ -213,3 +213,80 @@ mod against_a_server {
         assert!(String::from_utf8_lossy(&out.stdout).contains("\"generation\": 1"));
     }
 }
+
+mod analysis {
+    use std::process::Command;
+
+    use serde_json::Value;
+
+    const FENCED: &str = "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));
+ALTER TABLE users ENABLE ROW LEVEL SECURITY;
+ALTER TABLE users FORCE ROW LEVEL SECURITY;
+CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid);
+";
+
+    fn run(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgegen")).current_dir(dir).args(args).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    #[test]
+    fn plan_exit_codes_on_schema_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("old.sql"), FENCED).unwrap();
+        std::fs::write(
+            p.join("nullable.sql"),
+            FENCED.replace("PRIMARY KEY (tenant_id, id));", "bio text, PRIMARY KEY (tenant_id, id));"),
+        )
+        .unwrap();
+        std::fs::create_dir(p.join("migrations")).unwrap();
+        std::fs::write(
+            p.join("migrations/001.sql"),
+            "ALTER TABLE users ADD COLUMN encryption_key_version integer NOT NULL;",
+        )
+        .unwrap();
+        std::fs::write(p.join("leaky.sql"), format!("{FENCED}CREATE TABLE audit (id bigint PRIMARY KEY);")).unwrap();
+        std::fs::write(p.join("garbage.sql"), "DROP EVERYTHING;").unwrap();
+
+        assert_eq!(run(p, &["plan", "--from", "old.sql", "--to", "nullable.sql"]).0, 0, "a nullable column is safe");
+        let (code, out) = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]);
+        assert_eq!(code, 1, "{out}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["findings"][0]["code"], "not_null_column_added_without_default");
+        assert_eq!(report["findings"][0]["location"]["file"], "migrations/001.sql");
+        let (code, out) = run(p, &["plan", "--from", "old.sql", "--to", "leaky.sql"]);
+        assert_eq!(code, 2, "isolation violations block: {out}");
+        assert!(out.contains("tenant_column_missing"));
+        std::fs::write(p.join("edgegen.toml"), "[analysis]\nglobal_tables = [\"audit\"]\n").unwrap();
+        assert_eq!(run(p, &["plan", "--from", "old.sql", "--to", "leaky.sql", "--config", "edgegen.toml"]).0, 0);
+        let (code, out) = run(p, &["plan", "--from", "old.sql", "--to", "garbage.sql"]);
+        assert_eq!(code, 2);
+        assert!(out.contains("blocked: garbage.sql:1:1"), "{out}");
+        assert_eq!(run(p, &["plan", "--from", "old.sql", "--to", "missing.sql"]).0, 2);
+        assert_eq!(
+            run(p, &["plan", "--from", "old.sql", "--to", "old.sql", "--contract-from", "a.json"]).0,
+            2,
+            "refused, not ignored"
+        );
+
+        // Deterministic: the same inputs give byte-identical JSON.
+        let a = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]).1;
+        let b = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]).1;
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn lint_schema_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("fenced.sql"), FENCED).unwrap();
+        std::fs::write(p.join("open.sql"), "CREATE TABLE users (tenant_id uuid, id bigint PRIMARY KEY);").unwrap();
+        assert_eq!(run(p, &["lint-schema", "fenced.sql"]).0, 0);
+        let (code, out) = run(p, &["lint-schema", "open.sql"]);
+        assert_eq!(code, 2);
+        for rule in ["primary_key_without_tenant", "rls_not_enabled", "policy_missing"] {
+            assert!(out.contains(rule), "{rule}: {out}");
+        }
+    }
+}

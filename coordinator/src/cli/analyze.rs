@@ -1,0 +1,188 @@
+//! `edgegen plan` and `edgegen lint-schema`: release analysis on schema files alone (no
+//! server). Settings come from the `[analysis]` section of `--config edgegen.toml`
+//! (`tenant_column`, default `tenant_id`; `global_tables`, default none); without a config,
+//! every table is a tenant table.
+//!
+//! Exit codes (DESIGN.md): 0 safe; 1 needs a release (changes that break cached data);
+//! 2 blocked (isolation violations, unparseable or unsupported input).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use edgegen_analysis::isolation::{self, IsolationSettings};
+use edgegen_analysis::plan::{self, Report, schema_from};
+use edgegen_analysis::{Dialect, diff};
+use serde::Deserialize;
+
+use super::{EXIT_INVALID, Exit};
+
+/// `edgegen plan` arguments.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// The schema before the release (full DDL).
+    #[arg(long)]
+    from: PathBuf,
+    /// The schema after: a full DDL file, or a directory of migrations applied in file-name order onto --from.
+    #[arg(long)]
+    to: PathBuf,
+    /// SQL dialect.
+    #[arg(long, default_value = "postgres")]
+    dialect: Dialect,
+    /// JSON Schema of the contract before (contract diffing is not implemented yet).
+    #[arg(long)]
+    contract_from: Option<PathBuf>,
+    /// JSON Schema of the contract after.
+    #[arg(long)]
+    contract_to: Option<PathBuf>,
+    /// edgegen.toml with an [analysis] section.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// `edgegen lint-schema` arguments.
+#[derive(clap::Args)]
+pub struct LintArgs {
+    /// Schema files, applied in order (e.g. a base DDL, then migrations).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// SQL dialect.
+    #[arg(long, default_value = "postgres")]
+    dialect: Dialect,
+    /// edgegen.toml with an [analysis] section.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+struct ConfigFile {
+    #[serde(default)]
+    analysis: AnalysisSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AnalysisSection {
+    tenant_column: Option<String>,
+    #[serde(default)]
+    global_tables: Vec<String>,
+}
+
+fn invalid(message: String) -> anyhow::Error {
+    anyhow::Error::new(Exit { code: EXIT_INVALID, message })
+}
+
+fn settings(config: Option<&Path>, dialect: Dialect) -> anyhow::Result<IsolationSettings> {
+    let section = match config {
+        None => AnalysisSection::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            file.analysis
+        }
+    };
+    Ok(IsolationSettings {
+        tenant_column: section.tenant_column.unwrap_or_else(|| "tenant_id".into()),
+        global_tables: section.global_tables.into_iter().collect::<BTreeSet<_>>(),
+        dialect,
+    })
+}
+
+fn read(path: &Path) -> anyhow::Result<(String, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    Ok((path.display().to_string(), text))
+}
+
+/// Runs `edgegen plan`.
+///
+/// # Errors
+/// Unreadable inputs or config (exit 2).
+pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
+    if args.contract_from.is_some() || args.contract_to.is_some() {
+        return Err(invalid(
+            "--contract-from/--contract-to: contract diffing is not implemented yet; refusing rather than ignoring them".into(),
+        ));
+    }
+    let settings = settings(args.config.as_deref(), args.dialect)?;
+    let base = vec![read(&args.from)?];
+    let outcome = (|| {
+        let before = schema_from(&base, args.dialect)?;
+        let after = if args.to.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&args.to)
+                .map_err(|e| invalid(format!("{}: {e}", args.to.display())))
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+                .collect();
+            entries.sort();
+            let mut files = base.clone();
+            for e in entries {
+                files.push(read(&e).map_err(|e| edgegen_analysis::Blocked {
+                    location: edgegen_analysis::Location { file: args.to.display().to_string(), line: 0, column: 0 },
+                    message: e.to_string(),
+                })?);
+            }
+            let mut after = schema_from(&files, args.dialect)?;
+            let base_name = base[0].0.clone();
+            after.table_renames.retain(|r| r.at.file != base_name);
+            after.column_renames.retain(|r| r.at.file != base_name);
+            after
+        } else {
+            let to = read(&args.to).map_err(|e| edgegen_analysis::Blocked {
+                location: edgegen_analysis::Location { file: args.to.display().to_string(), line: 0, column: 0 },
+                message: e.to_string(),
+            })?;
+            schema_from(&[to], args.dialect)?
+        };
+        let mut findings = diff::diff(&before, &after);
+        findings.extend(isolation::lint(&after, &settings));
+        Ok(findings)
+    })();
+    let report = plan::report(args.dialect, outcome);
+    print(&report, json)?;
+    Ok(ExitCode::from(report.exit_code as u8))
+}
+
+/// Runs `edgegen lint-schema`.
+///
+/// # Errors
+/// Unreadable inputs or config (exit 2).
+pub fn lint(args: LintArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let settings = settings(args.config.as_deref(), args.dialect)?;
+    let files = args.files.iter().map(|p| read(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let outcome = schema_from(&files, args.dialect).map(|s| isolation::lint(&s, &settings));
+    let report = plan::report(args.dialect, outcome);
+    print(&report, json)?;
+    Ok(ExitCode::from(report.exit_code as u8))
+}
+
+fn print(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!("verdict: {} (exit {})   plan {}", report.verdict, report.exit_code, report.plan_hash);
+    if let Some(why) = &report.blocked {
+        println!("blocked: {why}");
+    }
+    let s = report.summary;
+    println!("findings: {} blocking, {} breaking, {} risky, {} safe", s.blocking, s.breaking, s.risky, s.safe);
+    if report.findings.is_empty() {
+        return Ok(());
+    }
+    println!("\n{:<9} {:<38} {:<28} {:<24} why", "severity", "code", "where", "location");
+    for f in &report.findings {
+        let place = match (&f.table, &f.column) {
+            (Some(t), Some(c)) => format!("{t}.{c}"),
+            (Some(t), None) => t.clone(),
+            (None, Some(c)) => c.clone(),
+            (None, None) => String::new(),
+        };
+        let severity = serde_json::to_value(f.severity)?.as_str().unwrap_or("").to_owned();
+        println!("{severity:<9} {:<38} {place:<28} {:<24} {}", f.code, f.location.to_string(), f.message);
+    }
+    Ok(())
+}

@@ -7,8 +7,10 @@
 //!   how each DDL statement changes it;
 //! - [`diff`]: classified changes between two models;
 //! - [`isolation`]: the tenant-isolation lint;
+//! - [`contract`]: API-contract compatibility, backward and forward;
 //! - [`plan`]: findings, exit code and the deterministic plan with its hash.
 
+pub mod contract;
 pub mod diff;
 pub mod isolation;
 pub mod model;

@@ -30,7 +30,7 @@ pub struct PlanArgs {
     /// SQL dialect.
     #[arg(long, default_value = "postgres")]
     dialect: Dialect,
-    /// JSON Schema of the contract before (contract diffing is not implemented yet).
+    /// JSON Schema of the contract before (as schemars emits it).
     #[arg(long)]
     contract_from: Option<PathBuf>,
     /// JSON Schema of the contract after.
@@ -99,11 +99,11 @@ fn read(path: &Path) -> anyhow::Result<(String, String)> {
 /// # Errors
 /// Unreadable inputs or config (exit 2).
 pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
-    if args.contract_from.is_some() || args.contract_to.is_some() {
-        return Err(invalid(
-            "--contract-from/--contract-to: contract diffing is not implemented yet; refusing rather than ignoring them".into(),
-        ));
-    }
+    let contracts = match (&args.contract_from, &args.contract_to) {
+        (Some(from), Some(to)) => Some((read(from)?, read(to)?)),
+        (None, None) => None,
+        _ => return Err(invalid("--contract-from and --contract-to go together".into())),
+    };
     let settings = settings(args.config.as_deref(), args.dialect)?;
     let base = vec![read(&args.from)?];
     let outcome = (|| {
@@ -139,6 +139,9 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         };
         let mut findings = diff::diff(&before, &after);
         findings.extend(isolation::lint(&after, &settings));
+        if let Some(((of, ot), (nf, nt))) = &contracts {
+            findings.extend(edgegen_analysis::contract::findings((of, ot), (nf, nt))?);
+        }
         Ok(findings)
     })();
     let report = plan::report(args.dialect, outcome);

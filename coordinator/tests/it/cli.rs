@@ -267,8 +267,43 @@ CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid)
         assert_eq!(
             run(p, &["plan", "--from", "old.sql", "--to", "old.sql", "--contract-from", "a.json"]).0,
             2,
-            "refused, not ignored"
+            "both contract flags or none"
         );
+        let v1 = r#"{"title":"UserProfile","type":"object","properties":{"id":{"type":"string"}},"required":["id"]}"#;
+        let v2 = r#"{"title":"UserProfile","type":"object","properties":{"id":{"type":"string"},"ekv":{"type":"integer"}},"required":["id","ekv"]}"#;
+        let v3 = r#"{"title":"UserProfile","type":"object","properties":{"id":{"type":"integer"}},"required":["id"]}"#;
+        std::fs::write(p.join("v1.json"), v1).unwrap();
+        std::fs::write(p.join("v2.json"), v2).unwrap();
+        std::fs::write(p.join("v3.json"), v3).unwrap();
+        std::fs::write(p.join("bad.json"), "{\n  \"title\": }").unwrap();
+        let contract = |to: &str| {
+            run(
+                p,
+                &[
+                    "--json",
+                    "plan",
+                    "--from",
+                    "old.sql",
+                    "--to",
+                    "old.sql",
+                    "--contract-from",
+                    "v1.json",
+                    "--contract-to",
+                    to,
+                ],
+            )
+        };
+        let (code, out) = contract("v2.json");
+        assert_eq!(code, 1, "a required field added breaks old cached objects only: {out}");
+        assert!(
+            out.contains("UserProfile.ekv: required property added (backward: breaking, forward: compatible)"),
+            "{out}"
+        );
+        let (code, out) = contract("v3.json");
+        assert_eq!(code, 2, "a type change breaks both ways: no rollout path: {out}");
+        let (code, out) = contract("bad.json");
+        assert_eq!(code, 2);
+        assert!(out.contains("bad.json:2:"), "{out}");
 
         // Deterministic: the same inputs give byte-identical JSON.
         let a = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]).1;

@@ -303,6 +303,45 @@ pub fn summary(changes: &[ContractChange]) -> BTreeMap<&'static str, usize> {
     m
 }
 
+/// Contract changes as plan findings: breaking both ways is `blocking` (no rollout path),
+/// backward-only `breaking` (a release handles it), forward-only `risky` (origins mid-rollout
+/// produce objects old readers cannot read), compatible `safe`.
+///
+/// # Errors
+/// [`crate::Blocked`] for invalid JSON (with its position) or an incomparable schema.
+pub fn findings(old: (&str, &str), new: (&str, &str)) -> Result<Vec<crate::plan::Finding>, crate::Blocked> {
+    use crate::plan::{Finding, Location, Severity};
+    let parse = |(file, text): (&str, &str)| -> Result<Value, crate::Blocked> {
+        serde_json::from_str(text).map_err(|e| crate::Blocked {
+            location: Location { file: file.to_owned(), line: e.line() as u64, column: e.column() as u64 },
+            message: format!("invalid JSON: {e}"),
+        })
+    };
+    let (o, n) = (parse(old)?, parse(new)?);
+    let at = Location { file: new.0.to_owned(), line: 1, column: 1 };
+    let changes = compare(&o, &n).map_err(|e| crate::Blocked { location: at.clone(), message: e.to_string() })?;
+    Ok(changes
+        .into_iter()
+        .map(|c| {
+            let severity = match (c.backward_compatible, c.forward_compatible) {
+                (false, false) => Severity::Blocking,
+                (false, true) => Severity::Breaking,
+                (true, false) => Severity::Risky,
+                (true, true) => Severity::Safe,
+            };
+            let word = |ok: bool| if ok { "compatible" } else { "breaking" };
+            let message = format!(
+                "{}: {} (backward: {}, forward: {})",
+                c.path,
+                c.description,
+                word(c.backward_compatible),
+                word(c.forward_compatible)
+            );
+            Finding { code: c.code, severity, table: None, column: Some(c.path), location: at.clone(), message }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -414,43 +453,4 @@ mod tests {
         let remote = profile(json!({"x": {"$ref": "https://example.com/s.json"}}), &[], json!({}));
         assert!(compare(&remote, &remote).is_err());
     }
-}
-
-/// Contract changes as plan findings: breaking both ways is `blocking` (no rollout path),
-/// backward-only `breaking` (a release handles it), forward-only `risky` (origins mid-rollout
-/// produce objects old readers cannot read), compatible `safe`.
-///
-/// # Errors
-/// [`crate::Blocked`] for invalid JSON (with its position) or an incomparable schema.
-pub fn findings(old: (&str, &str), new: (&str, &str)) -> Result<Vec<crate::plan::Finding>, crate::Blocked> {
-    use crate::plan::{Finding, Location, Severity};
-    let parse = |(file, text): (&str, &str)| -> Result<Value, crate::Blocked> {
-        serde_json::from_str(text).map_err(|e| crate::Blocked {
-            location: Location { file: file.to_owned(), line: e.line() as u64, column: e.column() as u64 },
-            message: format!("invalid JSON: {e}"),
-        })
-    };
-    let (o, n) = (parse(old)?, parse(new)?);
-    let at = Location { file: new.0.to_owned(), line: 1, column: 1 };
-    let changes = compare(&o, &n).map_err(|e| crate::Blocked { location: at.clone(), message: e.to_string() })?;
-    Ok(changes
-        .into_iter()
-        .map(|c| {
-            let severity = match (c.backward_compatible, c.forward_compatible) {
-                (false, false) => Severity::Blocking,
-                (false, true) => Severity::Breaking,
-                (true, false) => Severity::Risky,
-                (true, true) => Severity::Safe,
-            };
-            let word = |ok: bool| if ok { "compatible" } else { "breaking" };
-            let message = format!(
-                "{}: {} (backward: {}, forward: {})",
-                c.path,
-                c.description,
-                word(c.backward_compatible),
-                word(c.forward_compatible)
-            );
-            Finding { code: c.code, severity, table: None, column: Some(c.path), location: at.clone(), message }
-        })
-        .collect())
 }

@@ -63,6 +63,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Automatic rollback on reports, if enabled.
     pub auto_rollback: Option<AutoRollback>,
+    /// `[analysis]`: tenant column and global tables for release analysis.
+    pub analysis: crate::analysis::AnalysisConfig,
 }
 
 impl fmt::Debug for Config {
@@ -78,6 +80,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("auto_rollback", &self.auto_rollback)
+            .field("analysis", &self.analysis)
             .finish()
     }
 }
@@ -96,9 +99,9 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
     auto_rollback: Option<FileAutoRollback>,
-    /// Read by `edgegen plan` / `lint-schema`, not by the server.
-    #[allow(dead_code)]
-    analysis: Option<toml::Value>,
+    /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
+    #[serde(default)]
+    analysis: crate::analysis::AnalysisConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +217,7 @@ impl Config {
             request_timeout,
             body_limit_bytes,
             auto_rollback,
+            analysis: file.analysis,
         })
     }
 }

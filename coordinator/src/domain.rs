@@ -301,6 +301,7 @@ mod tests {
             contract_hash: ContractHash::from_digest([2; 32]),
             contract_schema: None,
             description: None,
+            analysis: None,
         }
     }
 

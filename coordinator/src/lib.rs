@@ -2,11 +2,13 @@
 //!
 //! - [`config`]: settings from flags, env and `edgegen.toml`;
 //! - [`domain`]: pure decisions (release/rollback planning, convergence);
+//! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
 //! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
 //! - [`cli`]: the `edgegen` command line (server and client).
 
+pub mod analysis;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub manifest_key: SecretKey,
     /// `max_age_ms` of every manifest.
     pub manifest_max_age_ms: u64,
+    /// Settings of release analysis (`[analysis]` of edgegen.toml).
+    pub analysis: Arc<crate::analysis::AnalysisConfig>,
 }
 
 /// Limits and tokens the router enforces.
@@ -175,12 +177,31 @@ async fn plan_release(
         .map_err(crate::store::StoreError::from)?;
     let changes =
         domain::plan_release(&request, |id| state.store.tenant_state(id)).map_err(crate::store::StoreError::from)?;
+    let analysis = run_analysis(&state, &request).await?;
+    let report = analysis.as_ref().map(|a| &a.report);
+    let (tenants, plan_hash) = crate::analysis::tenant_plans(&changes, report);
     Ok(Json(serde_json::json!({
         "dry_run": true,
-        "changes": changes,
+        "plan_hash": plan_hash,
+        "verdict": report.map_or("not_analysed", |r| r.verdict),
+        "tenants": tenants,
         "contract_verification": contract.unwrap_or_else(|| "no contract_schema given".into()),
-        "analysis": "schema and tenant-isolation analysis are not implemented yet",
+        "analysis": report,
+        "steps": analysis.as_ref().map(|a| &a.steps),
     })))
+}
+
+/// Runs the request's analysis off the async threads (a large schema takes CPU time).
+async fn run_analysis(
+    state: &AppState,
+    request: &ReleaseRequest,
+) -> Result<Option<crate::analysis::Analysis>, AppError> {
+    let Some(input) = request.analysis.clone() else { return Ok(None) };
+    let (contract_to, config) = (request.contract_schema.clone(), Arc::clone(&state.analysis));
+    let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyse(&input, contract_to.as_ref(), &config))
+        .await
+        .map_err(AppError::internal)?;
+    Ok(Some(analysis))
 }
 
 async fn commit_release(
@@ -206,7 +227,27 @@ async fn commit_release(
         }
     };
     let Json(request) = body?;
-    let committed = state.store.commit_release(request, key).await?;
+    let analysis = run_analysis(&state, &request).await?;
+    if let Some(a) = &analysis
+        && a.report.exit_code == edgegen_analysis::plan::EXIT_BLOCKED
+    {
+        let why = a.report.blocked.clone().unwrap_or_else(|| {
+            let codes: Vec<String> = a
+                .report
+                .findings
+                .iter()
+                .filter(|f| f.severity == edgegen_analysis::Severity::Blocking)
+                .map(|f| format!("{} ({})", f.code, f.table.as_deref().or(f.column.as_deref()).unwrap_or("-")))
+                .collect();
+            codes.join(", ")
+        });
+        return Err(AppError::unprocessable(
+            "analysis_blocked",
+            format!("release blocked by analysis, nothing moved: {why}"),
+        ));
+    }
+    let steps = analysis.map(|a| a.steps).unwrap_or_default();
+    let committed = state.store.commit_release(request, key, steps).await?;
     let release = committed.release;
     let location = format!("/v1/releases/{}", release.id);
     if committed.replayed {

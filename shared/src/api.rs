@@ -59,6 +59,26 @@ pub struct ReleaseRequest {
     /// Free text recorded as the execution log's `task`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the release changes, for the coordinator to analyse before committing: a
+    /// blocked analysis refuses the release (nothing moves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisInput>,
+}
+
+/// Inputs of a release's analysis. The new contract is the request's `contract_schema`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisInput {
+    /// `postgres` (default), `mysql` or `sqlite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dialect: Option<String>,
+    /// The schema before the release (full DDL).
+    pub schema_from: String,
+    /// The schema after the release (full DDL).
+    pub schema_to: String,
+    /// The contract's JSON Schema before the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_from: Option<serde_json::Value>,
 }
 
 /// Lifecycle of a release.

@@ -6,12 +6,13 @@
 //! Exit codes (DESIGN.md): 0 safe; 1 needs a release (changes that break cached data);
 //! 2 blocked (isolation violations, unparseable or unsupported input).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use edgegen_analysis::isolation::{self, IsolationSettings};
+
+use crate::analysis::AnalysisConfig;
 use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
 use serde::Deserialize;
@@ -55,18 +56,11 @@ pub struct LintArgs {
     config: Option<PathBuf>,
 }
 
+/// The part of edgegen.toml these commands read (the rest belongs to `edgegen serve`).
 #[derive(Deserialize, Default)]
 struct ConfigFile {
     #[serde(default)]
-    analysis: AnalysisSection,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AnalysisSection {
-    tenant_column: Option<String>,
-    #[serde(default)]
-    global_tables: Vec<String>,
+    analysis: AnalysisConfig,
 }
 
 fn invalid(message: String) -> anyhow::Error {
@@ -75,18 +69,14 @@ fn invalid(message: String) -> anyhow::Error {
 
 fn settings(config: Option<&Path>, dialect: Dialect) -> anyhow::Result<IsolationSettings> {
     let section = match config {
-        None => AnalysisSection::default(),
+        None => AnalysisConfig::default(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
             file.analysis
         }
     };
-    Ok(IsolationSettings {
-        tenant_column: section.tenant_column.unwrap_or_else(|| "tenant_id".into()),
-        global_tables: section.global_tables.into_iter().collect::<BTreeSet<_>>(),
-        dialect,
-    })
+    Ok(section.settings(dialect))
 }
 
 fn read(path: &Path) -> anyhow::Result<(String, String)> {

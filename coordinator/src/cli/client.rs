@@ -63,6 +63,19 @@ pub struct ReleaseArgs {
     /// JSON Schema file the contract hash must match.
     #[arg(long)]
     contract_schema: Option<PathBuf>,
+    /// Schema before the release (full DDL): with --schema-to, the coordinator analyses the
+    /// release first and refuses it when the analysis blocks.
+    #[arg(long, requires = "schema_to")]
+    schema_from: Option<PathBuf>,
+    /// Schema after the release (full DDL).
+    #[arg(long, requires = "schema_from")]
+    schema_to: Option<PathBuf>,
+    /// Contract JSON Schema before the release (compared with --contract-schema).
+    #[arg(long, requires_all = ["schema_from", "contract_schema"])]
+    contract_from: Option<PathBuf>,
+    /// SQL dialect of the schema files.
+    #[arg(long)]
+    dialect: Option<String>,
     /// Makes retries safe: the same key returns the original release and bumps nothing.
     #[arg(long)]
     idempotency_key: Option<String>,
@@ -236,6 +249,15 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
         contract_hash: args.contract_hash,
         contract_schema: read_schema(&args.contract_schema)?,
         description: args.description,
+        analysis: match (&args.schema_from, &args.schema_to) {
+            (Some(from), Some(to)) => Some(edgegen_shared::api::AnalysisInput {
+                dialect: args.dialect.clone(),
+                schema_from: std::fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?,
+                schema_to: std::fs::read_to_string(to).with_context(|| format!("reading {}", to.display()))?,
+                contract_from: read_schema(&args.contract_from)?,
+            }),
+            _ => None,
+        },
     };
     let headers: Vec<(&str, &str)> =
         args.idempotency_key.as_deref().map(|k| ("idempotency-key", k)).into_iter().collect();

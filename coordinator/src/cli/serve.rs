@@ -55,6 +55,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics,
         manifest_key: config.manifest_key.clone(),
         manifest_max_age_ms: config.manifest_max_age_ms,
+        analysis: Arc::new(config.analysis.clone()),
     };
     let settings = RouterSettings {
         admin_token: config.admin_token.clone(),

@@ -68,10 +68,13 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a tenant at generation 1.
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
     /// Commits a release: every listed tenant to its next generation, in one transaction.
+    /// `analysis_steps` (from [`crate::analysis`]) replace the log's placeholders for the
+    /// phases they cover.
     fn commit_release(
         &self,
         request: ReleaseRequest,
         idempotency_key: Option<String>,
+        analysis_steps: Vec<edgegen_shared::api::Step>,
     ) -> BoxFuture<'_, Result<Committed, StoreError>>;
     /// Rolls a release back (a new release restoring the previous state), in one transaction.
     fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>>;

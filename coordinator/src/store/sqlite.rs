@@ -119,7 +119,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Command {
     RegisterTenant(NewTenant, Reply<Tenant>),
-    CommitRelease(ReleaseRequest, Option<String>, Reply<Committed>),
+    CommitRelease(ReleaseRequest, Option<String>, Vec<Step>, Reply<Committed>),
     Rollback(ReleaseId, String, Reply<Release>),
     Release(ReleaseId, Reply<Option<Release>>),
     Convergence(ReleaseId, Reply<Option<Convergence>>),
@@ -198,8 +198,9 @@ impl Store for SqliteStore {
         &self,
         request: ReleaseRequest,
         key: Option<String>,
+        analysis_steps: Vec<Step>,
     ) -> BoxFuture<'_, Result<Committed, StoreError>> {
-        self.call(move |r| Command::CommitRelease(request, key, r))
+        self.call(move |r| Command::CommitRelease(request, key, analysis_steps, r))
     }
 
     fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>> {
@@ -404,8 +405,8 @@ impl Writer {
             Command::RegisterTenant(t, reply) => {
                 let _ = reply.send(self.register_tenant(t));
             }
-            Command::CommitRelease(req, key, reply) => {
-                let _ = reply.send(self.commit_release(req, key));
+            Command::CommitRelease(req, key, steps, reply) => {
+                let _ = reply.send(self.commit_release(req, key, steps));
             }
             Command::Rollback(id, reason, reply) => {
                 let _ = reply.send(self.rollback(&id, &reason, false));
@@ -484,7 +485,12 @@ impl Writer {
         })
     }
 
-    fn commit_release(&mut self, req: ReleaseRequest, key: Option<String>) -> Result<Committed, StoreError> {
+    fn commit_release(
+        &mut self,
+        req: ReleaseRequest,
+        key: Option<String>,
+        analysis: Vec<Step>,
+    ) -> Result<Committed, StoreError> {
         let started = Instant::now();
         let request_hash = request_hash(&req)?;
         if let Some(key) = &key {
@@ -517,11 +523,16 @@ impl Writer {
             )
         });
         let mut log = LogBuilder::new(task, now);
-        log.skipped(
-            "analyse SQL schema changes",
-            "schema_analysis",
-            "release analysis is not implemented yet; no schema was analysed",
-        );
+        let analysed = |phase: &str| analysis.iter().filter(|s| s.phase == phase).cloned().collect::<Vec<_>>();
+        let schema_steps = analysed("schema_analysis");
+        if schema_steps.is_empty() {
+            log.skipped(
+                "analyse SQL schema changes",
+                "schema_analysis",
+                "the request carries no analysis input (analysis.schema_from/schema_to)",
+            );
+        }
+        log.steps.extend(schema_steps);
         let t = Instant::now();
         match domain::check_contract(&req.contract_hash, req.contract_schema.as_ref())? {
             Some(detail) => {
@@ -533,15 +544,20 @@ impl Writer {
                 "no contract_schema in the request; contract_hash taken as given",
             ),
         }
+        log.steps.extend(analysed("contract_verification"));
         let changes = domain::plan_release(&req, |id| self.tenant(id))?;
         let seq = self.next_seq()?;
         let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
         self.key_generation_step(&mut log, &changes);
-        log.skipped(
-            "check tenant isolation",
-            "tenant_isolation_check",
-            "tenant-isolation lint is not implemented yet; no schema was checked",
-        );
+        let isolation_steps = analysed("tenant_isolation_check");
+        if isolation_steps.is_empty() {
+            log.skipped(
+                "check tenant isolation",
+                "tenant_isolation_check",
+                "the request carries no analysis input (analysis.schema_to)",
+            );
+        }
+        log.steps.extend(isolation_steps);
         self.apply(&id, seq, "release", None, &changes, log, now, started, key.as_deref(), Some(&request_hash))?;
         self.metrics.release(false, false);
         let release = self.load_release(&id)?.ok_or_else(|| corrupt("committed release vanished"))?;

@@ -406,3 +406,73 @@ async fn serves_on_a_real_socket_and_shuts_down_gracefully() {
     tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
     assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err(), "no longer listening");
 }
+
+const FENCED: &str = "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));
+ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY;
+CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid);";
+
+/// A release carrying its analysis: the analysis is the log's first steps; a blocked
+/// analysis refuses the release and nothing moves.
+#[tokio::test]
+async fn analysed_releases_log_their_analysis_and_blocked_ones_move_nothing() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let migrated = FENCED.replace("id bigint,", "id bigint, encryption_key_version integer NOT NULL,");
+    let mut body = release_body(&["a"]);
+    body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(body)).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let steps = a.body["execution_log"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["phase"], "schema_analysis");
+    assert_eq!(steps[0]["status"], "ok");
+    assert!(
+        steps[0]["detail"].as_str().unwrap().contains("not_null_column_added_without_default (users)"),
+        "{}",
+        steps[0]
+    );
+    let isolation = steps.iter().find(|s| s["phase"] == "tenant_isolation_check").unwrap();
+    assert_eq!(
+        (isolation["status"].as_str(), isolation["detail"].as_str().unwrap().starts_with("0 violation")),
+        (Some("ok"), true)
+    );
+
+    let mut leaky = release_body(&["a"]);
+    leaky["analysis"] =
+        json!({"schema_from": FENCED, "schema_to": format!("{FENCED} CREATE TABLE audit (id bigint PRIMARY KEY);")});
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(leaky)).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.text);
+    assert_eq!(a.body["error"]["code"], "analysis_blocked");
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant_column_missing (audit)"), "{}", a.text);
+    let mut garbage = release_body(&["a"]);
+    garbage["analysis"] = json!({"schema_from": FENCED, "schema_to": "DROP EVERYTHING"});
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(garbage)).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("schema_to:1:1"), "{}", a.text);
+    assert_eq!(generation(&app.router, "a").await, 2, "blocked releases moved nothing");
+}
+
+/// The dry run: a per-tenant invalidation plan whose hash depends only on the inputs.
+#[tokio::test]
+async fn plan_is_deterministic_and_changes_nothing() {
+    let app = test_app();
+    for t in ["b", "a"] {
+        add_tenant(&app.router, t).await;
+    }
+    let v1 =
+        json!({"title": "UserProfile", "type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]});
+    let v2 = json!({"title": "UserProfile", "type": "object", "properties": {"id": {"type": "string"}, "ekv": {"type": "integer"}}, "required": ["id", "ekv"]});
+    let hash = edgegen_shared::contract::contract_hash_value(&v2).unwrap().to_string();
+    let body = json!({"tenants": ["b", "a"], "schema_version": "1.8.3", "contract_hash": hash, "contract_schema": v2,
+        "analysis": {"schema_from": FENCED, "schema_to": FENCED, "contract_from": v1}});
+    let first = send(&app.router, "POST", "/v1/releases/plan", Some(ADMIN), Some(body.clone())).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let second = send(&app.router, "POST", "/v1/releases/plan", Some(ADMIN), Some(body)).await;
+    assert_eq!(first.body["plan_hash"], second.body["plan_hash"]);
+    assert_eq!(first.body["tenants"], second.body["tenants"]);
+    assert_eq!(first.body["verdict"], "needs_release", "a required contract field breaks old cached objects");
+    let tenants = first.body["tenants"].as_array().unwrap();
+    assert_eq!(tenants[0]["tenant"], "a", "sorted by tenant");
+    assert_eq!(tenants[0]["purge_surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a"]));
+    assert_eq!((tenants[0]["from_generation"].as_u64(), tenants[0]["to_generation"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(generation(&app.router, "a").await, 1, "a plan changes nothing");
+}

@@ -49,6 +49,7 @@ pub fn router_on(path: &std::path::Path, auto_rollback: Option<AutoRollback>, li
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
         manifest_max_age_ms: 1000,
+        analysis: Arc::new(Default::default()),
     };
     app(
         state,

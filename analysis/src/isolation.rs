@@ -9,6 +9,19 @@ use crate::model::{Policy, Schema};
 use crate::plan::{Finding, Severity};
 use crate::sql::Dialect;
 
+/// Every code the lint emits: violations of isolation, not changes to cached data.
+pub const CODES: [&str; 9] = [
+    "tenant_column_missing",
+    "tenant_column_nullable",
+    "primary_key_without_tenant",
+    "unique_without_tenant",
+    "rls_not_enabled",
+    "rls_not_forced",
+    "policy_missing",
+    "policy_without_tenant",
+    "policy_always_true",
+];
+
 /// What the lint needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsolationSettings {

@@ -6,14 +6,26 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use edgegen_analysis::isolation::{self, IsolationSettings};
-use edgegen_analysis::plan::{self, Report, Severity, schema_from};
+use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
 use edgegen_shared::api::{AnalysisInput, Step, TenantChange};
 use edgegen_shared::surrogate::SurrogateKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// `[analysis]` of `edgegen.toml`.
+/// `[analysis]` of `edgegen.toml`:
+///
+/// ```toml
+/// [analysis]
+/// tenant_column = "tenant_id"        # default
+/// global_tables = ["countries"]      # shared by all tenants: not linted
+///
+/// [[analysis.routes]]                # the dependency map
+/// route = "GET /v1/users/{id}/profile"
+/// surrogate_key = "profiles"         # the origin's Surrogate-Key for these responses
+/// tables = ["users", "profiles"]
+/// types = ["UserProfile"]            # contract types (JSON Schema titles / $defs)
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisConfig {
@@ -22,6 +34,67 @@ pub struct AnalysisConfig {
     /// Tables shared by all tenants.
     #[serde(default)]
     pub global_tables: Vec<String>,
+    /// Which cached routes depend on which tables and contract types.
+    #[serde(default)]
+    pub routes: Vec<RouteDependency>,
+}
+
+/// One entry of the dependency map.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDependency {
+    /// The route, as documentation (e.g. `GET /v1/users/{id}`).
+    pub route: String,
+    /// The origin's surrogate key for its responses (scoped per tenant at the edge).
+    pub surrogate_key: String,
+    /// Tables it reads.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Contract types it returns.
+    #[serde(default)]
+    pub types: Vec<String>,
+}
+
+/// A route a release affects, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AffectedRoute {
+    /// The route.
+    pub route: String,
+    /// The surrogate key to purge (tenant-scoped in a tenant's plan).
+    pub surrogate_key: String,
+    /// The findings that affect it: `code (table or contract path)`.
+    pub reasons: Vec<String>,
+}
+
+/// The routes of the dependency map that the report's changes touch (isolation violations
+/// change no cached data and are left out).
+pub fn affected_routes(report: &Report, config: &AnalysisConfig) -> Vec<AffectedRoute> {
+    let mut out = Vec::new();
+    for dep in &config.routes {
+        let mut reasons = BTreeSet::new();
+        for f in report.findings.iter().filter(|f| !edgegen_analysis::isolation::CODES.contains(&f.code)) {
+            let by_table = f.table.as_ref().is_some_and(|t| dep.tables.contains(t));
+            let by_type = f.table.is_none()
+                && f.column.as_ref().is_some_and(|path| {
+                    dep.types.iter().any(|ty| {
+                        path == ty || path.starts_with(&format!("{ty}.")) || path.starts_with(&format!("{ty}["))
+                    })
+                });
+            if by_table || by_type {
+                let place = f.table.clone().or_else(|| f.column.clone()).unwrap_or_default();
+                reasons.insert(format!("{} ({place})", f.code));
+            }
+        }
+        if !reasons.is_empty() {
+            out.push(AffectedRoute {
+                route: dep.route.clone(),
+                surrogate_key: dep.surrogate_key.clone(),
+                reasons: reasons.into_iter().collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.surrogate_key, &a.route).cmp(&(&b.surrogate_key, &b.route)));
+    out
 }
 
 impl AnalysisConfig {
@@ -166,7 +239,7 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
                     "{blocking} violation(s) in {} table(s) (tenant column {}): {}",
                     after.tables.len(),
                     settings.tenant_column,
-                    codes(&report, |f| f.severity == Severity::Blocking && f.code.starts_with(|c: char| c != 'c'))
+                    codes(&report, |f| edgegen_analysis::isolation::CODES.contains(&f.code))
                 ),
                 t,
             ));
@@ -194,21 +267,42 @@ pub struct TenantPlan {
     pub change: TenantChange,
     /// Surrogate keys whose objects the release retires (for scoped purges).
     pub purge_surrogate_keys: Vec<String>,
+    /// Cached routes the analysis findings affect (from the dependency map), tenant-scoped.
+    pub affected_routes: Vec<AffectedRoute>,
     /// What to verify after the commit.
     pub verify: Vec<String>,
 }
 
 /// The deterministic per-tenant plan of a release: sorted by tenant, no times or ids, with a
 /// hash over its canonical JSON (and the analysis plan hash, when there is one).
-pub fn tenant_plans(changes: &[TenantChange], analysis: Option<&Report>) -> (Vec<TenantPlan>, String) {
+pub fn tenant_plans(
+    changes: &[TenantChange],
+    analysis: Option<&Report>,
+    config: &AnalysisConfig,
+) -> (Vec<TenantPlan>, String) {
+    let routes = analysis.map(|r| affected_routes(r, config)).unwrap_or_default();
     let mut plans: Vec<TenantPlan> = changes
         .iter()
-        .map(|c| TenantPlan {
-            change: c.clone(),
-            purge_surrogate_keys: vec![
+        .map(|c| {
+            let scoped: Vec<AffectedRoute> = routes
+                .iter()
+                .map(|r| AffectedRoute {
+                    surrogate_key: SurrogateKey::origin(&c.tenant, &r.surrogate_key)
+                        .map_or_else(|e| format!("invalid: {e}"), |k| k.to_string()),
+                    ..r.clone()
+                })
+                .collect();
+            let mut purge = vec![
                 SurrogateKey::generation(&c.tenant, c.from_generation).to_string(),
                 SurrogateKey::manifest(&c.tenant).to_string(),
-            ],
+            ];
+            purge.extend(scoped.iter().map(|r| r.surrogate_key.clone()));
+            (c, purge, scoped)
+        })
+        .map(|(c, purge, scoped)| TenantPlan {
+            change: c.clone(),
+            purge_surrogate_keys: purge,
+            affected_routes: scoped,
             verify: vec![
                 format!("manifest of {} carries generation {}", c.tenant, c.to_generation),
                 format!("every live PoP acknowledges generation {} of {}", c.to_generation, c.tenant),
@@ -220,4 +314,74 @@ pub fn tenant_plans(changes: &[TenantChange], analysis: Option<&Report>) -> (Vec
     let body = serde_json::json!({ "tenants": plans, "analysis": analysis.map(|r| &r.plan_hash) });
     let canonical = edgegen_shared::contract::canonical_json(&body).unwrap_or_else(|_| body.to_string());
     (plans, format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use edgegen_shared::{ContractHash, Generation, SchemaVersion, TenantId};
+
+    use super::*;
+
+    fn config() -> AnalysisConfig {
+        toml::from_str(
+            r#"
+            [[routes]]
+            route = "GET /v1/users/{id}"
+            surrogate_key = "users"
+            tables = ["users"]
+
+            [[routes]]
+            route = "GET /v1/profile"
+            surrogate_key = "profiles"
+            types = ["UserProfile"]
+
+            [[routes]]
+            route = "GET /v1/orders"
+            surrogate_key = "orders"
+            tables = ["orders"]
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn change(tenant: &str) -> TenantChange {
+        TenantChange {
+            tenant: TenantId::new(tenant).unwrap(),
+            from_generation: Generation(3),
+            to_generation: Generation(4),
+            from_schema_version: SchemaVersion::new("1.8.2").unwrap(),
+            to_schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            from_contract_hash: ContractHash::from_digest([1; 32]),
+            to_contract_hash: ContractHash::from_digest([2; 32]),
+        }
+    }
+
+    #[test]
+    fn findings_map_to_tenant_scoped_routes() {
+        let input = AnalysisInput {
+            dialect: None,
+            schema_from: "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id)); \
+                 CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));"
+                .into(),
+            schema_to: "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, ekv integer NOT NULL, PRIMARY KEY (tenant_id, id)); \
+                 CREATE TABLE orders (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));"
+                .into(),
+            contract_from: Some(serde_json::json!({"title": "UserProfile", "type": "object", "properties": {"id": {"type": "string"}}})),
+        };
+        let to =
+            serde_json::json!({"title": "UserProfile", "type": "object", "properties": {"id": {"type": "integer"}}});
+        let settings = AnalysisConfig { global_tables: vec!["users".into(), "orders".into()], ..config() };
+        let analysis = analyse(&input, Some(&to), &settings);
+        let (plans, hash) = tenant_plans(&[change("beta"), change("acme")], Some(&analysis.report), &settings);
+        assert_eq!(plans[0].change.tenant.as_str(), "acme");
+        let routes: Vec<(&str, &str)> =
+            plans[0].affected_routes.iter().map(|r| (r.route.as_str(), r.surrogate_key.as_str())).collect();
+        assert_eq!(routes, [("GET /v1/profile", "t/acme/k/profiles"), ("GET /v1/users/{id}", "t/acme/k/users")]);
+        assert_eq!(plans[0].affected_routes[1].reasons, ["not_null_column_added_without_default (users)"]);
+        assert_eq!(plans[0].affected_routes[0].reasons, ["contract_type_changed (UserProfile.id)"]);
+        assert!(plans[0].purge_surrogate_keys.contains(&"t/acme/k/users".to_owned()));
+        assert!(!plans[0].purge_surrogate_keys.iter().any(|k| k.contains("orders")), "untouched routes are not purged");
+        let (_, again) = tenant_plans(&[change("acme"), change("beta")], Some(&analysis.report), &settings);
+        assert_eq!(hash, again, "order of tenants in the request does not matter");
+    }
 }

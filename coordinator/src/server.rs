@@ -179,7 +179,7 @@ async fn plan_release(
         domain::plan_release(&request, |id| state.store.tenant_state(id)).map_err(crate::store::StoreError::from)?;
     let analysis = run_analysis(&state, &request).await?;
     let report = analysis.as_ref().map(|a| &a.report);
-    let (tenants, plan_hash) = crate::analysis::tenant_plans(&changes, report);
+    let (tenants, plan_hash) = crate::analysis::tenant_plans(&changes, report, &state.analysis);
     Ok(Json(serde_json::json!({
         "dry_run": true,
         "plan_hash": plan_hash,

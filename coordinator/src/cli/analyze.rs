@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use edgegen_analysis::isolation::{self, IsolationSettings};
+use edgegen_analysis::isolation;
 
 use crate::analysis::AnalysisConfig;
 use edgegen_analysis::plan::{self, Report, schema_from};
@@ -67,16 +67,11 @@ fn invalid(message: String) -> anyhow::Error {
     anyhow::Error::new(Exit { code: EXIT_INVALID, message })
 }
 
-fn settings(config: Option<&Path>, dialect: Dialect) -> anyhow::Result<IsolationSettings> {
-    let section = match config {
-        None => AnalysisConfig::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
-            file.analysis
-        }
-    };
-    Ok(section.settings(dialect))
+fn load_config(config: Option<&Path>) -> anyhow::Result<AnalysisConfig> {
+    let Some(path) = config else { return Ok(AnalysisConfig::default()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    Ok(file.analysis)
 }
 
 fn read(path: &Path) -> anyhow::Result<(String, String)> {
@@ -94,7 +89,8 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         (None, None) => None,
         _ => return Err(invalid("--contract-from and --contract-to go together".into())),
     };
-    let settings = settings(args.config.as_deref(), args.dialect)?;
+    let config = load_config(args.config.as_deref())?;
+    let settings = config.settings(args.dialect);
     let base = vec![read(&args.from)?];
     let outcome = (|| {
         let before = schema_from(&base, args.dialect)?;
@@ -135,7 +131,17 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         Ok(findings)
     })();
     let report = plan::report(args.dialect, outcome);
-    print(&report, json)?;
+    let routes = crate::analysis::affected_routes(&report, &config);
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        value["affected_routes"] = serde_json::to_value(&routes)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print(&report, false)?;
+        for r in &routes {
+            println!("affects {} (surrogate key {}): {}", r.route, r.surrogate_key, r.reasons.join(", "));
+        }
+    }
     Ok(ExitCode::from(report.exit_code as u8))
 }
 
@@ -144,7 +150,7 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
 /// # Errors
 /// Unreadable inputs or config (exit 2).
 pub fn lint(args: LintArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let settings = settings(args.config.as_deref(), args.dialect)?;
+    let settings = load_config(args.config.as_deref())?.settings(args.dialect);
     let files = args.files.iter().map(|p| read(p)).collect::<anyhow::Result<Vec<_>>>()?;
     let outcome = schema_from(&files, args.dialect).map(|s| isolation::lint(&s, &settings));
     let report = plan::report(args.dialect, outcome);

@@ -312,6 +312,32 @@ CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid)
     }
 
     #[test]
+    fn plan_lists_the_routes_a_change_affects() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("old.sql"), FENCED).unwrap();
+        std::fs::write(p.join("new.sql"), FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL,")).unwrap();
+        std::fs::write(
+            p.join("edgegen.toml"),
+            "[analysis]\n[[analysis.routes]]\nroute = \"GET /v1/users/{id}\"\nsurrogate_key = \"users\"\ntables = [\"users\"]\n\n\
+             [[analysis.routes]]\nroute = \"GET /v1/orders\"\nsurrogate_key = \"orders\"\ntables = [\"orders\"]\n",
+        )
+        .unwrap();
+        let (code, out) = run(p, &["plan", "--from", "old.sql", "--to", "new.sql", "--config", "edgegen.toml"]);
+        assert_eq!(code, 1);
+        assert!(
+            out.contains(
+                "affects GET /v1/users/{id} (surrogate key users): not_null_column_added_without_default (users)"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("GET /v1/orders"), "{out}");
+        let (_, json) = run(p, &["--json", "plan", "--from", "old.sql", "--to", "new.sql", "--config", "edgegen.toml"]);
+        let v: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["affected_routes"][0]["surrogate_key"], "users");
+    }
+
+    #[test]
     fn lint_schema_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();

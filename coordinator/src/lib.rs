@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod fastly;
 pub mod metrics;
 pub mod server;
 pub mod store;

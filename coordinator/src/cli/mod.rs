@@ -15,6 +15,7 @@ mod analyze;
 mod client;
 mod key;
 mod probe;
+mod purge;
 mod serve;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Plan(analyze::PlanArgs),
     /// Lint a schema for tenant isolation (offline; exit 0 clean, 2 violations or unparsable input).
     LintSchema(analyze::LintArgs),
+    /// Purge surrogate keys through the Fastly API (FASTLY_API_TOKEN, FASTLY_API_URL).
+    Purge(purge::PurgeArgs),
 }
 
 /// An error that maps to a specific exit code.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::Probe(args) => probe::run(args, json),
         Command::Plan(args) => analyze::plan(args, json),
         Command::LintSchema(args) => analyze::lint(args, json),
+        Command::Purge(args) => purge::run(args, json),
     };
     match result {
         Ok(code) => code,

@@ -4,4 +4,5 @@
 mod api;
 mod cli;
 mod crash;
+mod fastly;
 mod support;

@@ -1,0 +1,238 @@
+//! The Fastly API client and `edgegen purge` against a local server that implements the
+//! documented endpoints (purge one key, batch purge, Config Store upsert and bulk update)
+//! and records what it receives.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post, put};
+use edgegen_coordinator::fastly::FastlyClient;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "fastly-test-token-do-not-log";
+
+#[derive(Clone, Debug)]
+struct Seen {
+    method: &'static str,
+    path: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct Api {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Statuses to answer before succeeding (e.g. [429, 500]).
+    failures: Arc<Mutex<Vec<u16>>>,
+    /// Keys the batch endpoint "forgets" to confirm.
+    unconfirmed: Arc<Mutex<Vec<String>>>,
+}
+
+impl Api {
+    fn record(&self, method: &'static str, path: String, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
+        self.seen.lock().unwrap().push(Seen {
+            method,
+            path,
+            headers: headers.clone(),
+            body: String::from_utf8_lossy(body).into(),
+        });
+        if headers.get("fastly-key").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
+            return Some(
+                (StatusCode::UNAUTHORIZED, r#"{"msg":"Provided credentials are missing or invalid"}"#).into_response(),
+            );
+        }
+        let next = {
+            let mut f = self.failures.lock().unwrap();
+            if f.is_empty() { None } else { Some(f.remove(0)) }
+        };
+        next.map(|status| {
+            let mut r = (StatusCode::from_u16(status).unwrap(), r#"{"msg":"try later"}"#).into_response();
+            if status == 429 {
+                r.headers_mut().insert("retry-after", "1".parse().unwrap());
+            }
+            r
+        })
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn purge_one(
+    State(api): State<Api>,
+    Path((service, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = api.record("POST", format!("/service/{service}/purge/{key}"), &headers, &body) {
+        return r;
+    }
+    axum::Json(json!({"status": "ok", "id": format!("108-1-{key}")})).into_response()
+}
+
+async fn purge_batch(State(api): State<Api>, Path(service): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = api.record("POST", format!("/service/{service}/purge"), &headers, &body) {
+        return r;
+    }
+    let keys: Vec<String> = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::from_value(v["surrogate_keys"].clone()).ok())
+        .unwrap_or_default();
+    let unconfirmed = api.unconfirmed.lock().unwrap().clone();
+    let ids: serde_json::Map<String, Value> =
+        keys.iter().filter(|k| !unconfirmed.contains(k)).map(|k| (k.clone(), json!(format!("108-2-{k}")))).collect();
+    axum::Json(Value::Object(ids)).into_response()
+}
+
+async fn config_item(
+    State(api): State<Api>,
+    Path((store, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = api.record("PUT", format!("/resources/stores/config/{store}/item/{key}"), &headers, &body) {
+        return r;
+    }
+    axum::Json(json!({"store_id": store, "item_key": key, "item_value": "…"})).into_response()
+}
+
+async fn config_bulk(State(api): State<Api>, Path(store): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = api.record("PATCH", format!("/resources/stores/config/{store}/items"), &headers, &body) {
+        return r;
+    }
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn serve(api: Api) -> SocketAddr {
+    let app = Router::new()
+        .route("/service/{service}/purge/{key}", post(purge_one))
+        .route("/service/{service}/purge", post(purge_batch))
+        .route("/resources/stores/config/{store}/item/{key}", put(config_item))
+        .route("/resources/stores/config/{store}/items", patch(config_bulk))
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn client(addr: SocketAddr, deadline: Duration) -> FastlyClient {
+    FastlyClient::new(&format!("http://{addr}"), TOKEN, deadline).unwrap()
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("t/acme/k/item-{i}")).collect()
+}
+
+#[tokio::test]
+async fn batches_of_256_with_soft_purge_and_results_per_key() {
+    let api = Api::default();
+    let addr = serve(api.clone()).await;
+    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &keys(300), true).await;
+    assert_eq!(report.failed().count(), 0, "{report:?}");
+    assert_eq!(report.results.len(), 300);
+    assert_eq!(report.results[299].purge_id.as_deref(), Some("108-2-t/acme/k/item-299"));
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "300 keys take two calls");
+    for (call, expected) in seen.iter().zip([256, 44]) {
+        assert_eq!((call.method, call.path.as_str()), ("POST", "/service/SVC1/purge"));
+        assert_eq!(call.headers["fastly-soft-purge"], "1");
+        assert_eq!(call.headers["content-type"], "application/json");
+        let body: Value = serde_json::from_str(&call.body).unwrap();
+        assert_eq!(body["surrogate_keys"].as_array().unwrap().len(), expected);
+    }
+}
+
+#[tokio::test]
+async fn one_key_uses_the_single_key_endpoint_without_soft_header() {
+    let api = Api::default();
+    let addr = serve(api.clone()).await;
+    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &["t/acme/g/41".to_owned()], false).await;
+    assert_eq!(report.results[0].purge_id.as_deref(), Some("108-1-t/acme/g/41"));
+    let seen = api.seen();
+    assert_eq!(seen[0].path, "/service/SVC1/purge/t/acme/g/41", "the key travels percent-encoded and arrives decoded");
+    assert!(!seen[0].headers.contains_key("fastly-soft-purge"));
+}
+
+#[tokio::test]
+async fn retries_honour_retry_after_and_5xx() {
+    let api = Api::default();
+    api.failures.lock().unwrap().extend([429, 503]);
+    let addr = serve(api.clone()).await;
+    let started = Instant::now();
+    let report = client(addr, Duration::from_secs(20)).purge("SVC1", &keys(3), false).await;
+    assert_eq!(report.failed().count(), 0, "{report:?}");
+    assert_eq!(report.calls, 3, "429, 503, then success");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+}
+
+#[tokio::test]
+async fn partial_failures_are_reported_per_key_and_deadlines_hold() {
+    let api = Api::default();
+    api.unconfirmed.lock().unwrap().push("t/acme/k/item-1".into());
+    let addr = serve(api.clone()).await;
+    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &keys(3), false).await;
+    let failed: Vec<&str> = report.failed().map(|r| r.key.as_str()).collect();
+    assert_eq!(failed, ["t/acme/k/item-1"]);
+    assert!(report.results[1].error.as_deref().unwrap().contains("did not confirm"));
+
+    let api = Api::default();
+    api.failures.lock().unwrap().extend([500; 100]);
+    let addr = serve(api.clone()).await;
+    let started = Instant::now();
+    let report = client(addr, Duration::from_millis(800)).purge("SVC1", &keys(2), false).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "the deadline bounds the retries");
+    assert_eq!(report.failed().count(), 2);
+    for r in &report.results {
+        let e = r.error.as_deref().unwrap();
+        assert!(e.contains("HTTP 500") && e.contains("deadline"), "{e}");
+        assert!(!e.contains(TOKEN), "the token never appears in errors");
+    }
+}
+
+#[tokio::test]
+async fn config_store_upsert_and_bulk_update() {
+    let api = Api::default();
+    let addr = serve(api.clone()).await;
+    let c = client(addr, Duration::from_secs(10));
+    c.config_store_upsert("store1", "manifest/acme", "{\"manifest\":1}").await.unwrap();
+    c.config_store_bulk_upsert("store1", &[("a".into(), "1".into()), ("b".into(), "2".into())]).await.unwrap();
+    let seen = api.seen();
+    assert_eq!((seen[0].method, seen[0].path.as_str()), ("PUT", "/resources/stores/config/store1/item/manifest/acme"));
+    assert_eq!(seen[0].headers["content-type"], "application/x-www-form-urlencoded");
+    assert_eq!(seen[0].body, "item_value=%7B%22manifest%22%3A1%7D");
+    assert_eq!((seen[1].method, seen[1].path.as_str()), ("PATCH", "/resources/stores/config/store1/items"));
+    let body: Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(body["items"][1], json!({"op": "upsert", "item_key": "b", "item_value": "2"}));
+}
+
+#[tokio::test]
+async fn edgegen_purge_cli() {
+    let api = Api::default();
+    api.unconfirmed.lock().unwrap().push("t/acme/k/b".into());
+    let addr = serve(api.clone()).await;
+    let run = |args: Vec<&'static str>, token: Option<&'static str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edgegen"));
+        cmd.args(args).env("FASTLY_API_URL", format!("http://{addr}")).env_remove("FASTLY_API_TOKEN");
+        if let Some(t) = token {
+            cmd.env("FASTLY_API_TOKEN", t);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let out = run(vec!["purge", "--service", "SVC1", "--soft", "t/acme/g/3", "t/acme/k/a"], Some(TOKEN)).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(vec!["purge", "--service", "SVC1", "t/acme/k/a", "t/acme/k/b"], Some(TOKEN)).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAILED  t/acme/k/b"), "{stdout}");
+    assert!(!stdout.contains(TOKEN) && !String::from_utf8_lossy(&out.stderr).contains(TOKEN));
+    assert_eq!(run(vec!["purge", "--service", "SVC1", "t/a"], None).await.unwrap().status.code(), Some(2));
+    assert_eq!(run(vec!["purge", "--service", "SVC1", "bad key"], Some(TOKEN)).await.unwrap().status.code(), Some(2));
+}

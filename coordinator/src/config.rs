@@ -14,6 +14,7 @@
 //! | request body limit, bytes | | `EDGEGEN_BODY_LIMIT_BYTES` | `body_limit_bytes` | `1048576` |
 //! | auto-rollback: reports | | `EDGEGEN_AUTO_ROLLBACK_REPORTS` | `auto_rollback.reports` | off |
 //! | auto-rollback: window, s | | `EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS` | `auto_rollback.window_secs` | `60` |
+//! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
 //!
 //! The config file is `--config PATH` (or `EDGEGEN_CONFIG`); without one, `./edgegen.toml`
 //! is read if it exists. Unknown keys in it are errors, so a misspelt setting is never
@@ -63,6 +64,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Automatic rollback on reports, if enabled.
     pub auto_rollback: Option<AutoRollback>,
+    /// Automatic rollback of releases not converged this long after commit, if enabled.
+    pub convergence_deadline_ms: Option<u64>,
     /// `[analysis]`: tenant column and global tables for release analysis.
     pub analysis: crate::analysis::AnalysisConfig,
 }
@@ -80,6 +83,7 @@ impl fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("auto_rollback", &self.auto_rollback)
+            .field("convergence_deadline_ms", &self.convergence_deadline_ms)
             .field("analysis", &self.analysis)
             .finish()
     }
@@ -99,6 +103,7 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
     auto_rollback: Option<FileAutoRollback>,
+    convergence_deadline_ms: Option<u64>,
     /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
     #[serde(default)]
     analysis: crate::analysis::AnalysisConfig,
@@ -217,6 +222,10 @@ impl Config {
             request_timeout,
             body_limit_bytes,
             auto_rollback,
+            convergence_deadline_ms: match number("EDGEGEN_CONVERGENCE_DEADLINE_MS", file.convergence_deadline_ms, 0)? {
+                0 => None,
+                ms => Some(ms),
+            },
             analysis: file.analysis,
         })
     }

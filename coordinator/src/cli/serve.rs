@@ -46,6 +46,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             manifest_max_age_ms: config.manifest_max_age_ms,
             pop_live_window_ms: config.pop_live_window_ms,
             auto_rollback: config.auto_rollback,
+            convergence_deadline_ms: config.convergence_deadline_ms,
         },
         Arc::clone(&metrics),
     )

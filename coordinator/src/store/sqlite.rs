@@ -111,8 +111,11 @@ pub struct StoreSettings {
     pub manifest_max_age_ms: u64,
     /// PoPs seen within this window count as live.
     pub pop_live_window_ms: u64,
-    /// Auto-rollback policy.
+    /// Auto-rollback policy on reports.
     pub auto_rollback: Option<AutoRollback>,
+    /// Roll a release back automatically when it has not converged this long after its
+    /// commit (`None`: never).
+    pub convergence_deadline_ms: Option<u64>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -125,10 +128,15 @@ enum Command {
     Convergence(ReleaseId, Reply<Option<Convergence>>),
     Ack(Ack, Reply<()>),
     Report(Report, Reply<ReportOutcome>),
+    /// Periodic: enforce the convergence deadline.
+    Tick,
 }
 
 /// The execution-log step of the atomic commit.
 const COMMIT_STEP: &str = "commit new generations in one transaction";
+
+/// How often the convergence deadline is checked.
+const TICK_MS: u64 = 50;
 
 /// Most commands one writer pass takes (bounds the latency a batch adds).
 const MAX_BATCH: usize = 1024;
@@ -159,10 +167,27 @@ impl SqliteStore {
         let pops = load_pops(&conn)?;
         let (tx, rx) = mpsc::channel(4096);
         let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
+        let deadline = writer.settings.convergence_deadline_ms;
         std::thread::Builder::new()
             .name("edgegen-store".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Internal(format!("starting the store thread: {e}")))?;
+        if deadline.is_some() {
+            // A weak sender: the ticker never keeps the store alive after it is dropped.
+            let weak = tx.downgrade();
+            std::thread::Builder::new()
+                .name("edgegen-deadline".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(TICK_MS));
+                        let Some(tx) = weak.upgrade() else { break };
+                        if tx.blocking_send(Command::Tick).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::Internal(format!("starting the deadline ticker: {e}")))?;
+        }
         Ok(SqliteStore { commands: tx, tenants })
     }
 
@@ -228,6 +253,10 @@ impl Store for SqliteStore {
 /// hash lookups, not a query: SQL runs only when some PoP completes the release.
 #[derive(Default)]
 struct OpenRelease {
+    /// When it was committed (Unix ms).
+    committed_at: u64,
+    /// Whether it is a rollback (a rollback is never rolled back automatically).
+    rollback: bool,
     /// Tenant → the generation this release moved it to.
     targets: HashMap<TenantId, Generation>,
     /// PoP → tenants it acknowledged at or past their target.
@@ -334,14 +363,23 @@ fn load_tenants(conn: &Connection) -> Result<HashMap<TenantId, TenantState>, Sto
 fn load_open_releases(conn: &Connection) -> Result<OpenReleases, StoreError> {
     let mut open: HashMap<ReleaseId, OpenRelease> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT r.id, rt.tenant_id, rt.to_generation FROM releases r JOIN release_tenants rt ON rt.release_id = r.id
-         WHERE r.status = 'committed'",
+        "SELECT r.id, rt.tenant_id, rt.to_generation, r.committed_at, r.kind FROM releases r
+         JOIN release_tenants rt ON rt.release_id = r.id WHERE r.status = 'committed'",
     )?;
-    let rows =
-        stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?)))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, i64>(3)?,
+            row.get::<_, String>(4)?,
+        ))
+    })?;
     for row in rows {
-        let (id, tenant, to) = row?;
+        let (id, tenant, to, committed_at, kind) = row?;
         let release = open.entry(ReleaseId::new(id).map_err(corrupt)?).or_default();
+        release.committed_at = committed_at as u64;
+        release.rollback = kind == "rollback";
         release.targets.insert(TenantId::new(tenant).map_err(corrupt)?, Generation(to as u64));
     }
     let mut stmt = conn.prepare(
@@ -409,7 +447,7 @@ impl Writer {
                 let _ = reply.send(self.commit_release(req, key, steps));
             }
             Command::Rollback(id, reason, reply) => {
-                let _ = reply.send(self.rollback(&id, &reason, false));
+                let _ = reply.send(self.rollback(&id, &reason, false, None));
             }
             Command::Release(id, reply) => {
                 let _ = reply.send(self.load_release(&id));
@@ -421,6 +459,11 @@ impl Writer {
                 let _ = reply.send(self.record_report(report));
             }
             Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
+            Command::Tick => {
+                if let Err(e) = self.enforce_deadline(now_ms()) {
+                    tracing::error!(cause = %e, "enforcing the convergence deadline failed");
+                }
+            }
         }
     }
 
@@ -724,11 +767,22 @@ impl Writer {
             self.open.remove(original);
         }
         let targets = changes.iter().map(|c| (c.tenant.clone(), c.to_generation)).collect();
-        self.open.insert(id.clone(), OpenRelease { targets, acked: HashMap::new() });
+        self.open.insert(
+            id.clone(),
+            OpenRelease { committed_at: now, rollback: rollback_of.is_some(), targets, acked: HashMap::new() },
+        );
         Ok(())
     }
 
-    fn rollback(&mut self, id: &ReleaseId, reason: &str, automatic: bool) -> Result<Release, StoreError> {
+    /// Rolls `id` back. `trigger_at` (Unix ms) is when an automatic rollback's cause arose:
+    /// the time from it to the durable commit is recorded in the rollback's log summary.
+    fn rollback(
+        &mut self,
+        id: &ReleaseId,
+        reason: &str,
+        automatic: bool,
+        trigger_at: Option<u64>,
+    ) -> Result<Release, StoreError> {
         let started = Instant::now();
         let original =
             self.load_release(id)?.ok_or_else(|| Refusal::NotFound(format!("release {id} does not exist")))?;
@@ -756,10 +810,59 @@ impl Writer {
         self.key_generation_step(&mut log, &changes);
         log.skipped("check tenant isolation", "tenant_isolation_check", "a rollback returns to a released state");
         self.apply(&rollback_id, seq, "rollback", Some(id), &changes, log, now, started, None, None)?;
+        if let Some(trigger) = trigger_at {
+            let trigger_to_commit = now_ms().saturating_sub(trigger);
+            self.patch_summary(&rollback_id, "trigger_to_rollback_commit_ms", trigger_to_commit.into())?;
+            tracing::warn!(release = %id, trigger_to_commit_ms = trigger_to_commit, "automatic rollback committed");
+        }
         self.close_pending_step(id, &format!("superseded by rollback {rollback_id}"))?;
         self.metrics.release(true, automatic);
         tracing::info!(release = %id, rollback = %rollback_id, automatic, reason, "rolled back");
         self.load_release(&rollback_id)?.ok_or_else(|| corrupt("committed rollback vanished"))
+    }
+
+    /// Rolls back every release (not rollbacks) still unconverged past the deadline.
+    fn enforce_deadline(&mut self, now: u64) -> Result<(), StoreError> {
+        let Some(deadline) = self.settings.convergence_deadline_ms else { return Ok(()) };
+        let due: Vec<(ReleaseId, u64)> = self
+            .open
+            .releases
+            .iter()
+            .filter(|(_, r)| !r.rollback && r.committed_at.saturating_add(deadline) <= now)
+            .map(|(id, r)| (id.clone(), r.committed_at.saturating_add(deadline)))
+            .collect();
+        for (id, trigger_at) in due {
+            let Some(release) = self.load_release(&id)? else { continue };
+            if release.status != ReleaseStatus::Committed {
+                self.open.remove(&id);
+                continue;
+            }
+            let conv = self.compute_convergence(&release, now)?;
+            if conv.converged {
+                self.mark_converged(&release, &conv, now)?;
+                continue;
+            }
+            let reason = format!(
+                "automatic: not converged within the deadline of {deadline} ms ({}/{} live PoPs acknowledged)",
+                conv.acked, conv.total
+            );
+            if let Err(e) = self.rollback(&id, &reason, true, Some(trigger_at)) {
+                // e.g. a later release superseded it: it can no longer be rolled back alone.
+                tracing::error!(release = %id, cause = %e, "automatic rollback impossible");
+                self.open.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn patch_summary(&mut self, id: &ReleaseId, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
+        let log: String =
+            self.conn.query_row("SELECT execution_log FROM releases WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
+        let mut log: ExecutionLog = serde_json::from_str(&log).map_err(corrupt)?;
+        log.summary.insert(key.to_owned(), value);
+        let json = serde_json::to_string(&log).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])?;
+        Ok(())
     }
 
     /// Marks a release's still-pending acknowledgement step as ended without convergence.
@@ -1083,7 +1186,7 @@ impl Writer {
             policy.window.as_secs(),
             policy.reports
         );
-        let rollback = self.rollback(&id, &reason, true)?;
+        let rollback = self.rollback(&id, &reason, true, Some(now))?;
         Ok(Some(rollback.id))
     }
 }

@@ -317,7 +317,7 @@ async fn convergence_follows_acks_of_live_pops() {
 #[tokio::test]
 async fn reports_trigger_the_auto_rollback_policy() {
     let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60) };
-    let app = test_app_with(Some(policy), 30_000);
+    let app = test_app_with(Some(policy), None);
     add_tenant(&app.router, "a").await;
     release(&app.router, &["a"]).await;
     let report = json!({"pop": "p1", "tenant": "a", "kind": "contract_mismatch", "generation": 2,
@@ -475,4 +475,44 @@ async fn plan_is_deterministic_and_changes_nothing() {
     assert_eq!(tenants[0]["purge_surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a"]));
     assert_eq!((tenants[0]["from_generation"].as_u64(), tenants[0]["to_generation"].as_u64()), (Some(1), Some(2)));
     assert_eq!(generation(&app.router, "a").await, 1, "a plan changes nothing");
+}
+
+/// A release not converged by the deadline is rolled back automatically, quickly.
+#[tokio::test]
+async fn convergence_deadline_rolls_back_automatically() {
+    let app = test_app_with(None, Some(600));
+    add_tenant(&app.router, "a").await;
+    assert_eq!(ack(&app.router, "p1", "a", 1).await.status, StatusCode::NO_CONTENT); // one live PoP
+    release(&app.router, &["a"]).await; // p1 never acknowledges generation 2
+    let mut rolled_back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let r = send(&app.router, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+        if r["status"] == "rolled_back" {
+            rolled_back = true;
+            break;
+        }
+    }
+    assert!(rolled_back, "not rolled back after the deadline");
+    let rollback = send(&app.router, "GET", "/v1/releases/rel-2", Some(ADMIN), None).await.body;
+    assert_eq!(rollback["kind"], "rollback");
+    assert!(
+        rollback["execution_log"]["task"]
+            .as_str()
+            .unwrap()
+            .contains("not converged within the deadline of 600 ms (0/1")
+    );
+    let trigger_to_commit = rollback["execution_log"]["summary"]["trigger_to_rollback_commit_ms"].as_u64().unwrap();
+    assert!(trigger_to_commit <= 500, "trigger to rollback commit took {trigger_to_commit} ms");
+    assert_eq!(generation(&app.router, "a").await, 3);
+    // The rollback itself is never rolled back, whatever its convergence.
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    assert_eq!(generation(&app.router, "a").await, 3);
+
+    // A release that converges in time stays.
+    release(&app.router, &["a"]).await; // rel-3: a 3 -> 4
+    ack(&app.router, "p1", "a", 4).await;
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let r = send(&app.router, "GET", "/v1/releases/rel-3", Some(ADMIN), None).await.body;
+    assert_eq!(r["status"], "converged");
 }

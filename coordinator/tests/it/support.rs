@@ -28,19 +28,23 @@ pub struct TestApp {
 }
 
 pub fn test_app() -> TestApp {
-    test_app_with(None, 30_000)
+    test_app_with(None, None)
 }
 
-pub fn test_app_with(auto_rollback: Option<AutoRollback>, live_window_ms: u64) -> TestApp {
+pub fn test_app_with(auto_rollback: Option<AutoRollback>, convergence_deadline_ms: Option<u64>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    TestApp { router: router_on(dir.path(), auto_rollback, live_window_ms), _dir: dir }
+    TestApp { router: router_on(dir.path(), auto_rollback, convergence_deadline_ms), _dir: dir }
 }
 
-pub fn router_on(path: &std::path::Path, auto_rollback: Option<AutoRollback>, live_window_ms: u64) -> Router {
+pub fn router_on(
+    path: &std::path::Path,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+) -> Router {
     let metrics = Arc::new(Metrics::default());
     let store = SqliteStore::open(
         path,
-        StoreSettings { manifest_max_age_ms: 1000, pop_live_window_ms: live_window_ms, auto_rollback },
+        StoreSettings { manifest_max_age_ms: 1000, pop_live_window_ms: 30_000, auto_rollback, convergence_deadline_ms },
         Arc::clone(&metrics),
     )
     .unwrap();

@@ -15,6 +15,10 @@
 //! | auto-rollback: reports | | `EDGEGEN_AUTO_ROLLBACK_REPORTS` | `auto_rollback.reports` | off |
 //! | auto-rollback: window, s | | `EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS` | `auto_rollback.window_secs` | `60` |
 //! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
+//! | Fastly service to purge after releases | | `FASTLY_SERVICE_ID` | `fastly.service_id` | off |
+//! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
+//! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
+//! | soft purges | | | `fastly.soft_purge` | `false` |
 //!
 //! The config file is `--config PATH` (or `EDGEGEN_CONFIG`); without one, `./edgegen.toml`
 //! is read if it exists. Unknown keys in it are errors, so a misspelt setting is never
@@ -68,6 +72,31 @@ pub struct Config {
     pub convergence_deadline_ms: Option<u64>,
     /// `[analysis]`: tenant column and global tables for release analysis.
     pub analysis: crate::analysis::AnalysisConfig,
+    /// The Fastly service to purge after each release, if configured.
+    pub fastly: Option<FastlyConfig>,
+}
+
+/// The CDN the coordinator purges after each release.
+#[derive(Clone)]
+pub struct FastlyConfig {
+    /// Service id.
+    pub service_id: String,
+    /// API token (never printed).
+    pub token: String,
+    /// API base URL.
+    pub api_url: String,
+    /// Soft purges.
+    pub soft_purge: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFastly {
+    service_id: Option<String>,
+    token: Option<String>,
+    api_url: Option<String>,
+    #[serde(default)]
+    soft_purge: bool,
 }
 
 impl fmt::Debug for Config {
@@ -84,6 +113,7 @@ impl fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("auto_rollback", &self.auto_rollback)
             .field("convergence_deadline_ms", &self.convergence_deadline_ms)
+            .field("fastly", &self.fastly.as_ref().map(|f| (&f.service_id, &f.api_url, "token <redacted>")))
             .field("analysis", &self.analysis)
             .finish()
     }
@@ -104,6 +134,7 @@ struct FileConfig {
     body_limit_bytes: Option<usize>,
     auto_rollback: Option<FileAutoRollback>,
     convergence_deadline_ms: Option<u64>,
+    fastly: Option<FileFastly>,
     /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
     #[serde(default)]
     analysis: crate::analysis::AnalysisConfig,
@@ -201,6 +232,21 @@ impl Config {
         let body_limit_bytes =
             number("EDGEGEN_BODY_LIMIT_BYTES", file.body_limit_bytes.map(|b| b as u64), 1 << 20)? as usize;
 
+        let file_fastly = file.fastly.unwrap_or_default();
+        let fastly = match env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id) {
+            None => None,
+            Some(service_id) => Some(FastlyConfig {
+                token: env.var("FASTLY_API_TOKEN").or(file_fastly.token).ok_or_else(|| {
+                    anyhow::anyhow!("a Fastly service is configured but FASTLY_API_TOKEN (or fastly.token) is not set")
+                })?,
+                api_url: env
+                    .var("FASTLY_API_URL")
+                    .or(file_fastly.api_url)
+                    .unwrap_or_else(|| crate::fastly::DEFAULT_API_URL.into()),
+                soft_purge: file_fastly.soft_purge,
+                service_id,
+            }),
+        };
         let file_reports = file.auto_rollback.as_ref().map(|a| a.reports as u64);
         let file_window = file.auto_rollback.as_ref().and_then(|a| a.window_secs);
         let auto_rollback = match number("EDGEGEN_AUTO_ROLLBACK_REPORTS", file_reports, 0)? {
@@ -227,6 +273,7 @@ impl Config {
                 ms => Some(ms),
             },
             analysis: file.analysis,
+            fastly,
         })
     }
 }

@@ -45,6 +45,18 @@ pub struct AppState {
     pub manifest_max_age_ms: u64,
     /// Settings of release analysis (`[analysis]` of edgegen.toml).
     pub analysis: Arc<crate::analysis::AnalysisConfig>,
+    /// The CDN to purge after each commit, if configured.
+    pub cdn: Option<Arc<Cdn>>,
+}
+
+/// A Fastly service the coordinator purges after each release.
+pub struct Cdn {
+    /// The API client.
+    pub client: crate::fastly::FastlyClient,
+    /// The service id.
+    pub service: String,
+    /// Soft purges (mark stale) instead of hard ones.
+    pub soft: bool,
 }
 
 /// Limits and tokens the router enforces.
@@ -191,6 +203,39 @@ async fn plan_release(
     })))
 }
 
+/// Purges `keys` through the CDN and describes the outcome as an execution-log step.
+async fn purge_step(cdn: &Cdn, keys: &[String]) -> edgegen_shared::api::Step {
+    let started = std::time::Instant::now();
+    let report = cdn.client.purge(&cdn.service, keys, cdn.soft).await;
+    let failed: Vec<String> =
+        report.failed().map(|r| format!("{} ({})", r.key, r.error.as_deref().unwrap_or("?"))).collect();
+    let mode = if cdn.soft { "soft" } else { "hard" };
+    let detail = if failed.is_empty() {
+        format!(
+            "{} surrogate key(s) purged ({mode}) from service {} in {} API call(s)",
+            keys.len(),
+            cdn.service,
+            report.calls
+        )
+    } else {
+        tracing::error!(failed = failed.len(), "CDN purge incomplete");
+        format!(
+            "{} of {} surrogate key(s) not purged ({mode}, {} API call(s)); the generation bump still invalidates them: {}",
+            failed.len(),
+            keys.len(),
+            report.calls,
+            failed.join("; ")
+        )
+    };
+    edgegen_shared::api::Step {
+        step: crate::store::sqlite::PURGE_STEP.into(),
+        phase: "edge_node_invalidation".into(),
+        status: if failed.is_empty() { "ok" } else { "failed" }.into(),
+        detail,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
 /// Runs the request's analysis off the async threads (a large schema takes CPU time).
 async fn run_analysis(
     state: &AppState,
@@ -246,9 +291,17 @@ async fn commit_release(
             format!("release blocked by analysis, nothing moved: {why}"),
         ));
     }
+    let report = analysis.as_ref().map(|a| a.report.clone());
     let steps = analysis.map(|a| a.steps).unwrap_or_default();
     let committed = state.store.commit_release(request, key, steps).await?;
-    let release = committed.release;
+    let mut release = committed.release;
+    if let (Some(cdn), false) = (&state.cdn, committed.replayed) {
+        let (plans, _) = crate::analysis::tenant_plans(&release.tenants, report.as_ref(), &state.analysis);
+        let keys: Vec<String> = plans.into_iter().flat_map(|p| p.purge_surrogate_keys).collect();
+        let step = purge_step(cdn, &keys).await;
+        state.store.replace_step(release.id.clone(), step).await?;
+        release = state.store.release(release.id.clone()).await?.unwrap_or(release);
+    }
     let location = format!("/v1/releases/{}", release.id);
     if committed.replayed {
         let mut response = (StatusCode::OK, Json(release)).into_response();

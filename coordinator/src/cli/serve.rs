@@ -57,6 +57,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         manifest_key: config.manifest_key.clone(),
         manifest_max_age_ms: config.manifest_max_age_ms,
         analysis: Arc::new(config.analysis.clone()),
+        cdn: match &config.fastly {
+            None => None,
+            Some(f) => Some(Arc::new(crate::server::Cdn {
+                client: crate::fastly::FastlyClient::new(&f.api_url, &f.token, std::time::Duration::from_secs(30))
+                    .map_err(|e| anyhow::anyhow!("Fastly client: {e}"))?,
+                service: f.service_id.clone(),
+                soft: f.soft_purge,
+            })),
+        },
     };
     let settings = RouterSettings {
         admin_token: config.admin_token.clone(),

@@ -86,4 +86,7 @@ pub trait Store: Send + Sync + 'static {
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Stores an edge report and applies the auto-rollback policy.
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>>;
+    /// Replaces the release's execution-log step of the same name (a step finished after
+    /// the commit, such as the CDN purge).
+    fn replace_step(&self, id: ReleaseId, step: edgegen_shared::api::Step) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -130,10 +130,14 @@ enum Command {
     Report(Report, Reply<ReportOutcome>),
     /// Periodic: enforce the convergence deadline.
     Tick,
+    ReplaceStep(ReleaseId, Step, Reply<()>),
 }
 
 /// The execution-log step of the atomic commit.
 const COMMIT_STEP: &str = "commit new generations in one transaction";
+
+/// The execution-log step of the CDN purge (filled in after the commit when a CDN is configured).
+pub const PURGE_STEP: &str = "purge CDN surrogate keys";
 
 /// How often the convergence deadline is checked.
 const TICK_MS: u64 = 50;
@@ -246,6 +250,10 @@ impl Store for SqliteStore {
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
         self.call(move |r| Command::Report(report, r))
+    }
+
+    fn replace_step(&self, id: ReleaseId, step: Step) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |r| Command::ReplaceStep(id, step, r))
     }
 }
 
@@ -459,6 +467,9 @@ impl Writer {
                 let _ = reply.send(self.record_report(report));
             }
             Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
+            Command::ReplaceStep(id, step, reply) => {
+                let _ = reply.send(self.replace_step(&id, step));
+            }
             Command::Tick => {
                 if let Err(e) = self.enforce_deadline(now_ms()) {
                     tracing::error!(cause = %e, "enforcing the convergence deadline failed");
@@ -716,7 +727,7 @@ impl Writer {
             commit_started,
         );
         log.skipped(
-            "purge CDN surrogate keys",
+            PURGE_STEP,
             "edge_node_invalidation",
             "no CDN API is configured (purges arrive with the control-plane work); the generation bump alone \
              invalidates",
@@ -852,6 +863,22 @@ impl Writer {
                 self.open.remove(&id);
             }
         }
+        Ok(())
+    }
+
+    fn replace_step(&mut self, id: &ReleaseId, step: Step) -> Result<(), StoreError> {
+        let log: Option<String> = self
+            .conn
+            .query_row("SELECT execution_log FROM releases WHERE id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()?;
+        let log = log.ok_or_else(|| Refusal::NotFound(format!("release {id} does not exist")))?;
+        let mut log: ExecutionLog = serde_json::from_str(&log).map_err(corrupt)?;
+        match log.steps.iter_mut().find(|s| s.step == step.step) {
+            Some(slot) => *slot = step,
+            None => log.steps.push(step),
+        }
+        let json = serde_json::to_string(&log).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])?;
         Ok(())
     }
 

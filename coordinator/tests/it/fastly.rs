@@ -236,3 +236,54 @@ async fn edgegen_purge_cli() {
     assert_eq!(run(vec!["purge", "--service", "SVC1", "t/a"], None).await.unwrap().status.code(), Some(2));
     assert_eq!(run(vec!["purge", "--service", "SVC1", "bad key"], Some(TOKEN)).await.unwrap().status.code(), Some(2));
 }
+
+/// A release purges its plan's surrogate keys (retired generation, manifest) through the
+/// CDN after the commit, and the execution log carries the real outcome.
+#[tokio::test]
+async fn releases_purge_their_keys_and_log_the_outcome() {
+    use crate::support::{ADMIN, add_tenant, release_body, router_with_cdn, send};
+    let api = Api::default();
+    let addr = serve(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cdn = edgegen_coordinator::server::Cdn {
+        client: client(addr, Duration::from_secs(10)),
+        service: "SVC1".into(),
+        soft: true,
+    };
+    let router = router_with_cdn(dir.path(), None, None, Some(std::sync::Arc::new(cdn)));
+    for t in ["a", "b"] {
+        add_tenant(&router, t).await;
+    }
+    let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a", "b"]))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let step = a.body["execution_log"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "purge CDN surrogate keys")
+        .unwrap()
+        .clone();
+    assert_eq!(step["status"], "ok", "{step}");
+    assert!(
+        step["detail"].as_str().unwrap().starts_with("4 surrogate key(s) purged (soft) from service SVC1"),
+        "{step}"
+    );
+    let seen = api.seen();
+    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a", "t/b/g/1", "edgegen-manifest/b"]));
+    assert_eq!(seen[0].headers["fastly-soft-purge"], "1");
+
+    // A key the API does not confirm is reported in the log; the release stands.
+    api.unconfirmed.lock().unwrap().push("t/a/g/2".into());
+    let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    let step = a.body["execution_log"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "purge CDN surrogate keys")
+        .unwrap()
+        .clone();
+    assert_eq!(step["status"], "failed");
+    assert!(step["detail"].as_str().unwrap().contains("t/a/g/2 (the API did not confirm this key)"), "{step}");
+}

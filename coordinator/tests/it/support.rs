@@ -41,6 +41,15 @@ pub fn router_on(
     auto_rollback: Option<AutoRollback>,
     convergence_deadline_ms: Option<u64>,
 ) -> Router {
+    router_with_cdn(path, auto_rollback, convergence_deadline_ms, None)
+}
+
+pub fn router_with_cdn(
+    path: &std::path::Path,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
+) -> Router {
     let metrics = Arc::new(Metrics::default());
     let store = SqliteStore::open(
         path,
@@ -54,6 +63,7 @@ pub fn router_on(
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
         manifest_max_age_ms: 1000,
         analysis: Arc::new(Default::default()),
+        cdn,
     };
     app(
         state,

@@ -19,6 +19,7 @@
 //! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
 //! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
 //! | soft purges | | | `fastly.soft_purge` | `false` |
+//! | tenant database shards (SQLite files) | | | `[shards]` `tenant = "path.db"` | none |
 //!
 //! The config file is `--config PATH` (or `EDGEGEN_CONFIG`); without one, `./edgegen.toml`
 //! is read if it exists. Unknown keys in it are errors, so a misspelt setting is never
@@ -74,6 +75,8 @@ pub struct Config {
     pub analysis: crate::analysis::AnalysisConfig,
     /// The Fastly service to purge after each release, if configured.
     pub fastly: Option<FastlyConfig>,
+    /// Tenant database shards verified before analysed releases commit.
+    pub shards: crate::shards::ShardMap,
 }
 
 /// The CDN the coordinator purges after each release.
@@ -135,6 +138,8 @@ struct FileConfig {
     auto_rollback: Option<FileAutoRollback>,
     convergence_deadline_ms: Option<u64>,
     fastly: Option<FileFastly>,
+    #[serde(default)]
+    shards: std::collections::BTreeMap<String, String>,
     /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
     #[serde(default)]
     analysis: crate::analysis::AnalysisConfig,
@@ -274,6 +279,7 @@ impl Config {
             },
             analysis: file.analysis,
             fastly,
+            shards: crate::shards::parse(&file.shards).map_err(anyhow::Error::msg)?,
         })
     }
 }

@@ -18,4 +18,5 @@ pub mod error;
 pub mod fastly;
 pub mod metrics;
 pub mod server;
+pub mod shards;
 pub mod store;

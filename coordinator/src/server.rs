@@ -47,6 +47,8 @@ pub struct AppState {
     pub analysis: Arc<crate::analysis::AnalysisConfig>,
     /// The CDN to purge after each commit, if configured.
     pub cdn: Option<Arc<Cdn>>,
+    /// Tenant database shards, verified before analysed releases commit.
+    pub shards: Arc<crate::shards::ShardMap>,
 }
 
 /// A Fastly service the coordinator purges after each release.
@@ -203,6 +205,54 @@ async fn plan_release(
     })))
 }
 
+/// Checks the release's tenants' shards against the schema it expects; drift or leakage
+/// refuses the release (nothing moves). `None` when there is nothing to check.
+async fn verify_shards(
+    state: &AppState,
+    request: &ReleaseRequest,
+) -> Result<Option<edgegen_shared::api::Step>, AppError> {
+    let Some(input) = &request.analysis else { return Ok(None) };
+    if !request.tenants.iter().any(|t| state.shards.contains_key(t)) {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let dialect: edgegen_analysis::Dialect =
+        input.dialect.as_deref().unwrap_or("postgres").parse().unwrap_or(edgegen_analysis::Dialect::Postgres);
+    let expected = edgegen_analysis::plan::schema_from(&[("schema_to".into(), input.schema_to.clone())], dialect)
+        .map_err(|e| {
+            AppError::unprocessable("analysis_blocked", format!("release blocked by analysis, nothing moved: {e}"))
+        })?;
+    let settings = Arc::new(state.analysis.settings(dialect));
+    let reports = crate::shards::verify(&state.shards, &request.tenants, Arc::new(expected), settings).await;
+    let problems: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.clean())
+        .map(|r| {
+            let mut items: Vec<String> = r.drift.clone();
+            items.extend(r.leakage.iter().map(|l| format!("leak: {l}")));
+            items.extend(r.error.clone());
+            format!("{}: {}", r.tenant, items.join("; "))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(AppError::unprocessable(
+            "shard_verification_failed",
+            format!("release blocked by shard verification, nothing moved: {}", problems.join(" | ")),
+        ));
+    }
+    Ok(Some(edgegen_shared::api::Step {
+        step: "verify tenant shards".into(),
+        phase: "tenant_isolation_check".into(),
+        status: "ok".into(),
+        detail: format!(
+            "{} shard(s) ({}) match the release's schema and hold no row of another tenant",
+            reports.len(),
+            reports.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}
+
 /// Purges `keys` through the CDN and describes the outcome as an execution-log step.
 async fn purge_step(cdn: &Cdn, keys: &[String]) -> edgegen_shared::api::Step {
     let started = std::time::Instant::now();
@@ -292,7 +342,10 @@ async fn commit_release(
         ));
     }
     let report = analysis.as_ref().map(|a| a.report.clone());
-    let steps = analysis.map(|a| a.steps).unwrap_or_default();
+    let mut steps = analysis.map(|a| a.steps).unwrap_or_default();
+    if let Some(step) = verify_shards(&state, &request).await? {
+        steps.push(step);
+    }
     let committed = state.store.commit_release(request, key, steps).await?;
     let mut release = committed.release;
     if let (Some(cdn), false) = (&state.cdn, committed.replayed) {

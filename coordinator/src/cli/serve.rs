@@ -57,6 +57,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         manifest_key: config.manifest_key.clone(),
         manifest_max_age_ms: config.manifest_max_age_ms,
         analysis: Arc::new(config.analysis.clone()),
+        shards: Arc::new(config.shards.clone()),
         cdn: match &config.fastly {
             None => None,
             Some(f) => Some(Arc::new(crate::server::Cdn {

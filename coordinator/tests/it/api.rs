@@ -516,3 +516,67 @@ async fn convergence_deadline_rolls_back_automatically() {
     let r = send(&app.router, "GET", "/v1/releases/rel-3", Some(ADMIN), None).await.body;
     assert_eq!(r["status"], "converged");
 }
+
+/// Before an analysed release commits, each tenant's SQLite shard must match the schema the
+/// release expects and hold no row of another tenant; otherwise nothing moves.
+#[tokio::test]
+async fn shard_drift_or_leakage_blocks_the_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = |tenant: &str, ddl: &str, rows: &[&str]| {
+        let path = dir.path().join(format!("{tenant}.db"));
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(ddl).unwrap();
+        for row_tenant in rows {
+            conn.execute("INSERT INTO users (tenant_id, id) VALUES (?1, abs(random()))", [row_tenant]).unwrap();
+        }
+        path
+    };
+    let good = "CREATE TABLE users (tenant_id TEXT NOT NULL, id INTEGER, ekv INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (tenant_id, id));";
+    let drifted = "CREATE TABLE users (tenant_id TEXT NOT NULL, id INTEGER, PRIMARY KEY (tenant_id, id));";
+    let mut shards = edgegen_coordinator::shards::ShardMap::new();
+    shards.insert(TenantId::new("a").unwrap(), shard("a", good, &["a", "a"]));
+    shards.insert(TenantId::new("b").unwrap(), shard("b", drifted, &["b"]));
+    shards.insert(TenantId::new("c").unwrap(), shard("c", good, &["c", "a"]));
+    let router = crate::support::router_full(&dir.path().join("data"), None, None, None, shards);
+    for t in ["a", "b", "c"] {
+        add_tenant(&router, t).await;
+    }
+    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
+    let analysed = |tenants: &[&str]| {
+        let mut body = release_body(tenants);
+        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
+        body
+    };
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a"]))).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let step = ok.body["execution_log"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "verify tenant shards")
+        .unwrap()
+        .clone();
+    assert_eq!(step["status"], "ok");
+    assert!(step["detail"].as_str().unwrap().starts_with("1 shard(s) (a) match"), "{step}");
+
+    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a", "b"]))).await;
+    assert_eq!(drift.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", drift.text);
+    assert_eq!(drift.body["error"]["code"], "shard_verification_failed");
+    assert!(
+        drift.body["error"]["message"].as_str().unwrap().contains("b: column users.ekv is missing"),
+        "{}",
+        drift.text
+    );
+
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["c"]))).await;
+    assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        leak.body["error"]["message"].as_str().unwrap().contains("c: leak: users: 1 row(s) whose tenant_id is not c"),
+        "{}",
+        leak.text
+    );
+    assert_eq!(
+        (generation(&router, "a").await, generation(&router, "b").await, generation(&router, "c").await),
+        (2, 1, 1)
+    );
+}

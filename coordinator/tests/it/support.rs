@@ -50,6 +50,16 @@ pub fn router_with_cdn(
     convergence_deadline_ms: Option<u64>,
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
 ) -> Router {
+    router_full(path, auto_rollback, convergence_deadline_ms, cdn, Default::default())
+}
+
+pub fn router_full(
+    path: &std::path::Path,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
+    shards: edgegen_coordinator::shards::ShardMap,
+) -> Router {
     let metrics = Arc::new(Metrics::default());
     let store = SqliteStore::open(
         path,
@@ -64,6 +74,7 @@ pub fn router_with_cdn(
         manifest_max_age_ms: 1000,
         analysis: Arc::new(Default::default()),
         cdn,
+        shards: Arc::new(shards),
     };
     app(
         state,

@@ -1,0 +1,186 @@
+//! Cross-shard tenant verification: before a release that carries its analysis commits,
+//! each of its tenants' database shards is checked against the schema the release expects
+//! (`analysis.schema_to`) and for leakage. Drift or leakage blocks the release.
+//!
+//! Shards are SQLite files (`[shards]` in edgegen.toml: `tenant = "path/to/tenant.db"`).
+//! Introspection reads `sqlite_master` and `PRAGMA table_info`; the leakage query counts, per
+//! tenant table, rows whose tenant column is not the shard's tenant (NULL included). Checks
+//! run concurrently (at most [`CONCURRENCY`] at a time), each within [`TIMEOUT`]. PostgreSQL
+//! shards (a `postgres://` URL) are refused at start-up until their checks exist.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgegen_analysis::isolation::IsolationSettings;
+use edgegen_analysis::model::Schema;
+use edgegen_shared::TenantId;
+
+/// Shards checked at the same time.
+pub const CONCURRENCY: usize = 4;
+/// Time allowed per shard.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where each tenant's shard is.
+pub type ShardMap = BTreeMap<TenantId, PathBuf>;
+
+/// Parses `[shards]`: tenant id → SQLite path (`sqlite://` prefix optional).
+///
+/// # Errors
+/// A bad tenant id, or a PostgreSQL URL (not supported yet).
+pub fn parse(table: &BTreeMap<String, String>) -> Result<ShardMap, String> {
+    let mut out = ShardMap::new();
+    for (tenant, location) in table {
+        let tenant = TenantId::new(tenant.as_str()).map_err(|e| format!("shards: {e}"))?;
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            return Err(format!("shards.{tenant}: PostgreSQL shards are not supported yet (only SQLite files)"));
+        }
+        out.insert(tenant, PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location)));
+    }
+    Ok(out)
+}
+
+/// What a shard check found for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardReport {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Schema objects that differ from the expected model.
+    pub drift: Vec<String>,
+    /// Leakage: tables with rows of another tenant.
+    pub leakage: Vec<String>,
+    /// A failure to check (unreadable file, timeout): blocks like drift.
+    pub error: Option<String>,
+}
+
+impl ShardReport {
+    /// Whether the shard passed.
+    pub fn clean(&self) -> bool {
+        self.drift.is_empty() && self.leakage.is_empty() && self.error.is_none()
+    }
+}
+
+/// Checks the shards of `tenants` (those without a configured shard are skipped) against
+/// `expected`; reports sorted by tenant.
+pub async fn verify(
+    shards: &ShardMap,
+    tenants: &[TenantId],
+    expected: Arc<Schema>,
+    settings: Arc<IsolationSettings>,
+) -> Vec<ShardReport> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut tasks = tokio::task::JoinSet::new();
+    for tenant in tenants {
+        let Some(path) = shards.get(tenant).cloned() else { continue };
+        let (tenant, expected, settings, gate) =
+            (tenant.clone(), Arc::clone(&expected), Arc::clone(&settings), Arc::clone(&gate));
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let t = tenant.clone();
+            let check = tokio::task::spawn_blocking(move || check_sqlite(&t, &path, &expected, &settings));
+            match tokio::time::timeout(TIMEOUT, check).await {
+                Ok(Ok(report)) => report,
+                Ok(Err(e)) => {
+                    ShardReport { tenant, drift: vec![], leakage: vec![], error: Some(format!("check failed: {e}")) }
+                }
+                Err(_) => ShardReport {
+                    tenant,
+                    drift: vec![],
+                    leakage: vec![],
+                    error: Some(format!("no answer within {TIMEOUT:?}")),
+                },
+            }
+        });
+    }
+    let mut reports = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(report) = done {
+            reports.push(report);
+        }
+    }
+    reports.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    reports
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn check_sqlite(
+    tenant: &TenantId,
+    path: &std::path::Path,
+    expected: &Schema,
+    settings: &IsolationSettings,
+) -> ShardReport {
+    let mut report = ShardReport { tenant: tenant.clone(), drift: vec![], leakage: vec![], error: None };
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match rusqlite::Connection::open_with_flags(path, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            report.error = Some(format!("{}: {e}", path.display()));
+            return report;
+        }
+    };
+    let result = (|| -> rusqlite::Result<()> {
+        let live: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (table, model) in &expected.tables {
+            if !live.iter().any(|t| t.eq_ignore_ascii_case(table)) {
+                report.drift.push(format!("table {table} is missing"));
+                continue;
+            }
+            let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote_ident(table)))?;
+            let columns: Vec<(String, bool)> = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(1)?.to_lowercase(), r.get::<_, i64>(3)? != 0)))?
+                .collect::<Result<_, _>>()?;
+            for (name, col) in &model.columns {
+                match columns.iter().find(|(n, _)| n == name) {
+                    None => report.drift.push(format!("column {table}.{name} is missing")),
+                    Some((_, not_null))
+                        if *not_null != col.not_null
+                            && !model.primary_key.as_ref().is_some_and(|k| k.columns.contains(name)) =>
+                    {
+                        report.drift.push(format!(
+                            "column {table}.{name} is {} but the release expects {}",
+                            if *not_null { "NOT NULL" } else { "nullable" },
+                            if col.not_null { "NOT NULL" } else { "nullable" }
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (name, _) in &columns {
+                if !model.columns.contains_key(name) {
+                    report.drift.push(format!("column {table}.{name} is not in the release's schema"));
+                }
+            }
+            let global = settings.global_tables.contains(table);
+            if !global && model.columns.contains_key(&settings.tenant_column) {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {} WHERE {} IS NOT ?1",
+                    quote_ident(table),
+                    quote_ident(&settings.tenant_column)
+                );
+                let foreign: i64 = conn.query_row(&sql, [tenant.as_str()], |r| r.get(0))?;
+                if foreign > 0 {
+                    report
+                        .leakage
+                        .push(format!("{table}: {foreign} row(s) whose {} is not {tenant}", settings.tenant_column));
+                }
+            }
+        }
+        for table in &live {
+            if !expected.tables.keys().any(|t| t.eq_ignore_ascii_case(table)) {
+                report.drift.push(format!("table {table} is not in the release's schema"));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        report.error = Some(format!("{}: {e}", path.display()));
+    }
+    report
+}

@@ -2,14 +2,18 @@
 //! each of its tenants' database shards is checked against the schema the release expects
 //! (`analysis.schema_to`) and for leakage. Drift or leakage blocks the release.
 //!
-//! Shards are SQLite files (`[shards]` in edgegen.toml: `tenant = "path/to/tenant.db"`).
-//! Introspection reads `sqlite_master` and `PRAGMA table_info`; the leakage query counts, per
-//! tenant table, rows whose tenant column is not the shard's tenant (NULL included). Checks
-//! run concurrently (at most [`CONCURRENCY`] at a time), each within [`TIMEOUT`]. PostgreSQL
-//! shards (a `postgres://` URL) are refused at start-up until their checks exist.
+//! Shards (`[shards]` in edgegen.toml) are SQLite files (`tenant = "path/to/tenant.db"`) or
+//! PostgreSQL databases (`tenant = "postgres://user@host:port/db"`, a role that bypasses
+//! row-level security, e.g. a superuser, so leakage is visible). SQLite is
+//! introspected through `sqlite_master` and `PRAGMA table_info`; PostgreSQL through
+//! `information_schema`, `pg_class` (RLS enabled/forced) and `pg_policies`. The leakage query
+//! counts, per tenant table, rows whose tenant column is not the shard's tenant (NULL
+//! included). Checks run concurrently (at most [`CONCURRENCY`] at a time), each within
+//! [`TIMEOUT`]. Column types are not compared (each engine spells them its own way).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,21 +26,33 @@ pub const CONCURRENCY: usize = 4;
 /// Time allowed per shard.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where each tenant's shard is.
-pub type ShardMap = BTreeMap<TenantId, PathBuf>;
+/// Where a tenant's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shard {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (never printed: it may hold a password).
+    Postgres(String),
+}
 
-/// Parses `[shards]`: tenant id → SQLite path (`sqlite://` prefix optional).
+/// Where each tenant's shard is.
+pub type ShardMap = BTreeMap<TenantId, Shard>;
+
+/// Parses `[shards]`: tenant id → SQLite path (`sqlite://` prefix optional) or
+/// `postgres://` URL.
 ///
 /// # Errors
-/// A bad tenant id, or a PostgreSQL URL (not supported yet).
+/// A bad tenant id.
 pub fn parse(table: &BTreeMap<String, String>) -> Result<ShardMap, String> {
     let mut out = ShardMap::new();
     for (tenant, location) in table {
         let tenant = TenantId::new(tenant.as_str()).map_err(|e| format!("shards: {e}"))?;
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            return Err(format!("shards.{tenant}: PostgreSQL shards are not supported yet (only SQLite files)"));
-        }
-        out.insert(tenant, PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location)));
+        let shard = if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Shard::Postgres(location.clone())
+        } else {
+            Shard::Sqlite(PathBuf::from(location.strip_prefix("sqlite://").unwrap_or(location)))
+        };
+        out.insert(tenant, shard);
     }
     Ok(out)
 }
@@ -72,13 +88,16 @@ pub async fn verify(
     let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for tenant in tenants {
-        let Some(path) = shards.get(tenant).cloned() else { continue };
+        let Some(shard) = shards.get(tenant).cloned() else { continue };
         let (tenant, expected, settings, gate) =
             (tenant.clone(), Arc::clone(&expected), Arc::clone(&settings), Arc::clone(&gate));
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let t = tenant.clone();
-            let check = tokio::task::spawn_blocking(move || check_sqlite(&t, &path, &expected, &settings));
+            let check = tokio::task::spawn_blocking(move || match &shard {
+                Shard::Sqlite(path) => check_sqlite(&t, path, &expected, &settings),
+                Shard::Postgres(url) => check_postgres(&t, url, &expected, &settings),
+            });
             match tokio::time::timeout(TIMEOUT, check).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => {
@@ -136,27 +155,7 @@ fn check_sqlite(
             let columns: Vec<(String, bool)> = stmt
                 .query_map([], |r| Ok((r.get::<_, String>(1)?.to_lowercase(), r.get::<_, i64>(3)? != 0)))?
                 .collect::<Result<_, _>>()?;
-            for (name, col) in &model.columns {
-                match columns.iter().find(|(n, _)| n == name) {
-                    None => report.drift.push(format!("column {table}.{name} is missing")),
-                    Some((_, not_null))
-                        if *not_null != col.not_null
-                            && !model.primary_key.as_ref().is_some_and(|k| k.columns.contains(name)) =>
-                    {
-                        report.drift.push(format!(
-                            "column {table}.{name} is {} but the release expects {}",
-                            if *not_null { "NOT NULL" } else { "nullable" },
-                            if col.not_null { "NOT NULL" } else { "nullable" }
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-            for (name, _) in &columns {
-                if !model.columns.contains_key(name) {
-                    report.drift.push(format!("column {table}.{name} is not in the release's schema"));
-                }
-            }
+            compare_columns(table, model, &columns, &mut report.drift);
             let global = settings.global_tables.contains(table);
             if !global && model.columns.contains_key(&settings.tenant_column) {
                 let sql = format!(
@@ -181,6 +180,130 @@ fn check_sqlite(
     })();
     if let Err(e) = result {
         report.error = Some(format!("{}: {e}", path.display()));
+    }
+    report
+}
+
+/// Compares live tables and columns (name → NOT NULL) with the expected model; appends drift.
+fn compare_columns(
+    table: &str,
+    model: &edgegen_analysis::model::Table,
+    columns: &[(String, bool)],
+    drift: &mut Vec<String>,
+) {
+    for (name, col) in &model.columns {
+        let in_pk = model.primary_key.as_ref().is_some_and(|k| k.columns.contains(name));
+        match columns.iter().find(|(n, _)| n == name) {
+            None => drift.push(format!("column {table}.{name} is missing")),
+            Some((_, not_null)) if *not_null != col.not_null && !in_pk => drift.push(format!(
+                "column {table}.{name} is {} but the release expects {}",
+                if *not_null { "NOT NULL" } else { "nullable" },
+                if col.not_null { "NOT NULL" } else { "nullable" }
+            )),
+            Some(_) => {}
+        }
+    }
+    for (name, _) in columns {
+        if !model.columns.contains_key(name) {
+            drift.push(format!("column {table}.{name} is not in the release's schema"));
+        }
+    }
+}
+
+fn check_postgres(tenant: &TenantId, url: &str, expected: &Schema, settings: &IsolationSettings) -> ShardReport {
+    let mut report = ShardReport { tenant: tenant.clone(), drift: vec![], leakage: vec![], error: None };
+    let mut client = match postgres::Config::from_str(url).and_then(|mut c| {
+        c.connect_timeout(TIMEOUT);
+        c.connect(postgres::NoTls)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            // The URL may carry a password: only the error's kind is reported.
+            report.error = Some(format!("cannot connect to the PostgreSQL shard: {e}"));
+            return report;
+        }
+    };
+    let result = (|| -> Result<(), postgres::Error> {
+        let live: Vec<String> = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (table, model) in &expected.tables {
+            if !live.contains(table) {
+                report.drift.push(format!("table {table} is missing"));
+                continue;
+            }
+            let columns: Vec<(String, bool)> = client
+                .query(
+                    "SELECT column_name::text, is_nullable = 'NO' FROM information_schema.columns
+                     WHERE table_schema = 'public' AND table_name = $1",
+                    &[table],
+                )?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            compare_columns(table, model, &columns, &mut report.drift);
+            let rls = client.query_opt(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass($1)",
+                &[&format!("public.{}", quote_ident(table))],
+            )?;
+            if let Some(row) = rls {
+                let (enabled, forced): (bool, bool) = (row.get(0), row.get(1));
+                if enabled != model.rls_enabled {
+                    report.drift.push(format!(
+                        "row-level security on {table} is {}",
+                        if enabled { "enabled but the release expects it disabled" } else { "not enabled" }
+                    ));
+                }
+                if forced != model.rls_forced {
+                    report.drift.push(format!(
+                        "row-level security on {table} is {}",
+                        if forced { "forced but the release does not force it" } else { "not forced" }
+                    ));
+                }
+            }
+            let policies: Vec<String> = client
+                .query(
+                    "SELECT policyname::text FROM pg_policies WHERE schemaname = 'public' AND tablename = $1",
+                    &[table],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            for name in model.policies.keys() {
+                if !policies.contains(name) {
+                    report.drift.push(format!("policy {name} on {table} is missing"));
+                }
+            }
+            let global = settings.global_tables.contains(table);
+            if !global && model.columns.contains_key(&settings.tenant_column) {
+                let sql = format!(
+                    "SELECT count(*) FROM public.{} WHERE {}::text IS DISTINCT FROM $1",
+                    quote_ident(table),
+                    quote_ident(&settings.tenant_column)
+                );
+                let foreign: i64 = client.query_one(&sql, &[&tenant.as_str()])?.get(0);
+                if foreign > 0 {
+                    report
+                        .leakage
+                        .push(format!("{table}: {foreign} row(s) whose {} is not {tenant}", settings.tenant_column));
+                }
+            }
+        }
+        for table in &live {
+            if !expected.tables.contains_key(table) {
+                report.drift.push(format!("table {table} is not in the release's schema"));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        report.error = Some(format!("PostgreSQL shard: {e}"));
     }
     report
 }

@@ -6,6 +6,7 @@
 
 pub mod coordinator;
 pub mod origin;
+pub mod postgres;
 pub mod process;
 pub mod viceroy;
 pub mod workspace;

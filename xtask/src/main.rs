@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `bootstrap`  install what a fresh machine lacks (rustup targets, the pinned Viceroy,
-//!   wasm-bindgen-cli at the crate's exact version, Node.js); skip what is present.
+//!   wasm-bindgen-cli at the crate's exact version, Node.js, Debian's PostgreSQL server for
+//!   the shard tests); skip what is present.
 //! - `build-edge` build the release edge wasm and check its size (≤ 1.5 MiB).
 //! - `build-js`   build the JavaScript package of `edgegen-shared` into `shared/js/pkg`.
 //! - `ci`         the one gate: bootstrap, fmt, clippy (native and both wasm targets), the
@@ -154,7 +155,29 @@ fn bootstrap(needs: Needs) -> Result {
         }
     }
     // The Node test uses only Node's built-in test runner: there are no npm packages to install.
+
+    // PostgreSQL server binaries for the shard-verification tests (Debian's package; the
+    // tests start their own throwaway cluster, never the system one).
+    if postgres_initdb().is_some() {
+        println!("postgresql server: present");
+    } else {
+        println!("postgresql server: missing -> installing Debian's postgresql");
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "postgresql"])?;
+        if postgres_initdb().is_none() {
+            return Err("postgresql installed but no /usr/lib/postgresql/*/bin/initdb found".into());
+        }
+    }
     Ok(())
+}
+
+/// An `initdb` of Debian's PostgreSQL packages, if installed.
+fn postgres_initdb() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin/initdb"))
+        .find(|p| p.exists())
 }
 
 fn node_major(version: &str) -> Option<u32> {

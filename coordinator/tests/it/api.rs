@@ -534,9 +534,11 @@ async fn shard_drift_or_leakage_blocks_the_release() {
     let good = "CREATE TABLE users (tenant_id TEXT NOT NULL, id INTEGER, ekv INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (tenant_id, id));";
     let drifted = "CREATE TABLE users (tenant_id TEXT NOT NULL, id INTEGER, PRIMARY KEY (tenant_id, id));";
     let mut shards = edgegen_coordinator::shards::ShardMap::new();
-    shards.insert(TenantId::new("a").unwrap(), shard("a", good, &["a", "a"]));
-    shards.insert(TenantId::new("b").unwrap(), shard("b", drifted, &["b"]));
-    shards.insert(TenantId::new("c").unwrap(), shard("c", good, &["c", "a"]));
+    shards
+        .insert(TenantId::new("a").unwrap(), edgegen_coordinator::shards::Shard::Sqlite(shard("a", good, &["a", "a"])));
+    shards.insert(TenantId::new("b").unwrap(), edgegen_coordinator::shards::Shard::Sqlite(shard("b", drifted, &["b"])));
+    shards
+        .insert(TenantId::new("c").unwrap(), edgegen_coordinator::shards::Shard::Sqlite(shard("c", good, &["c", "a"])));
     let router = crate::support::router_full(&dir.path().join("data"), None, None, None, shards);
     for t in ["a", "b", "c"] {
         add_tenant(&router, t).await;
@@ -579,4 +581,70 @@ async fn shard_drift_or_leakage_blocks_the_release() {
         (generation(&router, "a").await, generation(&router, "b").await, generation(&router, "c").await),
         (2, 1, 1)
     );
+}
+
+/// The same checks against PostgreSQL shards on a real server (a throwaway cluster; the
+/// test fails if it cannot start): live schema, RLS flags and policies, and leakage.
+#[tokio::test]
+async fn postgres_shard_drift_or_leakage_blocks_the_release() {
+    let cluster = tokio::task::spawn_blocking(edgegen_tests::postgres::TempCluster::start).await.unwrap().unwrap();
+    let fenced = "CREATE TABLE users (tenant_id text NOT NULL, id bigint, ekv integer NOT NULL DEFAULT 1, PRIMARY KEY (tenant_id, id));
+        ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY;
+        CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant'));";
+    let setups = [
+        ("a", fenced.to_owned(), vec!["a", "a"]),
+        ("b", fenced.replace("ALTER TABLE users FORCE ROW LEVEL SECURITY;", ""), vec!["b"]),
+        ("c", fenced.to_owned(), vec!["c", "a"]),
+    ];
+    let admin_url = cluster.url("postgres");
+    let mut shards = edgegen_coordinator::shards::ShardMap::new();
+    for (tenant, ddl, rows) in &setups {
+        let name = tenant.to_string();
+        shards.insert(
+            TenantId::new(name.clone()).unwrap(),
+            edgegen_coordinator::shards::Shard::Postgres(cluster.url(&name)),
+        );
+        let (admin_url, db_url, ddl, rows, tenant) =
+            (admin_url.clone(), cluster.url(&name), ddl.clone(), rows.clone(), name);
+        tokio::task::spawn_blocking(move || {
+            let mut admin = postgres::Client::connect(&admin_url, postgres::NoTls).unwrap();
+            admin.batch_execute(&format!("CREATE DATABASE {tenant}")).unwrap();
+            let mut db = postgres::Client::connect(&db_url, postgres::NoTls).unwrap();
+            db.batch_execute(&ddl).unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                db.execute("INSERT INTO users (tenant_id, id) VALUES ($1, $2)", &[row, &(i as i64)]).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let router = crate::support::router_full(dir.path(), None, None, None, shards);
+    for t in ["a", "b", "c"] {
+        add_tenant(&router, t).await;
+    }
+    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
+    let analysed = |tenants: &[&str]| {
+        let mut body = release_body(tenants);
+        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
+        body
+    };
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a"]))).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["b"]))).await;
+    assert_eq!(drift.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", drift.text);
+    assert!(
+        drift.body["error"]["message"].as_str().unwrap().contains("b: row-level security on users is not forced"),
+        "{}",
+        drift.text
+    );
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["c"]))).await;
+    assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        leak.body["error"]["message"].as_str().unwrap().contains("c: leak: users: 1 row(s) whose tenant_id is not c"),
+        "{}",
+        leak.text
+    );
+    assert_eq!((generation(&router, "b").await, generation(&router, "c").await), (1, 1));
+    drop(cluster);
 }

@@ -163,7 +163,7 @@ fn diff_table(table: &str, old: &Table, new: &Table, after: &Schema, out: &mut V
         if old.columns.contains_key(col) || renamed_to.contains(col) {
             continue;
         }
-        if new_col.not_null && new_col.default.is_none() && !new_col.generated {
+        if new_col.not_null && new_col.default.is_none() && !new_col.generated && !new_col.backfilled {
             out.push(Finding::new("not_null_column_added_without_default", Severity::Breaking, t, Some(col), &new_col.at, format!(
                 "column {table}.{col} is added NOT NULL without a default: existing rows cannot satisfy it and cached objects lack the field"
             )));
@@ -189,9 +189,10 @@ fn diff_table(table: &str, old: &Table, new: &Table, after: &Schema, out: &mut V
     let old_uniques: BTreeSet<&Vec<String>> = old.uniques.values().map(|k| &k.columns).collect();
     for (name, key) in &new.uniques {
         let existing = key.columns.iter().all(|c| old.columns.contains_key(c));
-        if existing && !old_uniques.contains(&key.columns) {
+        // Built concurrently, the index neither locks the table nor half-applies.
+        if existing && !key.concurrent && !old_uniques.contains(&key.columns) {
             out.push(Finding::new("unique_added_on_existing_column", Severity::Risky, t, Some(&key.columns.join(",")), &key.at, format!(
-                "unique constraint {name} on existing column(s) of {table}: the migration fails on duplicates and locks the table while it validates"
+                "unique constraint {name} on existing column(s) of {table}: the migration fails on duplicates and locks the table while it validates (build the index CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX)"
             )));
         }
     }

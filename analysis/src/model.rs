@@ -84,6 +84,9 @@ pub struct Column {
     pub default: Option<String>,
     /// Generated column.
     pub generated: bool,
+    /// Added with a default, so existing rows were filled (stays true if the default is
+    /// dropped later).
+    pub backfilled: bool,
     /// Last statement that changed it.
     pub at: Location,
 }
@@ -93,6 +96,8 @@ pub struct Column {
 pub struct Key {
     /// Columns, in order.
     pub columns: Vec<String>,
+    /// Built `CONCURRENTLY` (no table lock while validating).
+    pub concurrent: bool,
     /// Where it was defined.
     pub at: Location,
 }
@@ -232,7 +237,7 @@ impl Schema {
                         .as_ref()
                         .map(object_name)
                         .unwrap_or_else(|| format!("{table_name}_{}_idx", columns.join("_")));
-                    table.uniques.insert(name, Key { columns, at: at.clone() });
+                    table.uniques.insert(name, Key { columns, concurrent: ci.concurrently, at: at.clone() });
                 }
             }
             Statement::Drop { object_type, if_exists, names, .. } => {
@@ -316,7 +321,11 @@ impl Schema {
             | Statement::Comment { .. }
             | Statement::Grant(_)
             | Statement::Revoke(_)
-            | Statement::CreateExtension(_) => {}
+            | Statement::CreateExtension(_)
+            // Data changes (backfills) leave the schema as it is.
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {}
             other => return Err(unsupported(at, preview(other))),
         }
         Ok(())
@@ -406,6 +415,7 @@ impl Schema {
                 }
             }
             AlterTableOperation::DropPrimaryKey { .. } => table.primary_key = None,
+            AlterTableOperation::ValidateConstraint { .. } => {}
             AlterTableOperation::EnableRowLevelSecurity => table.rls_enabled = true,
             AlterTableOperation::DisableRowLevelSecurity => table.rls_enabled = false,
             AlterTableOperation::ForceRowLevelSecurity => table.rls_forced = true,
@@ -423,22 +433,27 @@ fn add_column(table_name: &str, table: &mut Table, col: &ColumnDef, at: &Locatio
         not_null: false,
         default: None,
         generated: false,
+        backfilled: false,
         at: at.clone(),
     };
     for option in &col.options {
         match &option.option {
             ColumnOption::NotNull => column.not_null = true,
             ColumnOption::Null => column.not_null = false,
-            ColumnOption::Default(e) => column.default = Some(e.to_string()),
+            ColumnOption::Default(e) => {
+                column.default = Some(e.to_string());
+                column.backfilled = true;
+            }
             ColumnOption::Generated { .. } | ColumnOption::Materialized(_) => column.generated = true,
             ColumnOption::PrimaryKey(_) => {
                 column.not_null = true;
-                table.primary_key = Some(Key { columns: vec![name.clone()], at: at.clone() });
+                table.primary_key = Some(Key { columns: vec![name.clone()], concurrent: false, at: at.clone() });
             }
             ColumnOption::Unique(_) => {
-                table
-                    .uniques
-                    .insert(format!("{table_name}_{name}_key"), Key { columns: vec![name.clone()], at: at.clone() });
+                table.uniques.insert(
+                    format!("{table_name}_{name}_key"),
+                    Key { columns: vec![name.clone()], concurrent: false, at: at.clone() },
+                );
             }
             ColumnOption::ForeignKey(fk) => {
                 table.foreign_keys.insert(
@@ -475,12 +490,12 @@ fn add_constraint(
                     col.not_null = true;
                 }
             }
-            table.primary_key = Some(Key { columns, at: at.clone() });
+            table.primary_key = Some(Key { columns, concurrent: false, at: at.clone() });
         }
         TableConstraint::Unique(u) => {
             let columns: Vec<String> = u.columns.iter().map(index_column).collect();
             let name = u.name.as_ref().map(fold).unwrap_or_else(|| format!("{table_name}_{}_key", columns.join("_")));
-            table.uniques.insert(name, Key { columns, at: at.clone() });
+            table.uniques.insert(name, Key { columns, concurrent: false, at: at.clone() });
         }
         TableConstraint::ForeignKey(fk) => {
             let columns: Vec<String> = fk.columns.iter().map(fold).collect();
@@ -490,6 +505,19 @@ fn add_constraint(
                 .insert(name, ForeignKey { columns, ref_table: object_name(&fk.foreign_table), at: at.clone() });
         }
         TableConstraint::Check(_) => {}
+        TableConstraint::UniqueUsingIndex(c) | TableConstraint::PrimaryKeyUsingIndex(c) => {
+            // The constraint adopts an existing unique index (and its concurrency).
+            let index = fold(&c.index_name);
+            let key = table.uniques.remove(&index).ok_or_else(|| Blocked {
+                location: at.clone(),
+                message: format!("USING INDEX {index}: no unique index of that name on {table_name}"),
+            })?;
+            if matches!(constraint, TableConstraint::PrimaryKeyUsingIndex(_)) {
+                table.primary_key = Some(key);
+            } else {
+                table.uniques.insert(c.name.as_ref().map(fold).unwrap_or(index), key);
+            }
+        }
         other => return Err(unsupported(at, format!("constraint {other}"))),
     }
     Ok(())

@@ -4,7 +4,9 @@
 //!
 //! - commit latency p50/p99 of releases of 1, 100 and 1,000 tenants (sequential, durable);
 //! - manifest GET throughput with 64 concurrent keep-alive clients;
-//! - ack ingest throughput with 64 concurrent clients.
+//! - ack ingest throughput with 64 concurrent clients;
+//! - automatic rollback: an edge report against a 100-tenant release triggers its rollback
+//!   (policy: 1 report); time from the report's arrival to the rollback's durable commit.
 //!
 //! Run: `cargo bench -p edgegen-coordinator --bench load` (figures go to BENCHMARKS.md).
 //! `EDGEGEN_LOAD_SECS` sets the duration of each throughput phase (default 5).
@@ -39,6 +41,7 @@ async fn main() {
         .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
         .env("EDGEGEN_EDGE_TOKEN", EDGE)
         .env("EDGEGEN_MANIFEST_KEY", "bench-manifest-key-0123456789abcdef0123")
+        .env("EDGEGEN_AUTO_ROLLBACK_REPORTS", "1")
         .env("RUST_LOG", "warn");
     let mut server = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join("server.log")).unwrap();
     server.wait_for_port(addr, Duration::from_secs(30)).unwrap();
@@ -103,6 +106,65 @@ async fn main() {
     println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
     println!("| manifest GET (signed, 200) | {manifests:.0} |");
     println!("| ack POST (durable, group-committed) | {acks:.0} |");
+
+    let mut trigger_to_commit = Vec::new();
+    let mut round_trip = Vec::new();
+    for i in 0..20 {
+        let tenants: Vec<String> = (0..100).map(|t| format!("t{t}")).collect();
+        let body = json!({"tenants": tenants, "schema_version": format!("9.{i}.0"), "contract_hash": format!("sha256:{}", "33".repeat(32))});
+        let release: serde_json::Value = http
+            .post(format!("{base}/v1/releases"))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let generation = release["tenants"][0]["to_generation"].as_u64().unwrap();
+        let report = json!({"pop": "bench-pop", "tenant": "t0", "kind": "contract_mismatch", "generation": generation,
+            "expected_schema": format!("9.{i}.0"), "expected_contract": format!("sha256:{}", "33".repeat(32)),
+            "observed_schema": "1.0.0", "observed_at": 1});
+        let t = Instant::now();
+        let outcome: serde_json::Value = http
+            .post(format!("{base}/v1/edge/reports"))
+            .bearer_auth(EDGE)
+            .json(&report)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        round_trip.push(t.elapsed().as_secs_f64() * 1000.0);
+        let rollback = outcome["auto_rollback"].as_str().expect("the report triggered a rollback");
+        let rolled: serde_json::Value = http
+            .get(format!("{base}/v1/releases/{rollback}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        trigger_to_commit.push(rolled["execution_log"]["summary"]["trigger_to_rollback_commit_ms"].as_f64().unwrap());
+    }
+    trigger_to_commit.sort_by(f64::total_cmp);
+    round_trip.sort_by(f64::total_cmp);
+    println!("\n| automatic rollback of a 100-tenant release (20 runs) | p50 | p99 | max |\n|---|---|---|---|");
+    println!(
+        "| report arrival -> rollback committed (server-measured) | {:.0} ms | {:.0} ms | {:.0} ms |",
+        percentile(&trigger_to_commit, 50.0),
+        percentile(&trigger_to_commit, 99.0),
+        trigger_to_commit[trigger_to_commit.len() - 1]
+    );
+    println!(
+        "| report POST round trip, rollback included (client-measured) | {:.2} ms | {:.2} ms | {:.2} ms |",
+        percentile(&round_trip, 50.0),
+        percentile(&round_trip, 99.0),
+        round_trip[round_trip.len() - 1]
+    );
 }
 
 /// Runs `CONCURRENCY` loops of `request` for `secs` seconds; returns successful requests per second.

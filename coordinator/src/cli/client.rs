@@ -83,8 +83,12 @@ pub struct ReleaseArgs {
     #[arg(long)]
     description: Option<String>,
     /// Wait until every live PoP acknowledged (exit 3 on timeout, 4 if rolled back).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan_only")]
     wait: bool,
+    /// Only plan: print the analysis and per-tenant invalidation plan; nothing changes
+    /// (exit 0 safe, 1 needs a release, 2 blocked).
+    #[arg(long)]
+    plan_only: bool,
     /// With --wait: give up after this many seconds.
     #[arg(long, default_value_t = 60.0, requires = "wait")]
     timeout: f64,
@@ -259,6 +263,39 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
             _ => None,
         },
     };
+    if args.plan_only {
+        let (_, plan): (_, serde_json::Value) = api.call(Method::POST, "/v1/releases/plan", Some(&body), &[])?;
+        let verdict = plan["verdict"].as_str().unwrap_or("not_analysed").to_owned();
+        if json {
+            print_json(&plan)?;
+        } else {
+            println!("plan {}  verdict: {verdict}", plan["plan_hash"].as_str().unwrap_or("?"));
+            for f in plan["analysis"]["findings"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<9} {:<38} {}",
+                    f["severity"].as_str().unwrap_or(""),
+                    f["code"].as_str().unwrap_or(""),
+                    f["message"].as_str().unwrap_or("")
+                );
+            }
+            for t in plan["tenants"].as_array().into_iter().flatten() {
+                let keys: Vec<&str> =
+                    t["purge_surrogate_keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+                println!(
+                    "  {:<24} generation {} -> {}  purge: {}",
+                    t["tenant"].as_str().unwrap_or("?"),
+                    t["from_generation"],
+                    t["to_generation"],
+                    keys.join(" ")
+                );
+            }
+        }
+        return Ok(ExitCode::from(match verdict.as_str() {
+            "blocked" => 2,
+            "needs_release" => 1,
+            _ => 0,
+        }));
+    }
     let headers: Vec<(&str, &str)> =
         args.idempotency_key.as_deref().map(|k| ("idempotency-key", k)).into_iter().collect();
     let (status, release): (_, Release) = api.call(Method::POST, "/v1/releases", Some(&body), &headers)?;

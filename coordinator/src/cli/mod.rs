@@ -8,6 +8,9 @@
 //! - `3` `release --wait`: the timeout passed before every live PoP acknowledged;
 //! - `4` `release --wait`: the release was rolled back or failed while waiting.
 //!
+//! `plan`, `lint-schema` and `release --plan-only` use the analysis codes instead: `0` safe,
+//! `1` needs a release, `2` blocked.
+//!
 //! Client subcommands talk to `EDGEGEN_URL` (default `http://127.0.0.1:8080`) with
 //! `EDGEGEN_ADMIN_TOKEN`.
 

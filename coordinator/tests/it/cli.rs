@@ -172,6 +172,27 @@ mod against_a_server {
         assert_eq!(report["release"]["status"], "converged");
         assert_eq!(report["convergence"]["acked"], 1);
 
+        // --plan-only changes nothing and exits with the analysis code.
+        let files = tempfile::tempdir().unwrap();
+        let (a, b) = (files.path().join("a.sql"), files.path().join("b.sql"));
+        std::fs::write(&a, "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));")
+            .unwrap();
+        std::fs::write(
+            &b,
+            "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, x int NOT NULL, PRIMARY KEY (tenant_id, id));",
+        )
+        .unwrap();
+        let plan_args = ["release", "--plan-only", "--tenants", "acme", "--schema-version", "1.9.0", "--contract-hash"];
+        let c4 = contract(4);
+        let mut args: Vec<&str> = plan_args.to_vec();
+        args.extend([c4.as_str(), "--schema-from", a.to_str().unwrap(), "--schema-to", b.to_str().unwrap()]);
+        let out = edgegen(addr, &args);
+        // The files enable no row-level security: the isolation lint blocks the plan.
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("rls_not_enabled"));
+        let out = edgegen(addr, &["--json", "tenant", "show", "acme"]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"generation\": 3"), "a plan moves nothing");
+
         let out = edgegen(addr, &["status", "rel-2"]);
         assert!(String::from_utf8_lossy(&out.stdout).contains("release rel-2 (release): converged"));
         let out = edgegen(addr, &["rollback", "rel-2"]);

@@ -19,7 +19,8 @@
 //! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
 //! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
 //! | soft purges | | | `fastly.soft_purge` | `false` |
-//! | tenant database shards (SQLite files) | | | `[shards]` `tenant = "path.db"` | none |
+//! | tenant database shards | | | `[shards]` `tenant = "path.db"` or `"postgres://..."` | none |
+//! | shared PostgreSQL shards: app role, tenant setting | | | `[shard_rls]` `role`, `tenant_setting` | none |
 //!
 //! The config file is `--config PATH` (or `EDGEGEN_CONFIG`); without one, `./edgegen.toml`
 //! is read if it exists. Unknown keys in it are errors, so a misspelt setting is never
@@ -77,6 +78,8 @@ pub struct Config {
     pub fastly: Option<FastlyConfig>,
     /// Tenant database shards verified before analysed releases commit.
     pub shards: crate::shards::ShardMap,
+    /// How tenants see shared PostgreSQL shards.
+    pub shard_rls: crate::shards::SharedRls,
 }
 
 /// The CDN the coordinator purges after each release.
@@ -140,6 +143,8 @@ struct FileConfig {
     fastly: Option<FileFastly>,
     #[serde(default)]
     shards: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    shard_rls: crate::shards::SharedRls,
     /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
     #[serde(default)]
     analysis: crate::analysis::AnalysisConfig,
@@ -280,6 +285,7 @@ impl Config {
             analysis: file.analysis,
             fastly,
             shards: crate::shards::parse(&file.shards).map_err(anyhow::Error::msg)?,
+            shard_rls: file.shard_rls,
         })
     }
 }

@@ -49,6 +49,8 @@ pub struct AppState {
     pub cdn: Option<Arc<Cdn>>,
     /// Tenant database shards, verified before analysed releases commit.
     pub shards: Arc<crate::shards::ShardMap>,
+    /// How tenants see shared PostgreSQL shards.
+    pub shard_rls: Arc<crate::shards::SharedRls>,
 }
 
 /// A Fastly service the coordinator purges after each release.
@@ -223,7 +225,14 @@ async fn verify_shards(
             AppError::unprocessable("analysis_blocked", format!("release blocked by analysis, nothing moved: {e}"))
         })?;
     let settings = Arc::new(state.analysis.settings(dialect));
-    let reports = crate::shards::verify(&state.shards, &request.tenants, Arc::new(expected), settings).await;
+    let reports = crate::shards::verify(
+        &state.shards,
+        &request.tenants,
+        Arc::new(expected),
+        settings,
+        Arc::clone(&state.shard_rls),
+    )
+    .await;
     let problems: Vec<String> = reports
         .iter()
         .filter(|r| !r.clean())

@@ -8,7 +8,10 @@
 //! introspected through `sqlite_master` and `PRAGMA table_info`; PostgreSQL through
 //! `information_schema`, `pg_class` (RLS enabled/forced) and `pg_policies`. The leakage query
 //! counts, per tenant table, rows whose tenant column is not the shard's tenant (NULL
-//! included). Checks run concurrently (at most [`CONCURRENCY`] at a time), each within
+//! included). A PostgreSQL URL shared by several tenants is a shared database: there the
+//! check is each tenant's row-level-security view instead — as the application role
+//! (`[shard_rls] role`), with the tenant setting (`[shard_rls] tenant_setting`) set to the
+//! tenant, no row of another tenant may be visible. Checks run concurrently (at most [`CONCURRENCY`] at a time), each within
 //! [`TIMEOUT`]. Column types are not compared (each engine spells them its own way).
 
 use std::collections::BTreeMap;
@@ -37,6 +40,16 @@ pub enum Shard {
 
 /// Where each tenant's shard is.
 pub type ShardMap = BTreeMap<TenantId, Shard>;
+
+/// How tenants see a shared PostgreSQL database (`[shard_rls]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedRls {
+    /// The application role, subject to row-level security.
+    pub role: Option<String>,
+    /// The setting the policies read the tenant from, e.g. `app.tenant`.
+    pub tenant_setting: Option<String>,
+}
 
 /// Parses `[shards]`: tenant id → SQLite path (`sqlite://` prefix optional) or
 /// `postgres://` URL.
@@ -84,11 +97,14 @@ pub async fn verify(
     tenants: &[TenantId],
     expected: Arc<Schema>,
     settings: Arc<IsolationSettings>,
+    rls: Arc<SharedRls>,
 ) -> Vec<ShardReport> {
     let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for tenant in tenants {
         let Some(shard) = shards.get(tenant).cloned() else { continue };
+        let shared = shards.values().filter(|s| **s == shard).count() > 1;
+        let rls = Arc::clone(&rls);
         let (tenant, expected, settings, gate) =
             (tenant.clone(), Arc::clone(&expected), Arc::clone(&settings), Arc::clone(&gate));
         tasks.spawn(async move {
@@ -96,7 +112,7 @@ pub async fn verify(
             let t = tenant.clone();
             let check = tokio::task::spawn_blocking(move || match &shard {
                 Shard::Sqlite(path) => check_sqlite(&t, path, &expected, &settings),
-                Shard::Postgres(url) => check_postgres(&t, url, &expected, &settings),
+                Shard::Postgres(url) => check_postgres(&t, url, &expected, &settings, shared.then_some(&*rls)),
             });
             match tokio::time::timeout(TIMEOUT, check).await {
                 Ok(Ok(report)) => report,
@@ -210,7 +226,13 @@ fn compare_columns(
     }
 }
 
-fn check_postgres(tenant: &TenantId, url: &str, expected: &Schema, settings: &IsolationSettings) -> ShardReport {
+fn check_postgres(
+    tenant: &TenantId,
+    url: &str,
+    expected: &Schema,
+    settings: &IsolationSettings,
+    shared: Option<&SharedRls>,
+) -> ShardReport {
     let mut report = ShardReport { tenant: tenant.clone(), drift: vec![], leakage: vec![], error: None };
     let mut client = match postgres::Config::from_str(url).and_then(|mut c| {
         c.connect_timeout(TIMEOUT);
@@ -287,11 +309,33 @@ fn check_postgres(tenant: &TenantId, url: &str, expected: &Schema, settings: &Is
                     quote_ident(table),
                     quote_ident(&settings.tenant_column)
                 );
-                let foreign: i64 = client.query_one(&sql, &[&tenant.as_str()])?.get(0);
-                if foreign > 0 {
-                    report
-                        .leakage
-                        .push(format!("{table}: {foreign} row(s) whose {} is not {tenant}", settings.tenant_column));
+                match shared {
+                    None => {
+                        let foreign: i64 = client.query_one(&sql, &[&tenant.as_str()])?.get(0);
+                        if foreign > 0 {
+                            report.leakage.push(format!(
+                                "{table}: {foreign} row(s) whose {} is not {tenant}",
+                                settings.tenant_column
+                            ));
+                        }
+                    }
+                    Some(SharedRls { role: Some(role), tenant_setting: Some(setting) }) => {
+                        // What the application sees as this tenant: other tenants' rows must be invisible.
+                        let mut tx = client.transaction()?;
+                        tx.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(role)))?;
+                        tx.execute("SELECT set_config($1, $2, true)", &[setting, &tenant.as_str()])?;
+                        let visible: i64 = tx.query_one(&sql, &[&tenant.as_str()])?.get(0);
+                        tx.rollback()?;
+                        if visible > 0 {
+                            report.leakage.push(format!(
+                                "{table}: {visible} row(s) of other tenants are visible to role {role} as {tenant} (shared database)"
+                            ));
+                        }
+                    }
+                    Some(_) => report.drift.push(
+                        "shared database: set [shard_rls] role and tenant_setting so each tenant's view can be checked"
+                            .into(),
+                    ),
                 }
             }
         }

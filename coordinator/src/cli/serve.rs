@@ -58,6 +58,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         manifest_max_age_ms: config.manifest_max_age_ms,
         analysis: Arc::new(config.analysis.clone()),
         shards: Arc::new(config.shards.clone()),
+        shard_rls: Arc::new(config.shard_rls.clone()),
         cdn: match &config.fastly {
             None => None,
             Some(f) => Some(Arc::new(crate::server::Cdn {

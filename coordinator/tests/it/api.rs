@@ -648,3 +648,75 @@ async fn postgres_shard_drift_or_leakage_blocks_the_release() {
     assert_eq!((generation(&router, "b").await, generation(&router, "c").await), (1, 1));
     drop(cluster);
 }
+
+/// A PostgreSQL database shared by several tenants: each tenant's RLS view, as the
+/// application role, must show no other tenant's rows.
+#[tokio::test]
+async fn shared_postgres_database_checks_each_tenants_view() {
+    let cluster = tokio::task::spawn_blocking(edgegen_tests::postgres::TempCluster::start).await.unwrap().unwrap();
+    let ddl = |using: &str| {
+        format!(
+            "CREATE TABLE users (tenant_id text NOT NULL, id bigint, ekv integer NOT NULL DEFAULT 1, PRIMARY KEY (tenant_id, id));
+             ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY;
+             CREATE POLICY p ON users USING ({using});
+             GRANT SELECT ON users TO app_user;
+             INSERT INTO users (tenant_id, id) VALUES ('d', 1), ('e', 2), ('f', 3), ('g', 4);"
+        )
+    };
+    let (admin_url, fenced_url, open_url) = (cluster.url("postgres"), cluster.url("fenced"), cluster.url("open"));
+    let (a, f, o) = (admin_url.clone(), fenced_url.clone(), open_url.clone());
+    let (fenced_ddl, open_ddl) = (ddl("tenant_id = current_setting('app.tenant')"), ddl("true"));
+    tokio::task::spawn_blocking(move || {
+        let mut admin = postgres::Client::connect(&a, postgres::NoTls).unwrap();
+        for statement in ["CREATE ROLE app_user NOLOGIN", "CREATE DATABASE fenced", "CREATE DATABASE open"] {
+            admin.batch_execute(statement).unwrap();
+        }
+        postgres::Client::connect(&f, postgres::NoTls).unwrap().batch_execute(&fenced_ddl).unwrap();
+        postgres::Client::connect(&o, postgres::NoTls).unwrap().batch_execute(&open_ddl).unwrap();
+    })
+    .await
+    .unwrap();
+    let mut shards = edgegen_coordinator::shards::ShardMap::new();
+    for (t, url) in [("d", &fenced_url), ("e", &fenced_url), ("f", &open_url), ("g", &open_url)] {
+        shards.insert(TenantId::new(t).unwrap(), edgegen_coordinator::shards::Shard::Postgres(url.clone()));
+    }
+    let rls = edgegen_coordinator::shards::SharedRls {
+        role: Some("app_user".into()),
+        tenant_setting: Some("app.tenant".into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let router = crate::support::router_shared(dir.path(), None, None, None, shards.clone(), rls);
+    for t in ["d", "e", "f", "g"] {
+        add_tenant(&router, t).await;
+    }
+    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
+    let analysed = |tenants: &[&str]| {
+        let mut body = release_body(tenants);
+        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
+        body
+    };
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["d", "e"]))).await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["f"]))).await;
+    assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", leak.text);
+    assert!(
+        leak.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 row(s) of other tenants are visible to role app_user as f (shared database)"),
+        "{}",
+        leak.text
+    );
+    // Without [shard_rls] a shared database cannot be checked: refused, with what to set.
+    let dir2 = tempfile::tempdir().unwrap();
+    let unconfigured = crate::support::router_full(dir2.path(), None, None, None, shards);
+    add_tenant(&unconfigured, "d").await;
+    let a = send(&unconfigured, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["d"]))).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        a.body["error"]["message"].as_str().unwrap().contains("set [shard_rls] role and tenant_setting"),
+        "{}",
+        a.text
+    );
+    drop(cluster);
+}

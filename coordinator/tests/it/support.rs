@@ -60,6 +60,17 @@ pub fn router_full(
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
     shards: edgegen_coordinator::shards::ShardMap,
 ) -> Router {
+    router_shared(path, auto_rollback, convergence_deadline_ms, cdn, shards, Default::default())
+}
+
+pub fn router_shared(
+    path: &std::path::Path,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
+    shards: edgegen_coordinator::shards::ShardMap,
+    shard_rls: edgegen_coordinator::shards::SharedRls,
+) -> Router {
     let metrics = Arc::new(Metrics::default());
     let store = SqliteStore::open(
         path,
@@ -75,6 +86,7 @@ pub fn router_full(
         analysis: Arc::new(Default::default()),
         cdn,
         shards: Arc::new(shards),
+        shard_rls: Arc::new(shard_rls),
     };
     app(
         state,

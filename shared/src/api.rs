@@ -204,8 +204,10 @@ pub struct Convergence {
     pub p99_ms: Option<u64>,
     /// Slowest.
     pub max_ms: Option<u64>,
-    /// The longest window, from commit, in which some live PoP could still serve the previous
-    /// generation: the slowest PoP's latency, or the time since commit while some are pending.
+    /// From commit until the slowest live PoP acknowledged (or until now while some are
+    /// pending): an upper bound of when the last PoP switched. A PoP acknowledges on its first
+    /// request after its cached manifest expired (at most `bound_ms` after commit), so this can
+    /// exceed the bound without any stale read having been served.
     pub max_staleness_ms: u64,
     /// The bound the manifest max age guarantees (a PoP re-fetches within it).
     pub bound_ms: u64,

@@ -729,8 +729,7 @@ impl Writer {
         log.skipped(
             PURGE_STEP,
             "edge_node_invalidation",
-            "no CDN API is configured (purges arrive with the control-plane work); the generation bump alone \
-             invalidates",
+            "no CDN is configured ([fastly] / FASTLY_SERVICE_ID); the generation bump alone invalidates",
         );
         log.pending(
             "await PoP acknowledgements",

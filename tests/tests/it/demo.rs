@@ -5,5 +5,5 @@ fn demo_once_passes() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgegen-demo")).arg("--once").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("all checks passed."), "{stdout}");
+    assert!(stdout.contains("all checks passed: the release converged."), "{stdout}");
 }

@@ -32,9 +32,18 @@ impl Coordinator {
     /// # Errors
     /// When the binary cannot be built or does not come up (with its log).
     pub fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(data_dir, ([127, 0, 0, 1], free_port()?).into(), &[])
+    }
+
+    /// Starts `edgegen serve` on `data_dir` at `addr` (e.g. the address of a coordinator that
+    /// was killed, so PoPs configured with it find the restarted one) with extra environment.
+    ///
+    /// # Errors
+    /// As [`Coordinator::start`].
+    pub fn start_on(data_dir: &Path, addr: SocketAddr, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = workspace::coordinator_bin()?;
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
             .env("EDGEGEN_ADMIN_TOKEN", ADMIN_TOKEN)

@@ -3,3 +3,4 @@
 mod demo;
 mod edge_cache;
 mod edge_skeleton;
+mod scenarios;

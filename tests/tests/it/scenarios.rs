@@ -1,0 +1,203 @@
+//! End-to-end release scenarios over the whole stack: the real coordinator binary, PoPs
+//! running the release edge wasm under Viceroy, and the sample origin.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use edgegen_shared::{SecretKey, TenantId, probe};
+use edgegen_tests::coordinator::Coordinator;
+use edgegen_tests::origin::{SampleOrigin, Stamp};
+use edgegen_tests::process::free_port;
+use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn contract(byte: u8) -> String {
+    format!("sha256:{}", hex::encode([byte; 32]))
+}
+
+fn stamp(schema: &str, byte: u8) -> Stamp {
+    Stamp { schema_version: schema.into(), contract_hash: contract(byte) }
+}
+
+fn token(tenant: &str) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    probe::mint(&TenantId::new(tenant).unwrap(), now, now + 600, &SecretKey::new("p", PROBE_KEY).unwrap()).unwrap()
+}
+
+/// (status, edgegen-cache, edgegen-generation)
+async fn read(edge: &Viceroy, tenant: &str) -> (u16, String, Option<u64>) {
+    let resp = reqwest::Client::new()
+        .get(edge.url("/item"))
+        .header("host", format!("{tenant}.test"))
+        .header("edgegen-probe", token(tenant))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.log_tail(20)));
+    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let out = (
+        resp.status().as_u16(),
+        header("edgegen-cache").unwrap_or_default(),
+        header("edgegen-generation").and_then(|g| g.parse().ok()),
+    );
+    let _ = resp.bytes().await;
+    out
+}
+
+async fn register(c: &Coordinator, tenants: &[&str]) {
+    for t in tenants {
+        let body =
+            json!({"id": t, "hosts": [format!("{t}.test")], "schema_version": "1.8.2", "contract_hash": contract(1)});
+        c.admin(Method::POST, "/v1/tenants", Some(body)).await.unwrap();
+    }
+}
+
+async fn edge(origin: SocketAddr, coordinator: SocketAddr, tenants: &[&str], pop: &str) -> Viceroy {
+    let hosts = tenants.iter().map(|t| (format!("{t}.test"), TenantId::new(*t).unwrap())).collect();
+    let config = EdgeConfig::new(origin, Some(coordinator), hosts, pop);
+    tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap()
+}
+
+/// The origin stays on the old build after a release: every response is MISMATCH (served,
+/// never stored), the reports reach the coordinator, its policy rolls the release back, and
+/// the PoP converges on the rollback's generation, which the old build matches again.
+#[tokio::test]
+async fn origin_left_on_the_old_build_is_rolled_back_automatically() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let data = dir.path().to_owned();
+    let coordinator = tokio::task::spawn_blocking(move || {
+        Coordinator::start_on(
+            &data,
+            addr,
+            &[("EDGEGEN_AUTO_ROLLBACK_REPORTS", "3"), ("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", "60")],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    register(&coordinator, &["acme"]).await;
+    let pop = edge(origin.addr(), coordinator.addr(), &["acme"], "pop-1").await;
+    assert_eq!(read(&pop, "acme").await.1, "MISS");
+
+    let release = coordinator
+        .admin(
+            Method::POST,
+            "/v1/releases",
+            Some(json!({"tenants": ["acme"], "schema_version": "1.8.3", "contract_hash": contract(2)})),
+        )
+        .await
+        .unwrap();
+    let id = release["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut mismatches = 0;
+    for _ in 0..3 {
+        let (status, cache, generation) = read(&pop, "acme").await;
+        assert_eq!(status, 200);
+        if cache == "MISMATCH" {
+            assert_eq!(generation, Some(2));
+            mismatches += 1;
+        }
+    }
+    assert!(mismatches >= 3, "the old build's answers are never stored: {mismatches}");
+    // The reports are posted after each response; give the last one a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let r = coordinator.admin(Method::GET, &format!("/v1/releases/{id}"), None).await.unwrap();
+        if r["status"] == "rolled_back" || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["status"], "rolled_back", "{status}");
+    let rollback = status["rolled_back_by"].as_str().unwrap().to_owned();
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let after: Vec<(u16, String, Option<u64>)> = vec![read(&pop, "acme").await, read(&pop, "acme").await];
+    assert_eq!(after[0].2, Some(3), "the rollback's generation: {after:?}");
+    assert_eq!(
+        (after[0].1.as_str(), after[1].1.as_str()),
+        ("MISS", "HIT"),
+        "the old build matches the rollback: {after:?}"
+    );
+    let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{rollback}/convergence"), None).await.unwrap();
+    assert_eq!(conv["converged"], true, "{conv}");
+}
+
+/// The coordinator dies (SIGKILL) right after committing a release. While no manifest can
+/// be confirmed the PoPs answer BYPASS — never a cached object of either generation — and
+/// after a restart on the same data the release is there, whole, and converges.
+#[tokio::test]
+async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = ["acme", "beta"];
+    let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let data = dir.path().to_owned();
+    let coordinator =
+        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &[])).await.unwrap().unwrap();
+    register(&coordinator, &tenants).await;
+    let pops = [edge(origin.addr(), addr, &tenants, "pop-1").await, edge(origin.addr(), addr, &tenants, "pop-2").await];
+    for pop in &pops {
+        for t in tenants {
+            read(pop, t).await;
+            assert_eq!(read(pop, t).await.1, "HIT");
+        }
+    }
+
+    let release = coordinator
+        .admin(
+            Method::POST,
+            "/v1/releases",
+            Some(json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)})),
+        )
+        .await
+        .unwrap();
+    let commit = Instant::now();
+    origin.set_stamp(stamp("1.8.3", 2));
+    drop(coordinator); // SIGKILL to its PID
+
+    // Reads for 2 s: after the bound (commit + 1 s) nothing of generation 1 may be served,
+    // and nothing can come from the cache without a confirmed manifest.
+    let mut bypassed = 0;
+    while commit.elapsed() < Duration::from_secs(2) {
+        for pop in &pops {
+            for t in tenants {
+                let (status, cache, generation) = read(pop, t).await;
+                assert_eq!(status, 200, "the origin still answers");
+                if commit.elapsed() > Duration::from_millis(1050) {
+                    assert_eq!(
+                        cache, "BYPASS",
+                        "{t}: after the bound without a coordinator only BYPASS is possible (got {cache} {generation:?})"
+                    );
+                    bypassed += 1;
+                }
+            }
+        }
+    }
+    assert!(bypassed > 0);
+
+    let data = dir.path().to_owned();
+    let restarted =
+        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &[])).await.unwrap().unwrap();
+    let id = release["id"].as_str().unwrap();
+    let stored: Value = restarted.admin(Method::GET, &format!("/v1/releases/{id}"), None).await.unwrap();
+    assert_eq!(stored["tenants"].as_array().unwrap().len(), 2, "the release survived whole");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for pop in &pops {
+            for t in tenants {
+                let (_, cache, generation) = read(pop, t).await;
+                assert_ne!(generation, Some(1), "{t}: generation 1 after the restart ({cache})");
+            }
+        }
+        let conv = restarted.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await.unwrap();
+        if conv["converged"] == true {
+            assert_eq!(conv["acked"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "not converged after the restart: {conv}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

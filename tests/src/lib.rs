@@ -5,6 +5,7 @@
 //! Used by the integration tests in `tests/it/` and by `cargo xtask demo`.
 
 pub mod coordinator;
+pub mod demo_origin;
 pub mod origin;
 pub mod postgres;
 pub mod process;

@@ -1,12 +1,14 @@
 //! `cargo xtask demo`: the local stack and the release scenario, all real.
 //!
-//! Starts the coordinator (SQLite in a temporary directory), the sample origin and three
+//! Starts the coordinator (SQLite in a temporary directory; the tenants' shards in its
+//! `[shards]`), the demo origin (users and profiles, one SQLite shard per tenant) and three
 //! PoPs (the release edge wasm under Viceroy), registers twelve tenants, then:
 //! 1. sends every tenant's request through every PoP (MISS, then HIT; routing by Host;
 //!    client `edgegen-*` headers never reach the origin);
-//! 2. commits the 1.8.2 → 1.8.3 release (a NOT NULL `encryption_key_version` column; the
-//!    `UserProfile` contract gains the field) for all tenants, carrying its analysis, and
-//!    prints the execution log;
+//! 2. migrates every shard to 1.8.3 (`profiles.encryption_key_version`, NOT NULL) and commits
+//!    the release for all tenants carrying its analysis (the SQL before/after in
+//!    `tests/demo/`, the contracts derived from the origin's response types): the coordinator
+//!    verifies every shard before it commits; prints the execution log;
 //! 3. deploys the origin's 1.8.3 build and keeps traffic on every PoP until each one has
 //!    fetched the new manifests and acknowledged: the release converges; prints the
 //!    convergence summary with measured figures.
@@ -20,7 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 use edgegen_shared::{SecretKey, TenantId};
 use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator};
-use edgegen_tests::origin::{SampleOrigin, Stamp};
+use edgegen_tests::demo_origin::{Build, DemoOrigin};
+use edgegen_tests::process::free_port;
 use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -42,8 +45,6 @@ const TENANTS: [&str; 12] = [
 const POPS: usize = 3;
 const SCHEMA_FROM: &str = include_str!("../../demo/schema-1.8.2.sql");
 const SCHEMA_TO: &str = include_str!("../../demo/schema-1.8.3.sql");
-const CONTRACT_V1: &str = include_str!("../../demo/contract-v1.json");
-const CONTRACT_V2: &str = include_str!("../../demo/contract-v2.json");
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -80,14 +81,24 @@ async fn get(client: &reqwest::Client, edge: &Viceroy, tenant: &str, probe: &str
 }
 
 async fn run(once: bool) -> anyhow::Result<()> {
-    let v1: Value = serde_json::from_str(CONTRACT_V1)?;
-    let v2: Value = serde_json::from_str(CONTRACT_V2)?;
-    let (c1, c2) =
-        (edgegen_shared::contract::contract_hash_value(&v1)?, edgegen_shared::contract::contract_hash_value(&v2)?);
+    let (v1, v2) = (Build::V1.contract_schema(), Build::V2.contract_schema());
+    let (c1, c2) = (Build::V1.contract_hash(), Build::V2.contract_hash());
     let data = tempfile::Builder::new().prefix("edgegen-demo-").tempdir()?;
-    let origin = SampleOrigin::start(Stamp { schema_version: "1.8.2".into(), contract_hash: c1.to_string() })?;
-    let data_dir = data.path().to_owned();
-    let coordinator = tokio::task::spawn_blocking(move || Coordinator::start(&data_dir)).await??;
+    let tenant_ids: Vec<TenantId> = TENANTS.iter().map(|t| TenantId::new(*t)).collect::<Result<_, _>>()?;
+    std::fs::create_dir_all(data.path().join("shards"))?;
+    let origin = DemoOrigin::start(&data.path().join("shards"), &tenant_ids)?;
+    let mut config = String::from("[shards]\n");
+    for (tenant, path) in origin.shard_paths() {
+        config.push_str(&format!("{tenant} = {:?}\n", path.display().to_string()));
+    }
+    let config_path = data.path().join("edgegen.toml");
+    std::fs::write(&config_path, config)?;
+    let data_dir = data.path().join("coordinator");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    let coordinator = tokio::task::spawn_blocking(move || {
+        Coordinator::start_on(&data_dir, addr, &[("EDGEGEN_CONFIG", config_path.to_string_lossy().as_ref())])
+    })
+    .await??;
     let hosts: Vec<(String, TenantId)> =
         TENANTS.iter().map(|t| Ok((format!("{t}.localhost"), TenantId::new(*t)?))).collect::<anyhow::Result<_>>()?;
     let mut edges = Vec::new();
@@ -96,7 +107,7 @@ async fn run(once: bool) -> anyhow::Result<()> {
         edges.push(tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??);
     }
     println!(
-        "edgegen demo: coordinator http://{} (PID {}), origin http://{}, {POPS} PoPs:",
+        "edgegen demo: coordinator http://{} (PID {}), demo origin http://{} (one SQLite shard per tenant), {POPS} PoPs:",
         coordinator.addr(),
         coordinator.pid(),
         origin.addr()
@@ -139,7 +150,11 @@ async fn run(once: bool) -> anyhow::Result<()> {
     let resp = client.get(edges[0].url("/")).header("host", "unknown.localhost").send().await?;
     println!("   unknown.localhost -> {} {}", resp.status().as_u16(), resp.text().await?);
 
-    println!("\n2. release 1.8.3 for all {} tenants, with its analysis (schema and contract)", TENANTS.len());
+    origin.migrate_to_1_8_3()?;
+    println!(
+        "\n2. every shard migrated to 1.8.3; release 1.8.3 for all {} tenants, with its analysis (schema, contract, shards)",
+        TENANTS.len()
+    );
     let release = coordinator
         .admin(
             Method::POST,
@@ -167,7 +182,7 @@ async fn run(once: bool) -> anyhow::Result<()> {
     }
 
     println!("\n3. the origin deploys its 1.8.3 build; traffic continues on every PoP until the release converges");
-    origin.set_stamp(Stamp { schema_version: "1.8.3".into(), contract_hash: c2.to_string() });
+    origin.deploy(Build::V2);
     let started = Instant::now();
     let mut conv = Value::Null;
     let mut reads = 0;

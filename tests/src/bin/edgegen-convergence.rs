@@ -11,21 +11,15 @@
 //! served under the old generation, from commit), and reads after the bound (commit +
 //! manifest max age) served under the old generation — which must be zero.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use edgegen_shared::{SecretKey, TenantId};
+use edgegen_shared::TenantId;
 use edgegen_tests::coordinator::Coordinator;
 use edgegen_tests::origin::{SampleOrigin, Stamp};
-use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
+use edgegen_tests::viceroy::{EdgeConfig, Viceroy};
 use reqwest::Method;
 use serde_json::json;
-
-struct Read {
-    at: Instant,
-    generation: Option<u64>,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -53,43 +47,8 @@ async fn main() -> anyhow::Result<()> {
     }
     eprintln!("{pops} PoPs up in {:.1} s", started.elapsed().as_secs_f64());
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let key = SecretKey::new("probe", PROBE_KEY)?;
-    let probes: Vec<String> = names
-        .iter()
-        .map(|t| edgegen_shared::probe::mint(&TenantId::new(t.as_str()).unwrap(), now, now + 3600, &key))
-        .collect::<Result<_, _>>()?;
-    let urls: Vec<String> = edges.iter().map(|e| e.url("/item")).collect();
-    let reads = Arc::new(Mutex::new(Vec::<Read>::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(8).build()?;
-    let mut checkers = Vec::new();
-    for worker in 0..(2 * pops).max(4) {
-        let (client, urls, names, probes, reads, stop) =
-            (client.clone(), urls.clone(), names.clone(), probes.clone(), Arc::clone(&reads), Arc::clone(&stop));
-        checkers.push(tokio::spawn(async move {
-            let mut i = worker;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (pop, tenant) = (i % urls.len(), (i / urls.len()) % names.len());
-                i += 1;
-                let sent = client
-                    .get(&urls[pop])
-                    .header("host", format!("{}.test", names[tenant]))
-                    .header("edgegen-probe", &probes[tenant])
-                    .send()
-                    .await;
-                if let Ok(resp) = sent {
-                    let generation = resp
-                        .headers()
-                        .get("edgegen-generation")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
-                    let _ = resp.bytes().await;
-                    reads.lock().unwrap().push(Read { at: Instant::now(), generation });
-                }
-            }
-        }));
-    }
+    let urls: Vec<String> = edges.iter().map(|e| e.url("")).collect();
+    let checker = edgegen_tests::checker::start(urls, names.clone(), "test", "/item", (2 * pops).max(4))?;
     tokio::time::sleep(Duration::from_millis(2500)).await; // every PoP live, caches warm
 
     let release = coordinator
@@ -103,26 +62,12 @@ async fn main() -> anyhow::Result<()> {
     origin.set_stamp(Stamp { schema_version: "1.1.0".into(), contract_hash: c2.clone() });
     let id = release["id"].as_str().unwrap_or("?").to_owned();
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in checkers {
-        let _ = c.await;
-    }
+    let reads = checker.stop().await;
     let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await?;
 
     let bound = Duration::from_millis(conv["bound_ms"].as_u64().unwrap_or(1000));
-    let reads = reads.lock().unwrap();
-    let (mut after_bound, mut stale_after_bound, mut last_old) = (0usize, 0usize, None::<Duration>);
-    for r in reads.iter().filter(|r| r.at > commit) {
-        let since = r.at - commit;
-        let old = r.generation == Some(1);
-        if old {
-            last_old = Some(last_old.map_or(since, |l| l.max(since)));
-        }
-        if since > bound {
-            after_bound += 1;
-            stale_after_bound += usize::from(old || r.generation.is_none());
-        }
-    }
+    let summary = edgegen_tests::checker::summarize(&reads, commit, bound, 2);
+    let (after_bound, stale_after_bound, last_old) = (summary.after_bound, summary.stale_after_bound, summary.last_old);
     let ms = |v: &serde_json::Value| v.as_u64().map_or("-".to_owned(), |v| format!("{v} ms"));
     println!(
         "| {pops} | {tenants} | {}/{} | {} | {} | {} | {} | {} | {:.2} % ({}/{}) | {} |",
@@ -132,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         ms(&conv["p99_ms"]),
         ms(&conv["max_ms"]),
         last_old.map_or("none".to_owned(), |d| format!("{} ms", d.as_millis())),
-        reads.len(),
+        summary.reads,
         100.0 * (after_bound - stale_after_bound) as f64 / after_bound.max(1) as f64,
         after_bound - stale_after_bound,
         after_bound,
@@ -140,5 +85,6 @@ async fn main() -> anyhow::Result<()> {
     );
     ensure!(conv["converged"] == true, "not converged: {conv}");
     ensure!(stale_after_bound == 0, "{stale_after_bound} stale reads after commit + max age");
+    ensure!(summary.foreign == 0, "{} reads carried another tenant's data", summary.foreign);
     Ok(())
 }

@@ -49,6 +49,19 @@ pub struct KeyResult {
     pub error: Option<String>,
 }
 
+impl KeyResult {
+    /// The result for `key` from an API answer: the purge id on success, else why not
+    /// (`unconfirmed` when the API succeeded without naming the key).
+    fn from_answer(key: &str, status: StatusCode, id: Option<String>, body: &str, unconfirmed: &str) -> KeyResult {
+        let (purge_id, error) = match (status.is_success(), id) {
+            (true, Some(id)) => (Some(id), None),
+            (true, None) => (None, Some(unconfirmed.to_owned())),
+            (false, _) => (None, Some(format!("HTTP {status}: {}", body.trim()))),
+        };
+        KeyResult { key: key.to_owned(), purge_id, error }
+    }
+}
+
 /// The outcome of a purge: one result per key, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurgeReport {
@@ -184,19 +197,7 @@ impl FastlyClient {
                     let id = serde_json::from_str::<serde_json::Value>(&body)
                         .ok()
                         .and_then(|v| v["id"].as_str().map(str::to_owned));
-                    match (status.is_success(), id) {
-                        (true, Some(id)) => KeyResult { key: key.clone(), purge_id: Some(id), error: None },
-                        (true, None) => KeyResult {
-                            key: key.clone(),
-                            purge_id: None,
-                            error: Some("the API did not return a purge id".into()),
-                        },
-                        (false, _) => KeyResult {
-                            key: key.clone(),
-                            purge_id: None,
-                            error: Some(format!("HTTP {status}: {}", body.trim())),
-                        },
-                    }
+                    KeyResult::from_answer(key, status, id, &body, "the API did not return a purge id")
                 }
                 Err((e, n)) => {
                     calls += n;
@@ -214,19 +215,13 @@ impl FastlyClient {
                     let ids = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok();
                     for key in chunk {
                         let id = ids.as_ref().and_then(|m| m.get(key)).and_then(|v| v.as_str()).map(str::to_owned);
-                        results.push(match (status.is_success(), id) {
-                            (true, Some(id)) => KeyResult { key: key.clone(), purge_id: Some(id), error: None },
-                            (true, None) => KeyResult {
-                                key: key.clone(),
-                                purge_id: None,
-                                error: Some("the API did not confirm this key".into()),
-                            },
-                            (false, _) => KeyResult {
-                                key: key.clone(),
-                                purge_id: None,
-                                error: Some(format!("HTTP {status}: {}", text.trim())),
-                            },
-                        });
+                        results.push(KeyResult::from_answer(
+                            key,
+                            status,
+                            id,
+                            &text,
+                            "the API did not confirm this key",
+                        ));
                     }
                 }
                 Err((e, n)) => {

@@ -407,6 +407,15 @@ async fn serves_on_a_real_socket_and_shuts_down_gracefully() {
     assert!(reqwest::get(format!("http://{addr}/healthz")).await.is_err(), "no longer listening");
 }
 
+/// A release of `tenants` carrying its analysis: FENCED migrated by a NOT NULL column with a
+/// default (what the shard tests' databases hold).
+fn analysed_release(tenants: &[&str]) -> serde_json::Value {
+    let mut body = release_body(tenants);
+    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
+    body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
+    body
+}
+
 const FENCED: &str = "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));
 ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY;
 CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid);";
@@ -543,13 +552,7 @@ async fn shard_drift_or_leakage_blocks_the_release() {
     for t in ["a", "b", "c"] {
         add_tenant(&router, t).await;
     }
-    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
-    let analysed = |tenants: &[&str]| {
-        let mut body = release_body(tenants);
-        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
-        body
-    };
-    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a"]))).await;
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["a"]))).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
     let step = ok.body["execution_log"]["steps"]
         .as_array()
@@ -561,7 +564,7 @@ async fn shard_drift_or_leakage_blocks_the_release() {
     assert_eq!(step["status"], "ok");
     assert!(step["detail"].as_str().unwrap().starts_with("1 shard(s) (a) match"), "{step}");
 
-    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a", "b"]))).await;
+    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["a", "b"]))).await;
     assert_eq!(drift.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", drift.text);
     assert_eq!(drift.body["error"]["code"], "shard_verification_failed");
     assert!(
@@ -570,7 +573,7 @@ async fn shard_drift_or_leakage_blocks_the_release() {
         drift.text
     );
 
-    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["c"]))).await;
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["c"]))).await;
     assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         leak.body["error"]["message"].as_str().unwrap().contains("c: leak: users: 1 row(s) whose tenant_id is not c"),
@@ -623,22 +626,16 @@ async fn postgres_shard_drift_or_leakage_blocks_the_release() {
     for t in ["a", "b", "c"] {
         add_tenant(&router, t).await;
     }
-    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
-    let analysed = |tenants: &[&str]| {
-        let mut body = release_body(tenants);
-        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
-        body
-    };
-    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["a"]))).await;
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["a"]))).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
-    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["b"]))).await;
+    let drift = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["b"]))).await;
     assert_eq!(drift.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", drift.text);
     assert!(
         drift.body["error"]["message"].as_str().unwrap().contains("b: row-level security on users is not forced"),
         "{}",
         drift.text
     );
-    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["c"]))).await;
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["c"]))).await;
     assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         leak.body["error"]["message"].as_str().unwrap().contains("c: leak: users: 1 row(s) whose tenant_id is not c"),
@@ -689,15 +686,9 @@ async fn shared_postgres_database_checks_each_tenants_view() {
     for t in ["d", "e", "f", "g"] {
         add_tenant(&router, t).await;
     }
-    let migrated = FENCED.replace("id bigint,", "id bigint, ekv integer NOT NULL DEFAULT 1,");
-    let analysed = |tenants: &[&str]| {
-        let mut body = release_body(tenants);
-        body["analysis"] = json!({"schema_from": FENCED, "schema_to": migrated});
-        body
-    };
-    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["d", "e"]))).await;
+    let ok = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["d", "e"]))).await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
-    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["f"]))).await;
+    let leak = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["f"]))).await;
     assert_eq!(leak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", leak.text);
     assert!(
         leak.body["error"]["message"]
@@ -711,7 +702,7 @@ async fn shared_postgres_database_checks_each_tenants_view() {
     let dir2 = tempfile::tempdir().unwrap();
     let unconfigured = crate::support::router_full(dir2.path(), None, None, None, shards);
     add_tenant(&unconfigured, "d").await;
-    let a = send(&unconfigured, "POST", "/v1/releases", Some(ADMIN), Some(analysed(&["d"]))).await;
+    let a = send(&unconfigured, "POST", "/v1/releases", Some(ADMIN), Some(analysed_release(&["d"]))).await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         a.body["error"]["message"].as_str().unwrap().contains("set [shard_rls] role and tenant_setting"),

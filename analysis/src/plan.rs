@@ -160,6 +160,27 @@ pub fn report(dialect: Dialect, outcome: Result<Vec<Finding>, Blocked>) -> Repor
     Report { dialect, verdict, exit_code, summary, findings, blocked, plan_hash }
 }
 
+/// The schemas before and after a release given as a base plus migrations: `before` is the
+/// base; `after` applies the migrations (in order) onto it and records only their renames,
+/// so the diff sees exactly what the migrations changed.
+///
+/// # Errors
+/// [`Blocked`] at the first statement that cannot be parsed or applied.
+pub fn migrated(
+    base: &[(String, String)],
+    migrations: &[(String, String)],
+    dialect: Dialect,
+) -> Result<(Schema, Schema), Blocked> {
+    let before = schema_from(base, dialect)?;
+    let mut after = before.clone();
+    after.table_renames.clear();
+    after.column_renames.clear();
+    for (name, sql) in migrations {
+        after.apply_all(&crate::sql::parse(name, sql, dialect)?)?;
+    }
+    Ok((before, after))
+}
+
 /// Builds a schema from files applied in order.
 ///
 /// # Errors
@@ -170,4 +191,21 @@ pub fn schema_from(files: &[(String, String)], dialect: Dialect) -> Result<Schem
         schema.apply_all(&crate::sql::parse(name, sql, dialect)?)?;
     }
     Ok(schema)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renames belong to the migrations, whatever their file names (one named like the base
+    /// included); renames inside the base are not part of the release.
+    #[test]
+    fn migrated_records_only_the_migrations_renames() {
+        let base = [("schema.sql".to_owned(), "CREATE TABLE a (x int); ALTER TABLE a RENAME COLUMN x TO y;".to_owned())];
+        let migrations = [("schema.sql".to_owned(), "ALTER TABLE a RENAME COLUMN y TO z;".to_owned())];
+        let (before, after) = migrated(&base, &migrations, Dialect::Postgres).unwrap();
+        assert!(before.tables["a"].columns.contains_key("y"));
+        let renames: Vec<(&str, &str)> = after.column_renames.iter().map(|r| (r.from.as_str(), r.to.as_str())).collect();
+        assert_eq!(renames, [("y", "z")]);
+    }
 }

@@ -71,14 +71,9 @@ fn schemas(case: &DiffCase) -> (edgegen_analysis::model::Schema, edgegen_analysi
     let after = match &case.after {
         Some(after) => schema_from(&[("after.sql".into(), after.clone())], d),
         None => {
-            let mut files = vec![("before.sql".to_owned(), case.before.clone())];
-            files.extend(case.migrations.iter().enumerate().map(|(i, m)| (format!("{:03}.sql", i + 1), m.clone())));
-            schema_from(&files, d).map(|mut s| {
-                // Renames recorded while building the base are not part of the release.
-                s.table_renames.retain(|r| r.at.file != "before.sql");
-                s.column_renames.retain(|r| r.at.file != "before.sql");
-                s
-            })
+            let migrations: Vec<(String, String)> =
+                case.migrations.iter().enumerate().map(|(i, m)| (format!("{:03}.sql", i + 1), m.clone())).collect();
+            plan::migrated(&[("before.sql".to_owned(), case.before.clone())], &migrations, d).map(|(_, after)| after)
         }
     }
     .unwrap_or_else(|e| panic!("{}: {e}", case.name));

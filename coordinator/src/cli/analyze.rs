@@ -74,6 +74,14 @@ fn load_config(config: Option<&Path>) -> anyhow::Result<AnalysisConfig> {
     Ok(file.analysis)
 }
 
+/// An input that cannot be read blocks the analysis at that path.
+fn unreadable(path: &Path, e: impl std::fmt::Display) -> edgegen_analysis::Blocked {
+    edgegen_analysis::Blocked {
+        location: edgegen_analysis::Location { file: path.display().to_string(), line: 0, column: 0 },
+        message: e.to_string(),
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<(String, String)> {
     let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     Ok((path.display().to_string(), text))
@@ -93,35 +101,18 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
     let settings = config.settings(args.dialect);
     let base = vec![read(&args.from)?];
     let outcome = (|| {
-        let before = schema_from(&base, args.dialect)?;
-        let after = if args.to.is_dir() {
+        let (before, after) = if args.to.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(&args.to)
-                .map_err(|e| invalid(format!("{}: {e}", args.to.display())))
-                .ok()
-                .into_iter()
-                .flatten()
+                .map_err(|e| unreadable(&args.to, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "sql"))
                 .collect();
             entries.sort();
-            let mut files = base.clone();
-            for e in entries {
-                files.push(read(&e).map_err(|e| edgegen_analysis::Blocked {
-                    location: edgegen_analysis::Location { file: args.to.display().to_string(), line: 0, column: 0 },
-                    message: e.to_string(),
-                })?);
-            }
-            let mut after = schema_from(&files, args.dialect)?;
-            let base_name = base[0].0.clone();
-            after.table_renames.retain(|r| r.at.file != base_name);
-            after.column_renames.retain(|r| r.at.file != base_name);
-            after
+            let migrations = entries.iter().map(|e| read(e).map_err(|err| unreadable(e, err))).collect::<Result<Vec<_>, _>>()?;
+            plan::migrated(&base, &migrations, args.dialect)?
         } else {
-            let to = read(&args.to).map_err(|e| edgegen_analysis::Blocked {
-                location: edgegen_analysis::Location { file: args.to.display().to_string(), line: 0, column: 0 },
-                message: e.to_string(),
-            })?;
-            schema_from(&[to], args.dialect)?
+            let to = read(&args.to).map_err(|e| unreadable(&args.to, e))?;
+            (schema_from(&base, args.dialect)?, schema_from(&[to], args.dialect)?)
         };
         let mut findings = diff::diff(&before, &after);
         findings.extend(isolation::lint(&after, &settings));

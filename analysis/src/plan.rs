@@ -201,11 +201,13 @@ mod tests {
     /// included); renames inside the base are not part of the release.
     #[test]
     fn migrated_records_only_the_migrations_renames() {
-        let base = [("schema.sql".to_owned(), "CREATE TABLE a (x int); ALTER TABLE a RENAME COLUMN x TO y;".to_owned())];
+        let base =
+            [("schema.sql".to_owned(), "CREATE TABLE a (x int); ALTER TABLE a RENAME COLUMN x TO y;".to_owned())];
         let migrations = [("schema.sql".to_owned(), "ALTER TABLE a RENAME COLUMN y TO z;".to_owned())];
         let (before, after) = migrated(&base, &migrations, Dialect::Postgres).unwrap();
         assert!(before.tables["a"].columns.contains_key("y"));
-        let renames: Vec<(&str, &str)> = after.column_renames.iter().map(|r| (r.from.as_str(), r.to.as_str())).collect();
+        let renames: Vec<(&str, &str)> =
+            after.column_renames.iter().map(|r| (r.from.as_str(), r.to.as_str())).collect();
         assert_eq!(renames, [("y", "z")]);
     }
 }

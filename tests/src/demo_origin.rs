@@ -14,8 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -26,7 +25,8 @@ use axum::routing::get;
 use edgegen_shared::{ContractHash, TenantId};
 use schemars::JsonSchema;
 use serde::Serialize;
-use tokio::sync::oneshot;
+
+use crate::server::BackgroundServer;
 
 /// A subscription plan.
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
@@ -95,9 +95,17 @@ impl Build {
         serde_json::to_value(schema).expect("a schema serializes")
     }
 
-    /// Its contract hash.
+    /// Its contract hash (computed once per build: it is stamped on every response).
     pub fn contract_hash(self) -> ContractHash {
-        edgegen_shared::contract::contract_hash_value(&self.contract_schema()).expect("schemars output canonicalizes")
+        static HASHES: OnceLock<[ContractHash; 2]> = OnceLock::new();
+        let hash = |b: Build| {
+            edgegen_shared::contract::contract_hash_value(&b.contract_schema()).expect("schemars output canonicalizes")
+        };
+        let hashes = HASHES.get_or_init(|| [hash(Build::V1), hash(Build::V2)]);
+        match self {
+            Build::V1 => hashes[0],
+            Build::V2 => hashes[1],
+        }
     }
 }
 
@@ -119,11 +127,9 @@ struct Shared {
 
 /// A running demo origin; stopped (gracefully) on drop.
 pub struct DemoOrigin {
-    addr: SocketAddr,
+    server: BackgroundServer,
     shared: Arc<Shared>,
     paths: BTreeMap<TenantId, PathBuf>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl DemoOrigin {
@@ -158,29 +164,14 @@ impl DemoOrigin {
             paths.insert(tenant.clone(), path);
         }
         let shared = Arc::new(Shared { build: RwLock::new(Build::V1), shards });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the demo origin")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let state = Arc::clone(&shared);
-        let thread = std::thread::Builder::new().name("demo-origin".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("registering the listener");
-                let app = Router::new().route("/users/{id}/profile", get(profile)).with_state(state);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        })?;
-        Ok(DemoOrigin { addr, shared, paths, shutdown: Some(tx), thread: Some(thread) })
+        let app = Router::new().route("/users/{id}/profile", get(profile)).with_state(Arc::clone(&shared));
+        let server = BackgroundServer::start("demo-origin", app)?;
+        Ok(DemoOrigin { server, shared, paths })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The shard files, per tenant (for the coordinator's `[shards]`).
@@ -205,17 +196,6 @@ impl DemoOrigin {
     /// Deploys a build.
     pub fn deploy(&self, build: Build) {
         *self.shared.build.write().unwrap_or_else(|p| p.into_inner()) = build;
-    }
-}
-
-impl Drop for DemoOrigin {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -10,5 +10,6 @@ pub mod demo_origin;
 pub mod origin;
 pub mod postgres;
 pub mod process;
+pub mod server;
 pub mod viceroy;
 pub mod workspace;

@@ -2,20 +2,19 @@
 //! the tenant the edge said it serves, the target, and the request headers it received; it
 //! stamps `edgegen-schema`/`edgegen-contract` from its current build (switchable, to play an
 //! origin mid-rollout) and counts requests per target. Special paths: `/status/500`,
-//! `/set-cookie`, `/no-store` (responses that must never be stored). It runs on its own thread
-//! and runtime, so blocking test code (waiting for Viceroy) never stalls it. The richer demo
+//! `/set-cookie`, `/no-store` (responses that must never be stored). It runs as a
+//! [`BackgroundServer`]. The richer demo
 //! origin (per-tenant SQLite shards, two builds) arrives with the local-stack issue.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use tokio::sync::oneshot;
+
+use crate::server::BackgroundServer;
 
 /// What the origin stamps on its responses (its "build").
 #[derive(Debug, Clone)]
@@ -34,10 +33,8 @@ struct Shared {
 
 /// A running sample origin; stopped (gracefully) on drop.
 pub struct SampleOrigin {
-    addr: SocketAddr,
+    server: BackgroundServer,
     shared: Shared,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl SampleOrigin {
@@ -46,31 +43,15 @@ impl SampleOrigin {
     /// # Errors
     /// When the port cannot be bound.
     pub fn start(stamp: Stamp) -> anyhow::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the sample origin")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let shared = Shared { stamp: Arc::new(Mutex::new(stamp)), hits: Arc::new(Mutex::new(HashMap::new())) };
-        let (tx, rx) = oneshot::channel::<()>();
         let state = shared.clone();
-        let thread = std::thread::Builder::new().name("sample-origin".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("registering the listener");
-                let app =
-                    Router::new().fallback(move |method, uri, headers| handle(state.clone(), method, uri, headers));
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-        })?;
-        Ok(SampleOrigin { addr, shared, shutdown: Some(tx), thread: Some(thread) })
+        let app = Router::new().fallback(move |method, uri, headers| handle(state.clone(), method, uri, headers));
+        Ok(SampleOrigin { server: BackgroundServer::start("sample-origin", app)?, shared })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Switches the build it stamps (a deploy of the origin).
@@ -82,17 +63,6 @@ impl SampleOrigin {
     pub fn hits(&self, tenant: &str, target: &str) -> u64 {
         let hits = self.shared.hits.lock().unwrap_or_else(|p| p.into_inner());
         hits.get(&format!("{tenant} {target}")).copied().unwrap_or(0)
-    }
-}
-
-impl Drop for SampleOrigin {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -108,7 +108,8 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
                 .filter(|p| p.extension().is_some_and(|x| x == "sql"))
                 .collect();
             entries.sort();
-            let migrations = entries.iter().map(|e| read(e).map_err(|err| unreadable(e, err))).collect::<Result<Vec<_>, _>>()?;
+            let migrations =
+                entries.iter().map(|e| read(e).map_err(|err| unreadable(e, err))).collect::<Result<Vec<_>, _>>()?;
             plan::migrated(&base, &migrations, args.dialect)?
         } else {
             let to = read(&args.to).map_err(|e| unreadable(&args.to, e))?;

@@ -87,6 +87,26 @@ mod against_a_server {
             .unwrap()
     }
 
+    /// `edgegen tenant add` of tenant acme (schema 1.8.2, contract 1).
+    fn add_acme(addr: SocketAddr) -> std::process::Output {
+        let c1 = contract(1);
+        edgegen(
+            addr,
+            &[
+                "tenant",
+                "add",
+                "--id",
+                "acme",
+                "--host",
+                "acme.test",
+                "--schema-version",
+                "1.8.2",
+                "--contract-hash",
+                &c1,
+            ],
+        )
+    }
+
     fn ack(addr: SocketAddr, pop: &str, tenant: &str, generation: u64) {
         let body = format!(r#"{{"pop":"{pop}","tenant":"{tenant}","generation":{generation},"observed_at":1}}"#);
         let out = Command::new("curl")
@@ -103,22 +123,7 @@ mod against_a_server {
     fn release_wait_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         let (_server, addr) = serve(dir.path());
-        let c1 = contract(1);
-        let out = edgegen(
-            addr,
-            &[
-                "tenant",
-                "add",
-                "--id",
-                "acme",
-                "--host",
-                "acme.test",
-                "--schema-version",
-                "1.8.2",
-                "--contract-hash",
-                &c1,
-            ],
-        );
+        let out = add_acme(addr);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         ack(addr, "p1", "acme", 1); // p1 is live
 
@@ -207,21 +212,7 @@ mod against_a_server {
     fn sigterm_shuts_down_gracefully() {
         let dir = tempfile::tempdir().unwrap();
         let (server, addr) = serve(dir.path());
-        let out = edgegen(
-            addr,
-            &[
-                "tenant",
-                "add",
-                "--id",
-                "acme",
-                "--host",
-                "acme.test",
-                "--schema-version",
-                "1.8.2",
-                "--contract-hash",
-                &contract(1),
-            ],
-        );
+        let out = add_acme(addr);
         assert!(out.status.success());
         let pid = server.pid().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

@@ -44,6 +44,12 @@ async fn read(edge: &Viceroy, tenant: &str) -> (u16, String, Option<u64>) {
     out
 }
 
+/// Commits the 1.8.3 release (contract 2) for `tenants`.
+async fn release(c: &Coordinator, tenants: &[&str]) -> Value {
+    let body = json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)});
+    c.admin(Method::POST, "/v1/releases", Some(body)).await.unwrap()
+}
+
 async fn register(c: &Coordinator, tenants: &[&str]) {
     for t in tenants {
         let body =
@@ -146,14 +152,7 @@ async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
         }
     }
 
-    let release = coordinator
-        .admin(
-            Method::POST,
-            "/v1/releases",
-            Some(json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)})),
-        )
-        .await
-        .unwrap();
+    let release = release(&coordinator, &tenants).await;
     let commit = Instant::now();
     origin.set_stamp(stamp("1.8.3", 2));
     drop(coordinator); // SIGKILL to its PID
@@ -221,14 +220,7 @@ async fn release_under_load_has_no_stale_read_after_the_bound_and_no_foreign_dat
     let names = tenants.iter().map(|t| (*t).to_owned()).collect();
     let checker = edgegen_tests::checker::start(urls, names, "test", "/same/path", 6).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let release = coordinator
-        .admin(
-            Method::POST,
-            "/v1/releases",
-            Some(json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)})),
-        )
-        .await
-        .unwrap();
+    let release = release(&coordinator, &tenants).await;
     let commit = Instant::now();
     origin.set_stamp(stamp("1.8.3", 2));
     tokio::time::sleep(Duration::from_millis(2500)).await;

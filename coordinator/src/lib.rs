@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: settings from flags, env and `edgegen.toml`;
 //! - [`domain`]: pure decisions (release/rollback planning, convergence);
+//! - [`hostmap`]: the edge's host map (`edgegen_hosts`) from the tenants, its drift and
+//!   Fastly's Config Store limits;
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
@@ -16,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fastly;
+pub mod hostmap;
 pub mod metrics;
 pub mod server;
 pub mod shards;

@@ -31,6 +31,19 @@ pub const STATE_PATH: &str = "/.edgegen/state";
 pub const ORIGIN_BACKEND: &str = "origin";
 /// Prefix of every header edgegen reads or writes.
 pub const HEADER_PREFIX: &str = "edgegen-";
+/// [`SECRET_STORE`] entry: the key that verifies manifest signatures.
+pub const MANIFEST_KEY_SECRET: &str = "manifest_key";
+/// [`SECRET_STORE`] entry: the key that verifies probe tokens.
+pub const PROBE_KEY_SECRET: &str = "probe_key";
+/// [`SECRET_STORE`] entry: the edge's bearer token for the coordinator's edge API.
+pub const EDGE_TOKEN_SECRET: &str = "edge_token";
+
+/// Every backend the edge sends requests to.
+pub const BACKENDS: [&str; 2] = [ORIGIN_BACKEND, COORDINATOR_BACKEND];
+/// Every Config Store the edge opens (the keys of [`CONFIG_STORE`] are [`settings::KEYS`]).
+pub const CONFIG_STORES: [&str; 2] = [HOSTS_STORE, CONFIG_STORE];
+/// Every entry of [`SECRET_STORE`] the edge reads.
+pub const SECRET_KEYS: [&str; 3] = [MANIFEST_KEY_SECRET, PROBE_KEY_SECRET, EDGE_TOKEN_SECRET];
 
 /// The Config Store key for a `Host` header value: lower-cased, without port or trailing dot.
 /// `None` for an empty or malformed host (the request then has no tenant).

@@ -14,8 +14,9 @@ use edgegen_edge::decision::{self, ContractCheck, Found, Outcome};
 use edgegen_edge::settings::{NoManifest, Settings};
 use edgegen_edge::stored::{StoredHead, is_stored_header};
 use edgegen_edge::{
-    CONFIG_STORE, COORDINATOR_BACKEND, HOSTS_STORE, ORIGIN_BACKEND, SECRET_STORE, STATE_PATH, TenantResolution,
-    error_body, host_key, is_edgegen_header, is_unkeyed_request_header, policy, resolve_tenant,
+    CONFIG_STORE, COORDINATOR_BACKEND, EDGE_TOKEN_SECRET, HOSTS_STORE, MANIFEST_KEY_SECRET, ORIGIN_BACKEND,
+    PROBE_KEY_SECRET, SECRET_STORE, STATE_PATH, TenantResolution, error_body, host_key, is_edgegen_header,
+    is_unkeyed_request_header, policy, resolve_tenant,
 };
 use edgegen_shared::key::{CacheKey, KeyScope, NormalizedRequest, RequestParts};
 use edgegen_shared::manifest::{self, Manifest};
@@ -63,9 +64,9 @@ fn secrets() -> Result<Secrets, String> {
         Ok(secret.try_plaintext().map_err(|e| format!("{name}: {e}"))?.to_vec())
     };
     Ok(Secrets {
-        manifest_key: SecretKey::new("manifest_key", get("manifest_key")?).map_err(|e| e.to_string())?,
-        probe_key: SecretKey::new("probe_key", get("probe_key")?).map_err(|e| e.to_string())?,
-        edge_token: String::from_utf8(get("edge_token")?).map_err(|_| "edge_token is not UTF-8".to_owned())?,
+        manifest_key: SecretKey::new(MANIFEST_KEY_SECRET, get(MANIFEST_KEY_SECRET)?).map_err(|e| e.to_string())?,
+        probe_key: SecretKey::new(PROBE_KEY_SECRET, get(PROBE_KEY_SECRET)?).map_err(|e| e.to_string())?,
+        edge_token: String::from_utf8(get(EDGE_TOKEN_SECRET)?).map_err(|_| "edge_token is not UTF-8".to_owned())?,
     })
 }
 

@@ -10,6 +10,10 @@
 
 use edgegen_shared::TenantId;
 
+/// Every key [`Settings::read`] reads (the table above).
+pub const KEYS: [&str; 5] =
+    ["pop", "manifest_max_age_cap_ms", "no_manifest", "credentials_tenants", "unstamped_tenants"];
+
 /// What to do when no valid manifest can be had for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoManifest {
@@ -100,6 +104,22 @@ mod tests {
         assert_eq!(s.pop.as_deref(), Some("LCY"));
         assert!(s.unstamped(&TenantId::new("beta").unwrap()));
         assert!(!s.credentials_allowed(&TenantId::new("beta").unwrap()));
+    }
+
+    #[test]
+    fn reads_exactly_the_declared_keys() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Settings::read(|k| {
+            asked.borrow_mut().push(k.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        asked.dedup();
+        let mut keys = KEYS.map(str::to_owned).to_vec();
+        keys.sort();
+        assert_eq!(asked, keys);
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `bootstrap`  install what a fresh machine lacks (rustup targets, the pinned Viceroy,
-//!   wasm-bindgen-cli at the crate's exact version, Node.js, Debian's PostgreSQL server for
-//!   the shard tests); skip what is present.
+//!   wasm-bindgen-cli at the crate's exact version, Node.js and npm, the pinned Fastly CLI
+//!   from npm under `.tools/fastly`, Debian's PostgreSQL server for the shard tests); skip
+//!   what is present.
 //! - `build-edge` build the release edge wasm and check its size (≤ 1.5 MiB).
+//! - `fastly-build` the build script of `fastly.toml` (`[scripts] build`): `build-edge`, then
+//!   copy the wasm to `bin/main.wasm`, where the Fastly CLI expects it.
+//! - `fastly-package` Fastly's own CLI, offline: `fastly compute build`, `pack`, `validate`;
+//!   prints the package's size.
+//! - `fastly [ARGS]` run the project's pinned Fastly CLI (its own config under `.tools/`).
 //! - `build-js`   build the JavaScript package of `edgegen-shared` into `shared/js/pkg`.
 //! - `ci`         the one gate: bootstrap, fmt, clippy (native and both wasm targets), the
-//!   wasm builds, every Rust test (Viceroy included) and the Node vector test.
+//!   wasm builds, the Fastly package, every Rust test (Viceroy included) and the Node
+//!   vector test.
 //! - `demo [--once]` bootstrap, build, run the local stack (see `tests/src/bin/edgegen-demo.rs`).
 //!
 //! Only std: the xtask must build in seconds on a fresh machine.
@@ -22,6 +29,12 @@ const EDGE_WASM_LIMIT: u64 = 1536 * 1024;
 const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
 /// Node.js major version with a stable built-in test runner.
 const MIN_NODE_MAJOR: u32 = 18;
+/// The Fastly CLI release (npm package `@fastly/cli`, which ships the platform binaries).
+const FASTLY_CLI_VERSION: &str = "16.1.0";
+/// Where the Fastly CLI is installed, relative to the workspace root (gitignored).
+const FASTLY_CLI_DIR: &str = ".tools/fastly";
+/// The package `fastly compute build`/`pack` write (named after `name` in `fastly.toml`).
+const FASTLY_PACKAGE: &str = "pkg/edgegen-edge.tar.gz";
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -30,10 +43,15 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bootstrap") => bootstrap(Needs::All),
         Some("build-edge") => build_edge().map(|_| ()),
+        Some("fastly-build") => fastly_build(),
+        Some("fastly-package") => fastly_package().map(|_| ()),
+        Some("fastly") => run_fastly(&args[1..].iter().map(String::as_str).collect::<Vec<_>>(), Network::Online),
         Some("build-js") => build_js(),
         Some("ci") => ci(),
         Some("demo") => demo(args.iter().any(|a| a == "--once")),
-        _ => Err("usage: cargo xtask <bootstrap | build-edge | build-js | ci | demo [--once]>".into()),
+        _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-build | fastly-package | fastly [ARGS] | \
+                  build-js | ci | demo [--once]>"
+            .into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -154,7 +172,8 @@ fn bootstrap(needs: Needs) -> Result {
             }
         }
     }
-    // The Node test uses only Node's built-in test runner: there are no npm packages to install.
+    // The Node test uses only Node's built-in test runner: the one npm package is the CLI.
+    install_fastly_cli()?;
 
     // PostgreSQL server binaries for the shard-verification tests (Debian's package; the
     // tests start their own throwaway cluster, never the system one).
@@ -168,6 +187,106 @@ fn bootstrap(needs: Needs) -> Result {
             return Err("postgresql installed but no /usr/lib/postgresql/*/bin/initdb found".into());
         }
     }
+    Ok(())
+}
+
+/// Whether the Fastly CLI may reach the network.
+#[derive(Clone, Copy, PartialEq)]
+enum Network {
+    /// As the user's environment allows.
+    Online,
+    /// Every HTTP(S) request of the CLI (and of cargo under it) fails at once: the CLI's
+    /// own update check, which has no off switch, and the wasm-tools download it attempts
+    /// for metadata annotations, find a closed local port; cargo runs `--offline`.
+    Offline,
+}
+
+/// npm's launcher of the project's Fastly CLI.
+fn fastly_cli() -> PathBuf {
+    root().join(FASTLY_CLI_DIR).join("node_modules/.bin/fastly")
+}
+
+/// The project's Fastly CLI, run in the workspace root with its own configuration under
+/// `.tools/fastly/config` (never the user's) and Wasm metadata collection off.
+fn fastly_command(args: &[&str], network: Network) -> Command {
+    let mut command = Command::new(fastly_cli());
+    command
+        .args(args)
+        .current_dir(root())
+        .env("XDG_CONFIG_HOME", root().join(FASTLY_CLI_DIR).join("config"))
+        .env("FASTLY_WASM_METADATA_DISABLE", "true");
+    if network == Network::Offline {
+        // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
+        for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            command.env(var, "http://127.0.0.1:9");
+        }
+        command.env_remove("NO_PROXY").env_remove("no_proxy").env("CARGO_NET_OFFLINE", "true");
+    }
+    command
+}
+
+fn run_fastly(args: &[&str], network: Network) -> Result {
+    if !fastly_cli().exists() {
+        return Err(format!("the Fastly CLI is not installed in {FASTLY_CLI_DIR}: run `cargo xtask bootstrap`"));
+    }
+    let status = fastly_command(args, network).status().map_err(|e| format!("cannot run the Fastly CLI: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`fastly {}` failed ({status})", args.join(" "))) }
+}
+
+/// The installed Fastly CLI's version ("Fastly CLI version v16.1.0 (4d64ad67)" -> "16.1.0").
+fn fastly_cli_version() -> Option<String> {
+    let out = fastly_command(&["version"], Network::Offline).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.lines().next()?.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
+    Some(version.to_owned())
+}
+
+/// Installs `@fastly/cli` at [`FASTLY_CLI_VERSION`] into `.tools/fastly` (project-local, never
+/// global) and turns its Wasm metadata collection off in the project's CLI config.
+fn install_fastly_cli() -> Result {
+    match fastly_cli_version() {
+        Some(v) if v == FASTLY_CLI_VERSION => println!("fastly cli {v}: present ({FASTLY_CLI_DIR})"),
+        found => {
+            println!(
+                "fastly cli: {} -> installing @fastly/cli@{FASTLY_CLI_VERSION} from npm into {FASTLY_CLI_DIR}",
+                found.as_deref().unwrap_or("missing")
+            );
+            if output("npm", &["--version"]).is_none() {
+                println!("npm: missing -> installing Debian's npm");
+                run("apt-get", &["update", "-qq"])?;
+                run("apt-get", &["install", "-y", "-qq", "npm"])?;
+            }
+            let package = format!("@fastly/cli@{FASTLY_CLI_VERSION}");
+            run(
+                "npm",
+                &[
+                    "install",
+                    "--prefix",
+                    FASTLY_CLI_DIR,
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "--no-update-notifier",
+                    "--ignore-scripts",
+                    &package,
+                ],
+            )?;
+            match fastly_cli_version() {
+                Some(v) if v == FASTLY_CLI_VERSION => {}
+                other => {
+                    return Err(format!("installed {package} but {} reports {other:?}", fastly_cli().display()));
+                }
+            }
+        }
+    }
+    // The CLI's telemetry is the metadata it writes into every Wasm binary it builds.
+    let out = fastly_command(&["compute", "metadata", "--disable"], Network::Offline)
+        .output()
+        .map_err(|e| format!("cannot run the Fastly CLI: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`fastly compute metadata --disable` failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    println!("fastly cli: wasm metadata collection disabled (config in {FASTLY_CLI_DIR}/config)");
     Ok(())
 }
 
@@ -201,15 +320,43 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
 }
 
+fn edge_wasm() -> PathBuf {
+    target_dir().join("wasm32-wasip1/release/edgegen-edge.wasm")
+}
+
 fn build_edge() -> Result<u64> {
     step("build the release edge wasm (wasm32-wasip1)");
     run(&cargo(), &["build", "-p", "edgegen-edge", "--release", "--target", "wasm32-wasip1"])?;
-    let wasm = target_dir().join("wasm32-wasip1/release/edgegen-edge.wasm");
+    let wasm = edge_wasm();
     let size = std::fs::metadata(&wasm).map_err(|e| format!("{}: {e}", wasm.display()))?.len();
     println!("edge wasm: {} bytes ({:.2} MiB; limit 1.5 MiB)", size, size as f64 / (1024.0 * 1024.0));
     if size > EDGE_WASM_LIMIT {
         return Err(format!("the edge wasm is {size} bytes, over the {EDGE_WASM_LIMIT}-byte limit"));
     }
+    Ok(size)
+}
+
+/// `[scripts] build` of `fastly.toml`: the size-gated release wasm, copied to `bin/main.wasm`.
+fn fastly_build() -> Result {
+    build_edge()?;
+    let bin = root().join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("creating {}: {e}", bin.display()))?;
+    let main = bin.join("main.wasm");
+    std::fs::copy(edge_wasm(), &main).map_err(|e| format!("copying the edge wasm to {}: {e}", main.display()))?;
+    println!("wrote bin/main.wasm");
+    Ok(())
+}
+
+/// Fastly's own CLI, offline: build (runs `fastly-build`), pack and validate the package.
+/// Returns its size in bytes.
+fn fastly_package() -> Result<u64> {
+    step(&format!("Fastly CLI {FASTLY_CLI_VERSION}, offline: compute build, pack, validate"));
+    run_fastly(&["compute", "build", "--non-interactive"], Network::Offline)?;
+    run_fastly(&["compute", "pack", "--non-interactive", "--wasm-binary", "bin/main.wasm"], Network::Offline)?;
+    run_fastly(&["compute", "validate", "--non-interactive", "--package", FASTLY_PACKAGE], Network::Offline)?;
+    let package = root().join(FASTLY_PACKAGE);
+    let size = std::fs::metadata(&package).map_err(|e| format!("{}: {e}", package.display()))?.len();
+    println!("fastly package {FASTLY_PACKAGE}: {size} bytes ({:.2} MiB)", size as f64 / (1024.0 * 1024.0));
     Ok(size)
 }
 
@@ -327,6 +474,7 @@ fn ci() -> Result {
         ],
     )?;
     build_edge()?;
+    fastly_package()?;
     build_js()?;
     let mut tally = Tally::default();
     step("node: JavaScript bindings against the known-answer vectors");

@@ -1,20 +1,27 @@
 //! A client of the Fastly API for what edgegen needs: purging surrogate keys (one, or
-//! batches of at most 256 per call, chunked) and Config Store items (upsert, bulk update).
+//! batches of at most 256 per call, chunked) and Config Store items (list, upsert, bulk
+//! update with upserts and deletes).
 //!
 //! Every call has a deadline; 429 and 5xx answers and transport errors are retried with
 //! exponential backoff and jitter, honouring `Retry-After`, until the deadline. Results are
 //! per key: a key the API did not confirm is reported as failed, never dropped. The API token
 //! (`Fastly-Key`) is never printed: `Debug` redacts it and errors never contain it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::hostmap::ItemOp;
 
 /// Fastly's limit of surrogate keys per batch purge.
 pub const MAX_KEYS_PER_BATCH: usize = 256;
+/// Item operations per Config Store bulk-update call (a store holds at most 500 entries on
+/// a paid account, so one call usually suffices).
+pub const MAX_OPS_PER_BULK_UPDATE: usize = 500;
 /// Fastly's public API.
 pub const DEFAULT_API_URL: &str = "https://api.fastly.com";
 
@@ -256,19 +263,66 @@ impl FastlyClient {
     /// # Errors
     /// [`CallError`] when the API refuses or the deadline passes.
     pub async fn config_store_bulk_upsert(&self, store: &str, items: &[(String, String)]) -> Result<(), CallError> {
+        let ops: Vec<ItemOp> =
+            items.iter().map(|(key, value)| ItemOp::Upsert { key: key.clone(), value: value.clone() }).collect();
+        self.config_store_bulk_update(store, &ops).await
+    }
+
+    /// Applies item operations (upserts and deletes) to a Config Store, at most
+    /// [`MAX_OPS_PER_BULK_UPDATE`] per call, in order. Calls before a failed one stay applied:
+    /// the error says how many operations were.
+    ///
+    /// # Errors
+    /// [`CallError`] when the API refuses or the deadline passes.
+    pub async fn config_store_bulk_update(&self, store: &str, ops: &[ItemOp]) -> Result<(), CallError> {
         let path = format!("/resources/stores/config/{}/items", percent_encode(store));
-        let items: Vec<_> =
-            items.iter().map(|(k, v)| serde_json::json!({"op": "upsert", "item_key": k, "item_value": v})).collect();
-        let body = serde_json::json!({ "items": items }).to_string();
-        let (status, text, _) = self
-            .call(reqwest::Method::PATCH, &path, &[], Some(("application/json", body)))
-            .await
-            .map_err(|(e, _)| e)?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(CallError(format!("PATCH {path}: HTTP {status}: {}", text.trim())))
+        let mut applied = 0;
+        for chunk in ops.chunks(MAX_OPS_PER_BULK_UPDATE) {
+            let items: Vec<_> = chunk
+                .iter()
+                .map(|op| match op {
+                    ItemOp::Upsert { key, value } => {
+                        serde_json::json!({"op": "upsert", "item_key": key, "item_value": value})
+                    }
+                    ItemOp::Delete { key } => serde_json::json!({"op": "delete", "item_key": key}),
+                })
+                .collect();
+            let body = serde_json::json!({ "items": items }).to_string();
+            let (status, text, _) = self
+                .call(reqwest::Method::PATCH, &path, &[], Some(("application/json", body)))
+                .await
+                .map_err(|(e, _)| CallError(format!("{e} ({applied} of {} operations applied before)", ops.len())))?;
+            if !status.is_success() {
+                return Err(CallError(format!(
+                    "PATCH {path}: HTTP {status}: {} ({applied} of {} operations applied before)",
+                    text.trim(),
+                    ops.len()
+                )));
+            }
+            applied += chunk.len();
         }
+        Ok(())
+    }
+
+    /// Every item of a Config Store, key → value.
+    ///
+    /// # Errors
+    /// [`CallError`] when the API refuses, answers something else than a list of items, or
+    /// the deadline passes.
+    pub async fn config_store_items(&self, store: &str) -> Result<BTreeMap<String, String>, CallError> {
+        #[derive(Deserialize)]
+        struct Item {
+            item_key: String,
+            item_value: String,
+        }
+        let path = format!("/resources/stores/config/{}/items", percent_encode(store));
+        let (status, text, _) = self.call(reqwest::Method::GET, &path, &[], None).await.map_err(|(e, _)| e)?;
+        if !status.is_success() {
+            return Err(CallError(format!("GET {path}: HTTP {status}: {}", text.trim())));
+        }
+        let items: Vec<Item> = serde_json::from_str(&text)
+            .map_err(|e| CallError(format!("GET {path}: not a list of Config Store items: {e}")))?;
+        Ok(items.into_iter().map(|i| (i.item_key, i.item_value)).collect())
     }
 }
 

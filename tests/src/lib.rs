@@ -5,6 +5,7 @@
 //! Used by the integration tests in `tests/it/` and by `cargo xtask demo`.
 
 pub mod checker;
+pub mod config_store_api;
 pub mod coordinator;
 pub mod demo_origin;
 pub mod origin;

@@ -34,12 +34,24 @@ pub struct EdgeConfig {
     pub settings: Vec<(String, String)>,
     /// Run the test wasm (with the `test-hooks` feature) instead of the release wasm.
     pub test_hooks: bool,
+    /// Read `edgegen_hosts` from this JSON file instead of `hosts` (Viceroy re-reads it on
+    /// every request, so rewriting it — e.g. through [`crate::config_store_api`] — changes
+    /// routing live).
+    pub hosts_file: Option<PathBuf>,
 }
 
 impl EdgeConfig {
     /// A PoP in front of `origin`, talking to `coordinator`, for these hosts.
     pub fn new(origin: SocketAddr, coordinator: Option<SocketAddr>, hosts: Vec<(String, TenantId)>, pop: &str) -> Self {
-        EdgeConfig { origin, coordinator, hosts, pop: pop.to_owned(), settings: Vec::new(), test_hooks: false }
+        EdgeConfig {
+            origin,
+            coordinator,
+            hosts,
+            pop: pop.to_owned(),
+            settings: Vec::new(),
+            test_hooks: false,
+            hosts_file: None,
+        }
     }
 }
 
@@ -56,10 +68,18 @@ impl EdgeConfig {
         };
         let _ =
             writeln!(toml, "[local_server.backends.coordinator]\nurl = {}\n", quote(&format!("http://{coordinator}")));
-        toml.push_str("[local_server.config_stores.edgegen_hosts]\nformat = \"inline-toml\"\n");
-        toml.push_str("[local_server.config_stores.edgegen_hosts.contents]\n");
-        for (host, tenant) in &self.hosts {
-            let _ = writeln!(toml, "{} = {}", quote(host), quote(tenant.as_str()));
+        if let Some(file) = &self.hosts_file {
+            let _ = writeln!(
+                toml,
+                "[local_server.config_stores.edgegen_hosts]\nformat = \"json\"\nfile = {}",
+                quote(&file.to_string_lossy())
+            );
+        } else {
+            toml.push_str("[local_server.config_stores.edgegen_hosts]\nformat = \"inline-toml\"\n");
+            toml.push_str("[local_server.config_stores.edgegen_hosts.contents]\n");
+            for (host, tenant) in &self.hosts {
+                let _ = writeln!(toml, "{} = {}", quote(host), quote(tenant.as_str()));
+            }
         }
         toml.push_str("\n[local_server.config_stores.edgegen_config]\nformat = \"inline-toml\"\n");
         let _ = writeln!(toml, "[local_server.config_stores.edgegen_config.contents]\npop = {}", quote(&self.pop));

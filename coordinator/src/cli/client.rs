@@ -106,7 +106,7 @@ fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
 }
 
 /// A blocking client of the admin API.
-struct Api {
+pub(super) struct Api {
     base: String,
     token: String,
     http: reqwest::Client,
@@ -114,7 +114,7 @@ struct Api {
 }
 
 impl Api {
-    fn from_env() -> anyhow::Result<Api> {
+    pub(super) fn from_env() -> anyhow::Result<Api> {
         let base = std::env::var("EDGEGEN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
         let token = std::env::var("EDGEGEN_ADMIN_TOKEN")
             .ok()
@@ -125,7 +125,7 @@ impl Api {
         Ok(Api { base: base.trim_end_matches('/').to_owned(), token, http, runtime })
     }
 
-    fn call<T: DeserializeOwned>(
+    pub(super) fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -8,6 +8,9 @@
 //! - `3` `release --wait`: the timeout passed before every live PoP acknowledged;
 //! - `4` `release --wait`: the release was rolled back or failed while waiting.
 //!
+//! `sync hosts` uses its own: `0` in sync, `1` changed (or would), `2` invalid input or a
+//! Config Store limit, `5` the coordinator or the Fastly API failed (see [`sync`]).
+//!
 //! `plan`, `lint-schema` and `release --plan-only` use the analysis codes instead: `0` safe,
 //! `1` needs a release, `2` blocked.
 //!
@@ -20,6 +23,7 @@ mod key;
 mod probe;
 mod purge;
 mod serve;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,8 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_TIMEOUT: u8 = 3;
 /// Exit code: `release --wait` saw the release rolled back or failed.
 pub const EXIT_ROLLED_BACK: u8 = 4;
+/// Exit code: `sync hosts` could not read or repair the host map.
+pub const EXIT_SYNC_FAILED: u8 = 5;
 
 #[derive(Parser)]
 #[command(name = "edgegen", version, about = "Deterministic edge-cache invalidation for multi-tenant services")]
@@ -67,6 +73,9 @@ enum Command {
     LintSchema(analyze::LintArgs),
     /// Purge surrogate keys through the Fastly API (FASTLY_API_TOKEN, FASTLY_API_URL).
     Purge(purge::PurgeArgs),
+    /// Make Fastly state match the coordinator (exit 0 in sync, 1 changed or would change).
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
 }
 
 /// An error that maps to a specific exit code.
@@ -96,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => analyze::plan(args, json),
         Command::LintSchema(args) => analyze::lint(args, json),
         Command::Purge(args) => purge::run(args, json),
+        Command::Sync(cmd) => sync::run(cmd, json),
     };
     match result {
         Ok(code) => code,

@@ -30,24 +30,34 @@ pub struct PurgeArgs {
     keys: Vec<String>,
 }
 
+/// A Fastly API client from `FASTLY_API_TOKEN` and `FASTLY_API_URL` (default Fastly's
+/// public API); each call gives up after `deadline`.
+///
+/// # Errors
+/// Exit code 2 when the token is not set.
+pub(super) fn client_from_env(deadline: Duration) -> anyhow::Result<FastlyClient> {
+    let invalid = |message: String| anyhow::Error::new(Exit { code: EXIT_INVALID, message });
+    let token = std::env::var("FASTLY_API_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("FASTLY_API_TOKEN is not set".into()))?;
+    let base = std::env::var("FASTLY_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.into());
+    FastlyClient::new(&base, &token, deadline).map_err(|e| invalid(e.0))
+}
+
 /// Runs `edgegen purge`.
 ///
 /// # Errors
 /// As the module's exit codes say.
 pub fn run(args: PurgeArgs, json: bool) -> anyhow::Result<ExitCode> {
     let invalid = |message: String| anyhow::Error::new(Exit { code: EXIT_INVALID, message });
-    let token = std::env::var("FASTLY_API_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| invalid("FASTLY_API_TOKEN is not set".into()))?;
     for key in &args.keys {
         SurrogateKey::new(key.clone()).map_err(|e| invalid(e.to_string()))?;
     }
     if args.service.is_empty() || !args.service.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(invalid(format!("--service: {:?} is not a Fastly service id (alphanumeric)", args.service)));
     }
-    let base = std::env::var("FASTLY_API_URL").unwrap_or_else(|_| DEFAULT_API_URL.into());
-    let client = FastlyClient::new(&base, &token, Duration::from_secs(args.deadline)).map_err(|e| invalid(e.0))?;
+    let client = client_from_env(Duration::from_secs(args.deadline))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report = runtime.block_on(client.purge(&args.service, &args.keys, args.soft));
     let failed = report.failed().count();

@@ -3,4 +3,5 @@
 mod demo;
 mod edge_cache;
 mod edge_skeleton;
+mod host_sync;
 mod scenarios;

@@ -9,6 +9,8 @@
 //!   copy the wasm to `bin/main.wasm`, where the Fastly CLI expects it.
 //! - `fastly-package` Fastly's own CLI, offline: `fastly compute build`, `pack`, `validate`;
 //!   prints the package's size.
+//! - `fastly-serve-check` `fastly compute serve --viceroy-path` with the pinned Viceroy runs
+//!   the package (after `fastly-package`) and the edge answers.
 //! - `fastly [ARGS]` run the project's pinned Fastly CLI (its own config under `.tools/`).
 //! - `build-js`   build the JavaScript package of `edgegen-shared` into `shared/js/pkg`.
 //! - `ci`         the one gate: bootstrap, fmt, clippy (native and both wasm targets), the
@@ -45,11 +47,12 @@ fn main() -> ExitCode {
         Some("build-edge") => build_edge().map(|_| ()),
         Some("fastly-build") => fastly_build(),
         Some("fastly-package") => fastly_package().map(|_| ()),
+        Some("fastly-serve-check") => fastly_serve_check(),
         Some("fastly") => run_fastly(&args[1..].iter().map(String::as_str).collect::<Vec<_>>(), Network::Online),
         Some("build-js") => build_js(),
         Some("ci") => ci(),
         Some("demo") => demo(args.iter().any(|a| a == "--once")),
-        _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-build | fastly-package | fastly [ARGS] | \
+        _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-build | fastly-package | fastly-serve-check | fastly [ARGS] | \
                   build-js | ci | demo [--once]>"
             .into()),
     };
@@ -360,6 +363,71 @@ fn fastly_package() -> Result<u64> {
     Ok(size)
 }
 
+/// `fastly compute serve --viceroy-path <the pinned Viceroy>` runs the package locally with
+/// `[local_server]`: an unknown host gets the edge's own 404 JSON. The CLI and the Viceroy it
+/// starts run in their own process group, which is killed (by its id) afterwards.
+fn fastly_serve_check() -> Result {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::process::CommandExt as _;
+    step("Fastly CLI: compute serve with the pinned Viceroy");
+    let viceroy = tool_version("viceroy").ok_or("viceroy is missing: run `cargo xtask bootstrap`")?.0;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("finding a free port: {e}"))?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let viceroy_path = Path::new(&viceroy)
+        .canonicalize()
+        .or_else(|_| output("which", &[&viceroy]).map(PathBuf::from).ok_or(()))
+        .map_err(|()| format!("cannot locate {viceroy}"))?;
+    let mut command = fastly_command(
+        &[
+            "compute",
+            "serve",
+            "--file",
+            "bin/main.wasm",
+            "--addr",
+            &addr,
+            "--viceroy-path",
+            &viceroy_path.to_string_lossy(),
+        ],
+        Network::Offline,
+    );
+    command.process_group(0).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = command.spawn().map_err(|e| format!("cannot run the Fastly CLI: {e}"))?;
+    let group = child.id();
+    let result = (|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut stream = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("`fastly compute serve` exited with {status} before listening on {addr}"));
+            }
+            match std::net::TcpStream::connect(&addr) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => return Err(format!("`fastly compute serve` did not listen on {addr} within 60 s: {e}")),
+            }
+        };
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: unknown.localhost\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+        if answer.starts_with("HTTP/1.1 404") && answer.contains("unknown_host") {
+            println!("fastly compute serve on {addr}: unknown.localhost -> 404 unknown_host (the edge answered)");
+            Ok(())
+        } else {
+            Err(format!("unexpected answer from the edge under `fastly compute serve`:\n{answer}"))
+        }
+    })();
+    // The whole group we created: the CLI and the Viceroy it started.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+    let _ = child.wait();
+    result
+}
+
 fn build_js() -> Result {
     step("build the JavaScript package of edgegen-shared (wasm32-unknown-unknown + wasm-bindgen)");
     run(
@@ -475,6 +543,7 @@ fn ci() -> Result {
     )?;
     build_edge()?;
     fastly_package()?;
+    fastly_serve_check()?;
     build_js()?;
     let mut tally = Tally::default();
     step("node: JavaScript bindings against the known-answer vectors");

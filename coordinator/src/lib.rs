@@ -3,7 +3,7 @@
 //! - [`config`]: settings from flags, env and `edgegen.toml`;
 //! - [`domain`]: pure decisions (release/rollback planning, convergence);
 //! - [`hostmap`]: the edge's host map (`edgegen_hosts`) from the tenants, its drift and
-//!   Fastly's Config Store limits;
+//!   Fastly's Config Store limits; [`hostsync`]: reconciling a Config Store with it;
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
@@ -19,6 +19,7 @@ pub mod domain;
 pub mod error;
 pub mod fastly;
 pub mod hostmap;
+pub mod hostsync;
 pub mod metrics;
 pub mod server;
 pub mod shards;

@@ -1,7 +1,8 @@
 //! `edgegen sync hosts --store-id ID [--dry-run]`: makes the edge's `edgegen_hosts` Config
 //! Store hold exactly the coordinator's host map (each tenant's hosts → the tenant) through
 //! the Fastly API, and prints the drift it found: hosts missing from the store, extra in it,
-//! or pointing at another tenant. The decisions are [`crate::hostmap`]'s; this is the shell.
+//! or pointing at another tenant. The decisions are [`crate::hostmap`]'s and the store I/O
+//! [`crate::hostsync`]'s; this reads the tenants and prints.
 //!
 //! Reads the tenants from `EDGEGEN_URL` with `EDGEGEN_ADMIN_TOKEN`; writes with
 //! `FASTLY_API_TOKEN` (`FASTLY_API_URL` for another API base).
@@ -11,7 +12,6 @@
 //! written); `5` the coordinator or the Fastly API failed, or the store still differs after
 //! the repair (run it again: every repair is idempotent).
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use super::client::Api;
 use super::{EXIT_INVALID, EXIT_SYNC_FAILED, Exit};
-use crate::hostmap::{self, Drift, ItemOp};
+use crate::hostmap::{self, Drift};
+use crate::hostsync::{self, Reconciled};
 
 /// `edgegen sync ...`.
 #[derive(clap::Subcommand)]
@@ -82,35 +83,16 @@ pub fn run(command: SyncCommand, json: bool) -> anyhow::Result<ExitCode> {
         .map_err(|e| invalid(format!("edgegen_hosts: {e}; nothing was written")))?;
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let read = |what: &str| -> anyhow::Result<BTreeMap<String, String>> {
-        runtime
-            .block_on(fastly.config_store_items(&args.store_id))
-            .map_err(|e| failed(format!("reading Config Store {}{what}: {e}", args.store_id)))
-    };
-    let drift = hostmap::drift(&desired, &read("")?);
-    let repair = !args.dry_run && !drift.is_empty();
-    if repair {
-        let ops: Vec<ItemOp> = drift.iter().map(Drift::repair).collect();
-        runtime
-            .block_on(fastly.config_store_bulk_update(&args.store_id, &ops))
-            .map_err(|e| failed(format!("repairing Config Store {}: {e}", args.store_id)))?;
-        let left = hostmap::drift(&desired, &read(" after the repair")?);
-        if !left.is_empty() {
-            let hosts: Vec<&str> = left.iter().map(Drift::host).collect();
-            return Err(failed(format!(
-                "Config Store {} still differs after the repair for {}",
-                args.store_id,
-                hosts.join(", ")
-            )));
-        }
-    }
+    let Reconciled { drift, repaired } = runtime
+        .block_on(hostsync::reconcile(&fastly, &args.store_id, &desired, args.dry_run))
+        .map_err(|e| failed(e.to_string()))?;
 
     if json {
         let outcome = Outcome {
             store_id: &args.store_id,
             dry_run: args.dry_run,
             in_sync: drift.is_empty(),
-            repaired: repair,
+            repaired,
             hosts: desired.len(),
             drift: &drift,
         };

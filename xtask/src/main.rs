@@ -5,6 +5,7 @@
 //!   from npm under `.tools/fastly`, Debian's PostgreSQL server for the shard tests); skip
 //!   what is present.
 //! - `build-edge` build the release edge wasm and check its size (≤ 1.5 MiB).
+//! - `fastly-install` only the Fastly CLI step of `bootstrap`.
 //! - `fastly-build` the build script of `fastly.toml` (`[scripts] build`): `build-edge`, then
 //!   copy the wasm to `bin/main.wasm`, where the Fastly CLI expects it.
 //! - `fastly-package` Fastly's own CLI, offline: `fastly compute build`, `pack`, `validate`;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bootstrap") => bootstrap(Needs::All),
         Some("build-edge") => build_edge().map(|_| ()),
+        Some("fastly-install") => install_fastly_cli(),
         Some("fastly-build") => fastly_build(),
         Some("fastly-package") => fastly_package().map(|_| ()),
         Some("fastly-serve-check") => fastly_serve_check(),
@@ -52,7 +54,7 @@ fn main() -> ExitCode {
         Some("build-js") => build_js(),
         Some("ci") => ci(),
         Some("demo") => demo(args.iter().any(|a| a == "--once")),
-        _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-build | fastly-package | fastly-serve-check | fastly [ARGS] | \
+        _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-install | fastly-build | fastly-package | fastly-serve-check | fastly [ARGS] | \
                   build-js | ci | demo [--once]>"
             .into()),
     };
@@ -240,7 +242,11 @@ fn run_fastly(args: &[&str], network: Network) -> Result {
 fn fastly_cli_version() -> Option<String> {
     let out = fastly_command(&["version"], Network::Offline).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let version = text.lines().next()?.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
+    let version = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('v').filter(|v| v.starts_with(|c: char| c.is_ascii_digit())))?;
     Some(version.to_owned())
 }
 

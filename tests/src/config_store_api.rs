@@ -43,6 +43,8 @@ struct Store {
 struct Stores {
     stores: BTreeMap<String, Store>,
     max_entries: usize,
+    /// Answer writes with success but change nothing (a store someone else keeps rewriting).
+    lose_writes: bool,
     /// `METHOD path` of every authorised call, in order.
     calls: Vec<String>,
 }
@@ -74,7 +76,12 @@ impl ConfigStoreApi {
     /// # Errors
     /// When the port cannot be bound.
     pub fn start(max_entries: usize) -> anyhow::Result<Self> {
-        let shared = Shared(Arc::new(Mutex::new(Stores { stores: BTreeMap::new(), max_entries, calls: Vec::new() })));
+        let shared = Shared(Arc::new(Mutex::new(Stores {
+            stores: BTreeMap::new(),
+            max_entries,
+            lose_writes: false,
+            calls: Vec::new(),
+        })));
         let app = Router::new()
             .route("/resources/stores/config/{store}/items", get(list).patch(bulk_update))
             .route("/resources/stores/config/{store}/item/{key}", put(upsert).delete(delete))
@@ -111,6 +118,11 @@ impl ConfigStoreApi {
             None => store.items.remove(key),
         };
         write_store(&store.file, &store.items).expect("writing the store file");
+    }
+
+    /// From now on, accept writes without applying them (`true`), or apply them again.
+    pub fn lose_writes(&self, lose: bool) {
+        self.shared.lock().lose_writes = lose;
     }
 
     /// What store `id` holds now.
@@ -160,7 +172,7 @@ fn check_item(key: &str, value: Option<&str>) -> Result<(), String> {
 
 /// Replaces a store's items after checking the entry limit, and rewrites its file.
 fn commit(stores: &mut Stores, id: &str, items: BTreeMap<String, String>) -> Response {
-    let max = stores.max_entries;
+    let (max, lose_writes) = (stores.max_entries, stores.lose_writes);
     let Some(store) = stores.stores.get_mut(id) else {
         return error(StatusCode::NOT_FOUND, "Record not found");
     };
@@ -169,6 +181,9 @@ fn commit(stores: &mut Stores, id: &str, items: BTreeMap<String, String>) -> Res
             StatusCode::BAD_REQUEST,
             &format!("the store would hold {} entries; the limit is {max}", items.len()),
         );
+    }
+    if lose_writes {
+        return Json(json!({ "status": "ok" })).into_response();
     }
     if let Err(e) = write_store(&store.file, &items) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("writing the store: {e}"));

@@ -172,6 +172,27 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
     assert!(api.calls().is_empty(), "nothing is read or written: {:?}", api.calls());
     assert_eq!(api.items(STORE).len(), 1);
 
+    // A store whose account allows fewer entries than --max-entries said: the API refuses
+    // the whole update (exit 5, its reason shown), nothing is dropped to fit.
+    let small = ConfigStoreApi::start(2).unwrap();
+    small.add_store(STORE, &dir.path().join("small.json"), &[]).unwrap();
+    let out = sync(&coordinator, &small, config_store_api::TOKEN, &[]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the limit is 2"), "{}", text(&out));
+    assert!(small.items(STORE).is_empty());
+
+    // Writes accepted but not applied (someone else rewrites the store): the read-back
+    // catches it, exit 5, naming the hosts.
+    api.lose_writes(true);
+    let out = sync(&coordinator, &api, config_store_api::TOKEN, &[]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("still differs after the repair for a.localhost, b.localhost, c.localhost, z.localhost"),
+        "{stderr}"
+    );
+    api.lose_writes(false);
+
     // The Fastly API refuses the token: exit 5, the store untouched.
     let out = sync(&coordinator, &api, "not-the-token", &[]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));

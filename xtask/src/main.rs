@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         Some("fastly-build") => fastly_build(),
         Some("fastly-package") => fastly_package().map(|_| ()),
         Some("fastly-serve-check") => fastly_serve_check(),
-        Some("fastly") => run_fastly(&args[1..].iter().map(String::as_str).collect::<Vec<_>>(), Network::Online),
+        Some("fastly") => run_fastly(&args[1..].iter().map(String::as_str).collect::<Vec<_>>(), Network::ApiOnly),
         Some("build-js") => build_js(),
         Some("ci") => ci(),
         Some("demo") => demo(args.iter().any(|a| a == "--once")),
@@ -198,8 +198,11 @@ fn bootstrap(needs: Needs) -> Result {
 /// Whether the Fastly CLI may reach the network.
 #[derive(Clone, Copy, PartialEq)]
 enum Network {
-    /// As the user's environment allows.
-    Online,
+    /// Fastly's API (and account login) only: every other request — the CLI's own update
+    /// check, which has no off switch in 16.1.0 (fastly/cli#1140), and its downloads of
+    /// wasm-tools and Viceroy — finds a closed local port. Left alone when the user has an
+    /// HTTPS proxy of their own.
+    ApiOnly,
     /// Every HTTP(S) request of the CLI (and of cargo under it) fails at once: the CLI's
     /// own update check, which has no off switch, and the wasm-tools download it attempts
     /// for metadata annotations, find a closed local port; cargo runs `--offline`.
@@ -220,12 +223,20 @@ fn fastly_command(args: &[&str], network: Network) -> Command {
         .current_dir(root())
         .env("XDG_CONFIG_HOME", root().join(FASTLY_CLI_DIR).join("config"))
         .env("FASTLY_WASM_METADATA_DISABLE", "true");
-    if network == Network::Offline {
+    let own_proxy = ["HTTPS_PROXY", "https_proxy"].iter().any(|v| std::env::var_os(v).is_some_and(|p| !p.is_empty()));
+    if network == Network::Offline || !own_proxy {
         // Port 9 (discard) on loopback: nothing listens, connections are refused at once.
         for var in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
             command.env(var, "http://127.0.0.1:9");
         }
-        command.env_remove("NO_PROXY").env_remove("no_proxy").env("CARGO_NET_OFFLINE", "true");
+        let direct = match network {
+            Network::Offline => "",
+            Network::ApiOnly => "api.fastly.com,accounts.fastly.com",
+        };
+        command.env("NO_PROXY", direct).env("no_proxy", direct);
+    }
+    if network == Network::Offline {
+        command.env("CARGO_NET_OFFLINE", "true");
     }
     command
 }

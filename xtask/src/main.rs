@@ -12,7 +12,8 @@
 //!   prints the package's size.
 //! - `fastly-serve-check` `fastly compute serve --viceroy-path` with the pinned Viceroy runs
 //!   the package (after `fastly-package`) and the edge answers.
-//! - `fastly [ARGS]` run the project's pinned Fastly CLI (its own config under `.tools/`).
+//! - `fastly [ARGS]` run the project's pinned Fastly CLI (its own config under `.tools/`,
+//!   Wasm metadata off, only Fastly's API and login reachable: no update check).
 //! - `build-js`   build the JavaScript package of `edgegen-shared` into `shared/js/pkg`.
 //! - `ci`         the one gate: bootstrap, fmt, clippy (native and both wasm targets), the
 //!   wasm builds, the Fastly package, every Rust test (Viceroy included) and the Node

@@ -30,6 +30,10 @@ pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 /// Largest `max_age_ms` a manifest may carry: one minute. The max age is the staleness
 /// bound of invariant 3, so an absurd value is refused rather than trusted.
 pub const MAX_MAX_AGE_MS: u64 = 60_000;
+/// Largest `max_stale_ms` a manifest or lease may carry: one day. `max_stale` bounds how
+/// long a PoP that cannot reach the coordinator keeps serving its last verified generation
+/// (invariant 3 under a partition), so it is bounded like `max_age`.
+pub const MAX_MAX_STALE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A tenant's current state, as the coordinator publishes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +55,11 @@ pub struct Manifest {
     pub issued_at: u64,
     /// How long the edge may rely on this manifest without re-fetching it, in milliseconds.
     pub max_age_ms: u64,
+    /// How long after `issued_at` a PoP that cannot reach the coordinator may keep using
+    /// this manifest, in milliseconds (at least `max_age_ms`). Absent (a coordinator that
+    /// predates leases) means no stale use: the manifest expires with its max age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale_ms: Option<u64>,
 }
 
 /// Like the default for `Option`, but a missing field is an error rather than `None`.
@@ -120,6 +129,14 @@ impl Manifest {
         fetched_at_ms <= now_ms && now_ms - fetched_at_ms < self.max_age_ms
     }
 
+    /// Until when (Unix ms, exclusive) a PoP that cannot reach the coordinator may keep using
+    /// this manifest: `issued_at + max_stale`, or `issued_at + max_age` without a stale bound.
+    /// Measured from the coordinator's `issued_at`, not from the fetch, so a release committed
+    /// at `c` is never contradicted later than `c + max_stale`.
+    pub fn stale_until(&self) -> u64 {
+        self.issued_at.saturating_add(self.max_stale_ms.unwrap_or(self.max_age_ms))
+    }
+
     /// Whether the coordinator issued this manifest recently enough to be current at
     /// `now_ms`, allowing `skew_ms` of clock difference: a replayed or long-cached old
     /// manifest is not.
@@ -155,12 +172,7 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
     // Only the canonical spelling of the signature (64 lower-case hex digits) is accepted:
     // one manifest object has exactly one valid signature text.
-    let sig = envelope.signature;
-    if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(ManifestError::BadSignature);
-    }
-    let mut tag = [0u8; 32];
-    hex::decode_to_slice(sig, &mut tag).map_err(|_| ManifestError::BadSignature)?;
+    let tag = crate::mac::parse_tag(envelope.signature).ok_or(ManifestError::BadSignature)?;
     let ok = key.verify(MANIFEST_DOMAIN, &tag, |e| {
         e.field(envelope.manifest.get().as_bytes());
     });
@@ -188,10 +200,29 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
             manifest.max_age_ms
         )));
     }
+    if let Some(max_stale) = manifest.max_stale_ms
+        && (max_stale < manifest.max_age_ms || max_stale > MAX_MAX_STALE_MS)
+    {
+        return Err(ManifestError::Malformed(format!(
+            "max_stale_ms: must be between max_age_ms ({}) and {MAX_MAX_STALE_MS} (got {max_stale})",
+            manifest.max_age_ms
+        )));
+    }
     if &manifest.tenant != expected_tenant {
         return Err(ManifestError::WrongTenant { expected: expected_tenant.clone(), got: manifest.tenant });
     }
     Ok(manifest)
+}
+
+/// The signature of a signed-manifest body: the identity of that exact manifest, which a
+/// [`crate::lease::Lease`] is bound to. Call it on a body [`verify`] accepted.
+///
+/// # Errors
+/// [`ManifestError::Malformed`] or [`ManifestError::BadSignature`] when the body is not an
+/// envelope with a canonical signature.
+pub fn signature(body: &[u8]) -> Result<[u8; 32], ManifestError> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    crate::mac::parse_tag(envelope.signature).ok_or(ManifestError::BadSignature)
 }
 
 #[cfg(test)]
@@ -212,6 +243,7 @@ mod tests {
             release_id: Some(ReleaseId::new("rel_1").unwrap()),
             issued_at: 1_700_000_000_000,
             max_age_ms: 1000,
+            max_stale_ms: None,
         }
     }
 
@@ -301,6 +333,26 @@ mod tests {
         assert!(!m.is_current(1_700_000_001_001, 0), "too old");
         assert!(m.is_current(1_700_000_001_100, 200), "within skew");
         assert!(!m.is_current(1_699_999_999_000, 200), "issued in the future");
+    }
+
+    #[test]
+    fn stale_bound_is_optional_and_checked() {
+        let mut m = manifest();
+        assert_eq!(m.stale_until(), 1_700_000_001_000, "without max_stale, the max age bounds stale use");
+        assert!(!m.sign(&key()).contains("max_stale_ms"), "absent stays absent on the wire");
+        m.max_stale_ms = Some(300_000);
+        assert_eq!(m.stale_until(), 1_700_000_300_000);
+        let body = m.sign(&key());
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), m);
+        assert_eq!(signature(body.as_bytes()).unwrap().len(), 32);
+        for bad in [999, MAX_MAX_STALE_MS + 1] {
+            m.max_stale_ms = Some(bad);
+            let body = m.sign(&key());
+            assert!(
+                matches!(verify(body.as_bytes(), &key(), &acme()), Err(ManifestError::Malformed(e)) if e.contains("max_stale_ms")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn verify_manifest(body: &str, tenant: &str, key: &str) -> Result<String, Js
 }
 
 /// `signLease(manifestJson, key, issuedAtMs, maxAgeMs, maxStaleMs)`: the `edgegen-lease`
-/// header extending the manifest (BigInt times), bound to that manifest's signed body.
+/// header extending the manifest's state (BigInt times).
 #[wasm_bindgen(js_name = signLease)]
 pub fn sign_lease(
     manifest_json: &str,
@@ -84,8 +84,8 @@ pub fn sign_lease(
     max_age_ms: u64,
     max_stale_ms: u64,
 ) -> Result<String, JsError> {
-    let (manifest, signature, key) = held_manifest(manifest_json, key)?;
-    Ok(crate::lease::Lease::new(&manifest, signature, issued_at, max_age_ms, max_stale_ms).sign(&key))
+    let (manifest, key) = held_manifest(manifest_json, key)?;
+    Ok(crate::lease::Lease::new(&manifest, issued_at, max_age_ms, max_stale_ms).sign(&key))
 }
 
 /// `verifyLease(header, manifestJson, key, nowMs, skewMs)`: JSON `{"tenant","generation",
@@ -99,8 +99,8 @@ pub fn verify_lease(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<String, JsError> {
-    let (manifest, signature, key) = held_manifest(manifest_json, key)?;
-    let lease = crate::lease::verify(header, &key, &manifest, &signature, now_ms, skew_ms).map_err(js_err)?;
+    let (manifest, key) = held_manifest(manifest_json, key)?;
+    let lease = crate::lease::verify(header, &key, &manifest, now_ms, skew_ms).map_err(js_err)?;
     Ok(serde_json::json!({
         "tenant": lease.tenant, "generation": lease.generation, "issued_at": lease.issued_at,
         "max_age_ms": lease.max_age_ms, "max_stale_ms": lease.max_stale_ms,
@@ -108,12 +108,11 @@ pub fn verify_lease(
     .to_string())
 }
 
-/// A manifest, the signature of its signed body under `key`, and the key.
-fn held_manifest(manifest_json: &str, key: &str) -> Result<(Manifest, [u8; 32], SecretKey), JsError> {
+/// A manifest and the manifest key, parsed.
+fn held_manifest(manifest_json: &str, key: &str) -> Result<(Manifest, SecretKey), JsError> {
     let manifest: Manifest = serde_json::from_str(manifest_json).map_err(js_err)?;
     let key = SecretKey::new("manifest key", key.as_bytes()).map_err(js_err)?;
-    let signature = crate::manifest::signature(manifest.sign(&key).as_bytes()).map_err(js_err)?;
-    Ok((manifest, signature, key))
+    Ok((manifest, key))
 }
 
 /// `mintProbeToken(tenant, nowSeconds, expiresAtSeconds, key)`: a probe token (BigInt times).

@@ -5,20 +5,22 @@
 //! Form (the `edgegen-lease` response header):
 //!
 //! ```text
-//! v1.{tenant}.{generation}.{issued_at}.{max_age_ms}.{max_stale_ms}.{manifest}.{signature}
+//! v1.{tenant}.{generation}.{issued_at}.{max_age_ms}.{max_stale_ms}.{state}.{signature}
 //! ```
 //!
-//! Numbers are decimal without leading zeros; `issued_at` is Unix milliseconds; `manifest` is
-//! the 64-hex signature of the manifest body the lease extends ([`crate::manifest::signature`]);
+//! Numbers are decimal without leading zeros; `issued_at` is Unix milliseconds; `state` is the
+//! 64-hex [`Manifest::state_digest`] of the manifest the lease extends (tenant, generation,
+//! schema version, contract hash, release — everything but its issue time and ages);
 //! `signature` is 64 lower-case hex digits of HMAC-SHA256 under `EDGEGEN_MANIFEST_KEY` over the
 //! domain tag `edgegen/lease/v1`, the tenant, the four numbers (u64 big-endian) and the 32
-//! manifest-signature bytes. Tenants never contain `.`, so the form splits unambiguously.
+//! state bytes. Tenants never contain `.`, so the form splits unambiguously.
 //!
 //! Why a lease cannot be misused:
 //! - **Another tenant's lease** fails the tenant check: the tenant is signed.
-//! - **A lease for another manifest** (an older generation of the same tenant, or a manifest
-//!   re-issued after a rollback) fails the binding: it extends only the manifest whose
-//!   signature it carries, so it can never make a PoP keep a generation it does not vouch for.
+//! - **A lease for another state** (an older generation of the same tenant, or the same
+//!   generation number with another schema or contract after a lost database) fails the
+//!   binding: it extends only a manifest whose state digest it carries, so it can never make a
+//!   PoP keep a generation it does not vouch for.
 //! - **A replayed lease** is at most as good as it was: its validity is measured from its
 //!   signed `issued_at`, and [`verify`] refuses one that is no longer current (older than its
 //!   own max age plus the allowed clock skew) or issued in the future. Replaying the newest
@@ -50,8 +52,8 @@ pub struct Lease {
     /// How long after `issued_at` a PoP that cannot reach the coordinator may keep using the
     /// manifest, in milliseconds (at least `max_age_ms`).
     pub max_stale_ms: u64,
-    /// The signature of the manifest body this lease extends.
-    pub manifest: [u8; 32],
+    /// The [`Manifest::state_digest`] of the manifest this lease extends.
+    pub state: [u8; 32],
 }
 
 /// Why a lease was refused.
@@ -66,7 +68,7 @@ pub enum LeaseError {
     /// Valid, but for another tenant.
     #[error("lease: issued for another tenant")]
     WrongTenant,
-    /// Valid, but for another manifest than the one the PoP holds.
+    /// Valid, but for another state than the manifest the PoP holds.
     #[error("lease: issued for another manifest")]
     WrongManifest,
     /// Issued further in the future than the allowed clock skew.
@@ -78,22 +80,15 @@ pub enum LeaseError {
 }
 
 impl Lease {
-    /// A lease extending `manifest` (whose signed body has signature `manifest_signature`),
-    /// issued at `issued_at` with the given ages.
-    pub fn new(
-        manifest: &Manifest,
-        manifest_signature: [u8; 32],
-        issued_at: u64,
-        max_age_ms: u64,
-        max_stale_ms: u64,
-    ) -> Lease {
+    /// A lease extending `manifest`'s state, issued at `issued_at` with the given ages.
+    pub fn new(manifest: &Manifest, issued_at: u64, max_age_ms: u64, max_stale_ms: u64) -> Lease {
         Lease {
             tenant: manifest.tenant.clone(),
             generation: manifest.generation,
             issued_at,
             max_age_ms,
             max_stale_ms,
-            manifest: manifest_signature,
+            state: manifest.state_digest(),
         }
     }
 
@@ -107,7 +102,7 @@ impl Lease {
             self.issued_at,
             self.max_age_ms,
             self.max_stale_ms,
-            hex::encode(self.manifest),
+            hex::encode(self.state),
             hex::encode(tag)
         )
     }
@@ -122,7 +117,7 @@ impl Lease {
             .u64(self.issued_at)
             .u64(self.max_age_ms)
             .u64(self.max_stale_ms)
-            .field(&self.manifest);
+            .field(&self.state);
     }
 
     /// Until when (Unix ms, exclusive) the PoP may rely on the manifest without re-checking,
@@ -145,25 +140,18 @@ fn number(text: &str) -> Option<u64> {
     canonical.then(|| text.parse().ok()).flatten()
 }
 
-/// Verifies a lease header for the manifest a PoP holds (`held`, whose body has signature
-/// `held_signature`) at `now_ms`, allowing `skew_ms` of clock difference.
+/// Verifies a lease header for the manifest a PoP holds (`held`) at `now_ms`, allowing
+/// `skew_ms` of clock difference.
 ///
 /// # Errors
 /// [`LeaseError`], checked in this order: malformed, forged, wrong tenant, wrong manifest,
 /// from the future, not current.
-pub fn verify(
-    header: &str,
-    key: &SecretKey,
-    held: &Manifest,
-    held_signature: &[u8; 32],
-    now_ms: u64,
-    skew_ms: u64,
-) -> Result<Lease, LeaseError> {
+pub fn verify(header: &str, key: &SecretKey, held: &Manifest, now_ms: u64, skew_ms: u64) -> Result<Lease, LeaseError> {
     if header.len() > MAX_LEASE_LEN {
         return Err(LeaseError::Malformed);
     }
     let parts: Vec<&str> = header.split('.').collect();
-    let ["v1", tenant, generation, issued_at, max_age, max_stale, manifest, sig] = parts[..] else {
+    let ["v1", tenant, generation, issued_at, max_age, max_stale, state, sig] = parts[..] else {
         return Err(LeaseError::Malformed);
     };
     let tenant = TenantId::new(tenant).map_err(|_| LeaseError::Malformed)?;
@@ -173,7 +161,7 @@ pub fn verify(
         issued_at: number(issued_at).ok_or(LeaseError::Malformed)?,
         max_age_ms: number(max_age).ok_or(LeaseError::Malformed)?,
         max_stale_ms: number(max_stale).ok_or(LeaseError::Malformed)?,
-        manifest: crate::mac::parse_tag(manifest).ok_or(LeaseError::Malformed)?,
+        state: crate::mac::parse_tag(state).ok_or(LeaseError::Malformed)?,
     };
     let tag = crate::mac::parse_tag(sig).ok_or(LeaseError::Malformed)?;
     if !key.verify(LEASE_DOMAIN, &tag, |e| lease.absorb(e)) {
@@ -190,7 +178,7 @@ pub fn verify(
     if lease.tenant != held.tenant {
         return Err(LeaseError::WrongTenant);
     }
-    if lease.generation != held.generation || &lease.manifest != held_signature {
+    if lease.generation != held.generation || lease.state != held.state_digest() {
         return Err(LeaseError::WrongManifest);
     }
     if lease.issued_at > now_ms.saturating_add(skew_ms) {
@@ -253,33 +241,33 @@ mod tests {
         }
     }
 
-    fn signed(m: &Manifest) -> [u8; 32] {
-        crate::manifest::signature(m.sign(&key()).as_bytes()).unwrap()
-    }
-
     #[track_caller]
     fn check(header: &str, held: &Manifest, now: u64, expected: Result<(), LeaseError>) {
-        let got = verify(header, &key(), held, &signed(held), now, 200).map(|_| ());
+        let got = verify(header, &key(), held, now, 200).map(|_| ());
         assert_eq!(got, expected, "{header}");
     }
 
     #[test]
     fn verify_cases() {
         let held = manifest("acme", 7);
-        let lease = Lease::new(&held, signed(&held), NOW, 1_000, 300_000);
+        let lease = Lease::new(&held, NOW, 1_000, 300_000);
         let header = lease.sign(&key());
-        assert_eq!(verify(&header, &key(), &held, &signed(&held), NOW, 200), Ok(lease.clone()));
+        assert_eq!(verify(&header, &key(), &held, NOW, 200), Ok(lease.clone()));
         check(&header, &held, NOW + 1_200, Ok(()));
         check(&header, &held, NOW + 1_201, Err(LeaseError::NotCurrent));
         check(&header, &held, NOW - 201, Err(LeaseError::FromTheFuture));
 
         // Another tenant's manifest: the lease is not for it.
         check(&header, &manifest("beta", 7), NOW, Err(LeaseError::WrongTenant));
-        // The same tenant's older generation, or a re-issued manifest of the same generation.
+        // The same tenant's older generation, or the same generation with another contract.
         check(&header, &manifest("acme", 6), NOW, Err(LeaseError::WrongManifest));
+        let mut other_state = manifest("acme", 7);
+        other_state.contract_hash = ContractHash::from_digest([0xac; 32]);
+        check(&header, &other_state, NOW, Err(LeaseError::WrongManifest));
+        // A re-issue of the same state (another issue time) is the same state: the lease holds.
         let mut reissued = manifest("acme", 7);
         reissued.issued_at += 1;
-        check(&header, &reissued, NOW, Err(LeaseError::WrongManifest));
+        check(&header, &reissued, NOW, Ok(()));
 
         // Re-targeting or stretching a valid lease breaks its signature.
         check(&header.replace("v1.acme.", "v1.beta."), &manifest("beta", 7), NOW, Err(LeaseError::Forged));
@@ -307,7 +295,7 @@ mod tests {
         for (max_age, max_stale) in
             [(0, 10), (MAX_MAX_AGE_MS + 1, MAX_MAX_STALE_MS), (1_000, 999), (1, MAX_MAX_STALE_MS + 1)]
         {
-            let header = Lease::new(&held, signed(&held), NOW, max_age, max_stale).sign(&key());
+            let header = Lease::new(&held, NOW, max_age, max_stale).sign(&key());
             check(&header, &held, NOW, Err(LeaseError::Malformed));
         }
     }

@@ -23,6 +23,8 @@ use crate::mac::SecretKey;
 
 /// Domain tag of manifest signatures.
 pub const MANIFEST_DOMAIN: &str = "edgegen/manifest/v1";
+/// Domain tag of [`Manifest::state_digest`].
+pub const STATE_DOMAIN: &str = "edgegen/manifest-state/v1";
 /// The manifest format this crate writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
 /// Largest manifest body accepted, in bytes (a manifest is a few hundred bytes).
@@ -129,6 +131,21 @@ impl Manifest {
         fetched_at_ms <= now_ms && now_ms - fetched_at_ms < self.max_age_ms
     }
 
+    /// The digest of the state this manifest states — tenant, generation, schema version,
+    /// contract hash and release — without its issue time or ages: what a
+    /// [`crate::lease::Lease`] vouches is still current. SHA-256 over the domain tag
+    /// `edgegen/manifest-state/v1` and those fields, length-prefixed (the release optional).
+    pub fn state_digest(&self) -> [u8; 32] {
+        let mut hash = <sha2::Sha256 as sha2::Digest>::new();
+        crate::encoding::Encoder::new(&mut hash, STATE_DOMAIN)
+            .field(self.tenant.as_str().as_bytes())
+            .u64(self.generation.0)
+            .field(self.schema_version.to_string().as_bytes())
+            .field(self.contract_hash.to_string().as_bytes())
+            .optional(self.release_id.as_ref().map(|r| r.as_str().as_bytes()));
+        sha2::Digest::finalize(hash).into()
+    }
+
     /// Until when (Unix ms, exclusive) a PoP that cannot reach the coordinator may keep using
     /// this manifest: `issued_at + max_stale`, or `issued_at + max_age` without a stale bound.
     /// Measured from the coordinator's `issued_at`, not from the fetch, so a release committed
@@ -212,17 +229,6 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
         return Err(ManifestError::WrongTenant { expected: expected_tenant.clone(), got: manifest.tenant });
     }
     Ok(manifest)
-}
-
-/// The signature of a signed-manifest body: the identity of that exact manifest, which a
-/// [`crate::lease::Lease`] is bound to. Call it on a body [`verify`] accepted.
-///
-/// # Errors
-/// [`ManifestError::Malformed`] or [`ManifestError::BadSignature`] when the body is not an
-/// envelope with a canonical signature.
-pub fn signature(body: &[u8]) -> Result<[u8; 32], ManifestError> {
-    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
-    crate::mac::parse_tag(envelope.signature).ok_or(ManifestError::BadSignature)
 }
 
 #[cfg(test)]
@@ -344,7 +350,6 @@ mod tests {
         assert_eq!(m.stale_until(), 1_700_000_300_000);
         let body = m.sign(&key());
         assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), m);
-        assert_eq!(signature(body.as_bytes()).unwrap().len(), 32);
         for bad in [999, MAX_MAX_STALE_MS + 1] {
             m.max_stale_ms = Some(bad);
             let body = m.sign(&key());
@@ -353,6 +358,25 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn state_digest_covers_the_state_not_the_issue() {
+        let m = manifest();
+        let mut reissued = manifest();
+        reissued.issued_at += 1;
+        reissued.max_age_ms = 2000;
+        reissued.max_stale_ms = Some(9000);
+        assert_eq!(m.state_digest(), reissued.state_digest());
+        let mut other = manifest();
+        other.generation = Generation(4);
+        assert_ne!(m.state_digest(), other.state_digest());
+        let mut other = manifest();
+        other.release_id = None;
+        assert_ne!(m.state_digest(), other.state_digest());
+        let mut other = manifest();
+        other.contract_hash = ContractHash::from_digest([0xac; 32]);
+        assert_ne!(m.state_digest(), other.state_digest());
     }
 
     #[test]

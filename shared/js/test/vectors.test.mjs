@@ -112,7 +112,8 @@ for (const c of vectors.object_metadata_errors) {
 test('every vector group is covered', () => {
   const groups = Object.keys(vectors).filter((k) => Array.isArray(vectors[k]));
   assert.deepEqual(groups.sort(), [
-    'cache_key_errors', 'cache_keys', 'contract_hashes', 'manifest_rejections', 'manifests',
+    'cache_key_errors', 'cache_keys', 'contract_hashes', 'lease_verifications', 'leases',
+    'manifest_rejections', 'manifests',
     'object_metadata', 'object_metadata_errors', 'probe_tokens', 'probe_verifications', 'surrogate_keys',
   ]);
 });

@@ -429,6 +429,7 @@ async fn manifest(
         release_id: current.release_id,
         issued_at: now_ms(),
         max_age_ms: state.manifest_max_age_ms,
+        max_stale_ms: None,
     };
     let body = manifest.sign(&state.manifest_key);
     Ok((

@@ -74,6 +74,47 @@ pub fn verify_manifest(body: &str, tenant: &str, key: &str) -> Result<String, Js
     serde_json::to_string(&manifest).map_err(js_err)
 }
 
+/// `signLease(manifestJson, key, issuedAtMs, maxAgeMs, maxStaleMs)`: the `edgegen-lease`
+/// header extending the manifest's state (BigInt times).
+#[wasm_bindgen(js_name = signLease)]
+pub fn sign_lease(
+    manifest_json: &str,
+    key: &str,
+    issued_at: u64,
+    max_age_ms: u64,
+    max_stale_ms: u64,
+) -> Result<String, JsError> {
+    let (manifest, key) = held_manifest(manifest_json, key)?;
+    Ok(crate::lease::Lease::new(&manifest, issued_at, max_age_ms, max_stale_ms).sign(&key))
+}
+
+/// `verifyLease(header, manifestJson, key, nowMs, skewMs)`: JSON `{"tenant","generation",
+/// "issued_at","max_age_ms","max_stale_ms"}` of a lease valid for the held manifest; throws
+/// with the reason otherwise.
+#[wasm_bindgen(js_name = verifyLease)]
+pub fn verify_lease(
+    header: &str,
+    manifest_json: &str,
+    key: &str,
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<String, JsError> {
+    let (manifest, key) = held_manifest(manifest_json, key)?;
+    let lease = crate::lease::verify(header, &key, &manifest, now_ms, skew_ms).map_err(js_err)?;
+    Ok(serde_json::json!({
+        "tenant": lease.tenant, "generation": lease.generation, "issued_at": lease.issued_at,
+        "max_age_ms": lease.max_age_ms, "max_stale_ms": lease.max_stale_ms,
+    })
+    .to_string())
+}
+
+/// A manifest and the manifest key, parsed.
+fn held_manifest(manifest_json: &str, key: &str) -> Result<(Manifest, SecretKey), JsError> {
+    let manifest: Manifest = serde_json::from_str(manifest_json).map_err(js_err)?;
+    let key = SecretKey::new("manifest key", key.as_bytes()).map_err(js_err)?;
+    Ok((manifest, key))
+}
+
 /// `mintProbeToken(tenant, nowSeconds, expiresAtSeconds, key)`: a probe token (BigInt times).
 #[wasm_bindgen(js_name = mintProbeToken)]
 pub fn mint_probe_token(tenant: &str, now_seconds: u64, expires_at: u64, key: &str) -> Result<String, JsError> {

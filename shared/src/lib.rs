@@ -9,6 +9,7 @@
 //! - [`key`]: request normalization and cache-key derivation;
 //! - [`surrogate`]: tenant-scoped surrogate keys checked against Fastly's limits;
 //! - [`manifest`]: the signed per-tenant manifest the edge trusts;
+//! - [`lease`]: the signed extension of a manifest sent on a conditional refresh (304);
 //! - [`metadata`]: what the edge stores next to each cached object;
 //! - [`probe`]: the `edgegen-probe` debug token;
 //! - [`wire`]: acknowledgement and report bodies the edge posts to the coordinator;
@@ -27,6 +28,7 @@ pub mod ids;
 #[cfg(feature = "js")]
 pub mod js;
 pub mod key;
+pub mod lease;
 mod mac;
 pub mod manifest;
 pub mod metadata;
@@ -37,6 +39,7 @@ pub mod wire;
 pub use contract::{ContractError, contract_hash};
 pub use ids::{ContractHash, Generation, InvalidField, PopId, ReleaseId, SchemaVersion, TenantId};
 pub use key::{CacheKey, KeyError, KeyScope, NormalizedRequest, RequestParts};
+pub use lease::{Lease, LeaseError};
 pub use mac::{InvalidSecret, SecretKey};
 pub use manifest::{Manifest, ManifestError};
 pub use metadata::{MetadataError, ObjectMetadata};

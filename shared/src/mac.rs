@@ -74,6 +74,17 @@ impl fmt::Debug for SecretKey {
     }
 }
 
+/// Parses a tag in its one accepted spelling (64 lower-case hex digits), so that one signed
+/// value has exactly one valid text.
+pub(crate) fn parse_tag(hex_text: &str) -> Option<[u8; 32]> {
+    if hex_text.len() != 64 || !hex_text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut tag).ok()?;
+    Some(tag)
+}
+
 /// Adapts an HMAC state to [`Absorb`].
 pub(crate) struct MacSink(HmacSha256);
 

@@ -23,6 +23,8 @@ use crate::mac::SecretKey;
 
 /// Domain tag of manifest signatures.
 pub const MANIFEST_DOMAIN: &str = "edgegen/manifest/v1";
+/// Domain tag of [`Manifest::state_digest`].
+pub const STATE_DOMAIN: &str = "edgegen/manifest-state/v1";
 /// The manifest format this crate writes and reads.
 pub const MANIFEST_FORMAT: u32 = 1;
 /// Largest manifest body accepted, in bytes (a manifest is a few hundred bytes).
@@ -30,6 +32,10 @@ pub const MAX_MANIFEST_LEN: usize = 64 * 1024;
 /// Largest `max_age_ms` a manifest may carry: one minute. The max age is the staleness
 /// bound of invariant 3, so an absurd value is refused rather than trusted.
 pub const MAX_MAX_AGE_MS: u64 = 60_000;
+/// Largest `max_stale_ms` a manifest or lease may carry: one day. `max_stale` bounds how
+/// long a PoP that cannot reach the coordinator keeps serving its last verified generation
+/// (invariant 3 under a partition), so it is bounded like `max_age`.
+pub const MAX_MAX_STALE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A tenant's current state, as the coordinator publishes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +57,11 @@ pub struct Manifest {
     pub issued_at: u64,
     /// How long the edge may rely on this manifest without re-fetching it, in milliseconds.
     pub max_age_ms: u64,
+    /// How long after `issued_at` a PoP that cannot reach the coordinator may keep using
+    /// this manifest, in milliseconds (at least `max_age_ms`). Absent (a coordinator that
+    /// predates leases) means no stale use: the manifest expires with its max age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stale_ms: Option<u64>,
 }
 
 /// Like the default for `Option`, but a missing field is an error rather than `None`.
@@ -120,6 +131,29 @@ impl Manifest {
         fetched_at_ms <= now_ms && now_ms - fetched_at_ms < self.max_age_ms
     }
 
+    /// The digest of the state this manifest states — tenant, generation, schema version,
+    /// contract hash and release — without its issue time or ages: what a
+    /// [`crate::lease::Lease`] vouches is still current. SHA-256 over the domain tag
+    /// `edgegen/manifest-state/v1` and those fields, length-prefixed (the release optional).
+    pub fn state_digest(&self) -> [u8; 32] {
+        let mut hash = <sha2::Sha256 as sha2::Digest>::new();
+        crate::encoding::Encoder::new(&mut hash, STATE_DOMAIN)
+            .field(self.tenant.as_str().as_bytes())
+            .u64(self.generation.0)
+            .field(self.schema_version.to_string().as_bytes())
+            .field(self.contract_hash.to_string().as_bytes())
+            .optional(self.release_id.as_ref().map(|r| r.as_str().as_bytes()));
+        sha2::Digest::finalize(hash).into()
+    }
+
+    /// Until when (Unix ms, exclusive) a PoP that cannot reach the coordinator may keep using
+    /// this manifest: `issued_at + max_stale`, or `issued_at + max_age` without a stale bound.
+    /// Measured from the coordinator's `issued_at`, not from the fetch, so a release committed
+    /// at `c` is never contradicted later than `c + max_stale`.
+    pub fn stale_until(&self) -> u64 {
+        self.issued_at.saturating_add(self.max_stale_ms.unwrap_or(self.max_age_ms))
+    }
+
     /// Whether the coordinator issued this manifest recently enough to be current at
     /// `now_ms`, allowing `skew_ms` of clock difference: a replayed or long-cached old
     /// manifest is not.
@@ -155,12 +189,7 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
     // Only the canonical spelling of the signature (64 lower-case hex digits) is accepted:
     // one manifest object has exactly one valid signature text.
-    let sig = envelope.signature;
-    if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(ManifestError::BadSignature);
-    }
-    let mut tag = [0u8; 32];
-    hex::decode_to_slice(sig, &mut tag).map_err(|_| ManifestError::BadSignature)?;
+    let tag = crate::mac::parse_tag(envelope.signature).ok_or(ManifestError::BadSignature)?;
     let ok = key.verify(MANIFEST_DOMAIN, &tag, |e| {
         e.field(envelope.manifest.get().as_bytes());
     });
@@ -188,6 +217,14 @@ pub fn verify(body: &[u8], key: &SecretKey, expected_tenant: &TenantId) -> Resul
             manifest.max_age_ms
         )));
     }
+    if let Some(max_stale) = manifest.max_stale_ms
+        && (max_stale < manifest.max_age_ms || max_stale > MAX_MAX_STALE_MS)
+    {
+        return Err(ManifestError::Malformed(format!(
+            "max_stale_ms: must be between max_age_ms ({}) and {MAX_MAX_STALE_MS} (got {max_stale})",
+            manifest.max_age_ms
+        )));
+    }
     if &manifest.tenant != expected_tenant {
         return Err(ManifestError::WrongTenant { expected: expected_tenant.clone(), got: manifest.tenant });
     }
@@ -212,6 +249,7 @@ mod tests {
             release_id: Some(ReleaseId::new("rel_1").unwrap()),
             issued_at: 1_700_000_000_000,
             max_age_ms: 1000,
+            max_stale_ms: None,
         }
     }
 
@@ -301,6 +339,44 @@ mod tests {
         assert!(!m.is_current(1_700_000_001_001, 0), "too old");
         assert!(m.is_current(1_700_000_001_100, 200), "within skew");
         assert!(!m.is_current(1_699_999_999_000, 200), "issued in the future");
+    }
+
+    #[test]
+    fn stale_bound_is_optional_and_checked() {
+        let mut m = manifest();
+        assert_eq!(m.stale_until(), 1_700_000_001_000, "without max_stale, the max age bounds stale use");
+        assert!(!m.sign(&key()).contains("max_stale_ms"), "absent stays absent on the wire");
+        m.max_stale_ms = Some(300_000);
+        assert_eq!(m.stale_until(), 1_700_000_300_000);
+        let body = m.sign(&key());
+        assert_eq!(verify(body.as_bytes(), &key(), &acme()).unwrap(), m);
+        for bad in [999, MAX_MAX_STALE_MS + 1] {
+            m.max_stale_ms = Some(bad);
+            let body = m.sign(&key());
+            assert!(
+                matches!(verify(body.as_bytes(), &key(), &acme()), Err(ManifestError::Malformed(e)) if e.contains("max_stale_ms")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_digest_covers_the_state_not_the_issue() {
+        let m = manifest();
+        let mut reissued = manifest();
+        reissued.issued_at += 1;
+        reissued.max_age_ms = 2000;
+        reissued.max_stale_ms = Some(9000);
+        assert_eq!(m.state_digest(), reissued.state_digest());
+        let mut other = manifest();
+        other.generation = Generation(4);
+        assert_ne!(m.state_digest(), other.state_digest());
+        let mut other = manifest();
+        other.release_id = None;
+        assert_ne!(m.state_digest(), other.state_digest());
+        let mut other = manifest();
+        other.contract_hash = ContractHash::from_digest([0xac; 32]);
+        assert_ne!(m.state_digest(), other.state_digest());
     }
 
     #[test]

@@ -87,11 +87,7 @@ pub fn verify(token: &str, tenant: &TenantId, now: u64, key: &SecretKey) -> Resu
     .then(|| expires.parse().ok())
     .flatten()
     .ok_or(ProbeError::Malformed)?;
-    let mut tag = [0u8; 32];
-    if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(ProbeError::Malformed);
-    }
-    hex::decode_to_slice(sig, &mut tag).map_err(|_| ProbeError::Malformed)?;
+    let tag = crate::mac::parse_tag(sig).ok_or(ProbeError::Malformed)?;
     let ok = key.verify(PROBE_DOMAIN, &tag, |e| {
         e.field(token_tenant.as_bytes()).u64(expires_at);
     });

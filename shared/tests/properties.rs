@@ -3,6 +3,7 @@
 //! altered byte fails, metadata decoding never panics.
 
 use edgegen_shared::key::{CacheKey, KeyScope, NormalizedRequest, RequestParts, normalize_path, normalize_query};
+use edgegen_shared::lease::{self, Lease};
 use edgegen_shared::manifest::{self, Manifest};
 use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::probe;
@@ -186,6 +187,7 @@ proptest! {
             release_id: release.map(|r| ReleaseId::new(r).unwrap()),
             issued_at,
             max_age_ms,
+            max_stale_ms: None,
         };
         let body = m.sign(&key());
         prop_assert_eq!(manifest::verify(body.as_bytes(), &key(), &m.tenant), Ok(m.clone()));
@@ -193,6 +195,36 @@ proptest! {
         let i = flip_at.index(altered.len());
         altered[i] ^= flip_with;
         prop_assert!(manifest::verify(&altered, &key(), &m.tenant).is_err(), "byte {} altered", i);
+    }
+
+    #[test]
+    fn lease_round_trips_and_any_flipped_byte_fails(
+        scope in scope(),
+        issued_at in 0u64..4_000_000_000_000,
+        max_age_ms in 1..=manifest::MAX_MAX_AGE_MS,
+        extra_stale in 0..=manifest::MAX_MAX_STALE_MS - manifest::MAX_MAX_AGE_MS,
+        flip_at in any::<prop::sample::Index>(),
+        flip_with in 1u8..=127,
+    ) {
+        let m = Manifest {
+            format: 1,
+            tenant: scope.tenant.clone(),
+            generation: Generation(scope.generation.0.max(1)),
+            schema_version: scope.schema_version,
+            contract_hash: scope.contract_hash,
+            release_id: None,
+            issued_at,
+            max_age_ms,
+            max_stale_ms: Some(max_age_ms + extra_stale),
+        };
+        let lease = Lease::new(&m, issued_at, max_age_ms, max_age_ms + extra_stale);
+        let header = lease.sign(&key());
+        prop_assert_eq!(lease::verify(&header, &key(), &m, issued_at, 0), Ok(lease));
+        let mut altered = header.into_bytes();
+        let i = flip_at.index(altered.len());
+        altered[i] ^= flip_with;
+        let altered = String::from_utf8(altered).unwrap();
+        prop_assert!(lease::verify(&altered, &key(), &m, issued_at, 0).is_err(), "byte {} altered: {}", i, altered);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use edgegen_shared::contract::{canonical_json, contract_hash};
 use edgegen_shared::key::KeyInput;
+use edgegen_shared::lease::{self, Lease};
 use edgegen_shared::manifest::{self, Manifest};
 use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::probe;
@@ -101,6 +102,26 @@ fn known_answer_vectors() {
         let result = manifest::verify(text(case, "body").as_bytes(), &secret(case), &tenant(case));
         let error = result.expect_err("a rejection vector must be rejected").to_string();
         c.check(case, "error", json!(error));
+    }
+
+    for case in c.cases(&mut doc, "leases") {
+        let m: Manifest = serde_json::from_value(case["manifest"].clone()).unwrap();
+        let number = |field: &str| case[field].as_u64().unwrap_or_else(|| panic!("{field} is not a u64"));
+        let lease = Lease::new(&m, number("issued_at"), number("max_age_ms"), number("max_stale_ms"));
+        let header = lease.sign(&secret(case));
+        let verified = lease::verify(&header, &secret(case), &m, lease.issued_at, 0);
+        assert_eq!(verified.as_ref(), Ok(&lease), "{:?}", case["name"]);
+        c.check(case, "header", json!(header));
+    }
+
+    for case in c.cases(&mut doc, "lease_verifications") {
+        let held: Manifest = serde_json::from_value(case["manifest"].clone()).unwrap();
+        let (now, skew) = (case["now"].as_u64().unwrap(), case["skew_ms"].as_u64().unwrap());
+        let result = match lease::verify(&text(case, "header"), &secret(case), &held, now, skew) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        c.check(case, "result", json!(result));
     }
 
     for case in c.cases(&mut doc, "probe_tokens") {

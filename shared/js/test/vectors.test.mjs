@@ -58,6 +58,26 @@ for (const c of vectors.manifest_rejections) {
   });
 }
 
+for (const c of vectors.leases) {
+  test(`lease: ${c.name}`, () => {
+    const manifest = JSON.stringify(c.manifest);
+    const header = eg.signLease(manifest, c.key, BigInt(c.issued_at), BigInt(c.max_age_ms), BigInt(c.max_stale_ms));
+    assert.equal(header, c.header);
+    assert.equal(JSON.parse(eg.verifyLease(header, manifest, c.key, BigInt(c.issued_at), 0n)).tenant, c.manifest.tenant);
+  });
+}
+
+for (const c of vectors.lease_verifications) {
+  test(`lease verification: ${c.name}`, () => {
+    const call = () => eg.verifyLease(c.header, JSON.stringify(c.manifest), c.key, BigInt(c.now), BigInt(c.skew_ms));
+    if (c.result === 'ok') {
+      assert.equal(JSON.parse(call()).generation, c.manifest.generation);
+    } else {
+      assert.throws(call, (e) => e.message === c.result);
+    }
+  });
+}
+
 for (const c of vectors.probe_tokens) {
   test(`probe token: ${c.name}`, () => {
     assert.equal(eg.mintProbeToken(c.tenant, BigInt(c.now), BigInt(c.expires_at), c.key), c.token);
@@ -92,7 +112,8 @@ for (const c of vectors.object_metadata_errors) {
 test('every vector group is covered', () => {
   const groups = Object.keys(vectors).filter((k) => Array.isArray(vectors[k]));
   assert.deepEqual(groups.sort(), [
-    'cache_key_errors', 'cache_keys', 'contract_hashes', 'manifest_rejections', 'manifests',
+    'cache_key_errors', 'cache_keys', 'contract_hashes', 'lease_verifications', 'leases',
+    'manifest_rejections', 'manifests',
     'object_metadata', 'object_metadata_errors', 'probe_tokens', 'probe_verifications', 'surrogate_keys',
   ]);
 });

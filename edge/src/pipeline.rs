@@ -349,16 +349,10 @@ impl Target {
     }
 
     fn variant(&self, names: &[String], headers: &Headers) -> Option<NormalizedRequest> {
-        let values: Vec<(String, Option<String>)> =
-            names.iter().map(|n| (n.clone(), normalized_vary_value(n, headers))).collect();
-        let pairs: Vec<(&str, Option<&str>)> = values.iter().map(|(n, v)| (n.as_str(), v.as_deref())).collect();
-        NormalizedRequest::new(&RequestParts {
-            method: "GET",
-            path: &self.path,
-            query: self.query.as_deref(),
-            vary: &pairs,
-        })
-        .ok()
+        let values: Vec<(&str, Option<String>)> =
+            names.iter().map(|n| (n.as_str(), normalized_vary_value(n, headers))).collect();
+        let pairs: Vec<(&str, Option<&str>)> = values.iter().map(|(n, v)| (*n, v.as_deref())).collect();
+        self.primary.with_vary(&pairs).ok()
     }
 }
 

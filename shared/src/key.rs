@@ -185,6 +185,21 @@ impl NormalizedRequest {
         &self.vary
     }
 
+    /// The same request with other vary values (normalized as in [`NormalizedRequest::new`]),
+    /// without normalizing the path and query again: a Vary-keyed lookup derives the
+    /// primary key first, then the variant's.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the vary header that cannot be keyed.
+    pub fn with_vary(&self, vary: &[(&str, Option<&str>)]) -> Result<Self, KeyError> {
+        Ok(NormalizedRequest {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            vary: normalize_vary(vary)?,
+        })
+    }
+
     /// `path` or `path?query`: the request target to send to the origin.
     pub fn path_and_query(&self) -> String {
         if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
@@ -509,6 +524,16 @@ mod tests {
         for (input, expected) in cases {
             check_path(input, expected);
         }
+    }
+
+    #[test]
+    fn with_vary_equals_normalizing_again() {
+        let vary = [("Accept-Encoding", Some(" br,gzip ")), ("x-lang", None)];
+        let parts = RequestParts { method: "GET", path: "/a/./b", query: Some("b=2&a=1"), vary: &[] };
+        let primary = NormalizedRequest::new(&parts).unwrap();
+        let again = NormalizedRequest::new(&RequestParts { vary: &vary, ..parts }).unwrap();
+        assert_eq!(primary.with_vary(&vary).unwrap(), again);
+        assert!(primary.with_vary(&[("*", None)]).is_err());
     }
 
     #[test]

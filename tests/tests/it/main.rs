@@ -2,5 +2,6 @@
 
 mod demo;
 mod edge_cache;
+mod edge_http;
 mod edge_skeleton;
 mod scenarios;

@@ -167,10 +167,13 @@ pub struct Directives {
     pub min_fresh: Option<u64>,
     /// `no-store`.
     pub no_store: bool,
-    /// `no-cache` (unqualified or with field names: both mean revalidate before reuse here).
+    /// Unqualified `no-cache`: revalidate before every reuse.
     pub no_cache: bool,
-    /// `private` (unqualified or with field names).
+    /// Unqualified `private`: a shared cache never stores it.
     pub private: bool,
+    /// Field names of qualified `no-cache="..."` and `private="..."`: the response may be
+    /// stored, without these fields.
+    pub qualified_fields: Vec<String>,
     /// `public`.
     pub public: bool,
     /// `must-revalidate`.
@@ -181,6 +184,8 @@ pub struct Directives {
     pub only_if_cached: bool,
     /// `no-transform`.
     pub no_transform: bool,
+    /// `must-understand`.
+    pub must_understand: bool,
 }
 
 impl Directives {
@@ -205,13 +210,19 @@ impl Directives {
                 "max-stale" if d.max_stale.is_none() => d.max_stale = Some(number()),
                 "min-fresh" if d.min_fresh.is_none() => d.min_fresh = number(),
                 "no-store" => d.no_store = true,
-                "no-cache" => d.no_cache = true,
-                "private" => d.private = true,
+                "no-cache" | "private" => match arg.and_then(unquote) {
+                    Some(fields) => {
+                        d.qualified_fields.extend(split_list(&fields).map(str::to_ascii_lowercase));
+                    }
+                    None if name.eq_ignore_ascii_case("no-cache") => d.no_cache = true,
+                    None => d.private = true,
+                },
                 "public" => d.public = true,
                 "must-revalidate" => d.must_revalidate = true,
                 "proxy-revalidate" => d.proxy_revalidate = true,
                 "only-if-cached" => d.only_if_cached = true,
                 "no-transform" => d.no_transform = true,
+                "must-understand" => d.must_understand = true,
                 _ => {}
             }
         }
@@ -221,6 +232,84 @@ impl Directives {
     /// The directives of `name` in `headers`, all lines combined.
     pub fn of(headers: &Headers, name: &str) -> Option<Directives> {
         headers.combined(name).map(|v| Directives::parse(&v))
+    }
+}
+
+/// Parses a targeted field (`CDN-Cache-Control`, RFC 9213) as the Structured Field
+/// Dictionary it is (RFC 8941): `None` — ignore the whole field — when it is not a valid
+/// dictionary or a known directive has the wrong type (a quoted `max-age`, a valued
+/// `no-store`).
+pub fn parse_targeted(value: &str) -> Option<Directives> {
+    let mut d = Directives::default();
+    for member in value.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        // Parameters (`;a=b`) are allowed and ignored.
+        let item = member.split(';').next().unwrap_or("");
+        let (key, val) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        let key_ok = key.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*'));
+        if !key_ok {
+            return None;
+        }
+        let integer = match val {
+            Some(v) if !v.is_empty() && v.len() <= 15 && v.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(v.parse::<u64>().ok()?)
+            }
+            _ => None,
+        };
+        let boolean = matches!(val, None | Some("?1"));
+        if let Some(v) = val
+            && integer.is_none()
+            && !sf_bare_item(v)
+        {
+            return None;
+        }
+        let first = |slot: &Option<Option<u64>>| slot.is_none();
+        match key {
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error" if integer.is_none() => return None,
+            "no-store" | "no-cache" | "private" | "public" | "must-revalidate" | "proxy-revalidate"
+                if val.is_some() && !boolean =>
+            {
+                return None;
+            }
+            "max-age" if first(&d.max_age) => d.max_age = Some(integer),
+            "s-maxage" if first(&d.s_maxage) => d.s_maxage = Some(integer),
+            "stale-while-revalidate" => d.stale_while_revalidate = d.stale_while_revalidate.or(integer),
+            "stale-if-error" => d.stale_if_error = d.stale_if_error.or(integer),
+            "no-store" => d.no_store = true,
+            "no-cache" => d.no_cache = true,
+            "private" => d.private = true,
+            "public" => d.public = true,
+            "must-revalidate" => d.must_revalidate = true,
+            "proxy-revalidate" => d.proxy_revalidate = true,
+            _ => {}
+        }
+    }
+    Some(d)
+}
+
+/// Whether `v` is an RFC 8941 bare item: integer/decimal, string, token, byte sequence or
+/// boolean.
+fn sf_bare_item(v: &str) -> bool {
+    let b = v.as_bytes();
+    match b.first() {
+        None => false,
+        Some(b'"') => v.len() >= 2 && v.ends_with('"') && v[1..v.len() - 1].bytes().all(|c| (0x20..0x7f).contains(&c)),
+        Some(b':') => v.len() >= 2 && v.ends_with(':'),
+        Some(b'?') => matches!(v, "?0" | "?1"),
+        Some(c) if c.is_ascii_digit() || *c == b'-' => {
+            let digits = v.trim_start_matches('-');
+            !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => {
+            b.iter().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(c))
+        }
+        _ => false,
     }
 }
 
@@ -248,8 +337,18 @@ fn unquote(arg: &str) -> Option<String> {
 }
 
 /// Parses an HTTP date (IMF-fixdate, RFC 850 or asctime) into Unix seconds.
+/// Names in the wrong case (`sun, 06 nov 1994 08:49:37 gmt`) are accepted, as most caches do.
 pub fn parse_http_date(value: &str) -> Option<u64> {
-    let t = httpdate::parse_http_date(value.trim()).ok()?;
+    let value = value.trim();
+    let t = httpdate::parse_http_date(value).ok().or_else(|| {
+        let mut fixed = String::with_capacity(value.len());
+        let mut word_start = true;
+        for c in value.chars() {
+            fixed.push(if word_start { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+            word_start = !c.is_ascii_alphabetic();
+        }
+        httpdate::parse_http_date(&fixed.replace("Gmt", "GMT")).ok()
+    })?;
     Some(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
@@ -299,11 +398,30 @@ mod tests {
         check("max-age =60", None);
         check("max-age= 60", None);
         check("max-age=99999999999999999999", Some(Some(1 << 31)));
-        let d = Directives::parse("no-cache=\"set-cookie, x\", stale-while-revalidate=30, stale-if-error=60");
-        assert!(d.no_cache && !d.no_store);
+        let d = Directives::parse("no-cache=\"Set-Cookie, x\", stale-while-revalidate=30, stale-if-error=60");
+        assert!(!d.no_cache && !d.no_store, "a qualified no-cache only names fields");
+        assert_eq!(d.qualified_fields, ["set-cookie", "x"]);
+        assert!(
+            Directives::parse("private=\"a\"").qualified_fields == ["a"] && !Directives::parse("private=\"a\"").private
+        );
         assert_eq!((d.stale_while_revalidate, d.stale_if_error), (Some(30), Some(60)));
         let r = Directives::parse("max-stale, min-fresh=5, only-if-cached");
         assert_eq!((r.max_stale, r.min_fresh, r.only_if_cached), (Some(None), Some(5), true));
+    }
+
+    #[test]
+    fn targeted_fields_are_structured_dictionaries() {
+        assert_eq!(
+            parse_targeted("max-age=60, stale-if-error=5").map(|d| (d.max_age, d.stale_if_error)),
+            Some((Some(Some(60)), Some(5)))
+        );
+        assert!(parse_targeted("no-store").is_some_and(|d| d.no_store));
+        assert!(parse_targeted("max-age=60;foo=bar, x=\"y\", t=tok, b=?1").is_some());
+        for invalid in
+            ["max-age=10000, &&&&&", "max-age=\"10000\"", "Max-Age=10", "max-age=1.5", "no-store=3", "max-age= 5"]
+        {
+            assert_eq!(parse_targeted(invalid), None, "{invalid}");
+        }
     }
 
     #[test]
@@ -325,6 +443,7 @@ mod tests {
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(784_111_777));
+        assert_eq!(parse_http_date("sun, 06 NOV 1994 08:49:37 gmt"), Some(784_111_777));
         assert_eq!(parse_http_date("0"), None);
         assert_eq!(format_http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(delta_seconds("10"), Some(10));

@@ -7,7 +7,7 @@
 //! (RFC 9213) replace `Cache-Control` entirely when present; then `s-maxage`, `max-age`,
 //! `Expires` minus `Date`. Heuristic freshness only when the tenant opts in.
 
-use crate::fields::{Directives, Headers, delta_seconds, parse_http_date};
+use crate::fields::{Directives, Headers, delta_seconds, parse_http_date, parse_targeted};
 
 /// Statuses an edge may store with heuristic freshness (RFC 9110 §15.1), used only when the
 /// tenant opts into heuristics.
@@ -17,16 +17,24 @@ const MAX_HEURISTIC_SECS: u64 = 86_400;
 /// How long an object with validators is kept past its stale windows, so a later request can
 /// revalidate it (304) instead of refetching the body.
 pub const REVALIDATION_KEEP_SECS: u64 = 3_600;
+/// How long any object is kept past its lifetime and stale windows, so a client's
+/// `max-stale` can still be honoured.
+pub const STALE_KEEP_SECS: u64 = 60;
 /// Upper bound of how long the platform keeps any object (one year).
 const MAX_KEEP_SECS: u64 = 365 * 86_400;
 
+/// Statuses whose caching rules the edge implements, for `must-understand` (RFC 9111 §5.2.2.3).
+const UNDERSTOOD_STATUSES: [u16; 17] =
+    [200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 404, 405, 410, 414, 500, 501, 502];
+
 /// The cache directives that govern the edge's storage of a response: the targeted field
-/// (`Surrogate-Control`, else `CDN-Cache-Control`) when present, else `Cache-Control`.
+/// (`Surrogate-Control`, else a valid `CDN-Cache-Control`) when present, else `Cache-Control`.
 pub fn effective_directives(headers: &Headers) -> (Directives, bool) {
-    for targeted in ["surrogate-control", "cdn-cache-control"] {
-        if let Some(d) = Directives::of(headers, targeted) {
-            return (d, true);
-        }
+    if let Some(d) = Directives::of(headers, "surrogate-control") {
+        return (d, true);
+    }
+    if let Some(d) = headers.combined("cdn-cache-control").and_then(|v| parse_targeted(&v)) {
+        return (d, true);
     }
     (Directives::of(headers, "cache-control").unwrap_or_default(), false)
 }
@@ -106,7 +114,7 @@ impl Timing {
     pub fn keep_secs(&self, now_ms: u64, has_validators: bool) -> u64 {
         let remaining = self.lifetime.saturating_sub(self.current_age(now_ms));
         let stale = self.stale_while_revalidate.max(self.stale_if_error);
-        let revalidation = if has_validators { REVALIDATION_KEEP_SECS } else { 0 };
+        let revalidation = if has_validators { REVALIDATION_KEEP_SECS } else { STALE_KEEP_SECS };
         remaining.saturating_add(stale).saturating_add(revalidation).clamp(1, MAX_KEEP_SECS)
     }
 }
@@ -129,7 +137,8 @@ pub fn initial_age(headers: &Headers, ex: &Exchange) -> u64 {
     let response_secs = ex.response_time_ms / 1000;
     let date = headers.get("date").and_then(parse_http_date);
     let apparent_age = date.map_or(0, |d| response_secs.saturating_sub(d));
-    let age_value = headers.get("age").and_then(delta_seconds).unwrap_or(0);
+    // The first line's first member: `Age: 7200, 0` is 7200 (an old response), not 0.
+    let age_value = headers.get("age").and_then(|v| v.split(',').next()).and_then(delta_seconds).unwrap_or(0);
     let response_delay = ex.response_time_ms.saturating_sub(ex.request_time_ms) / 1000;
     apparent_age.max(age_value.saturating_add(response_delay))
 }
@@ -167,7 +176,13 @@ fn lifetime(status: u16, headers: &Headers, d: &Directives, targeted: bool, ex: 
 pub fn storable(status: u16, headers: &Headers, ex: &Exchange) -> Result<Timing, NotStored> {
     let (d, targeted) = effective_directives(headers);
     let cc = if targeted { Directives::of(headers, "cache-control").unwrap_or_default() } else { d.clone() };
-    if d.no_store {
+    // `must-understand` overrides `no-store` for statuses whose rules the edge implements,
+    // and forbids storing any other.
+    if d.must_understand && !targeted {
+        if !UNDERSTOOD_STATUSES.contains(&status) {
+            return Err(NotStored::Status);
+        }
+    } else if d.no_store {
         return Err(NotStored::NoStore);
     }
     if d.private {
@@ -266,6 +281,15 @@ mod tests {
     }
 
     #[test]
+    fn must_understand_and_invalid_targeted_fields() {
+        let mu = h(&[("cache-control", "must-understand, no-store, max-age=60")]);
+        assert!(storable(200, &mu, &ex()).is_ok());
+        assert_eq!(storable(599, &mu, &ex()), Err(NotStored::Status));
+        let invalid = h(&[("cdn-cache-control", "max-age=10000, &&&&&"), ("cache-control", "no-store")]);
+        assert_eq!(storable(200, &invalid, &ex()), Err(NotStored::NoStore), "an invalid CDN-Cache-Control is ignored");
+    }
+
+    #[test]
     fn heuristics_only_when_opted_in() {
         let lines =
             h(&[("date", &format_http_date(NOW / 1000)), ("last-modified", &format_http_date(NOW / 1000 - 1000))]);
@@ -294,6 +318,8 @@ mod tests {
         // An apparent age from an old Date wins over a smaller Age.
         let old = h(&[("cache-control", "max-age=100"), ("date", &format_http_date(NOW / 1000 - 30))]);
         assert_eq!(storable(200, &old, &ex()).unwrap().initial_age, 30);
+        let listed = h(&[("cache-control", "max-age=100"), ("age", "7200, 0")]);
+        assert_eq!(storable(200, &listed, &ex()).unwrap().initial_age, 7200);
         for bad in ["-1", "abc", "1.5"] {
             let lines = h(&[("cache-control", "max-age=100"), ("age", bad)]);
             assert_eq!(storable(200, &lines, &ex()).unwrap().initial_age, 0, "{bad}");
@@ -320,5 +346,6 @@ mod tests {
             assert!(!t.within_stale_if_error(NOW + 5_000, None), "{cc}");
         }
         assert_eq!(t.keep_secs(NOW, true), 1 + 20 + REVALIDATION_KEEP_SECS);
+        assert_eq!(t.keep_secs(NOW, false), 1 + 20 + STALE_KEEP_SECS);
     }
 }

@@ -333,8 +333,6 @@ impl View {
 /// The normalized GET target of a request (HEAD shares GET's object).
 #[derive(Debug, Clone)]
 struct Target {
-    path: String,
-    query: Option<String>,
     primary: NormalizedRequest,
 }
 
@@ -345,7 +343,7 @@ impl Target {
 
     fn at(path: &str, query: Option<&str>) -> Result<Target, edgegen_shared::key::KeyError> {
         let primary = NormalizedRequest::new(&RequestParts { method: "GET", path, query, vary: &[] })?;
-        Ok(Target { path: path.to_owned(), query: query.map(str::to_owned), primary })
+        Ok(Target { primary })
     }
 
     fn variant(&self, names: &[String], headers: &Headers) -> Option<NormalizedRequest> {
@@ -709,7 +707,8 @@ impl<P: Platform> Cached<'_, P> {
     ) -> Result<Candidate<P::Body>, Response<P::Body>> {
         let mut update = not_modified.clone();
         strip_hop_by_hop(&mut update);
-        update.retain(|n| is_stored_header(n) && !matches!(n, "content-length" | "content-encoding" | "content-range"));
+        // §3.2: every field of the 304 replaces the stored one, except Content-Length.
+        update.retain(|n| is_stored_header(n) && n != "content-length");
         let mut headers = c.head.headers.clone();
         let names: Vec<String> = update.iter().map(|(n, _)| n.to_owned()).collect();
         for name in &names {
@@ -841,7 +840,8 @@ impl<P: Platform> Cached<'_, P> {
                 }
             };
         let mut stored_headers = fetched.headers.clone();
-        stored_headers.retain(is_stored_header);
+        let qualified = freshness::effective_directives(&fetched.headers).0.qualified_fields;
+        stored_headers.retain(|n| is_stored_header(n) && !qualified.iter().any(|q| q == n));
         let head = StoredHead {
             metadata: ObjectMetadata::new(self.scope, now),
             status: fetched.status,

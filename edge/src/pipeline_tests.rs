@@ -186,6 +186,19 @@ fn a_private_or_no_store_on_a_later_line_is_never_stored() {
 }
 
 #[test]
+fn qualified_no_cache_and_private_store_without_the_named_fields() {
+    let mut h = h(|_, n| {
+        let cc = "max-age=60, no-cache=\"x-a\", private=\"X-B\"";
+        Ok(fetched(200, &[("cache-control", cc), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")], &format!("{n}")))
+    });
+    let miss = h.get("/q", &[]);
+    assert!(miss.headers.contains("x-a"), "the response itself is forwarded whole");
+    let hit = h.get("/q", &[]);
+    assert_eq!(hit.body, "1");
+    assert!(!hit.headers.contains("x-a") && !hit.headers.contains("x-b") && hit.headers.contains("x-c"));
+}
+
+#[test]
 fn age_counts_the_origins_age_and_residence() {
     let mut h = h(|_, _| Ok(fetched(200, &[("cache-control", "max-age=100"), ("age", "50")], "x")));
     let miss = h.get("/aged", &[]);

@@ -172,7 +172,9 @@ fn to_fastly(resp: PResponse<fastly::Body>) -> Response {
     match resp.body {
         Body::Bytes(b) if b.is_empty() => {}
         Body::Bytes(b) => out.set_body(b),
-        Body::Stored(b) => out.set_body(b),
+        // Read whole so the platform sends the `Content-Length` of a HIT (a streamed body goes
+        // out chunked, without it). Stored bodies are at most MAX_STORED_BODY.
+        Body::Stored(b) => out.set_body(b.into_bytes()),
     }
     out
 }

@@ -26,7 +26,7 @@ const VERSION: u8 = 2;
 /// surrogate control, and edgegen's own namespace (fields nominated by `Connection` are
 /// removed before this check).
 const UNSTORED_HEADERS: [&str; 6] =
-    ["set-cookie", "surrogate-key", "surrogate-control", "age", "content-length", "proxy-connection"];
+    ["set-cookie", "surrogate-key", "surrogate-control", "age", "content-length", "proxy-authentication-info"];
 
 /// Whether a response header is stored with the object.
 pub fn is_stored_header(name: &str) -> bool {

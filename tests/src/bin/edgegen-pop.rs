@@ -8,7 +8,7 @@
 //! wasm under Viceroy with the origin as its backend. The origin is an arbitrary server, so
 //! the tenant is configured as unstamped (no `edgegen-schema`/`-contract` check). Extra edge
 //! settings come from `EDGEGEN_POP_SETTINGS` (`key=value;key=value`). Prints the edge's
-//! address and runs until interrupted (Ctrl-C), then stops both processes.
+//! address and runs until interrupted (Ctrl-C or SIGTERM), then stops both processes.
 
 use std::net::SocketAddr;
 
@@ -51,7 +51,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??;
     println!("edge listening on http://{} (origin {origin}, coordinator {})", edge.addr(), coordinator.addr());
-    tokio::signal::ctrl_c().await?;
+    // Ctrl-C or SIGTERM: stop both child processes (their guards) before exiting.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     drop(edge);
     drop(coordinator);
     Ok(())

@@ -7,7 +7,8 @@
 //!
 //! Scripted answers for HTTP-caching tests come from the query string: `status=N`, one
 //! `h=Name:Value` per response field line (replacing the default `Cache-Control`), and
-//! `etag=V` (sent as `ETag: "V"`; a request whose `If-None-Match` carries it gets a 304).
+//! `etag=V` (sent as `ETag: "V"`; a request whose `If-None-Match` carries it gets a 304),
+//! `size=N` (N bytes of padding in the body).
 //! The JSON names the hit count `n` for the target and the request body's length.
 //! [`SampleOrigin::set_failing`] makes every answer a 503. It runs as a [`BackgroundServer`].
 
@@ -35,6 +36,7 @@ struct Shared {
     stamp: Arc<Mutex<Stamp>>,
     hits: Arc<Mutex<HashMap<String, u64>>>,
     failing: Arc<std::sync::atomic::AtomicBool>,
+    scripted_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A running sample origin; stopped (gracefully) on drop.
@@ -53,6 +55,7 @@ impl SampleOrigin {
             stamp: Arc::new(Mutex::new(stamp)),
             hits: Arc::new(Mutex::new(HashMap::new())),
             failing: Arc::default(),
+            scripted_bytes: Arc::default(),
         };
         let state = shared.clone();
         let app =
@@ -73,6 +76,12 @@ impl SampleOrigin {
     /// Makes every answer a 503 (`true`) or normal again (`false`).
     pub fn set_failing(&self, failing: bool) {
         self.shared.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Bytes of the scripted answers sent so far: status line, header lines and body, as
+    /// HTTP/1.1 frames them (what a 304 saves over a refetch).
+    pub fn scripted_bytes(&self) -> u64 {
+        self.shared.scripted_bytes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many requests reached it for `tenant` and `target` (path and query, as received).
@@ -156,12 +165,14 @@ async fn handle(
                 .and_then(|s| StatusCode::from_u16(s).ok())
                 .unwrap_or(StatusCode::OK)
         };
+        let size = param("size").and_then(|s| s.parse::<usize>().ok()).unwrap_or(0).min(1 << 20);
         let body = serde_json::json!({
             "n": n,
             "method": method.as_str(),
             "target": target,
             "body_len": body.len(),
             "header_names": headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "pad": "x".repeat(size),
         });
         let mut response =
             if not_modified { status.into_response() } else { (status, body.to_string()).into_response() };
@@ -188,6 +199,10 @@ async fn handle(
                 out.append(name, value);
             }
         }
+        let head: usize = response.headers().iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        let body_len = if not_modified { 0 } else { body.to_string().len() };
+        let framed = "HTTP/1.1 200 OK\r\n".len() + head + 2 + body_len;
+        shared.scripted_bytes.fetch_add(framed as u64, std::sync::atomic::Ordering::SeqCst);
         return response;
     }
     let body = serde_json::json!({

@@ -20,6 +20,8 @@ pub mod fields;
 pub mod freshness;
 pub mod memory;
 pub mod pipeline;
+#[cfg(test)]
+mod properties;
 pub mod settings;
 pub mod stored;
 

@@ -563,8 +563,9 @@ impl<P: Platform> Cached<'_, P> {
         outcome: Outcome,
         key: Option<CacheKey>,
     ) -> CacheAnswer<P::Body> {
-        let mut headers = c.head.headers.clone();
-        headers.set("age", c.head.timing.current_age(self.env.now_ms).to_string().into_bytes());
+        let age = c.head.timing.current_age(self.env.now_ms);
+        let mut headers = c.head.headers;
+        headers.set("age", age.to_string().into_bytes());
         let len = c.head.body_len;
         let response = self.answer(req, c.head.status, headers, Body::Stored(c.body), len);
         CacheAnswer { response, outcome, key, deferred: vec![] }

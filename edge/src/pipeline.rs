@@ -261,8 +261,9 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
         req.body.clear();
         req.headers.remove("content-length");
     }
-    let authorized = req.headers.contains("authorization");
-    let credentialed = authorized || req.headers.contains("cookie");
+    // §3.5's conditions apply to any credentialed request: a cookie-selected answer is as
+    // personal as an authenticated one.
+    let credentialed = req.headers.contains("authorization") || req.headers.contains("cookie");
     let cacheable = safe && (!credentialed || env.settings.credentials_allowed(&tenant));
     let target = Target::of(&req);
     let target = match target {
@@ -282,7 +283,7 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
     if let (true, Some(generation)) = (probing, plant) {
         return Handled::now(test_hooks::plant(p, &target, &scope, generation, now));
     }
-    let mut handled = Cached { p, env, scope: &scope, tenant: &tenant, authorized }.serve(req, &target);
+    let mut handled = Cached { p, env, scope: &scope, tenant: &tenant, authorized: credentialed }.serve(req, &target);
     let key = handled.key.map(|k| k.to_hex());
     handled.response = view.finish(handled.response, handled.outcome, key.as_deref(), Some(&scope), manifest_age);
     Handled { response: handled.response, deferred: handled.deferred }
@@ -296,7 +297,7 @@ pub fn serve_cached<P: Platform>(p: &mut P, env: &Env, scope: &KeyScope, req: Re
     let Ok(target) = Target::of(&req) else {
         return Handled::now(json_error(400, "unkeyable", "the request target cannot be keyed"));
     };
-    let authorized = req.headers.contains("authorization");
+    let authorized = req.headers.contains("authorization") || req.headers.contains("cookie");
     let answer = Cached { p, env, scope, tenant: &scope.tenant, authorized }.serve(req, &target);
     Handled { response: answer.response, deferred: answer.deferred }
 }

@@ -589,6 +589,9 @@ fn credentials_are_stored_only_as_section_3_5_allows() {
     let mut h = h_with(&settings, ok("max-age=60"));
     h.get("/auth", &[("authorization", "Bearer alice")]);
     assert_eq!(h.get("/auth", &[]).body, "body 2", "an authenticated answer is not served to anyone else");
+    let mut cookie = h_with(&settings, ok("max-age=60"));
+    cookie.get("/auth", &[("cookie", "session=alice")]);
+    assert_eq!(cookie.get("/auth", &[]).body, "body 2", "nor is a cookie-selected one");
     let mut public = h_with(&settings, ok("public, max-age=60"));
     public.get("/auth", &[("authorization", "Bearer alice")]);
     assert_eq!(public.get("/auth", &[]).body, "body 1");

@@ -94,4 +94,8 @@ impl Platform for MemoryPlatform {
     fn log(&mut self, line: &str) {
         self.logs.push(line.to_owned());
     }
+
+    fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
 }

@@ -135,6 +135,8 @@ pub trait Platform {
     fn coordinator_post(&mut self, path: &str, json: String);
     /// A log line (the platform's stderr).
     fn log(&mut self, line: &str);
+    /// The clock, Unix ms: when an origin response arrived (its delay counts in its age).
+    fn now_ms(&self) -> u64;
 }
 
 /// Per-request inputs the shell reads from its stores and clock.
@@ -357,7 +359,8 @@ impl Target {
 
 /// The value a nominated request header selects a variant by (RFC 9111 §4.1 allows
 /// normalizing): all lines combined, members trimmed; `Accept-Encoding` reduced to the set of
-/// acceptable codings, sorted, so equivalent spellings share one variant.
+/// acceptable codings, sorted, so equivalent spellings share one variant; `Accept-Language`
+/// lower-cased (its order is a preference and is kept).
 pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
     let combined = headers.combined(name)?;
     if name.eq_ignore_ascii_case("accept-encoding") {
@@ -377,7 +380,9 @@ pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
         codings.dedup();
         return Some(codings.join(","));
     }
-    Some(split_list(&combined).collect::<Vec<_>>().join(", "))
+    let joined = split_list(&combined).collect::<Vec<_>>().join(", ");
+    // Language tags are case-insensitive (RFC 4647 §2.1).
+    Some(if name.eq_ignore_ascii_case("accept-language") { joined.to_ascii_lowercase() } else { joined })
 }
 
 /// The result of the cache phase.
@@ -788,7 +793,7 @@ impl<P: Platform> Cached<'_, P> {
         client_no_store: bool,
         _unused: Option<()>,
     ) -> StoreResult {
-        let now = self.env.now_ms;
+        let now = self.p.now_ms().max(request_time);
         let check = decision::check_origin_contract(
             self.scope,
             fetched.headers.get("edgegen-schema"),
@@ -841,6 +846,10 @@ impl<P: Platform> Cached<'_, P> {
                     return result;
                 }
             };
+        // A response that aged on its way (origin Age, or a slow origin) says so (§4.2.3).
+        if timing.initial_age > 0 && !fetched.headers.contains("age") {
+            fetched.headers.append("age", timing.initial_age.to_string().into_bytes());
+        }
         let mut stored_headers = fetched.headers.clone();
         let qualified = freshness::effective_directives(&fetched.headers).0.qualified_fields;
         stored_headers.retain(|n| is_stored_header(n) && !qualified.iter().any(|q| q == n));

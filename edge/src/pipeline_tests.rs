@@ -237,6 +237,15 @@ fn vary_variants_share_normalized_accept_encoding_and_read_every_vary_line() {
 }
 
 #[test]
+fn accept_language_case_does_not_split_variants_but_order_does() {
+    let mut h =
+        h(|_, n| Ok(fetched(200, &[("cache-control", "max-age=60"), ("vary", "accept-language")], &format!("{n}"))));
+    h.get("/l", &[("accept-language", "en, de")]);
+    assert_eq!(h.get("/l", &[("accept-language", "eN,  De")]).body, "1");
+    assert_eq!(h.get("/l", &[("accept-language", "de, en")]).body, "2", "a different preference");
+}
+
+#[test]
 fn vary_star_is_never_stored_and_variants_are_capped() {
     let mut h = h(|_, n| Ok(fetched(200, &[("cache-control", "max-age=60"), ("vary", "*")], &format!("{n}"))));
     h.get("/star", &[]);

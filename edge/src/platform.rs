@@ -133,6 +133,10 @@ impl Platform for Fastly {
     fn log(&mut self, line: &str) {
         eprintln!("edgegen-edge: {line}");
     }
+
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
 }
 
 fn fetched(resp: &mut Response) -> Fetched {

@@ -8,6 +8,7 @@
 //! ignored; nothing in the edge reads a list-valued field any other way than through
 //! [`Headers::combined`].
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An ordered list of header field lines; names are kept lower-case.
@@ -23,6 +24,13 @@ impl Headers {
     /// Appends a field line (the name is lower-cased).
     pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
         self.0.push((name.to_ascii_lowercase(), value.into()));
+    }
+
+    /// Appends a field line whose name the caller already holds in lower case (decoding a
+    /// stored head): no second copy of the name.
+    pub fn append_lowercase(&mut self, name: String, value: Vec<u8>) {
+        debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
+        self.0.push((name, value));
     }
 
     /// Replaces every line of `name` by one line.
@@ -64,10 +72,20 @@ impl Headers {
 
     /// The whole value of a list-valued field: every line joined with `", "` (RFC 9110 §5.3).
     /// `None` when the field is absent.
-    pub fn combined(&self, name: &str) -> Option<String> {
-        let mut lines = self.all(name).peekable();
-        lines.peek()?;
-        Some(lines.map(String::from_utf8_lossy).collect::<Vec<_>>().join(", "))
+    pub fn combined(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut lines = self.0.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice());
+        let first = lines.next()?;
+        let mut rest = lines.peekable();
+        if rest.peek().is_none() {
+            // The common case, one line: borrowed, no allocation.
+            return Some(String::from_utf8_lossy(first));
+        }
+        let mut out = String::from_utf8_lossy(first).into_owned();
+        for line in rest {
+            out.push_str(", ");
+            out.push_str(&String::from_utf8_lossy(line));
+        }
+        Some(Cow::Owned(out))
     }
 
     /// The comma-separated members of a list-valued field across all its lines, trimmed,
@@ -379,6 +397,9 @@ mod tests {
         let v = headers(&[("vary", "Accept"), ("Vary", "Accept-Encoding, , X-Foo")]);
         assert_eq!(v.tokens("vary"), ["accept", "accept-encoding", "x-foo"]);
         assert_eq!(Headers::new().combined("vary"), None);
+        assert_eq!(h.combined("CACHE-CONTROL").as_deref(), Some("max-age=3600, private"));
+        assert!(v.combined("content-type").is_none());
+        assert!(matches!(headers(&[("a", "x")]).combined("a"), Some(Cow::Borrowed("x"))));
     }
 
     #[test]

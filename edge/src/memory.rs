@@ -4,11 +4,14 @@
 //! Fastly: it implements the same four capabilities the Fastly shell does, in memory.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::pipeline::{Entry, Fetched, Platform, Request};
 
 type Backend = Box<dyn FnMut(&Request) -> Result<Fetched, String>>;
 type Coordinator = Box<dyn FnMut(&str) -> Result<Fetched, String>>;
+/// A stored entry: user metadata, body, and until when it is kept (Unix ms).
+type Stored = (Vec<u8>, Rc<[u8]>, u64);
 
 /// The in-memory runtime.
 pub struct MemoryPlatform {
@@ -16,7 +19,7 @@ pub struct MemoryPlatform {
     pub now_ms: u64,
     /// Host → tenant id.
     pub hosts: HashMap<String, String>,
-    entries: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>, u64)>,
+    entries: HashMap<Vec<u8>, Stored>,
     origin: Backend,
     coordinator: Coordinator,
     /// Every request the origin received, in order.
@@ -58,24 +61,29 @@ impl MemoryPlatform {
 }
 
 impl Platform for MemoryPlatform {
-    type Body = Vec<u8>;
+    /// Shared, like a platform's handle to a stored body: a lookup does not copy it.
+    type Body = Rc<[u8]>;
 
     fn host_tenant(&mut self, host: &str) -> Option<String> {
         self.hosts.get(host).cloned()
     }
 
-    fn lookup(&mut self, key: &[u8], _collapse: bool) -> Result<Option<Entry<Vec<u8>>>, String> {
-        Ok(self.entries.get(key).filter(|(_, _, until)| *until > self.now_ms).map(|(m, b, _)| (m.clone(), b.clone())))
+    fn lookup(&mut self, key: &[u8], _collapse: bool) -> Result<Option<Entry<Rc<[u8]>>>, String> {
+        Ok(self
+            .entries
+            .get(key)
+            .filter(|(_, _, until)| *until > self.now_ms)
+            .map(|(m, b, _)| (m.clone(), Rc::clone(b))))
     }
 
     fn insert(&mut self, key: &[u8], meta: &[u8], body: &[u8], keep_secs: u64, _keys: &[&str]) -> Result<(), String> {
         let until = self.now_ms.saturating_add(keep_secs.saturating_mul(1000));
-        self.entries.insert(key.to_vec(), (meta.to_vec(), body.to_vec(), until));
+        self.entries.insert(key.to_vec(), (meta.to_vec(), Rc::from(body), until));
         Ok(())
     }
 
-    fn read_body(&mut self, body: Vec<u8>) -> Result<Vec<u8>, String> {
-        Ok(body)
+    fn read_body(&mut self, body: Rc<[u8]>) -> Result<Vec<u8>, String> {
+        Ok(body.to_vec())
     }
 
     fn origin(&mut self, req: &Request) -> Result<Fetched, String> {

@@ -16,7 +16,7 @@
 //! Every stored object is scoped to the manifest's generation: no path serves an object of
 //! another generation.
 
-use edgegen_shared::key::{CacheKey, KeyScope, NormalizedRequest, RequestParts};
+use edgegen_shared::key::{CacheKey, KeyDeriver, KeyScope, NormalizedRequest, RequestParts};
 use edgegen_shared::manifest::{self, Manifest};
 use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::surrogate::{self, SurrogateKey};
@@ -285,7 +285,9 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
     if let (true, Some(generation)) = (probing, plant) {
         return Handled::now(test_hooks::plant(p, &target, &scope, generation, now));
     }
-    let mut handled = Cached { p, env, scope: &scope, tenant: &tenant, authorized: credentialed }.serve(req, &target);
+    let mut handled =
+        Cached { p, env, scope: &scope, tenant: &tenant, authorized: credentialed, keys: KeyDeriver::new(&scope) }
+            .serve(req, &target);
     let key = handled.key.map(|k| k.to_hex());
     handled.response = view.finish(handled.response, handled.outcome, key.as_deref(), Some(&scope), manifest_age);
     Handled { response: handled.response, deferred: handled.deferred }
@@ -300,7 +302,8 @@ pub fn serve_cached<P: Platform>(p: &mut P, env: &Env, scope: &KeyScope, req: Re
         return Handled::now(json_error(400, "unkeyable", "the request target cannot be keyed"));
     };
     let authorized = req.headers.contains("authorization") || req.headers.contains("cookie");
-    let answer = Cached { p, env, scope, tenant: &scope.tenant, authorized }.serve(req, &target);
+    let answer =
+        Cached { p, env, scope, tenant: &scope.tenant, authorized, keys: KeyDeriver::new(scope) }.serve(req, &target);
     Handled { response: answer.response, deferred: answer.deferred }
 }
 
@@ -364,10 +367,15 @@ impl Target {
 pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
     let combined = headers.combined(name)?;
     if name.eq_ignore_ascii_case("accept-encoding") {
-        let mut codings: Vec<String> = split_list(&combined)
+        let mut codings: Vec<std::borrow::Cow<'_, str>> = split_list(&combined)
             .filter_map(|member| {
                 let mut parts = member.split(';').map(str::trim);
-                let coding = parts.next()?.to_ascii_lowercase();
+                let coding = parts.next()?;
+                let coding: std::borrow::Cow<'_, str> = if coding.bytes().any(|b| b.is_ascii_uppercase()) {
+                    coding.to_ascii_lowercase().into()
+                } else {
+                    coding.into()
+                };
                 let refused = parts.any(|p| {
                     p.strip_prefix("q=")
                         .or_else(|| p.strip_prefix("Q="))
@@ -407,6 +415,7 @@ struct Cached<'a, P: Platform> {
     scope: &'a KeyScope,
     tenant: &'a TenantId,
     authorized: bool,
+    keys: KeyDeriver,
 }
 
 /// What the client's own cache directives ask for (when the tenant honours them).
@@ -463,7 +472,7 @@ impl<P: Platform> Cached<'_, P> {
     fn serve(&mut self, req: Request, target: &Target) -> CacheAnswer<P::Body> {
         let now = self.env.now_ms;
         let wants = ClientWants::of(&req.headers, self.env.settings.request_directives_honoured(self.tenant));
-        let primary_key = CacheKey::derive(self.scope, &target.primary);
+        let primary_key = self.keys.derive(&target.primary);
         let (candidate, index, rejected) = self.find(&req, target, primary_key);
         let mut outcome = if rejected { Outcome::StaleRejected } else { Outcome::Miss };
 
@@ -549,7 +558,7 @@ impl<P: Platform> Cached<'_, P> {
                 let Some(variant) = target.variant(&names, &req.headers) else {
                     return (None, Some((names, variants)), false);
                 };
-                let key = CacheKey::derive(self.scope, &variant);
+                let key = self.keys.derive(&variant);
                 let found = self.p.lookup(key.as_bytes(), true).ok().flatten();
                 let index = Some((names, variants));
                 match found.map(|(meta, body)| (decision::judge_found(&meta, self.scope), body)) {
@@ -860,7 +869,7 @@ impl<P: Platform> Cached<'_, P> {
             timing,
             headers: stored_headers,
         };
-        let primary_key = CacheKey::derive(self.scope, &target.primary);
+        let primary_key = self.keys.derive(&target.primary);
         let names = vary_names(&fetched.headers);
         let key = if names.is_empty() {
             primary_key
@@ -870,7 +879,7 @@ impl<P: Platform> Cached<'_, P> {
                 result.body = fetched.body;
                 return result;
             };
-            let key = CacheKey::derive(self.scope, &variant);
+            let key = self.keys.derive(&variant);
             let mut variants = match index {
                 Some((old_names, variants)) if old_names == names => variants,
                 _ => Vec::new(),
@@ -1132,18 +1141,19 @@ fn gateway_timeout<B>() -> Response<B> {
 pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
     let Deferred::Refresh(r) = work;
     let tenant = r.scope.tenant.clone();
-    let mut cached = Cached { p, env, scope: &r.scope, tenant: &tenant, authorized: r.authorized };
+    let mut cached =
+        Cached { p, env, scope: &r.scope, tenant: &tenant, authorized: r.authorized, keys: KeyDeriver::new(&r.scope) };
     let mut origin_req = r.origin_req.clone();
     add_validators(&mut origin_req.headers, &r.head.headers);
     let now = env.now_ms;
     let Ok(fetched) = cached.p.origin(&origin_req) else { return };
-    let primary_key = CacheKey::derive(&r.scope, &r.target.primary);
+    let primary_key = cached.keys.derive(&r.target.primary);
     let names = vary_names(&r.head.headers);
     let key = if names.is_empty() {
         primary_key
     } else {
         match r.target.variant(&names, &r.origin_req.headers) {
-            Some(v) => CacheKey::derive(&r.scope, &v),
+            Some(v) => cached.keys.derive(&v),
             None => return,
         }
     };

@@ -114,7 +114,8 @@ impl H {
     fn send(&mut self, req: Request) -> Seen {
         let handled = handle(&mut self.p, &self.env, req);
         let body = match handled.response.body {
-            Body::Bytes(b) | Body::Stored(b) => String::from_utf8(b).unwrap(),
+            Body::Bytes(b) => String::from_utf8(b).unwrap(),
+            Body::Stored(b) => String::from_utf8(b.to_vec()).unwrap(),
         };
         Seen { status: handled.response.status, headers: handled.response.headers, body, deferred: handled.deferred }
     }
@@ -213,7 +214,7 @@ fn age_counts_the_origins_age_and_residence() {
 #[test]
 fn vary_variants_share_normalized_accept_encoding_and_read_every_vary_line() {
     let mut h = h(|req, n| {
-        let enc = req.headers.combined("accept-encoding").unwrap_or_default();
+        let enc = req.headers.combined("accept-encoding").unwrap_or_default().into_owned();
         Ok(fetched(
             200,
             &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding"), ("vary", "X-Lang")],

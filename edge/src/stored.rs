@@ -202,7 +202,11 @@ impl Record {
                 let mut headers = Headers::new();
                 for _ in 0..count {
                     let name = r.text()?;
-                    headers.append(&name, r.bytes()?.to_vec());
+                    // Stored names were lower-cased when stored; anything else is not ours.
+                    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                        return Err(StoredError::BadName);
+                    }
+                    headers.append_lowercase(name, r.bytes()?.to_vec());
                 }
                 Record::Object(StoredHead { metadata, status, body_len, timing, headers })
             }

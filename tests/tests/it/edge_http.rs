@@ -252,3 +252,20 @@ async fn a_duplicate_host_is_refused() {
     assert!(refused_by_platform, "{out}");
     assert_eq!(s.hits("/x"), 0);
 }
+
+/// An object stored with generous stale windows under generation 1 is never the stale answer
+/// of generation 2: after a release, an origin error is shown, not the old object.
+#[tokio::test]
+async fn stale_serving_never_crosses_a_release() {
+    let s = stack().await;
+    let t = "/gen?h=Cache-Control:max-age%3D1,stale-while-revalidate%3D600,stale-if-error%3D600";
+    let old = s.get(t, &[]).await;
+    assert_eq!(old.status, 200);
+    let body = json!({"tenants": ["acme"], "schema_version": "1.8.3", "contract_hash": contract(2)});
+    s.coordinator.admin(Method::POST, "/v1/releases", Some(body)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    s.origin.as_ref().unwrap().set_failing(true);
+    let after = s.get(t, &[]).await;
+    assert_eq!(after.status, 503, "generation 1's object was served stale: {}", after.body);
+    assert_ne!(after.body, old.body);
+}

@@ -104,13 +104,20 @@ pub fn is_edgegen_header(name: &str) -> bool {
 /// Client headers that change what an origin produces without being part of the key (host,
 /// scheme, port, path and method overrides, forwarding claims, framework TLS hints): dropped
 /// before the origin sees the request, so it serves exactly the request the edge keyed.
-pub const UNKEYED_REQUEST_HEADERS: [&str; 27] = [
+pub const UNKEYED_REQUEST_HEADERS: [&str; 34] = [
     "x-forwarded-host",
     "x-host",
     "x-forwarded-server",
     "x-original-host",
     "x-original-url",
     "x-original-uri",
+    "x-original-method",
+    "x-originating-url",
+    "x-override-url",
+    "x-proxy-url",
+    "x-forwarded-url",
+    "x-forwarded-request-uri",
+    "x-http-host-override",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",

@@ -118,22 +118,54 @@ impl FromIterator<(String, Vec<u8>)> for Headers {
 
 /// Splits a list value on commas outside quoted strings; members trimmed, empty ones dropped.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0, false, false);
-    for (i, b) in value.bytes().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => {
-                parts.push(&value[start..i]);
-                start = i + 1;
+    ListMembers { rest: value, done: false }.map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// The members of a list value, without allocating.
+struct ListMembers<'a> {
+    rest: &'a str,
+    done: bool,
+}
+
+impl<'a> Iterator for ListMembers<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, b) in self.rest.bytes().enumerate() {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' if quoted => escaped = true,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    let member = &self.rest[..i];
+                    self.rest = &self.rest[i + 1..];
+                    return Some(member);
+                }
+                _ => {}
             }
-            _ => {}
+        }
+        self.done = true;
+        Some(self.rest)
+    }
+}
+
+/// `n` in decimal, as a header value (no formatting machinery on the HIT path).
+pub fn decimal(mut n: u64) -> Vec<u8> {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    parts.push(&value[start..]);
-    parts.into_iter().map(str::trim).filter(|p| !p.is_empty())
+    digits[i..].to_vec()
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1): meaningful for one connection only, so neither
@@ -457,6 +489,16 @@ mod tests {
         ]);
         strip_hop_by_hop(&mut h);
         assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["content-type"]);
+    }
+
+    #[test]
+    fn list_members_and_decimals() {
+        let members: Vec<&str> = split_list(" a, \"b,c\" ,,d=\"x\\\",y\", ").collect();
+        assert_eq!(members, ["a", "\"b,c\"", "d=\"x\\\",y\""]);
+        assert_eq!(split_list("").count(), 0);
+        for n in [0, 7, 10, 1234567890, u64::MAX] {
+            assert_eq!(decimal(n), n.to_string().into_bytes());
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use edgegen_shared::surrogate::{self, SurrogateKey};
 use edgegen_shared::{Ack, PopId, Report, ReportKind, SecretKey, TenantId, probe};
 
 use crate::decision::{self, ContractCheck, Found, Outcome};
-use crate::fields::{Directives, Headers, format_http_date, parse_http_date, split_list, strip_hop_by_hop};
+use crate::fields::{Directives, Headers, decimal, format_http_date, parse_http_date, split_list, strip_hop_by_hop};
 use crate::freshness::{self, Exchange, Timing};
 use crate::settings::{NoManifest, Settings};
 use crate::stored::{Record, StoredHead, is_stored_header};
@@ -580,7 +580,7 @@ impl<P: Platform> Cached<'_, P> {
     ) -> CacheAnswer<P::Body> {
         let age = c.head.timing.current_age(self.env.now_ms);
         let mut headers = c.head.headers;
-        headers.set("age", age.to_string().into_bytes());
+        headers.set("age", decimal(age));
         let len = c.head.body_len;
         let response = self.answer(req, c.head.status, headers, Body::Stored(c.body), len);
         CacheAnswer { response, outcome, key, deferred: vec![] }
@@ -601,7 +601,7 @@ impl<P: Platform> Cached<'_, P> {
         body: Body<P::Body>,
         len: u64,
     ) -> Response<P::Body> {
-        headers.set("content-length", len.to_string().into_bytes());
+        headers.set("content-length", decimal(len));
         let head_only = req.method == "HEAD";
         if (200..300).contains(&status) && not_modified(&req.headers, &headers) {
             headers.remove("content-length");

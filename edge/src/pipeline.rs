@@ -272,11 +272,11 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
         Ok(t) if cacheable => t,
         _ => {
             let unsafe_method = !safe && !matches!(req.method.as_str(), "OPTIONS" | "TRACE");
-            let location = req.headers.get("host").map(str::to_owned);
+            let host = req.headers.get("host").map(str::to_owned);
             let path = (req.path.clone(), req.query.clone());
             let resp = forward(p, req, &tenant, Some(&scope));
             if unsafe_method && (200..400).contains(&resp.status) {
-                invalidate_after_unsafe(p, &scope, &path, location.as_deref(), &resp.headers, now);
+                invalidate_after_unsafe(p, &scope, &path, host.as_deref(), &resp.headers);
             }
             return Handled::now(view.finish(resp, Outcome::Pass, None, Some(&scope), manifest_age));
         }
@@ -511,7 +511,7 @@ impl<P: Platform> Cached<'_, P> {
         let request_time = now;
         match self.p.origin(&origin_req) {
             Ok(fetched) => {
-                let stored = self.store(&req, target, index, fetched, request_time, wants.no_store, None);
+                let stored = self.store(&req, target, index, fetched, request_time, wants.no_store);
                 if stored.mismatch {
                     outcome = Outcome::Mismatch;
                 }
@@ -693,7 +693,7 @@ impl<P: Platform> Cached<'_, P> {
                 } else {
                     fetched
                 };
-                let stored = self.store(&req, target, index, fetched, now, wants.no_store, None);
+                let stored = self.store(&req, target, index, fetched, now, wants.no_store);
                 let outcome = if stored.mismatch { Outcome::Mismatch } else { Outcome::Miss };
                 let key = stored.key.or(Some(c.key));
                 let response = self.answer_fetched(&req, stored.status, stored.headers, stored.body);
@@ -800,7 +800,6 @@ impl<P: Platform> Cached<'_, P> {
         mut fetched: Fetched,
         request_time: u64,
         client_no_store: bool,
-        _unused: Option<()>,
     ) -> StoreResult {
         let now = self.p.now_ms().max(request_time);
         let check = decision::check_origin_contract(
@@ -1020,7 +1019,6 @@ fn invalidate_after_unsafe(
     target: &(String, Option<String>),
     host: Option<&str>,
     headers: &Headers,
-    now: u64,
 ) {
     let mut targets = vec![target.clone()];
     for field in ["location", "content-location"] {
@@ -1036,7 +1034,6 @@ fn invalidate_after_unsafe(
             }
         }
     }
-    let _ = now;
 }
 
 /// The path and query of a `Location`-style reference if it points at this origin: a
@@ -1189,7 +1186,7 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
         fetched
     };
     let req = Request { method: "GET".into(), ..r.origin_req.clone() };
-    let _ = cached.store(&req, &r.target, index, fetched, now, false, None);
+    let _ = cached.store(&req, &r.target, index, fetched, now, false);
 }
 
 /// The tenant's manifest and when this PoP fetched it: from the cache while fresh, else from

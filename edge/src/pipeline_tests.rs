@@ -613,7 +613,7 @@ fn credentials_are_stored_only_as_section_3_5_allows() {
 
 #[test]
 fn client_directives_follow_the_setting_and_only_if_cached_always() {
-    let mut honour = h(ok("max-age=60"));
+    let mut honour = h_with(&[("honour_request_directives_tenants", "acme")], ok("max-age=60"));
     honour.get("/d", &[]);
     assert_eq!(honour.get("/d", &[("cache-control", "no-cache")]).body, "body 2");
     assert_eq!(honour.get("/d", &[("pragma", "no-cache")]).body, "body 3");
@@ -622,9 +622,10 @@ fn client_directives_follow_the_setting_and_only_if_cached_always() {
     assert_eq!(honour.get("/d", &[("cache-control", "min-fresh=61")]).body, "body 5");
     assert_eq!(honour.get("/nothing", &[("cache-control", "only-if-cached")]).status, 504);
 
-    let mut ignore = h_with(&[("ignore_request_directives_tenants", "acme")], ok("max-age=60"));
+    let mut ignore = h(ok("max-age=60"));
     ignore.get("/d", &[]);
-    assert_eq!(ignore.get("/d", &[("cache-control", "no-cache")]).body, "body 1");
+    assert_eq!(ignore.get("/d", &[("cache-control", "no-cache")]).body, "body 1", "ignored by default");
+    assert_eq!(ignore.get("/d", &[("pragma", "no-cache"), ("cache-control", "max-age=0")]).body, "body 1");
     assert_eq!(ignore.get("/nothing", &[("cache-control", "only-if-cached")]).status, 504);
 }
 

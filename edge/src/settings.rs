@@ -7,7 +7,7 @@
 //! | `no_manifest` | `bypass` (pass to origin, uncached) or `unavailable` (answer 503) | `bypass` |
 //! | `credentials_tenants` | comma-separated tenants whose credentialed GETs may be cached | none |
 //! | `unstamped_tenants` | comma-separated tenants whose origin sends no `edgegen-schema`/`-contract` | none |
-//! | `ignore_request_directives_tenants` | tenants whose clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `no-store`, `stale-if-error`) are ignored, as CDNs commonly do; `only-if-cached` is always honoured | none: RFC 9111 §5.2.1 is followed |
+//! | `honour_request_directives_tenants` | tenants whose clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `no-store`, `stale-if-error`) are followed (RFC 9111 §5.2.1); for every other tenant they are ignored, as CDNs commonly do, so a client cannot force origin traffic; `only-if-cached` is always honoured | none |
 //! | `heuristic_tenants` | tenants whose responses without explicit freshness get heuristic freshness (10% of `Date - Last-Modified`, at most a day) | none |
 //! | `report_window_s` | a PoP posts at most one contract-mismatch report per (tenant, generation, kind) within this many seconds | `300` |
 
@@ -35,7 +35,7 @@ pub struct Settings {
     pub report_window_secs: u64,
     credentials_tenants: Vec<TenantId>,
     unstamped_tenants: Vec<TenantId>,
-    ignore_request_directives_tenants: Vec<TenantId>,
+    honour_request_directives_tenants: Vec<TenantId>,
     heuristic_tenants: Vec<TenantId>,
 }
 
@@ -75,7 +75,7 @@ impl Settings {
             report_window_secs,
             credentials_tenants: tenant_list(&get, "credentials_tenants")?,
             unstamped_tenants: tenant_list(&get, "unstamped_tenants")?,
-            ignore_request_directives_tenants: tenant_list(&get, "ignore_request_directives_tenants")?,
+            honour_request_directives_tenants: tenant_list(&get, "honour_request_directives_tenants")?,
             heuristic_tenants: tenant_list(&get, "heuristic_tenants")?,
         })
     }
@@ -85,9 +85,9 @@ impl Settings {
         self.credentials_tenants.contains(tenant)
     }
 
-    /// Whether `tenant`'s clients' request cache directives are followed.
+    /// Whether `tenant`'s clients' request cache directives are followed (opt-in).
     pub fn request_directives_honoured(&self, tenant: &TenantId) -> bool {
-        !self.ignore_request_directives_tenants.contains(tenant)
+        self.honour_request_directives_tenants.contains(tenant)
     }
 
     /// Whether `tenant` opted into heuristic freshness.
@@ -129,7 +129,7 @@ mod tests {
         assert_eq!(s.pop.as_deref(), Some("LCY"));
         assert!(s.unstamped(&TenantId::new("beta").unwrap()));
         assert!(!s.credentials_allowed(&TenantId::new("beta").unwrap()));
-        assert!(s.request_directives_honoured(&TenantId::new("beta").unwrap()), "RFC 9111 by default");
+        assert!(!s.request_directives_honoured(&TenantId::new("beta").unwrap()), "ignored by default");
         assert!(!s.heuristics(&TenantId::new("beta").unwrap()));
         assert_eq!(s.report_window_secs, 300);
     }

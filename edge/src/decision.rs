@@ -4,7 +4,7 @@
 
 use edgegen_shared::key::KeyScope;
 
-use crate::stored::StoredHead;
+use crate::stored::{Record, StoredHead};
 
 /// How a request was answered (the `edgegen-cache` probe header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,11 @@ pub enum Outcome {
     Mismatch,
     /// Not cacheable (method, credentials, unkeyable target): passed to the origin.
     Pass,
+    /// A stale object of the current generation served under `stale-while-revalidate` or
+    /// `stale-if-error`.
+    Stale,
+    /// A stale object of the current generation revalidated with the origin (304) and served.
+    Revalidated,
 }
 
 impl Outcome {
@@ -33,25 +38,41 @@ impl Outcome {
             Outcome::Bypass => "BYPASS",
             Outcome::Mismatch => "MISMATCH",
             Outcome::Pass => "PASS",
+            Outcome::Stale => "STALE",
+            Outcome::Revalidated => "REVALIDATED",
         }
     }
 }
 
-/// What to do with an object the cache found under the request's key.
+/// What to do with an entry the cache found under the request's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// It was stored under exactly the current scope: serve it.
+    /// An object stored under exactly the current scope: a candidate for reuse (freshness
+    /// decides how).
     Serve(StoredHead),
-    /// It was not (other tenant, generation, schema or contract, or unreadable metadata):
-    /// never serve it; refetch and overwrite.
+    /// The URL's responses vary: the variant is under the key these request headers select.
+    Variants {
+        /// Nominated request header names.
+        names: Vec<String>,
+        /// Variant keys stored so far.
+        variants: Vec<[u8; 32]>,
+    },
+    /// An invalidated entry: as if nothing were stored.
+    Absent,
+    /// Anything else (other tenant, generation, schema or contract, or unreadable metadata):
+    /// never served by any path; refetched and overwritten.
     Reject,
 }
 
-/// Judges a found object by its stored metadata against the manifest's scope. Anything
+/// Judges a found entry by its stored metadata against the manifest's scope. Anything
 /// unreadable is rejected: unknown is uncached (invariant 5).
 pub fn judge_found(user_metadata: &[u8], scope: &KeyScope) -> Found {
-    match StoredHead::decode(user_metadata) {
-        Ok(head) if head.metadata.matches(scope) => Found::Serve(head),
+    match Record::decode(user_metadata) {
+        Ok(Record::Object(head)) if head.metadata.matches(scope) => Found::Serve(head),
+        Ok(Record::VaryIndex { metadata, names, variants }) if metadata.matches(scope) => {
+            Found::Variants { names, variants }
+        }
+        Ok(Record::Tombstone) => Found::Absent,
         _ => Found::Reject,
     }
 }
@@ -147,7 +168,23 @@ mod tests {
     }
 
     fn stored(scope: &KeyScope) -> Vec<u8> {
-        StoredHead { metadata: ObjectMetadata::new(scope, 5), status: 200, headers: vec![] }.encode()
+        let timing = crate::freshness::Timing {
+            response_time_ms: 5,
+            initial_age: 0,
+            lifetime: 60,
+            stale_while_revalidate: 60,
+            stale_if_error: 60,
+            no_cache: false,
+            must_revalidate: false,
+        };
+        let head = StoredHead {
+            metadata: ObjectMetadata::new(scope, 5),
+            status: 200,
+            body_len: 0,
+            timing,
+            headers: crate::fields::Headers::new(),
+        };
+        Record::Object(head).encode()
     }
 
     #[test]
@@ -161,6 +198,13 @@ mod tests {
         assert_eq!(judge_found(&stored(&old_schema), &current), Found::Reject);
         assert_eq!(judge_found(b"garbage", &current), Found::Reject, "unknown is uncached");
         assert_eq!(judge_found(&[], &current), Found::Reject);
+        assert_eq!(judge_found(&Record::Tombstone.encode(), &current), Found::Absent);
+        let index = |s: &KeyScope| {
+            Record::VaryIndex { metadata: ObjectMetadata::new(s, 5), names: vec!["accept".into()], variants: vec![] }
+                .encode()
+        };
+        assert!(matches!(judge_found(&index(&current), &current), Found::Variants { .. }));
+        assert_eq!(judge_found(&index(&scope(6)), &current), Found::Reject, "another generation's index");
     }
 
     #[test]

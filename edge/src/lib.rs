@@ -4,14 +4,24 @@
 //!
 //! - this module: tenant resolution from `Host`, the `edgegen-*` namespace and the request
 //!   headers that never reach the origin, JSON error bodies;
+//! - [`pipeline`]: the whole request pipeline against a small `Platform` trait (the Fastly
+//!   shell implements it; tests implement it in memory);
+//! - [`memory`]: the in-memory `Platform` (native tests, benchmark);
+//! - [`fields`]: header lists read whole, cache directives, dates, hop-by-hop hygiene;
+//! - [`freshness`]: what may be stored, lifetime precedence, §4.2.3 age, stale windows;
 //! - [`settings`]: the edge's Config Store settings;
-//! - [`policy`]: which requests and responses may be cached, and for how long;
-//! - [`decision`]: serve or reject a found object, the origin contract check, outcomes and
+//! - [`decision`]: serve or reject a found entry, the origin contract check, outcomes and
 //!   the probe's debug headers;
-//! - [`stored`]: the response head stored next to each cached body.
+//! - [`stored`]: the records stored next to each cached body (object head, Vary index,
+//!   tombstone).
 
 pub mod decision;
-pub mod policy;
+pub mod fields;
+pub mod freshness;
+pub mod memory;
+pub mod pipeline;
+#[cfg(test)]
+mod properties;
 pub mod settings;
 pub mod stored;
 
@@ -105,30 +115,54 @@ pub fn is_edgegen_header(name: &str) -> bool {
 }
 
 /// Client headers that change what an origin produces without being part of the key (host,
-/// scheme, path and method overrides, forwarding claims): dropped before the origin sees
-/// the request, so it serves exactly the request the edge keyed.
-pub const UNKEYED_REQUEST_HEADERS: [&str; 16] = [
+/// scheme, port, path and method overrides, forwarding claims, framework TLS hints): dropped
+/// before the origin sees the request, so it serves exactly the request the edge keyed.
+pub const UNKEYED_REQUEST_HEADERS: [&str; 34] = [
     "x-forwarded-host",
     "x-host",
     "x-forwarded-server",
     "x-original-host",
     "x-original-url",
+    "x-original-uri",
+    "x-original-method",
+    "x-originating-url",
+    "x-override-url",
+    "x-proxy-url",
+    "x-forwarded-url",
+    "x-forwarded-request-uri",
+    "x-http-host-override",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
     "x-forwarded-scheme",
     "x-forwarded-proto",
+    "x-forwarded-protocol",
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-path",
+    "x-forwarded-uri",
+    "x-forwarded-ssl",
+    "x-forwarded-for-original",
+    "x-url-scheme",
     "x-scheme",
+    "x-real-ip",
+    "front-end-https",
+    "x-forwarded-for",
+    "x-client-ip",
+    "true-client-ip",
     "forwarded",
 ];
 
-/// Whether a client request header must be dropped before the origin sees it.
+/// Whether a client request header must be dropped before the origin sees it: edgegen's
+/// namespace and [`UNKEYED_REQUEST_HEADERS`], case-insensitively and with `_` matching `-`
+/// (CGI-style servers map `X_Forwarded_Host` and `X-Forwarded-Host` to the same variable).
 pub fn is_unkeyed_request_header(name: &str) -> bool {
-    is_edgegen_header(name) || UNKEYED_REQUEST_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name))
+    let same = |listed: &str| {
+        listed.len() == name.len()
+            && listed.bytes().zip(name.bytes()).all(|(l, n)| l.eq_ignore_ascii_case(&n) || (l == b'-' && n == b'_'))
+    };
+    is_edgegen_header(name) || UNKEYED_REQUEST_HEADERS.iter().any(|h| same(h))
 }
 
 /// The JSON error body of DESIGN.md: `{"error":{"code":..,"message":..}}`.
@@ -180,6 +214,29 @@ mod tests {
         assert!(is_edgegen_header("edgegen_tenant"), "CGI maps '_' and '-' alike");
         assert!(is_edgegen_header("EDGEGEN_PROBE"));
         assert!(!is_edgegen_header("edgegen\u{e9}x"), "no panic on a non-ASCII boundary");
+    }
+
+    #[test]
+    fn unkeyed_headers_in_every_spelling() {
+        for name in [
+            "X-Forwarded-Host",
+            "X_Forwarded_Host",
+            "x_http_method_override",
+            "X_Original_URL",
+            "X-Forwarded-Ssl",
+            "Front-End-Https",
+            "front_end_https",
+            "X-Forwarded-Uri",
+            "X-Forwarded-Path",
+            "X-Forwarded-Prefix",
+            "X-Forwarded-Port",
+            "edgegen_tenant",
+        ] {
+            assert!(is_unkeyed_request_header(name), "{name}");
+        }
+        for name in ["accept", "accept-encoding", "x-forwarded-hostx", "x-forwarded", "user-agent"] {
+            assert!(!is_unkeyed_request_header(name), "{name}");
+        }
     }
 
     #[test]

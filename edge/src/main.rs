@@ -5,17 +5,14 @@
 #[cfg(target_arch = "wasm32")]
 mod platform;
 
-/// Not `#[fastly::main]`: the response is sent first, then the background requests (acks,
-/// reports) are awaited, so they never delay the client.
+/// Not `#[fastly::main]`: the response is sent first, then the deferred work (background
+/// refreshes) runs and the background requests (acks, reports) are awaited, so they never
+/// delay the client.
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    let (response, background) = platform::handle(fastly::Request::from_client());
+    let (response, after) = platform::handle(fastly::Request::from_client());
     response.send_to_client();
-    for pending in background {
-        if let Err(err) = pending.wait() {
-            eprintln!("edgegen-edge: background request failed: {err}");
-        }
-    }
+    after.run();
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -7,12 +7,23 @@
 //! | `no_manifest` | `bypass` (pass to origin, uncached) or `unavailable` (answer 503) | `bypass` |
 //! | `credentials_tenants` | comma-separated tenants whose credentialed GETs may be cached | none |
 //! | `unstamped_tenants` | comma-separated tenants whose origin sends no `edgegen-schema`/`-contract` | none |
+//! | `honour_request_directives_tenants` | tenants whose clients' `Cache-Control`/`Pragma` request directives (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `no-store`, `stale-if-error`) are followed (RFC 9111 §5.2.1); for every other tenant they are ignored, as CDNs commonly do, so a client cannot force origin traffic; `only-if-cached` is always honoured | none |
+//! | `heuristic_tenants` | tenants whose responses without explicit freshness get heuristic freshness (10% of `Date - Last-Modified`, at most a day) | none |
+//! | `report_window_s` | a PoP posts at most one contract-mismatch report per (tenant, generation, kind) within this many seconds | `300` |
 
 use edgegen_shared::TenantId;
 
 /// Every key [`Settings::read`] reads (the table above).
-pub const KEYS: [&str; 5] =
-    ["pop", "manifest_max_age_cap_ms", "no_manifest", "credentials_tenants", "unstamped_tenants"];
+pub const KEYS: [&str; 8] = [
+    "pop",
+    "manifest_max_age_cap_ms",
+    "no_manifest",
+    "report_window_s",
+    "credentials_tenants",
+    "unstamped_tenants",
+    "honour_request_directives_tenants",
+    "heuristic_tenants",
+];
 
 /// What to do when no valid manifest can be had for a tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +43,12 @@ pub struct Settings {
     pub manifest_max_age_cap_ms: u64,
     /// Behaviour without a manifest.
     pub no_manifest: NoManifest,
+    /// Report dedupe window, seconds.
+    pub report_window_secs: u64,
     credentials_tenants: Vec<TenantId>,
     unstamped_tenants: Vec<TenantId>,
+    honour_request_directives_tenants: Vec<TenantId>,
+    heuristic_tenants: Vec<TenantId>,
 }
 
 impl Settings {
@@ -56,18 +71,40 @@ impl Settings {
             Some("unavailable") => NoManifest::Unavailable,
             Some(other) => return Err(format!("no_manifest: {other:?} is not 'bypass' or 'unavailable'")),
         };
+        let report_window_secs = match get("report_window_s") {
+            None => 300,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| format!("report_window_s: {v:?} is not 1-86400"))?,
+        };
         Ok(Settings {
             pop: get("pop").map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()),
             manifest_max_age_cap_ms: cap,
             no_manifest,
+            report_window_secs,
             credentials_tenants: tenant_list(&get, "credentials_tenants")?,
             unstamped_tenants: tenant_list(&get, "unstamped_tenants")?,
+            honour_request_directives_tenants: tenant_list(&get, "honour_request_directives_tenants")?,
+            heuristic_tenants: tenant_list(&get, "heuristic_tenants")?,
         })
     }
 
     /// Whether `tenant`'s credentialed GETs may be cached.
     pub fn credentials_allowed(&self, tenant: &TenantId) -> bool {
         self.credentials_tenants.contains(tenant)
+    }
+
+    /// Whether `tenant`'s clients' request cache directives are followed (opt-in).
+    pub fn request_directives_honoured(&self, tenant: &TenantId) -> bool {
+        self.honour_request_directives_tenants.contains(tenant)
+    }
+
+    /// Whether `tenant` opted into heuristic freshness.
+    pub fn heuristics(&self, tenant: &TenantId) -> bool {
+        self.heuristic_tenants.contains(tenant)
     }
 
     /// Whether `tenant`'s origin is exempt from the contract stamp check.
@@ -104,6 +141,9 @@ mod tests {
         assert_eq!(s.pop.as_deref(), Some("LCY"));
         assert!(s.unstamped(&TenantId::new("beta").unwrap()));
         assert!(!s.credentials_allowed(&TenantId::new("beta").unwrap()));
+        assert!(!s.request_directives_honoured(&TenantId::new("beta").unwrap()), "ignored by default");
+        assert!(!s.heuristics(&TenantId::new("beta").unwrap()));
+        assert_eq!(s.report_window_secs, 300);
     }
 
     #[test]
@@ -128,6 +168,8 @@ mod tests {
         assert!(err.starts_with("no_manifest: "));
         let err = Settings::read(|k| (k == "manifest_max_age_cap_ms").then(|| "0".into())).unwrap_err();
         assert!(err.starts_with("manifest_max_age_cap_ms: "));
+        let err = Settings::read(|k| (k == "report_window_s").then(|| "0".into())).unwrap_err();
+        assert!(err.starts_with("report_window_s: "));
         let err = Settings::read(|k| (k == "unstamped_tenants").then(|| "Bad".into())).unwrap_err();
         assert!(err.starts_with("unstamped_tenants: tenant:"));
     }

@@ -41,6 +41,11 @@ impl<'a, A: Absorb> Encoder<'a, A> {
         Encoder { sink }
     }
 
+    /// Continues a message whose domain tag (and first fields) `sink` already absorbed.
+    pub(crate) fn resume(sink: &'a mut A) -> Self {
+        Encoder { sink }
+    }
+
     /// Writes one length-prefixed field.
     pub(crate) fn field(&mut self, bytes: &[u8]) -> &mut Self {
         assert!(bytes.len() <= MAX_FIELD_LEN, "field of {} bytes passed the caller's limit", bytes.len());

@@ -185,9 +185,52 @@ impl NormalizedRequest {
         &self.vary
     }
 
+    /// The same request with other vary values (normalized as in [`NormalizedRequest::new`]),
+    /// without normalizing the path and query again: a Vary-keyed lookup derives the
+    /// primary key first, then the variant's.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the vary header that cannot be keyed.
+    pub fn with_vary(&self, vary: &[(&str, Option<&str>)]) -> Result<Self, KeyError> {
+        Ok(NormalizedRequest {
+            method: self.method.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            vary: normalize_vary(vary)?,
+        })
+    }
+
     /// `path` or `path?query`: the request target to send to the origin.
     pub fn path_and_query(&self) -> String {
         if self.query.is_empty() { self.path.clone() } else { format!("{}?{}", self.path, self.query) }
+    }
+}
+
+/// Derives the keys of several requests within one scope (a Vary-keyed lookup derives the
+/// primary key, then the variant's): the scope's part of the encoding is hashed once.
+/// Every key equals [`CacheKey::derive`]'s.
+#[derive(Clone)]
+pub struct KeyDeriver(Sha256);
+
+impl KeyDeriver {
+    /// Absorbs `scope` once.
+    pub fn new(scope: &KeyScope) -> Self {
+        let mut hasher = Sha256::new();
+        encode_scope(&mut hasher, scope);
+        KeyDeriver(hasher)
+    }
+
+    /// The key of `request` within the scope.
+    pub fn derive(&self, request: &NormalizedRequest) -> CacheKey {
+        let mut hasher = self.0.clone();
+        encode_request(&mut hasher, request);
+        CacheKey(hasher.finalize().into())
+    }
+}
+
+impl fmt::Debug for KeyDeriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyDeriver")
     }
 }
 
@@ -272,12 +315,21 @@ impl KeyInput {
 }
 
 fn encode(sink: &mut impl Absorb, scope: &KeyScope, request: &NormalizedRequest) {
-    let mut enc = Encoder::new(sink, KEY_DOMAIN);
-    enc.field(scope.tenant.as_str().as_bytes())
+    encode_scope(sink, scope);
+    encode_request(sink, request);
+}
+
+fn encode_scope(sink: &mut impl Absorb, scope: &KeyScope) {
+    Encoder::new(sink, KEY_DOMAIN)
+        .field(scope.tenant.as_str().as_bytes())
         .field(scope.schema_version.to_string().as_bytes())
         .field(scope.contract_hash.digest())
-        .u64(scope.generation.0)
-        .field(request.method.as_bytes())
+        .u64(scope.generation.0);
+}
+
+fn encode_request(sink: &mut impl Absorb, request: &NormalizedRequest) {
+    let mut enc = Encoder::resume(sink);
+    enc.field(request.method.as_bytes())
         .field(request.path.as_bytes())
         .field(request.query.as_bytes())
         .u64(request.vary.len() as u64);
@@ -509,6 +561,32 @@ mod tests {
         for (input, expected) in cases {
             check_path(input, expected);
         }
+    }
+
+    #[test]
+    fn a_key_deriver_gives_derives_keys() {
+        let scope = KeyScope {
+            tenant: TenantId::new("acme").unwrap(),
+            schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            contract_hash: ContractHash::from_digest([7; 32]),
+            generation: Generation(9),
+        };
+        let deriver = KeyDeriver::new(&scope);
+        for vary in [&[][..], &[("accept-encoding", Some("br,gzip"))][..]] {
+            let req =
+                NormalizedRequest::new(&RequestParts { method: "GET", path: "/a", query: Some("x=1"), vary }).unwrap();
+            assert_eq!(deriver.derive(&req), CacheKey::derive(&scope, &req));
+        }
+    }
+
+    #[test]
+    fn with_vary_equals_normalizing_again() {
+        let vary = [("Accept-Encoding", Some(" br,gzip ")), ("x-lang", None)];
+        let parts = RequestParts { method: "GET", path: "/a/./b", query: Some("b=2&a=1"), vary: &[] };
+        let primary = NormalizedRequest::new(&parts).unwrap();
+        let again = NormalizedRequest::new(&RequestParts { vary: &vary, ..parts }).unwrap();
+        assert_eq!(primary.with_vary(&vary).unwrap(), again);
+        assert!(primary.with_vary(&[("*", None)]).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod demo;
 mod edge_cache;
+mod edge_http;
 mod edge_skeleton;
 mod host_sync;
 mod scenarios;

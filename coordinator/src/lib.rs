@@ -5,7 +5,10 @@
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
-//! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
+//! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers and wire types;
+//! - [`ui`]: the release dashboard's static files;
+//! - [`auth`], [`error`], [`rejection`], [`metrics`], [`clock`]: cross-cutting pieces of the
+//!   HTTP layer;
 //! - [`cli`]: the `edgegen` command line (server and client).
 
 pub mod analysis;
@@ -17,6 +20,9 @@ pub mod domain;
 pub mod error;
 pub mod fastly;
 pub mod metrics;
+pub mod openapi;
+pub mod rejection;
 pub mod server;
 pub mod shards;
 pub mod store;
+pub mod ui;

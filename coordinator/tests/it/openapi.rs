@@ -1,0 +1,151 @@
+//! The OpenAPI document against the router it describes: every route the router registers is
+//! documented with its methods, every documented operation is routed, both security schemes
+//! are declared and used, and answers no handler writes (path rejections) are JSON errors.
+
+use axum::http::StatusCode;
+use edgegen_shared::api::{ErrorBody, ReleasePlan};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN, add_tenant, contract, send, test_app};
+
+/// The `.route("PATH", get(..).post(..))` registrations of the router, read from its source:
+/// the router does not list its routes, and this keeps the check independent of the document.
+fn registered_routes() -> Vec<(String, Vec<String>)> {
+    let source = include_str!("../../src/server.rs");
+    let mut routes = Vec::new();
+    for chunk in source.split(".route(\"").skip(1) {
+        let Some((path, rest)) = chunk.split_once('"') else { continue };
+        let call = rest.split("))").next().unwrap_or_default();
+        let methods: Vec<String> = ["get", "post", "put", "patch", "delete"]
+            .into_iter()
+            .filter(|m| call.contains(&format!("{m}(")))
+            .map(str::to_owned)
+            .collect();
+        assert!(!methods.is_empty(), "route {path}: no method found in {call:?}");
+        routes.push((path.to_owned(), methods));
+    }
+    assert!(routes.len() >= 15, "found only {} routes in server.rs: {routes:?}", routes.len());
+    routes
+}
+
+async fn document() -> Value {
+    let app = test_app();
+    let a = send(&app.router, "GET", "/openapi.json", None, None).await;
+    assert_eq!(a.status, StatusCode::OK, "served without auth: {}", a.text);
+    assert_eq!(a.headers["content-type"], "application/json");
+    a.body
+}
+
+#[tokio::test]
+async fn document_is_openapi_3_1_with_both_security_schemes() {
+    let doc = document().await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    for scheme in ["admin", "edge"] {
+        let s = &doc["components"]["securitySchemes"][scheme];
+        assert_eq!((s["type"].as_str(), s["scheme"].as_str()), (Some("http"), Some("bearer")), "{scheme}: {s}");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                .collect();
+            let expected: &[&str] = if path.starts_with("/v1/edge/") {
+                &["edge"]
+            } else if path.starts_with("/v1/") {
+                &["admin"]
+            } else {
+                &[]
+            };
+            assert_eq!(security, expected, "{method} {path}");
+            if !expected.is_empty() {
+                for status in ["401", "403"] {
+                    let schema = &op["responses"][status]["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {status}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_registered_route_is_documented_with_its_methods() {
+    let doc = document().await;
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in registered_routes() {
+        let item = paths.get(&path).unwrap_or_else(|| panic!("route {path} is not in /openapi.json"));
+        let documented: Vec<&String> = item.as_object().unwrap().keys().collect();
+        for method in &methods {
+            assert!(documented.contains(&method), "{method} {path} is not documented (has {documented:?})");
+        }
+        assert_eq!(documented.len(), methods.len(), "{path}: documented {documented:?}, routed {methods:?}");
+    }
+    assert_eq!(paths.len(), registered_routes().len(), "documented paths that are not routed");
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let doc = document().await;
+    let app = test_app();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "x").replace("{tenant}", "x").replace("{asset}", "app.js");
+        for method in item.as_object().unwrap().keys() {
+            let a = send(&app.router, &method.to_uppercase(), &concrete, None, None).await;
+            let code = a.body["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                !matches!(code, "no_route" | "method_not_allowed"),
+                "{method} {path} is documented but not routed: {} {}",
+                a.status,
+                a.text
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenant_and_release_answers_link_to_the_next_operations() {
+    let doc = document().await;
+    let links = &doc["paths"]["/v1/tenants"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["show_tenant"]["parameters"]["id"], "$response.body#/id");
+    assert_eq!(links["commit_release"]["requestBody"]["tenants"][0], "$response.body#/id");
+    let links = &doc["paths"]["/v1/releases"]["post"]["responses"]["201"]["links"];
+    for op in ["show_release", "convergence", "rollback_release"] {
+        assert_eq!(links[op]["operationId"], op);
+        assert_eq!(links[op]["parameters"]["id"], "$response.body#/id");
+    }
+}
+
+/// Rejections that axum writes before a handler runs are JSON errors too.
+#[tokio::test]
+async fn path_rejections_answer_with_the_json_error_body() {
+    let app = test_app();
+    for path in ["/v1/tenants/%FF", "/v1/releases/%C3%28", "/v1/releases/%FF/convergence"] {
+        let a = send(&app.router, "GET", path, Some(ADMIN), None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}: {}", a.text);
+        assert_eq!(a.headers["content-type"], "application/json", "{path}");
+        let body: ErrorBody =
+            serde_json::from_value(a.body.clone()).unwrap_or_else(|e| panic!("{path}: {e}: {}", a.text));
+        assert_eq!(body.error.code, "invalid_request", "{path}");
+        assert!(body.error.message.contains("UTF-8") || body.error.message.contains("utf-8"), "{path}: {}", a.text);
+    }
+}
+
+/// The dry run's answer is the typed `ReleasePlan` (the CLI and pipelines read it as one).
+#[tokio::test]
+async fn plan_answer_is_the_typed_release_plan() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let body = json!({
+        "tenants": ["a"], "schema_version": "1.8.3", "contract_hash": contract(2),
+        "analysis": {"schema_from": "CREATE TABLE t (id INT, tenant_id INT);", "schema_to": "CREATE TABLE t (tenant_id INT);"},
+    });
+    let a = send(&app.router, "POST", "/v1/releases/plan", Some(ADMIN), Some(body)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let plan: ReleasePlan = serde_json::from_value(a.body.clone()).unwrap_or_else(|e| panic!("{e}: {}", a.text));
+    assert_eq!(plan.verdict, edgegen_shared::api::PlanVerdict::Blocked, "{}", a.text);
+    assert_eq!(plan.verdict.exit_code(), 2);
+    assert_eq!(plan.tenants.len(), 1);
+    assert_eq!(plan.analysis.expect("analysed").verdict, plan.verdict);
+}

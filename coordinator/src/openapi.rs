@@ -116,6 +116,7 @@ impl Modify for Common {
         link(doc, "/v1/releases", "post", "201", "release", &["show_release", "convergence", "rollback_release"], "id");
         release_link(doc, "/v1/tenants", "post", "201");
         release_link(doc, "/v1/tenants/{id}", "get", "200");
+        edge_links(doc);
     }
 }
 
@@ -189,4 +190,41 @@ fn release_link(doc: &mut utoipa::openapi::OpenApi, path: &str, method: &str, st
         .description("Release this tenant (a new generation at its current schema and contract)")
         .build();
     response.links.insert("commit_release".to_owned(), RefOr::T(link));
+}
+
+/// Links a registered tenant to what a PoP posts about it: an acknowledgement of its
+/// generation and a contract-mismatch report, so stateful clients reach the edge API with
+/// tenants that exist.
+fn edge_links(doc: &mut utoipa::openapi::OpenApi) {
+    let Some(RefOr::T(response)) = doc
+        .paths
+        .paths
+        .get_mut("/v1/tenants")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.responses.responses.get_mut("201"))
+    else {
+        return;
+    };
+    let ack = serde_json::json!({
+        "pop": "LCY",
+        "tenant": "$response.body#/id",
+        "generation": "$response.body#/generation",
+        "observed_at": 1_700_000_000_000_u64,
+    });
+    let report = serde_json::json!({
+        "pop": "LCY",
+        "tenant": "$response.body#/id",
+        "kind": "contract_mismatch",
+        "generation": "$response.body#/generation",
+        "expected_schema": "$response.body#/schema_version",
+        "expected_contract": "$response.body#/contract_hash",
+        "observed_at": 1_700_000_000_000_u64,
+    });
+    for (op, body, what) in [
+        ("ack", ack, "A PoP acknowledges the tenant's generation"),
+        ("report", report, "A PoP reports a contract mismatch"),
+    ] {
+        let link = LinkBuilder::new().operation_id(op).request_body(Some(body)).description(what).build();
+        response.links.insert(op.to_owned(), RefOr::T(link));
+    }
 }

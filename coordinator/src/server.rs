@@ -340,7 +340,8 @@ async fn run_analysis(
 
 #[utoipa::path(post, path = "/v1/releases", tag = "releases", security(("admin" = [])),
     request_body = ReleaseRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key returns the original release and moves nothing")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "1-255 visible ASCII characters; a retry with the same key returns the original release and moves nothing")),
     responses((status = 201, description = "Committed: every listed tenant moved to its next generation", body = Release,
             headers(("location" = String, description = "The release's URL"))),
         (status = 200, description = "Idempotent replay of an earlier commit", body = Release,

@@ -16,6 +16,7 @@ pub struct NewTenant {
     /// The tenant id.
     pub id: TenantId,
     /// Host names routed to the tenant (lower case, no port); each host belongs to one tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::HostName>, min_items = 1))]
     pub hosts: Vec<String>,
     /// Initial schema version.
     pub schema_version: SchemaVersion,
@@ -50,6 +51,7 @@ pub struct Tenant {
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// The tenants to release (non-empty, no duplicates, all registered).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub tenants: Vec<TenantId>,
     /// The schema version after the release.
     pub schema_version: SchemaVersion,

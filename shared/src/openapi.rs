@@ -53,6 +53,20 @@ schema!(
         "acme"
     )
 );
+/// A host name routed to a tenant (schema only: hosts stay `String`s on the wire and the
+/// coordinator checks them when a tenant registers).
+pub(crate) struct HostName;
+
+schema!(
+    HostName,
+    string(
+        "A lower-case DNS name without port: dot-separated labels of a-z, 0-9, '-'.",
+        "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+        1,
+        253,
+        "acme.example.com"
+    )
+);
 schema!(ReleaseId, string("A release identifier.", "^[A-Za-z0-9_-]+$", 1, 64, "rel-000001"));
 schema!(PopId, string("An edge point of presence.", "^[A-Za-z0-9_-]+$", 1, 64, "LCY"));
 schema!(

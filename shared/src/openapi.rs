@@ -26,6 +26,11 @@ fn string(description: &str, pattern: &str, min: usize, max: usize, example: &st
         .into()
 }
 
+/// A decimal `u32` without leading zeros (0 to 4294967295), as a regular expression: the
+/// parts of a [`SchemaVersion`].
+const U32: &str = "(0|[1-9][0-9]{0,8}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}\
+    |4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])";
+
 /// Implements `ToSchema` for an id type from a schema function.
 macro_rules! schema {
     ($ty:ident, $body:expr) => {
@@ -73,7 +78,7 @@ schema!(
     SchemaVersion,
     string(
         "MAJOR.MINOR.PATCH, decimal u32 parts without leading zeros.",
-        "^(0|[1-9][0-9]{0,9})\\.(0|[1-9][0-9]{0,9})\\.(0|[1-9][0-9]{0,9})$",
+        &format!("^{U32}\\.{U32}\\.{U32}$"),
         5,
         32,
         "1.8.3"

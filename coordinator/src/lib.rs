@@ -5,6 +5,7 @@
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
+//! - [`listing`]: paginated listings (releases) for the dashboard and scripts;
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers and wire types;
 //! - [`ui`]: the release dashboard's static files;
 //! - [`auth`], [`error`], [`rejection`], [`metrics`], [`clock`]: cross-cutting pieces of the
@@ -19,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fastly;
+pub mod listing;
 pub mod metrics;
 pub mod openapi;
 pub mod rejection;

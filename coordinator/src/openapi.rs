@@ -51,6 +51,7 @@ pub struct SignedManifest {
         server::show_tenant,
         server::plan_release,
         server::commit_release,
+        crate::listing::list_releases,
         server::show_release,
         server::rollback_release,
         server::convergence,

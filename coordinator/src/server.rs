@@ -85,7 +85,7 @@ pub fn app(state: AppState, settings: &RouterSettings) -> Router {
         .route("/v1/tenants", post(register_tenant).get(list_tenants))
         .route("/v1/tenants/{id}", get(show_tenant))
         .route("/v1/releases/plan", post(plan_release))
-        .route("/v1/releases", post(commit_release))
+        .route("/v1/releases", post(commit_release).get(crate::listing::list_releases))
         .route("/v1/releases/{id}", get(show_release))
         .route("/v1/releases/{id}/rollback", post(rollback_release))
         .route("/v1/releases/{id}/convergence", get(convergence))

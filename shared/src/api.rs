@@ -431,3 +431,42 @@ pub struct Health {
     /// Always `ok` while the process serves requests.
     pub status: String,
 }
+
+/// Query of `GET /v1/releases`: one page, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct ReleasePageQuery {
+    /// Releases to skip (default 0).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(minimum = 0, maximum = 4294967295u32))]
+    pub offset: u32,
+    /// Page size, 1-200 (default 50).
+    #[serde(default = "ReleasePageQuery::default_limit")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
+    pub limit: u32,
+}
+
+impl ReleasePageQuery {
+    /// Largest page.
+    pub const MAX_LIMIT: u32 = 200;
+
+    fn default_limit() -> u32 {
+        50
+    }
+}
+
+/// `GET /v1/releases` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleasePage {
+    /// All releases (rollbacks included).
+    pub total: u64,
+    /// The page's offset.
+    pub offset: u32,
+    /// The page size asked for.
+    pub limit: u32,
+    /// The page, newest first.
+    pub releases: Vec<Release>,
+}

@@ -80,6 +80,8 @@ pub trait Store: Send + Sync + 'static {
     fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>>;
     /// A release with its tenants and execution log.
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>>;
+    /// The number of releases (rollbacks included) and `limit` of them from `offset`, newest first.
+    fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>>;
     /// A release's convergence now (and its status moved to `converged` if it just did).
     fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>>;
     /// Records that a PoP saw a generation (idempotent per pop, tenant, generation).

@@ -2,6 +2,7 @@
 //! SQLite file, a real socket, the real binary killed with SIGKILL, and the CLI.
 
 mod api;
+mod browser;
 mod cli;
 mod crash;
 mod fastly;

@@ -149,3 +149,34 @@ async fn plan_answer_is_the_typed_release_plan() {
     assert_eq!(plan.tenants.len(), 1);
     assert_eq!(plan.analysis.expect("analysed").verdict, plan.verdict);
 }
+
+/// `GET /v1/releases` pages newest first and names a bad parameter in a JSON error.
+#[tokio::test]
+async fn releases_are_listed_newest_first_in_pages() {
+    let app = test_app();
+    for t in ["a", "b", "c"] {
+        add_tenant(&app.router, t).await;
+        crate::support::release(&app.router, &[t]).await;
+    }
+    let a = send(&app.router, "GET", "/v1/releases?limit=2", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let page: edgegen_shared::api::ReleasePage = serde_json::from_value(a.body).unwrap();
+    assert_eq!((page.total, page.offset, page.limit), (3, 0, 2));
+    let tenants: Vec<&str> = page.releases.iter().map(|r| r.tenants[0].tenant.as_str()).collect();
+    assert_eq!(tenants, ["c", "b"], "newest first");
+    let a = send(&app.router, "GET", "/v1/releases?offset=2&limit=2", Some(ADMIN), None).await;
+    assert_eq!(a.body["releases"].as_array().unwrap().len(), 1);
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("offset=-1", "offset"),
+        ("limit=x", "limit"),
+        ("page=2", "page"),
+    ] {
+        let a = send(&app.router, "GET", &format!("/v1/releases?{query}"), Some(ADMIN), None).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}: {}", a.text);
+        assert_eq!(a.body["error"]["code"], "invalid_query", "{query}");
+        assert!(a.body["error"]["message"].as_str().unwrap().contains(field), "{query}: {}", a.text);
+    }
+    assert_eq!(send(&app.router, "GET", "/v1/releases", None, None).await.status, StatusCode::UNAUTHORIZED);
+}

@@ -1,0 +1,292 @@
+//! The dashboard in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver, installed by `cargo xtask bootstrap`) against a coordinator on a real
+//! socket. Checks that the admin token is required, that it never lands in a URL, and that
+//! a release's convergence timeline shows one row per PoP, one dot per acknowledgement, the
+//! max-age bound and the rollback marker. Saves a screenshot of the timeline to
+//! `target/dashboard-timeline.png` (and to `docs/` with `EDGEGEN_UPDATE_SCREENSHOT=1`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN, TestApp, ack, add_tenant, send, test_app};
+
+/// Chromium's flags for a hermetic headless run.
+const CHROMIUM_ARGS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+];
+
+/// A chromedriver process, killed when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn find(binary: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(binary))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| {
+        panic!("{binary} is not installed: run `cargo xtask bootstrap` (Debian chromium, chromium-driver)")
+    })
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new(find("chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let mut driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            session: String::new(),
+            _profile: profile,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while driver.http.get(format!("{}/status", driver.base)).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| (*a).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", driver._profile.path().display()));
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": find("chromium"), "args": args},
+        }}});
+        let session = driver.call("POST", "/session", Some(caps)).await;
+        driver.session = session["sessionId"].as_str().expect("a WebDriver session").to_owned();
+        driver
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "POST" => self.http.post(&url).json(&body.unwrap_or_else(|| json!({}))),
+            "DELETE" => self.http.delete(&url),
+            _ => self.http.get(&url),
+        };
+        let answer: Value = req.send().await.unwrap().json().await.unwrap();
+        assert!(answer["value"]["error"].is_null(), "WebDriver {method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call("POST", &format!("/session/{}/url", self.session), Some(json!({ "url": url }))).await;
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    async fn js(&self, script: &str) -> Value {
+        let body = json!({ "script": script, "args": [] });
+        self.call("POST", &format!("/session/{}/execute/sync", self.session), Some(body)).await
+    }
+
+    /// Polls `script` until it returns `true`.
+    async fn wait_for(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.js(script).await == json!(true) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let body = self.js("return document.body.innerText").await;
+                panic!("timed out waiting for {what}; page text: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Types into a field through real key events (WebDriver element/value).
+    async fn type_into(&self, css: &str, text: &str) {
+        let found = self
+            .call(
+                "POST",
+                &format!("/session/{}/element", self.session),
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        let element = found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_owned();
+        let path = format!("/session/{}/element/{element}/value", self.session);
+        self.call("POST", &path, Some(json!({ "text": text }))).await;
+    }
+
+    async fn screenshot(&self, to: &Path) {
+        let png = self.call("GET", &format!("/session/{}/screenshot", self.session), None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::write(to, bytes).unwrap();
+    }
+
+    async fn quit(&self) {
+        self.call("DELETE", &format!("/session/{}", self.session), None).await;
+    }
+}
+
+/// Serves the test app's router on a real socket.
+async fn serve(app: &TestApp) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// One release of three tenants acknowledged by three PoPs at different times, then rolled
+/// back. Returns the release id.
+async fn rolled_back_release(app: &TestApp) -> String {
+    let pops = ["LCY", "FRA", "IAD"];
+    let tenants = ["acme", "globex", "initech"];
+    for t in tenants {
+        add_tenant(&app.router, t).await;
+        for pop in pops {
+            assert_eq!(ack(&app.router, pop, t, 1).await.status, 204, "PoPs are live before the release");
+        }
+    }
+    let released = crate::support::release(&app.router, &tenants).await;
+    let id = released["id"].as_str().unwrap().to_owned();
+    for (i, pop) in pops.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(60 * (i as u64 + 1))).await;
+        for t in tenants {
+            assert_eq!(ack(&app.router, pop, t, 2).await.status, 204);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rolled = send(&app.router, "POST", &format!("/v1/releases/{id}/rollback"), Some(ADMIN), None).await;
+    assert_eq!(rolled.status, 201, "{}", rolled.text);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
+    let app = test_app();
+    let id = rolled_back_release(&app).await;
+    let addr = serve(&app).await;
+    let driver = Driver::start().await;
+    let ui = format!("http://{addr}/ui");
+
+    // Without a token: the login form, and nothing of the release, even on its own address.
+    driver.goto(&format!("{ui}#/release/{id}")).await;
+    driver.wait_for("the login form", "return !document.getElementById('login').hidden").await;
+    assert_eq!(driver.js("return document.getElementById('nav').hidden").await, json!(true));
+    assert_eq!(driver.js("return document.getElementById('timeline') === null").await, json!(true));
+
+    // A wrong token is refused by the coordinator and the form says so.
+    driver.type_into("#token", "not-the-admin-token").await;
+    driver.js("document.querySelector('#login button').click()").await;
+    driver
+        .wait_for(
+            "the refusal",
+            "return document.getElementById('login-error').textContent.includes('invalid bearer token')",
+        )
+        .await;
+    assert_eq!(driver.js("return sessionStorage.length").await, json!(0), "a refused token is not kept");
+
+    // The admin token logs in; it never appears in the address.
+    driver.type_into("#token", ADMIN).await;
+    driver.js("document.querySelector('#login button').click()").await;
+    driver.wait_for("the timeline", "return document.getElementById('timeline') !== null").await;
+    let url = driver.js("return location.href").await;
+    assert!(!url.as_str().unwrap().contains(ADMIN), "token in the URL: {url}");
+    assert_eq!(
+        driver.js("return performance.getEntriesByType('resource').some(e => e.name.includes('admin-token'))").await,
+        json!(false)
+    );
+
+    let count = |css: &str| format!("return document.querySelectorAll('#timeline {css}').length");
+    assert_eq!(driver.js(&count(".pop-row")).await, json!(3), "one row per live PoP");
+    assert_eq!(driver.js(&count("circle.ack")).await, json!(3), "one dot per PoP acknowledgement");
+    assert_eq!(driver.js(&count(".bound-marker")).await, json!(1), "the max-age bound");
+    assert_eq!(driver.js(&count(".rollback-marker")).await, json!(1), "the rollback marker");
+    let label = driver.js("return document.querySelector('#timeline .rollback-marker text').textContent").await;
+    assert!(label.as_str().unwrap().starts_with("rollback rel-"), "{label}");
+    let status = driver.js("return document.getElementById('release-status').textContent").await;
+    assert_eq!(status, json!("rolled_back"));
+    let rows = driver.js("return document.querySelectorAll('#changes tbody tr').length").await;
+    assert_eq!(rows, json!(3), "per-tenant from -> to");
+
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-timeline.png");
+    driver.screenshot(&target).await;
+    if std::env::var_os("EDGEGEN_UPDATE_SCREENSHOT").is_some() {
+        driver.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard-timeline.png")).await;
+    }
+
+    // The releases page lists the release and its rollback; logging out forgets the token.
+    driver.goto(&format!("{ui}#/releases")).await;
+    driver.wait_for("the releases table", "return document.querySelectorAll('#releases tbody tr').length === 2").await;
+    driver.js("document.getElementById('logout').click()").await;
+    driver.wait_for("the login form again", "return !document.getElementById('login').hidden").await;
+    assert_eq!(driver.js("return sessionStorage.length").await, json!(0));
+    driver.quit().await;
+}
+
+/// With 1,000 tenants and 200 releases, each paginated view is drawn within 500 ms of the
+/// page's navigation (fetch and render included), measured by the page's own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_pages_load_within_500_ms_with_1000_tenants_and_200_releases() {
+    let app = test_app();
+    for i in 0..1000 {
+        add_tenant(&app.router, &format!("tenant-{i:04}")).await;
+    }
+    for i in 0..200 {
+        crate::support::release(&app.router, &[&format!("tenant-{i:04}")]).await;
+    }
+    let addr = serve(&app).await;
+    let driver = Driver::start().await;
+    let ui = format!("http://{addr}/ui");
+    driver.goto(&ui).await;
+    driver.type_into("#token", ADMIN).await;
+    driver.js("document.querySelector('#login button').click()").await;
+    driver.wait_for("the releases page", "return document.body.dataset.view === '/releases'").await;
+    for (view, table, rows) in
+        [("/tenants", "#tenants", 50), ("/releases", "#releases", 50), ("/rollbacks", "#rollbacks", 0)]
+    {
+        // A fresh page load (the token stays in the tab's sessionStorage).
+        driver.goto("about:blank").await;
+        driver.goto(&format!("{ui}#{view}")).await;
+        driver.wait_for(view, &format!("return document.body.dataset.view === '{view}'")).await;
+        let drawn = driver.js(&format!("return document.querySelectorAll('{table} tbody tr').length")).await;
+        assert_eq!(drawn, json!(rows), "{view}: one page of rows");
+        let at: u64 = driver.js("return document.body.dataset.renderedAt").await.as_str().unwrap().parse().unwrap();
+        println!("dashboard {view}: drawn {at} ms after navigation");
+        assert!(at <= 500, "{view} drawn {at} ms after navigation (limit 500 ms)");
+        if view == "/releases" {
+            let pager = driver.js("return document.querySelector('.pager').textContent").await;
+            assert!(pager.as_str().unwrap().contains("page 1 of 4 (200)"), "{pager}");
+        }
+    }
+    driver.quit().await;
+}

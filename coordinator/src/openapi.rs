@@ -64,7 +64,7 @@ pub struct SignedManifest {
         crate::ui::page,
         crate::ui::file,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, crate::ui::Asset)),
     modifiers(&Common),
     tags(
         (name = "tenants", description = "Admin API: tenants and their current generation"),

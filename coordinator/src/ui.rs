@@ -10,8 +10,6 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::AppError;
-
 const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/app.css");
@@ -20,7 +18,7 @@ const STYLE: &str = include_str!("../ui/app.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset_response(content_type: &'static str, body: &'static str) -> Response {
     (
         StatusCode::OK,
         [
@@ -38,18 +36,28 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[utoipa::path(get, path = "/ui", tag = "operations",
     responses((status = 200, description = "The release dashboard", body = String, content_type = "text/html")))]
 pub async fn page() -> Response {
-    asset("text/html; charset=utf-8", INDEX)
+    asset_response("text/html; charset=utf-8", INDEX)
 }
 
-/// `GET /ui/{asset}`: the dashboard's script and style sheet.
+/// The dashboard's files besides the page.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub enum Asset {
+    /// The script.
+    #[serde(rename = "app.js")]
+    Script,
+    /// The style sheet.
+    #[serde(rename = "app.css")]
+    Style,
+}
+
+/// `GET /ui/{asset}`: the dashboard's script and style sheet (any other name is a 400 from
+/// the path extractor, answered as the JSON error body).
 #[utoipa::path(get, path = "/ui/{asset}", tag = "operations",
-    params(("asset" = String, Path, description = "`app.js` or `app.css`")),
-    responses((status = 200, description = "The asset", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such asset", body = edgegen_shared::api::ErrorBody)))]
-pub async fn file(Path(name): Path<String>) -> Result<Response, AppError> {
-    match name.as_str() {
-        "app.js" => Ok(asset("text/javascript; charset=utf-8", SCRIPT)),
-        "app.css" => Ok(asset("text/css; charset=utf-8", STYLE)),
-        _ => Err(AppError::not_found("no_route", format!("no dashboard asset {name}"))),
+    params(("asset" = Asset, Path, description = "`app.js` or `app.css`")),
+    responses((status = 200, description = "The asset", content((String = "text/javascript"), (String = "text/css")))))]
+pub async fn file(Path(asset): Path<Asset>) -> Response {
+    match asset {
+        Asset::Script => asset_response("text/javascript; charset=utf-8", SCRIPT),
+        Asset::Style => asset_response("text/css; charset=utf-8", STYLE),
     }
 }

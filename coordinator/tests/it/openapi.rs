@@ -180,3 +180,29 @@ async fn releases_are_listed_newest_first_in_pages() {
     }
     assert_eq!(send(&app.router, "GET", "/v1/releases", None, None).await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Every `$ref` in the document resolves (Schemathesis refused a path parameter whose schema
+/// was referenced but never registered among the components).
+#[tokio::test]
+async fn every_reference_resolves() {
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let doc = document().await;
+    let mut refs = Vec::new();
+    walk(&doc, &mut refs);
+    assert!(refs.len() > 20, "{} references", refs.len());
+    for r in refs {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external reference {r}"));
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
+}

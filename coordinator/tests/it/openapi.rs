@@ -206,3 +206,67 @@ async fn every_reference_resolves() {
         assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
     }
 }
+
+/// The document's id patterns (and length bounds) accept exactly what the parsers accept, so
+/// a client that follows the document is never refused for an id and a fuzzer that breaks
+/// one always is. (Schemathesis found `schema_version` parts above `u32::MAX` that the
+/// document allowed and the parser refused.)
+mod id_rules {
+    use std::sync::OnceLock;
+
+    use edgegen_shared::{ContractHash, PopId, ReleaseId, SchemaVersion, TenantId};
+    use proptest::prelude::*;
+    use regex::Regex;
+    use serde_json::Value;
+
+    fn doc() -> &'static Value {
+        static DOC: OnceLock<Value> = OnceLock::new();
+        DOC.get_or_init(|| serde_json::to_value(edgegen_coordinator::openapi::document()).unwrap())
+    }
+
+    /// Whether `value` satisfies the document's schema `name` (pattern and length bounds).
+    fn allowed(name: &str, value: &str) -> bool {
+        let schema = &doc()["components"]["schemas"][name];
+        let pattern = Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        let len = value.chars().count() as u64;
+        pattern.is_match(value)
+            && schema["minLength"].as_u64().is_none_or(|min| len >= min)
+            && schema["maxLength"].as_u64().is_none_or(|max| len <= max)
+    }
+
+    #[track_caller]
+    fn check(name: &str, value: &str, parsed: bool) {
+        assert_eq!(allowed(name, value), parsed, "{name} {value:?}: document and parser disagree");
+    }
+
+    #[test]
+    fn boundaries() {
+        for v in ["0.0.0", "4294967295.4294967295.4294967295", "4294967296.0.0", "1.02.3", "9087229984.0.0", "1.2"] {
+            check("SchemaVersion", v, SchemaVersion::new(v).is_ok());
+        }
+        for v in ["a", "-a", "a-", &"a".repeat(63), &"a".repeat(64), "A"] {
+            check("TenantId", v, TenantId::new(v).is_ok());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn schema_version(a in 0u64..=5_000_000_000, b in 0u64..=5_000_000_000, c in 0u64..=20, raw in "[0-9.]{0,14}") {
+            let v = format!("{a}.{b}.{c}");
+            check("SchemaVersion", &v, SchemaVersion::new(&v).is_ok());
+            check("SchemaVersion", &raw, SchemaVersion::new(&raw).is_ok());
+        }
+
+        #[test]
+        fn tenant_release_and_pop_ids(v in "[a-zA-Z0-9_.-]{0,70}") {
+            check("TenantId", &v, TenantId::new(v.as_str()).is_ok());
+            check("ReleaseId", &v, ReleaseId::new(v.as_str()).is_ok());
+            check("PopId", &v, PopId::new(v.as_str()).is_ok());
+        }
+
+        #[test]
+        fn contract_hash(v in "(sha256:)?[0-9a-fA-F]{62,66}") {
+            check("ContractHash", &v, ContractHash::new(&v).is_ok());
+        }
+    }
+}

@@ -52,6 +52,7 @@ pub struct SignedManifest {
         server::plan_release,
         server::commit_release,
         crate::listing::list_releases,
+        crate::listing::list_reports,
         server::show_release,
         server::rollback_release,
         server::convergence,

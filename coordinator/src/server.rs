@@ -89,6 +89,7 @@ pub fn app(state: AppState, settings: &RouterSettings) -> Router {
         .route("/v1/releases/{id}", get(show_release))
         .route("/v1/releases/{id}/rollback", post(rollback_release))
         .route("/v1/releases/{id}/convergence", get(convergence))
+        .route("/v1/reports", get(crate::listing::list_reports))
         .route_layer(middleware::from_fn_with_state(admin_guard, require_token));
     let edge = Router::new()
         .route("/v1/edge/manifests/{tenant}", get(manifest))

@@ -115,6 +115,7 @@ async function route() {
   try {
     if (path === "/tenants") await tenants(page, params.get("q") || "");
     else if (path === "/rollbacks") await rollbacks();
+    else if (path === "/reports") await reports(page);
     else if (path.startsWith("/release/")) await release(decodeURIComponent(path.slice("/release/".length)));
     else await releases(page);
     // When the view was drawn, in ms since the page's navigation started (read by the
@@ -198,6 +199,28 @@ async function rollbacks() {
     h("table", { id: "rollbacks" },
       h("thead", {}, h("tr", {}, ["release", "kind", "status", "committed", "tenants", "reason"].map((c) => h("th", {}, c)))),
       h("tbody", {}, found.map(releaseRow))),
+  );
+}
+
+async function reports(page) {
+  const body = await api(`/v1/reports?offset=${page * PAGE}&limit=${PAGE}`);
+  const rows = body.reports.map(({ id, received_at, report: r }) => h("tr", {},
+    h("td", {}, id),
+    h("td", {}, time(received_at)),
+    h("td", {}, r.pop),
+    h("td", {}, h("code", {}, r.tenant)),
+    h("td", {}, r.kind),
+    h("td", {}, r.generation),
+    h("td", {}, `${r.expected_schema} / `, shortHash(r.expected_contract)),
+    h("td", {}, `${r.observed_schema ?? "—"} / ${r.observed_contract ?? "—"}`),
+    h("td", {}, r.path ?? "—")));
+  show(
+    h("h2", {}, "Edge reports"),
+    h("p", {}, "Contract mismatches and deserialization failures the PoPs reported. Under the auto-rollback policy enough of them roll the tenant's release back: see Rollbacks."),
+    pager("/reports", page, body.total),
+    h("table", { id: "reports" },
+      h("thead", {}, h("tr", {}, ["id", "received", "PoP", "tenant", "kind", "generation", "expected", "observed", "path"].map((c) => h("th", {}, c)))),
+      h("tbody", {}, rows)),
   );
 }
 

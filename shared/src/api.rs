@@ -432,23 +432,23 @@ pub struct Health {
     pub status: String,
 }
 
-/// Query of `GET /v1/releases`: one page, newest first.
+/// Query of the paged listings (`GET /v1/releases`, `GET /v1/reports`): one page, newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
-pub struct ReleasePageQuery {
+pub struct PageQuery {
     /// Releases to skip (default 0).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", param(minimum = 0, maximum = 4294967295u32))]
     pub offset: u32,
     /// Page size, 1-200 (default 50).
-    #[serde(default = "ReleasePageQuery::default_limit")]
+    #[serde(default = "PageQuery::default_limit")]
     #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
     pub limit: u32,
 }
 
-impl ReleasePageQuery {
+impl PageQuery {
     /// Largest page.
     pub const MAX_LIMIT: u32 = 200;
 
@@ -469,4 +469,30 @@ pub struct ReleasePage {
     pub limit: u32,
     /// The page, newest first.
     pub releases: Vec<Release>,
+}
+
+/// An edge report as the coordinator stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredReport {
+    /// The report's id (as `POST /v1/edge/reports` answered).
+    pub id: i64,
+    /// When the coordinator received it, Unix ms.
+    pub received_at: u64,
+    /// The report as the PoP sent it.
+    pub report: crate::wire::Report,
+}
+
+/// `GET /v1/reports` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportPage {
+    /// All stored reports.
+    pub total: u64,
+    /// The page's offset.
+    pub offset: u32,
+    /// The page size asked for.
+    pub limit: u32,
+    /// The page, newest first.
+    pub reports: Vec<StoredReport>,
 }

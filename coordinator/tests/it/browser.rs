@@ -184,6 +184,11 @@ async fn rolled_back_release(app: &TestApp) -> String {
             assert_eq!(ack(&app.router, pop, t, 2).await.status, 204);
         }
     }
+    let report = json!({"pop": "FRA", "tenant": "acme", "kind": "contract_mismatch", "generation": 2,
+        "expected_schema": "1.8.3", "expected_contract": crate::support::contract(2),
+        "observed_schema": "1.8.2", "path": "/users/42", "observed_at": 1});
+    let a = send(&app.router, "POST", "/v1/edge/reports", Some(crate::support::EDGE), Some(report)).await;
+    assert_eq!(a.status, 202, "{}", a.text);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let rolled = send(&app.router, "POST", &format!("/v1/releases/{id}/rollback"), Some(ADMIN), None).await;
     assert_eq!(rolled.status, 201, "{}", rolled.text);
@@ -247,6 +252,13 @@ async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
     // The releases page lists the release and its rollback; logging out forgets the token.
     driver.goto(&format!("{ui}#/releases")).await;
     driver.wait_for("the releases table", "return document.querySelectorAll('#releases tbody tr').length === 2").await;
+    driver.goto(&format!("{ui}#/reports")).await;
+    driver.wait_for("the reports table", "return document.querySelectorAll('#reports tbody tr').length === 1").await;
+    let row = driver.js("return document.querySelector('#reports tbody tr').textContent").await;
+    assert!(
+        row.as_str().unwrap().contains("contract_mismatch") && row.as_str().unwrap().contains("/users/42"),
+        "{row}"
+    );
     driver.js("document.getElementById('logout').click()").await;
     driver.wait_for("the login form again", "return !document.getElementById('login').hidden").await;
     assert_eq!(driver.js("return sessionStorage.length").await, json!(0));

@@ -270,3 +270,28 @@ mod id_rules {
         }
     }
 }
+
+/// `GET /v1/reports` pages the edge's reports newest first, as the PoPs sent them.
+#[tokio::test]
+async fn reports_are_listed_newest_first_in_pages() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    for (i, path) in ["/one", "/two", "/three"].iter().enumerate() {
+        let report = json!({"pop": "p1", "tenant": "a", "kind": "contract_mismatch", "generation": 1,
+            "expected_schema": "1.8.2", "expected_contract": contract(1), "path": path, "observed_at": i});
+        let a = send(&app.router, "POST", "/v1/edge/reports", Some(crate::support::EDGE), Some(report)).await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    }
+    let a = send(&app.router, "GET", "/v1/reports?limit=2", Some(ADMIN), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let page: edgegen_shared::api::ReportPage = serde_json::from_value(a.body).unwrap();
+    assert_eq!(page.total, 3);
+    let paths: Vec<&str> = page.reports.iter().map(|r| r.report.path.as_deref().unwrap()).collect();
+    assert_eq!(paths, ["/three", "/two"]);
+    let a = send(&app.router, "GET", "/v1/reports?limit=500", Some(ADMIN), None).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
+    assert_eq!(
+        send(&app.router, "GET", "/v1/reports", Some(crate::support::EDGE), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+}

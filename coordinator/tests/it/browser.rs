@@ -6,155 +6,13 @@
 //! `target/dashboard-timeline.png` (and to `docs/` with `EDGEGEN_UPDATE_SCREENSHOT=1`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{Value, json};
+use edgegen_tests::browser::Browser;
+use serde_json::json;
 
 use crate::support::{ADMIN, TestApp, ack, add_tenant, send, test_app};
-
-/// Chromium's flags for a hermetic headless run.
-const CHROMIUM_ARGS: [&str; 9] = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1000",
-];
-
-/// A chromedriver process, killed when dropped.
-struct Driver {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn find(binary: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join(binary))
-        .find(|p| p.exists());
-    found.unwrap_or_else(|| {
-        panic!("{binary} is not installed: run `cargo xtask bootstrap` (Debian chromium, chromium-driver)")
-    })
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = free_port();
-        let child = Command::new(find("chromedriver"))
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let profile = tempfile::tempdir().unwrap();
-        let mut driver = Driver {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
-            session: String::new(),
-            _profile: profile,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while driver.http.get(format!("{}/status", driver.base)).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start on port {port}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| (*a).to_owned()).collect();
-        args.push(format!("--user-data-dir={}", driver._profile.path().display()));
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": find("chromium"), "args": args},
-        }}});
-        let session = driver.call("POST", "/session", Some(caps)).await;
-        driver.session = session["sessionId"].as_str().expect("a WebDriver session").to_owned();
-        driver
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.base);
-        let req = match method {
-            "POST" => self.http.post(&url).json(&body.unwrap_or_else(|| json!({}))),
-            "DELETE" => self.http.delete(&url),
-            _ => self.http.get(&url),
-        };
-        let answer: Value = req.send().await.unwrap().json().await.unwrap();
-        assert!(answer["value"]["error"].is_null(), "WebDriver {method} {path}: {answer}");
-        answer["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call("POST", &format!("/session/{}/url", self.session), Some(json!({ "url": url }))).await;
-    }
-
-    /// Runs `script` (a function body) in the page and returns its value.
-    async fn js(&self, script: &str) -> Value {
-        let body = json!({ "script": script, "args": [] });
-        self.call("POST", &format!("/session/{}/execute/sync", self.session), Some(body)).await
-    }
-
-    /// Polls `script` until it returns `true`.
-    async fn wait_for(&self, what: &str, script: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if self.js(script).await == json!(true) {
-                return;
-            }
-            if Instant::now() > deadline {
-                let body = self.js("return document.body.innerText").await;
-                panic!("timed out waiting for {what}; page text: {body}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Types into a field through real key events (WebDriver element/value).
-    async fn type_into(&self, css: &str, text: &str) {
-        let found = self
-            .call(
-                "POST",
-                &format!("/session/{}/element", self.session),
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        let element = found.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_owned();
-        let path = format!("/session/{}/element/{element}/value", self.session);
-        self.call("POST", &path, Some(json!({ "text": text }))).await;
-    }
-
-    async fn screenshot(&self, to: &Path) {
-        let png = self.call("GET", &format!("/session/{}/screenshot", self.session), None).await;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG"), "a PNG");
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::write(to, bytes).unwrap();
-    }
-
-    async fn quit(&self) {
-        self.call("DELETE", &format!("/session/{}", self.session), None).await;
-    }
-}
 
 /// Serves the test app's router on a real socket.
 async fn serve(app: &TestApp) -> SocketAddr {
@@ -200,7 +58,7 @@ async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
     let app = test_app();
     let id = rolled_back_release(&app).await;
     let addr = serve(&app).await;
-    let driver = Driver::start().await;
+    let driver = Browser::start().await;
     let ui = format!("http://{addr}/ui");
 
     // Without a token: the login form, and nothing of the release, even on its own address.
@@ -277,7 +135,7 @@ async fn dashboard_pages_load_within_500_ms_with_1000_tenants_and_200_releases()
         crate::support::release(&app.router, &[&format!("tenant-{i:04}")]).await;
     }
     let addr = serve(&app).await;
-    let driver = Driver::start().await;
+    let driver = Browser::start().await;
     let ui = format!("http://{addr}/ui");
     driver.goto(&ui).await;
     driver.type_into("#token", ADMIN).await;

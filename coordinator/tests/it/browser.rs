@@ -2,7 +2,8 @@
 //! (chromedriver, installed by `cargo xtask bootstrap`) against a coordinator on a real
 //! socket. Checks that the admin token is required, that it never lands in a URL, and that
 //! a release's convergence timeline shows one row per PoP, one dot per acknowledgement, the
-//! max-age bound and the rollback marker. Saves a screenshot of the timeline to
+//! max-age bound and the rollback marker, and that an open release's timeline fills in live
+//! as PoPs acknowledge. Saves a screenshot of the timeline to
 //! `target/dashboard-timeline.png` (and to `docs/` with `EDGEGEN_UPDATE_SCREENSHOT=1`).
 
 use std::net::SocketAddr;
@@ -110,6 +111,23 @@ async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
     // The releases page lists the release and its rollback; logging out forgets the token.
     driver.goto(&format!("{ui}#/releases")).await;
     driver.wait_for("the releases table", "return document.querySelectorAll('#releases tbody tr').length === 2").await;
+    // The rollback is open (no PoP has acknowledged generation 3 yet): its timeline shows
+    // three pending PoPs and fills in live, without a reload, as they acknowledge.
+    let shown = send(&app.router, "GET", &format!("/v1/releases/{id}"), Some(ADMIN), None).await;
+    let rollback = shown.body["rolled_back_by"].as_str().unwrap().to_owned();
+    driver.goto(&format!("{ui}#/release/{rollback}")).await;
+    driver.wait_for("the rollback's timeline", &format!("{} === 3", count("circle.pending"))).await;
+    assert_eq!(driver.js(&count("circle.ack")).await, json!(0));
+    driver.js("window.notReloaded = true").await;
+    for pop in ["LCY", "FRA", "IAD"] {
+        for t in ["acme", "globex", "initech"] {
+            assert_eq!(ack(&app.router, pop, t, 3).await.status, 204);
+        }
+    }
+    driver.wait_for("the live acknowledgements", &format!("{} === 3", count("circle.ack"))).await;
+    assert_eq!(driver.js("return window.notReloaded === true").await, json!(true), "updated in place");
+    driver.wait_for("converged", "return document.getElementById('release-status').textContent === 'converged'").await;
+
     driver.goto(&format!("{ui}#/reports")).await;
     driver.wait_for("the reports table", "return document.querySelectorAll('#reports tbody tr').length === 1").await;
     let row = driver.js("return document.querySelector('#reports tbody tr').textContent").await;

@@ -4,7 +4,8 @@
 //! a release's convergence timeline shows one row per PoP, one dot per acknowledgement, the
 //! max-age bound and the rollback marker, and that an open release's timeline fills in live
 //! as PoPs acknowledge. Saves a screenshot of the timeline to
-//! `target/dashboard-timeline.png` (and to `docs/` with `EDGEGEN_UPDATE_SCREENSHOT=1`).
+//! `target/dashboard-timeline.png` (the README's is made from the demo stack, by
+//! `edgegen-tests`' `demo_dashboard_shows_the_release_timeline`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,9 +105,6 @@ async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
 
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-timeline.png");
     driver.screenshot(&target).await;
-    if std::env::var_os("EDGEGEN_UPDATE_SCREENSHOT").is_some() {
-        driver.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/dashboard-timeline.png")).await;
-    }
 
     // The releases page lists the release and its rollback; logging out forgets the token.
     driver.goto(&format!("{ui}#/releases")).await;

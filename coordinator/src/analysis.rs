@@ -8,6 +8,7 @@ use std::time::Instant;
 use edgegen_analysis::isolation::{self, IsolationSettings};
 use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
+pub use edgegen_shared::api::{AffectedRoute, TenantPlan};
 use edgegen_shared::api::{AnalysisInput, Step, TenantChange};
 use edgegen_shared::surrogate::SurrogateKey;
 use serde::Deserialize;
@@ -53,17 +54,6 @@ pub struct RouteDependency {
     /// Contract types it returns.
     #[serde(default)]
     pub types: Vec<String>,
-}
-
-/// A route a release affects, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AffectedRoute {
-    /// The route.
-    pub route: String,
-    /// The surrogate key to purge (tenant-scoped in a tenant's plan).
-    pub surrogate_key: String,
-    /// The findings that affect it: `code (table or contract path)`.
-    pub reasons: Vec<String>,
 }
 
 /// The routes of the dependency map that the report's changes touch (isolation violations
@@ -257,20 +247,6 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
         }
     };
     Analysis { report, steps }
-}
-
-/// A tenant's part of an invalidation plan.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TenantPlan {
-    /// The change.
-    #[serde(flatten)]
-    pub change: TenantChange,
-    /// Surrogate keys whose objects the release retires (for scoped purges).
-    pub purge_surrogate_keys: Vec<String>,
-    /// Cached routes the analysis findings affect (from the dependency map), tenant-scoped.
-    pub affected_routes: Vec<AffectedRoute>,
-    /// What to verify after the commit.
-    pub verify: Vec<String>,
 }
 
 /// The deterministic per-tenant plan of a release: sorted by tenant, no times or ids, with a

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use edgegen_shared::api::{ErrorBody, ErrorDetail};
 
 /// An error answer.
 #[derive(Debug)]
@@ -57,7 +58,7 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }

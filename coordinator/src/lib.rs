@@ -7,7 +7,11 @@
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
-//! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
+//! - [`listing`]: paginated listings (releases) for the dashboard and scripts;
+//! - [`openapi`]: the OpenAPI 3.1 document generated from the handlers and wire types;
+//! - [`ui`]: the release dashboard's static files;
+//! - [`auth`], [`error`], [`rejection`], [`metrics`], [`clock`]: cross-cutting pieces of the
+//!   HTTP layer;
 //! - [`cli`]: the `edgegen` command line (server and client).
 
 pub mod analysis;
@@ -20,7 +24,11 @@ pub mod error;
 pub mod fastly;
 pub mod hostmap;
 pub mod hostsync;
+pub mod listing;
 pub mod metrics;
+pub mod openapi;
+pub mod rejection;
 pub mod server;
 pub mod shards;
 pub mod store;
+pub mod ui;

@@ -2,7 +2,8 @@
 //! [`run`] serves it until a shutdown future resolves.
 //!
 //! Routes (DESIGN.md): the admin API behind `EDGEGEN_ADMIN_TOKEN`, the edge API behind
-//! `EDGEGEN_EDGE_TOKEN`, `/healthz` and `/metrics` open. Every error is the JSON error body;
+//! `EDGEGEN_EDGE_TOKEN`, `/healthz`, `/metrics`, `/openapi.json` ([`crate::openapi`]) and the
+//! dashboard's static files at `/ui` ([`crate::ui`]) open. Every error is the JSON error body;
 //! the router has a request timeout and a body-size limit.
 
 use std::future::Future;
@@ -16,7 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edgegen_shared::api::{NewTenant, ReleaseRequest, Tenant};
+use edgegen_shared::api::{ErrorBody, NewTenant, Release, ReleaseRequest, Tenant};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
 use edgegen_shared::{Ack, ReleaseId, Report, SecretKey, TenantId};
 use tower_http::timeout::TimeoutLayer;
@@ -84,10 +85,11 @@ pub fn app(state: AppState, settings: &RouterSettings) -> Router {
         .route("/v1/tenants", post(register_tenant).get(list_tenants))
         .route("/v1/tenants/{id}", get(show_tenant))
         .route("/v1/releases/plan", post(plan_release))
-        .route("/v1/releases", post(commit_release))
+        .route("/v1/releases", post(commit_release).get(crate::listing::list_releases))
         .route("/v1/releases/{id}", get(show_release))
         .route("/v1/releases/{id}/rollback", post(rollback_release))
         .route("/v1/releases/{id}/convergence", get(convergence))
+        .route("/v1/reports", get(crate::listing::list_reports))
         .route_layer(middleware::from_fn_with_state(admin_guard, require_token));
     let edge = Router::new()
         .route("/v1/edge/manifests/{tenant}", get(manifest))
@@ -98,13 +100,17 @@ pub fn app(state: AppState, settings: &RouterSettings) -> Router {
     Router::new()
         .merge(admin)
         .merge(edge)
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
+        .route("/ui", get(crate::ui::page))
+        .route("/ui/{asset}", get(crate::ui::file))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout))
+        .layer(middleware::map_response(crate::rejection::json_errors))
         .layer(middleware::from_fn_with_state(metrics, count_status))
         .layer(TraceLayer::new_for_http())
 }
@@ -139,6 +145,14 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
     )
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process serves requests", body = edgegen_shared::api::Health)))]
+async fn healthz() -> Json<edgegen_shared::api::Health> {
+    Json(edgegen_shared::api::Health { status: "ok".into() })
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
@@ -161,6 +175,11 @@ fn tenant_view(s: TenantState) -> Tenant {
     }
 }
 
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", security(("admin" = [])),
+    request_body = NewTenant,
+    responses((status = 201, description = "Registered at generation 1", body = Tenant),
+        (status = 409, description = "The id or a host is taken", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule (named in the message)", body = ErrorBody)))]
 async fn register_tenant(
     State(state): State<AppState>,
     body: Result<Json<NewTenant>, JsonRejection>,
@@ -171,10 +190,16 @@ async fn register_tenant(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("admin" = [])),
+    responses((status = 200, description = "Every tenant, sorted by id", body = Vec<Tenant>)))]
 async fn list_tenants(State(state): State<AppState>) -> Json<Vec<Tenant>> {
     Json(state.store.tenant_states().into_iter().map(tenant_view).collect())
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", security(("admin" = [])),
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant", body = Tenant),
+        (status = 404, description = "No such tenant", body = ErrorBody)))]
 async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Tenant>, AppError> {
     let id = tenant_id(&id)?;
     let tenant = state
@@ -184,6 +209,12 @@ async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> R
     Ok(Json(tenant_view(tenant)))
 }
 
+#[utoipa::path(post, path = "/v1/releases/plan", tag = "releases", security(("admin" = [])),
+    request_body = ReleaseRequest,
+    responses((status = 200, description = "What the release would do; nothing changed", body = edgegen_shared::api::ReleasePlan),
+        (status = 404, description = "A listed tenant does not exist", body = ErrorBody),
+        (status = 409, description = "Conflicts with the current state", body = ErrorBody),
+        (status = 422, description = "The release is impossible (named in the message)", body = ErrorBody)))]
 async fn plan_release(
     State(state): State<AppState>,
     body: Result<Json<ReleaseRequest>, JsonRejection>,
@@ -308,6 +339,17 @@ async fn run_analysis(
     Ok(Some(analysis))
 }
 
+#[utoipa::path(post, path = "/v1/releases", tag = "releases", security(("admin" = [])),
+    request_body = ReleaseRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "1-255 visible ASCII characters; a retry with the same key returns the original release and moves nothing")),
+    responses((status = 201, description = "Committed: every listed tenant moved to its next generation", body = Release,
+            headers(("location" = String, description = "The release's URL"))),
+        (status = 200, description = "Idempotent replay of an earlier commit", body = Release,
+            headers(("idempotent-replayed" = String, description = "`true`"))),
+        (status = 404, description = "A listed tenant does not exist", body = ErrorBody),
+        (status = 409, description = "Conflicts with the current state", body = ErrorBody),
+        (status = 422, description = "Refused by validation, analysis or shard verification; nothing moved", body = ErrorBody)))]
 async fn commit_release(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -378,6 +420,10 @@ async fn commit_release(
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/v1/releases/{id}", tag = "releases", security(("admin" = [])),
+    params(("id" = ReleaseId, Path, description = "Release id")),
+    responses((status = 200, description = "Status, per-tenant changes and execution log", body = Release),
+        (status = 404, description = "No such release", body = ErrorBody)))]
 async fn show_release(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
     let id = release_id(&id)?;
     match state.store.release(id.clone()).await? {
@@ -386,12 +432,22 @@ async fn show_release(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
+#[utoipa::path(post, path = "/v1/releases/{id}/rollback", tag = "releases", security(("admin" = [])),
+    params(("id" = ReleaseId, Path, description = "Release id")),
+    responses((status = 201, description = "The rollback: new generations carrying the previous state", body = Release),
+        (status = 404, description = "No such release", body = ErrorBody),
+        (status = 409, description = "Already rolled back, or a tenant moved on since", body = ErrorBody),
+        (status = 422, description = "A tenant is at the last generation", body = ErrorBody)))]
 async fn rollback_release(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
     let id = release_id(&id)?;
     let rollback = state.store.rollback(id, "requested through the admin API".into()).await?;
     Ok((StatusCode::CREATED, Json(rollback)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/releases/{id}/convergence", tag = "releases", security(("admin" = [])),
+    params(("id" = ReleaseId, Path, description = "Release id")),
+    responses((status = 200, description = "Acknowledgements per live PoP", body = edgegen_shared::api::Convergence),
+        (status = 404, description = "No such release", body = ErrorBody)))]
 async fn convergence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
     let id = release_id(&id)?;
     match state.store.convergence(id.clone()).await? {
@@ -400,6 +456,13 @@ async fn convergence(State(state): State<AppState>, Path(id): Path<String>) -> R
     }
 }
 
+#[utoipa::path(get, path = "/v1/edge/manifests/{tenant}", tag = "edge", security(("edge" = [])),
+    params(("tenant" = TenantId, Path, description = "Tenant id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags held (the quoted generation)")),
+    responses((status = 200, description = "The signed manifest", body = crate::openapi::SignedManifest,
+            headers(("etag" = String, description = "The quoted generation"))),
+        (status = 304, description = "The held generation is current", headers(("etag" = String))),
+        (status = 404, description = "No such tenant", body = ErrorBody)))]
 async fn manifest(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -444,12 +507,23 @@ async fn manifest(
         .into_response())
 }
 
+#[utoipa::path(post, path = "/v1/edge/acks", tag = "edge", security(("edge" = [])),
+    request_body = Ack,
+    responses((status = 204, description = "Recorded"),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule", body = ErrorBody)))]
 async fn ack(State(state): State<AppState>, body: Result<Json<Ack>, JsonRejection>) -> Result<StatusCode, AppError> {
     let Json(ack) = body?;
     state.store.record_ack(ack).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/edge/reports", tag = "edge", security(("edge" = [])),
+    request_body = Report,
+    responses((status = 202, description = "Recorded; may have triggered an automatic rollback", body = edgegen_shared::api::ReportReceipt),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "The automatic rollback conflicted with the current state", body = ErrorBody),
+        (status = 422, description = "A field breaks a rule", body = ErrorBody)))]
 async fn report(
     State(state): State<AppState>,
     body: Result<Json<Report>, JsonRejection>,

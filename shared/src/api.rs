@@ -10,11 +10,13 @@ use crate::ids::{ContractHash, Generation, PopId, ReleaseId, SchemaVersion, Tena
 
 /// `POST /v1/tenants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// The tenant id.
     pub id: TenantId,
     /// Host names routed to the tenant (lower case, no port); each host belongs to one tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::HostName>, min_items = 1))]
     pub hosts: Vec<String>,
     /// Initial schema version.
     pub schema_version: SchemaVersion,
@@ -28,6 +30,7 @@ pub struct NewTenant {
 
 /// A tenant as the coordinator reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tenant {
     /// The tenant id.
     pub id: TenantId,
@@ -44,9 +47,11 @@ pub struct Tenant {
 /// `POST /v1/releases`: move every listed tenant to its next generation with this schema
 /// version and contract hash, all or none.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// The tenants to release (non-empty, no duplicates, all registered).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub tenants: Vec<TenantId>,
     /// The schema version after the release.
     pub schema_version: SchemaVersion,
@@ -67,6 +72,7 @@ pub struct ReleaseRequest {
 
 /// Inputs of a release's analysis. The new contract is the request's `contract_schema`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AnalysisInput {
     /// `postgres` (default), `mysql` or `sqlite`.
@@ -83,6 +89,7 @@ pub struct AnalysisInput {
 
 /// Lifecycle of a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Generations moved; not every live PoP has acknowledged yet.
@@ -109,6 +116,7 @@ impl ReleaseStatus {
 
 /// What a release did to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantChange {
     /// The tenant.
     pub tenant: TenantId,
@@ -128,6 +136,7 @@ pub struct TenantChange {
 
 /// A release (or a rollback, which is a release of its own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     /// The id.
     pub id: ReleaseId,
@@ -154,6 +163,7 @@ pub struct Release {
 
 /// The execution log of a release (DESIGN.md): every figure in it is measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionLog {
     /// The release id.
     pub execution_id: String,
@@ -164,11 +174,13 @@ pub struct ExecutionLog {
     /// Steps in order.
     pub steps: Vec<Step>,
     /// Totals.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub summary: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One step of an execution log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     /// What was done.
     pub step: String,
@@ -185,6 +197,7 @@ pub struct Step {
 
 /// `GET /v1/releases/{id}/convergence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Convergence {
     /// The release.
     pub release_id: ReleaseId,
@@ -217,6 +230,7 @@ pub struct Convergence {
 
 /// One PoP's progress on a release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PopConvergence {
     /// The PoP.
     pub pop: PopId,
@@ -226,4 +240,259 @@ pub struct PopConvergence {
     pub tenants_total: usize,
     /// ms from commit to its last needed acknowledgement (received), once complete.
     pub latency_ms: Option<u64>,
+}
+
+/// The error body of every failed request: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_tenant`, `unauthorized`, `no_route`.
+    pub code: String,
+    /// One sentence for a human, naming the field or the rule that was broken.
+    pub message: String,
+}
+
+/// `POST /v1/edge/reports` answer: the stored report, and the rollback it triggered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportReceipt {
+    /// The report's id.
+    pub id: i64,
+    /// The rollback the report triggered under the auto-rollback policy, if any.
+    pub auto_rollback: Option<ReleaseId>,
+}
+
+/// What a release's analysis concluded (`edgegen plan`'s verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PlanVerdict {
+    /// Nothing a release needs.
+    Safe,
+    /// Changes that break cached data: release them (new generations).
+    NeedsRelease,
+    /// Isolation violations, unparsable or unsupported input: the release would be refused.
+    Blocked,
+    /// The request carried no `analysis`.
+    NotAnalysed,
+}
+
+impl PlanVerdict {
+    /// The exit code of `edgegen plan` / `edgegen release --plan-only` for this verdict:
+    /// 0 safe (or not analysed), 1 needs a release, 2 blocked.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            PlanVerdict::Safe | PlanVerdict::NotAnalysed => 0,
+            PlanVerdict::NeedsRelease => 1,
+            PlanVerdict::Blocked => 2,
+        }
+    }
+}
+
+/// `POST /v1/releases/plan` answer: what a release would do, computed without changing state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleasePlan {
+    /// Always `true`: nothing was changed.
+    pub dry_run: bool,
+    /// SHA-256 over the canonical per-tenant plan (and the analysis plan hash): identical
+    /// inputs give identical hashes.
+    pub plan_hash: String,
+    /// The analysis verdict.
+    pub verdict: PlanVerdict,
+    /// Per-tenant invalidation plan, sorted by tenant.
+    pub tenants: Vec<TenantPlan>,
+    /// Outcome of checking `contract_hash` against `contract_schema`.
+    pub contract_verification: String,
+    /// The analysis report (as `edgegen plan --json` prints it), when the request asked for one.
+    pub analysis: Option<AnalysisReport>,
+    /// The analysis as execution-log steps, when the request asked for one.
+    pub steps: Option<Vec<Step>>,
+}
+
+/// A tenant's part of an invalidation plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TenantPlan {
+    /// The change.
+    #[serde(flatten)]
+    pub change: TenantChange,
+    /// Surrogate keys whose objects the release retires (for scoped purges).
+    pub purge_surrogate_keys: Vec<String>,
+    /// Cached routes the analysis findings affect (from the dependency map), tenant-scoped.
+    pub affected_routes: Vec<AffectedRoute>,
+    /// What to verify after the commit.
+    pub verify: Vec<String>,
+}
+
+/// A route a release affects, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AffectedRoute {
+    /// The route.
+    pub route: String,
+    /// The surrogate key to purge (tenant-scoped in a tenant's plan).
+    pub surrogate_key: String,
+    /// The findings that affect it: `code (table or contract path)`.
+    pub reasons: Vec<String>,
+}
+
+/// An analysis report as the coordinator returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AnalysisReport {
+    /// Input dialect: `postgres`, `mysql` or `sqlite`.
+    pub dialect: String,
+    /// The verdict (never `not_analysed`).
+    pub verdict: PlanVerdict,
+    /// The exit code `edgegen plan` returns for it.
+    pub exit_code: i32,
+    /// Counts per severity.
+    pub summary: FindingCounts,
+    /// Sorted findings.
+    pub findings: Vec<Finding>,
+    /// Why the analysis was blocked before any finding could be made, if it was.
+    pub blocked: Option<String>,
+    /// SHA-256 over the location-free, sorted findings.
+    pub plan_hash: String,
+}
+
+/// Counts of findings per severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FindingCounts {
+    /// Isolation violations.
+    pub blocking: u64,
+    /// Changes that break cached data.
+    pub breaking: u64,
+    /// Changes that may.
+    pub risky: u64,
+    /// Changes that do not.
+    pub safe: u64,
+}
+
+/// One classified change or violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Finding {
+    /// Stable code, e.g. `column_dropped`.
+    pub code: String,
+    /// `blocking`, `breaking`, `risky` or `safe`.
+    pub severity: Severity,
+    /// Table.
+    pub table: Option<String>,
+    /// Column (or enum value, policy, constraint, contract path).
+    pub column: Option<String>,
+    /// Where in the input.
+    pub location: FindingLocation,
+    /// One sentence of why.
+    pub message: String,
+}
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A tenant-isolation violation: the release is blocked.
+    Blocking,
+    /// Breaks readers of cached data.
+    Breaking,
+    /// May break them.
+    Risky,
+    /// Does not.
+    Safe,
+}
+
+/// A place in an analysed input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FindingLocation {
+    /// File name as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column.
+    pub column: u64,
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Health {
+    /// Always `ok` while the process serves requests.
+    pub status: String,
+}
+
+/// Query of the paged listings (`GET /v1/releases`, `GET /v1/reports`): one page, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Releases to skip (default 0).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(minimum = 0, maximum = 4294967295u32))]
+    pub offset: u32,
+    /// Page size, 1-200 (default 50).
+    #[serde(default = "PageQuery::default_limit")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
+    pub limit: u32,
+}
+
+impl PageQuery {
+    /// Largest page.
+    pub const MAX_LIMIT: u32 = 200;
+
+    fn default_limit() -> u32 {
+        50
+    }
+}
+
+/// `GET /v1/releases` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleasePage {
+    /// All releases (rollbacks included).
+    pub total: u64,
+    /// The page's offset.
+    pub offset: u32,
+    /// The page size asked for.
+    pub limit: u32,
+    /// The page, newest first.
+    pub releases: Vec<Release>,
+}
+
+/// An edge report as the coordinator stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoredReport {
+    /// The report's id (as `POST /v1/edge/reports` answered).
+    pub id: i64,
+    /// When the coordinator received it, Unix ms.
+    pub received_at: u64,
+    /// The report as the PoP sent it.
+    pub report: crate::wire::Report,
+}
+
+/// `GET /v1/reports` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReportPage {
+    /// All stored reports.
+    pub total: u64,
+    /// The page's offset.
+    pub offset: u32,
+    /// The page size asked for.
+    pub limit: u32,
+    /// The page, newest first.
+    pub reports: Vec<StoredReport>,
 }

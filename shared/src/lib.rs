@@ -14,7 +14,8 @@
 //! - [`probe`]: the `edgegen-probe` debug token;
 //! - [`wire`]: acknowledgement and report bodies the edge posts to the coordinator;
 //! - [`contract`]: API-contract hashes over canonical JSON Schema documents;
-//! - [`api`]: bodies of the coordinator's admin API.
+//! - [`api`]: bodies of the coordinator's admin API (with OpenAPI schemas under the
+//!   `openapi` feature, which the edge and the JavaScript build leave off).
 //!
 //! This crate does no I/O and reads no clock: callers pass times in. It depends on neither
 //! `fastly` nor `tokio`, and builds natively, for `wasm32-wasip1` and for
@@ -32,6 +33,8 @@ pub mod lease;
 mod mac;
 pub mod manifest;
 pub mod metadata;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod probe;
 pub mod surrogate;
 pub mod wire;

@@ -39,6 +39,7 @@ pub const MAX_MAX_STALE_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A tenant's current state, as the coordinator publishes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Manifest {
     /// Wire format version ([`MANIFEST_FORMAT`]).
     pub format: u32,

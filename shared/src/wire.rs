@@ -11,6 +11,7 @@ use crate::ids::{ContractHash, Generation, PopId, SchemaVersion, TenantId};
 
 /// A PoP saw a tenant's generation (it fetched and verified a manifest carrying it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ack {
     /// The PoP.
     pub pop: PopId,
@@ -24,6 +25,7 @@ pub struct Ack {
 
 /// What went wrong in a [`Report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReportKind {
     /// The origin stamped another schema version or contract hash than the manifest's, or
@@ -35,6 +37,7 @@ pub enum ReportKind {
 
 /// An edge PoP met a response that does not fit the tenant's manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     /// The PoP.
     pub pop: PopId,

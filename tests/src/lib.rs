@@ -4,6 +4,7 @@
 //!
 //! Used by the integration tests in `tests/it/` and by `cargo xtask demo`.
 
+pub mod browser;
 pub mod checker;
 pub mod config_store_api;
 pub mod coordinator;

@@ -2,8 +2,9 @@
 //!
 //! - `bootstrap`  install what a fresh machine lacks (rustup targets, the pinned Viceroy,
 //!   wasm-bindgen-cli at the crate's exact version, Node.js and npm, the pinned Fastly CLI
-//!   from npm under `.tools/fastly`, Debian's PostgreSQL server for the shard tests); skip
-//!   what is present.
+//!   from npm under `.tools/fastly`, Debian's PostgreSQL server for the shard tests, Debian's
+//!   Chromium and chromedriver for the dashboard's browser test, a Python venv with the
+//!   pinned Schemathesis); skip what is present.
 //! - `build-edge` build the release edge wasm and check its size (≤ 1.5 MiB).
 //! - `fastly-install` only the Fastly CLI step of `bootstrap`.
 //! - `fastly-build` the build script of `fastly.toml` (`[scripts] build`): `build-edge`, then
@@ -16,8 +17,9 @@
 //!   Wasm metadata off, only Fastly's API and login reachable: no update check).
 //! - `build-js`   build the JavaScript package of `edgegen-shared` into `shared/js/pkg`.
 //! - `ci`         the one gate: bootstrap, fmt, clippy (native and both wasm targets), the
-//!   wasm builds, the Fastly package, every Rust test (Viceroy included) and the Node
-//!   vector test.
+//!   wasm builds, the Fastly package, every Rust test (Viceroy and headless Chromium
+//!   included), the Node vector test and Schemathesis over the live API.
+//! - `schemathesis` fuzz a live `edgegen serve` from its own `/openapi.json` (see [`schemathesis`]).
 //! - `demo [--once]` bootstrap, build, run the local stack (see `tests/src/bin/edgegen-demo.rs`).
 //!
 //! Only std: the xtask must build in seconds on a fresh machine.
@@ -31,6 +33,10 @@ const VICEROY_VERSION: &str = "0.22.0";
 /// Largest acceptable release edge wasm.
 const EDGE_WASM_LIMIT: u64 = 1536 * 1024;
 const TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
+/// Schemathesis version the API fuzzing step runs (PyPI).
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+/// Fewest requests the Schemathesis step must have sent for CI to pass.
+const SCHEMATHESIS_MIN_REQUESTS: u64 = 1000;
 /// Node.js major version with a stable built-in test runner.
 const MIN_NODE_MAJOR: u32 = 18;
 /// The Fastly CLI release (npm package `@fastly/cli`, which ships the platform binaries).
@@ -54,9 +60,10 @@ fn main() -> ExitCode {
         Some("fastly") => run_fastly(&args[1..].iter().map(String::as_str).collect::<Vec<_>>(), Network::ApiOnly),
         Some("build-js") => build_js(),
         Some("ci") => ci(),
+        Some("schemathesis") => schemathesis(),
         Some("demo") => demo(args.iter().any(|a| a == "--once")),
         _ => Err("usage: cargo xtask <bootstrap | build-edge | fastly-install | fastly-build | fastly-package | fastly-serve-check | fastly [ARGS] | \
-                  build-js | ci | demo [--once]>"
+                  build-js | ci | schemathesis | demo [--once]>"
             .into()),
     };
     match result {
@@ -193,6 +200,44 @@ fn bootstrap(needs: Needs) -> Result {
             return Err("postgresql installed but no /usr/lib/postgresql/*/bin/initdb found".into());
         }
     }
+
+    // Headless Chromium and its WebDriver for the dashboard's browser test (Debian's packages).
+    match (output("chromium", &["--version"]), output("chromedriver", &["--version"])) {
+        (Some(c), Some(d)) => println!("{c}, {d}: present"),
+        _ => {
+            println!("chromium/chromedriver: missing -> installing Debian's chromium and chromium-driver");
+            run("apt-get", &["update", "-qq"])?;
+            run("apt-get", &["install", "-y", "-qq", "chromium", "chromium-driver"])?;
+            output("chromedriver", &["--version"]).ok_or("chromedriver still missing after apt-get install")?;
+        }
+    }
+
+    // Schemathesis (PyPI) in a venv of its own under target/, so nothing touches the system Python.
+    let venv = schemathesis_venv();
+    let st = venv.join("bin/schemathesis");
+    match output(&st.to_string_lossy(), &["--version"]) {
+        Some(v) if v.ends_with(SCHEMATHESIS_VERSION) => println!("{v}: present"),
+        found => {
+            println!(
+                "schemathesis: {} -> installing {SCHEMATHESIS_VERSION} into {}",
+                found.as_deref().unwrap_or("missing"),
+                venv.display()
+            );
+            if !venv.join("bin/pip").exists() {
+                let python = ["python3", "python"]
+                    .into_iter()
+                    .find(|p| output(p, &["--version"]).is_some())
+                    .ok_or("python3 is required for Schemathesis")?;
+                if run(python, &["-m", "venv", &venv.to_string_lossy()]).is_err() {
+                    // Debian's python3 ships venv separately.
+                    run("apt-get", &["install", "-y", "-qq", "python3-venv"])?;
+                    run(python, &["-m", "venv", &venv.to_string_lossy()])?;
+                }
+            }
+            let pip = venv.join("bin/pip");
+            run(&pip.to_string_lossy(), &["install", "-q", &format!("schemathesis=={SCHEMATHESIS_VERSION}")])?;
+        }
+    }
     Ok(())
 }
 
@@ -309,6 +354,140 @@ fn install_fastly_cli() -> Result {
     }
     println!("fastly cli: wasm metadata collection disabled (config in {FASTLY_CLI_DIR}/config)");
     Ok(())
+}
+
+fn schemathesis_venv() -> PathBuf {
+    target_dir().join("schemathesis-venv")
+}
+
+/// Schemathesis over a live `edgegen serve`: every operation of `/openapi.json`, all four
+/// phases (examples, coverage, fuzzing, stateful over the document's tenant↔release links).
+/// Fails on any 5xx, any answer violating its schema, any undocumented status code or content
+/// type — and when fewer than [`SCHEMATHESIS_MIN_REQUESTS`] requests reached the server
+/// (counted by the server itself, from `/metrics`).
+fn schemathesis() -> Result {
+    step("schemathesis: fuzz a live `edgegen serve` from its /openapi.json");
+    run(&cargo(), &["build", "-p", "edgegen-coordinator", "--bin", "edgegen"])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let data = target_dir().join(format!("schemathesis-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let env = [
+        ("EDGEGEN_ADMIN_TOKEN", "schemathesis-admin-token-0123456789"),
+        ("EDGEGEN_EDGE_TOKEN", "schemathesis-edge-token-0123456789"),
+        ("EDGEGEN_MANIFEST_KEY", "schemathesis-manifest-key-0123456789abcdef"),
+        ("EDGEGEN_PROBE_KEY", "schemathesis-probe-key-0123456789abcdef"),
+    ];
+    let listen = format!("127.0.0.1:{port}");
+    let server = Command::new(target_dir().join("debug/edgegen"))
+        .args(["serve", "--listen", &listen, "--data-dir", &data.to_string_lossy()])
+        .envs(env)
+        .env("RUST_LOG", "warn")
+        .current_dir(root())
+        .spawn()
+        .map_err(|e| format!("cannot start edgegen serve: {e}"))?;
+    let mut server = KillOnDrop(server);
+    let outcome = (|| {
+        wait_healthy(&listen, &mut server.0)?;
+        let before = http_total(&listen)?;
+        let st = schemathesis_venv().join("bin/schemathesis");
+        if !st.exists() {
+            return Err(format!("{} is missing: run `cargo xtask bootstrap`", st.display()));
+        }
+        let status = Command::new(&st)
+            .args(["--config-file", "tests/schemathesis/schemathesis.toml", "run"])
+            .arg(format!("http://{listen}/openapi.json"))
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                "80",
+                "--generation-database",
+                "none",
+                "--no-color",
+            ])
+            .envs(env)
+            .current_dir(root())
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", st.display()))?;
+        let (total, server_errors) = http_total(&listen)?;
+        let sent = total - before.0;
+        println!("schemathesis: {sent} requests reached the server, {} answered 5xx", server_errors - before.1);
+        if !status.success() {
+            return Err(format!("schemathesis found failures ({status})"));
+        }
+        if server_errors > before.1 {
+            return Err("the server answered 5xx".into());
+        }
+        if sent < SCHEMATHESIS_MIN_REQUESTS {
+            return Err(format!("schemathesis sent {sent} requests, fewer than {SCHEMATHESIS_MIN_REQUESTS}"));
+        }
+        Ok(())
+    })();
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    outcome
+}
+
+/// Kills and reaps the child it holds when dropped (a failed step must not leave a server).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 GET over a plain socket (the xtask has no dependencies); the body.
+fn http_get(addr: &str, path: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| format!("GET {path}: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("GET {path}: no HTTP answer"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("GET {path}: {}", head.lines().next().unwrap_or_default()));
+    }
+    Ok(body.to_owned())
+}
+
+fn wait_healthy(addr: &str, server: &mut std::process::Child) -> Result {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if http_get(addr, "/healthz").is_ok() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = server.try_wait() {
+            return Err(format!("edgegen serve exited ({status})"));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("edgegen serve did not answer /healthz on {addr} within 30 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `(all responses, 5xx responses)` the server has counted (`edgegen_http_responses_total`).
+fn http_total(addr: &str) -> Result<(u64, u64)> {
+    let metrics = http_get(addr, "/metrics")?;
+    let mut totals = (0, 0);
+    for line in metrics.lines().filter(|l| l.starts_with("edgegen_http_responses_total{")) {
+        let status = line.split('"').nth(1).unwrap_or_default();
+        let n: u64 = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        totals.0 += n;
+        if status.starts_with('5') {
+            totals.1 += n;
+        }
+    }
+    Ok(totals)
 }
 
 /// An `initdb` of Debian's PostgreSQL packages, if installed.
@@ -568,6 +747,7 @@ fn ci() -> Result {
     run_tests(&mut tally, "node", &["--test", "--test-reporter=tap", "shared/js/test/"])?;
     step("cargo test: unit, property, vector and Viceroy integration tests");
     run_tests(&mut tally, &cargo(), &["test", "--workspace"])?;
+    schemathesis()?;
     println!("\nci: all checks passed in {:.0?}", started.elapsed());
     println!("{} passed, {} failed", tally.passed, tally.failed);
     Ok(())

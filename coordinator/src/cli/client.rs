@@ -1,5 +1,5 @@
 //! Client subcommands (`tenant`, `release`, `status`, `rollback`): talk to a running
-//! coordinator's admin API at `EDGEGEN_URL` with `EDGEGEN_ADMIN_TOKEN`.
+//! coordinator's admin API at `--url` (or `EDGEGEN_URL`) with `EDGEGEN_ADMIN_TOKEN`.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use edgegen_shared::api::{Convergence, ExecutionLog, NewTenant, Release, ReleaseRequest, ReleaseStatus, Tenant};
+use edgegen_shared::api::{
+    Convergence, ExecutionLog, NewTenant, Release, ReleasePlan, ReleaseRequest, ReleaseStatus, Tenant,
+};
 use edgegen_shared::{ContractHash, ReleaseId, SchemaVersion, TenantId};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -94,9 +96,23 @@ pub struct ReleaseArgs {
     timeout: f64,
 }
 
-/// `edgegen status ID` / `edgegen rollback ID`.
+/// `edgegen status ID`.
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// Release id.
+    id: ReleaseId,
+    /// Follow convergence per PoP live until the release converges (exit 0), is rolled back
+    /// or fails (exit 4), or --timeout passes (exit 3): the exit codes of `release --wait`.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: give up after this many seconds.
+    #[arg(long, default_value_t = 60.0, requires = "watch")]
+    timeout: f64,
+}
+
+/// `edgegen rollback ID`.
+#[derive(clap::Args)]
+pub struct RollbackArgs {
     /// Release id.
     id: ReleaseId,
 }
@@ -114,8 +130,10 @@ pub(super) struct Api {
 }
 
 impl Api {
-    pub(super) fn from_env() -> anyhow::Result<Api> {
-        let base = std::env::var("EDGEGEN_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+    pub(super) fn new(base: &str) -> anyhow::Result<Api> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(fail(EXIT_INVALID, format!("--url: must start with http:// or https:// (got {base:?})")));
+        }
         let token = std::env::var("EDGEGEN_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.is_empty())
@@ -181,8 +199,8 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// As the module's exit codes say.
-pub fn tenant(cmd: TenantCommand, json: bool) -> anyhow::Result<ExitCode> {
-    let api = Api::from_env()?;
+pub fn tenant(cmd: TenantCommand, url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url)?;
     let none = None::<&()>;
     match cmd {
         TenantCommand::Add(args) => {
@@ -242,8 +260,8 @@ pub fn tenant(cmd: TenantCommand, json: bool) -> anyhow::Result<ExitCode> {
 ///
 /// # Errors
 /// As the module's exit codes say.
-pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let api = Api::from_env()?;
+pub fn release(args: ReleaseArgs, url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url)?;
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         return Err(fail(EXIT_INVALID, "--timeout: must be a positive number of seconds"));
     }
@@ -264,37 +282,30 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
         },
     };
     if args.plan_only {
-        let (_, plan): (_, serde_json::Value) = api.call(Method::POST, "/v1/releases/plan", Some(&body), &[])?;
-        let verdict = plan["verdict"].as_str().unwrap_or("not_analysed").to_owned();
+        let (_, plan): (_, ReleasePlan) = api.call(Method::POST, "/v1/releases/plan", Some(&body), &[])?;
         if json {
             print_json(&plan)?;
         } else {
-            println!("plan {}  verdict: {verdict}", plan["plan_hash"].as_str().unwrap_or("?"));
-            for f in plan["analysis"]["findings"].as_array().into_iter().flatten() {
-                println!(
-                    "  {:<9} {:<38} {}",
-                    f["severity"].as_str().unwrap_or(""),
-                    f["code"].as_str().unwrap_or(""),
-                    f["message"].as_str().unwrap_or("")
-                );
+            println!(
+                "plan {}  verdict: {}",
+                plan.plan_hash,
+                serde_json::to_value(plan.verdict)?.as_str().unwrap_or("?")
+            );
+            for f in plan.analysis.iter().flat_map(|a| &a.findings) {
+                let severity = serde_json::to_value(f.severity)?;
+                println!("  {:<9} {:<38} {}", severity.as_str().unwrap_or("?"), f.code, f.message);
             }
-            for t in plan["tenants"].as_array().into_iter().flatten() {
-                let keys: Vec<&str> =
-                    t["purge_surrogate_keys"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            for t in &plan.tenants {
                 println!(
                     "  {:<24} generation {} -> {}  purge: {}",
-                    t["tenant"].as_str().unwrap_or("?"),
-                    t["from_generation"],
-                    t["to_generation"],
-                    keys.join(" ")
+                    t.change.tenant,
+                    t.change.from_generation,
+                    t.change.to_generation,
+                    t.purge_surrogate_keys.join(" ")
                 );
             }
         }
-        return Ok(ExitCode::from(match verdict.as_str() {
-            "blocked" => 2,
-            "needs_release" => 1,
-            _ => 0,
-        }));
+        return Ok(ExitCode::from(plan.verdict.exit_code()));
     }
     let headers: Vec<(&str, &str)> =
         args.idempotency_key.as_deref().map(|k| ("idempotency-key", k)).into_iter().collect();
@@ -316,9 +327,18 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let outcome = wait_for_convergence(&api, &release.id, Duration::from_secs_f64(args.timeout), json)?;
-    let (_, release): (_, Release) =
-        api.call(Method::GET, &format!("/v1/releases/{}", release.id), None::<&()>, &[])?;
+    follow(&api, &release.id, args.timeout, false, json)
+}
+
+/// Follows a release until it converges, stops being `committed` or `timeout_s` passes, then
+/// prints its log and convergence and maps the outcome to the exit codes of `release --wait`
+/// (0 converged, 3 timed out, 4 rolled back or failed). `per_pop` draws one line per PoP.
+fn follow(api: &Api, id: &ReleaseId, timeout_s: f64, per_pop: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(fail(EXIT_INVALID, "--timeout: must be a positive number of seconds"));
+    }
+    let outcome = wait_for_convergence(api, id, Duration::from_secs_f64(timeout_s), per_pop, json)?;
+    let (_, release): (_, Release) = api.call(Method::GET, &format!("/v1/releases/{id}"), None::<&()>, &[])?;
     if json {
         print_json(&serde_json::json!({ "release": release, "convergence": outcome }))?;
     } else {
@@ -333,8 +353,8 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
         ReleaseStatus::Committed => Err(fail(
             EXIT_TIMEOUT,
             format!(
-                "release {} did not converge within {:.1} s ({}/{} live PoPs acknowledged)",
-                release.id, args.timeout, outcome.acked, outcome.total
+                "release {} did not converge within {timeout_s:.1} s ({}/{} live PoPs acknowledged)",
+                release.id, outcome.acked, outcome.total
             ),
         )),
     }
@@ -342,41 +362,73 @@ pub fn release(args: ReleaseArgs, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Polls convergence, drawing a progress bar on a terminal (plain lines otherwise), until the
 /// release converges, stops being `committed`, or `timeout` passes.
-fn wait_for_convergence(api: &Api, id: &ReleaseId, timeout: Duration, json: bool) -> anyhow::Result<Convergence> {
+fn wait_for_convergence(
+    api: &Api,
+    id: &ReleaseId,
+    timeout: Duration,
+    per_pop: bool,
+    json: bool,
+) -> anyhow::Result<Convergence> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal() && !json;
-    let mut last_line = String::new();
+    let mut last: Vec<String> = Vec::new();
     loop {
         let (_, c): (_, Convergence) =
             api.call(Method::GET, &format!("/v1/releases/{id}/convergence"), None::<&()>, &[])?;
         let done = c.converged || c.status != ReleaseStatus::Committed || started.elapsed() >= timeout;
         if !json {
-            let width = 30;
-            let filled = (c.acked * width).checked_div(c.total).unwrap_or(0).min(width);
-            let line = format!(
-                "[{}{}] {}/{} PoPs acked  {:.1}s",
-                "#".repeat(filled),
-                ".".repeat(width - filled),
+            let mut lines = vec![format!(
+                "{} {}/{} PoPs acked  {:.1}s",
+                bar(c.acked, c.total),
                 c.acked,
                 c.total,
                 started.elapsed().as_secs_f64()
-            );
-            if tty {
-                eprint!("\r{line}");
-                let _ = std::io::stderr().flush();
-            } else if line.split("  ").next() != last_line.split("  ").next() || done {
-                eprintln!("{line}");
+            )];
+            if per_pop {
+                lines.extend(c.pops.iter().map(|p| {
+                    let latency =
+                        p.latency_ms.map_or_else(|| "pending".to_owned(), |ms| format!("acked after {ms} ms"));
+                    format!(
+                        "  {:<16} {} {}/{} tenants  {latency}",
+                        p.pop,
+                        bar(p.tenants_acked, p.tenants_total),
+                        p.tenants_acked,
+                        p.tenants_total
+                    )
+                }));
             }
-            last_line = line;
+            if tty {
+                // Redraw the block in place: up over the previous lines, then clear to the end.
+                if !last.is_empty() {
+                    eprint!("\x1b[{}A\r\x1b[J", last.len());
+                }
+                eprintln!("{}", lines.join("\n"));
+                let _ = std::io::stderr().flush();
+            } else {
+                // Plain output (a pipe or a CI log): print only what changed, the clock aside.
+                let changed = lines.len() != last.len()
+                    || lines
+                        .iter()
+                        .zip(&last)
+                        .any(|(a, b)| a.split("  ").next() != b.split("  ").next() || (a != b && a.starts_with("  ")));
+                if changed || done {
+                    eprintln!("{}", lines.join("\n"));
+                }
+            }
+            last = lines;
         }
         if done {
-            if tty {
-                eprintln!();
-            }
             return Ok(c);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A 30-character progress bar of `done` out of `total`.
+fn bar(done: usize, total: usize) -> String {
+    let width = 30;
+    let filled = (done * width).checked_div(total).unwrap_or(0).min(width);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
 
 fn print_log(log: &ExecutionLog) {
@@ -409,8 +461,11 @@ fn print_convergence(c: &Convergence) {
 ///
 /// # Errors
 /// As the module's exit codes say.
-pub fn status(args: StatusArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let api = Api::from_env()?;
+pub fn status(args: StatusArgs, url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url)?;
+    if args.watch {
+        return follow(&api, &args.id, args.timeout, true, json);
+    }
     let (_, release): (_, Release) = api.call(Method::GET, &format!("/v1/releases/{}", args.id), None::<&()>, &[])?;
     let (_, conv): (_, Convergence) =
         api.call(Method::GET, &format!("/v1/releases/{}/convergence", args.id), None::<&()>, &[])?;
@@ -434,8 +489,8 @@ pub fn status(args: StatusArgs, json: bool) -> anyhow::Result<ExitCode> {
 ///
 /// # Errors
 /// As the module's exit codes say.
-pub fn rollback(args: StatusArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let api = Api::from_env()?;
+pub fn rollback(args: RollbackArgs, url: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let api = Api::new(url)?;
     let (_, rollback): (_, Release) =
         api.call(Method::POST, &format!("/v1/releases/{}/rollback", args.id), None::<&()>, &[])?;
     if json {

@@ -67,14 +67,14 @@ fn failed(message: String) -> anyhow::Error {
 ///
 /// # Errors
 /// As the module's exit codes say.
-pub fn run(command: SyncCommand, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(command: SyncCommand, url: &str, json: bool) -> anyhow::Result<ExitCode> {
     let SyncCommand::Hosts(args) = command;
     let invalid = |message: String| anyhow::Error::new(Exit { code: EXIT_INVALID, message });
     if args.store_id.is_empty() || !args.store_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(invalid(format!("--store-id: {:?} is not a Fastly Config Store id (alphanumeric)", args.store_id)));
     }
     let fastly = super::purge::client_from_env(Duration::from_secs(args.deadline))?;
-    let api = Api::from_env()?;
+    let api = Api::new(url)?;
     let none = None::<&()>;
     let (_, tenants): (_, Vec<Tenant>) =
         api.call(Method::GET, "/v1/tenants", none, &[]).map_err(|e| failed(format!("reading the tenants: {e:#}")))?;

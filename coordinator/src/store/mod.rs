@@ -11,7 +11,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
-use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Tenant};
+use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, StoredReport, Tenant};
 use edgegen_shared::{Ack, ReleaseId, Report, TenantId};
 
 use crate::domain::{Refusal, TenantState};
@@ -80,6 +80,10 @@ pub trait Store: Send + Sync + 'static {
     fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>>;
     /// A release with its tenants and execution log.
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>>;
+    /// The number of releases (rollbacks included) and `limit` of them from `offset`, newest first.
+    fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>>;
+    /// The number of stored edge reports and `limit` of them from `offset`, newest first.
+    fn reports(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<StoredReport>), StoreError>>;
     /// A release's convergence now (and its status moved to `converged` if it just did).
     fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>>;
     /// Records that a PoP saw a generation (idempotent per pop, tenant, generation).

@@ -14,7 +14,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use edgegen_shared::api::{
-    Convergence, ExecutionLog, NewTenant, Release, ReleaseRequest, ReleaseStatus, Step, Tenant, TenantChange,
+    Convergence, ExecutionLog, NewTenant, Release, ReleaseRequest, ReleaseStatus, Step, StoredReport, Tenant,
+    TenantChange,
 };
 use edgegen_shared::surrogate::SurrogateKey;
 use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, SchemaVersion, TenantId};
@@ -125,6 +126,8 @@ enum Command {
     CommitRelease(ReleaseRequest, Option<String>, Vec<Step>, Reply<Committed>),
     Rollback(ReleaseId, String, Reply<Release>),
     Release(ReleaseId, Reply<Option<Release>>),
+    Releases(u32, u32, Reply<(u64, Vec<Release>)>),
+    Reports(u32, u32, Reply<(u64, Vec<StoredReport>)>),
     Convergence(ReleaseId, Reply<Option<Convergence>>),
     Ack(Ack, Reply<()>),
     Report(Report, Reply<ReportOutcome>),
@@ -242,6 +245,14 @@ impl Store for SqliteStore {
 
     fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>> {
         self.call(move |r| Command::Convergence(id, r))
+    }
+
+    fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>> {
+        self.call(move |r| Command::Releases(offset, limit, r))
+    }
+
+    fn reports(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<StoredReport>), StoreError>> {
+        self.call(move |r| Command::Reports(offset, limit, r))
     }
 
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -459,6 +470,12 @@ impl Writer {
             }
             Command::Release(id, reply) => {
                 let _ = reply.send(self.load_release(&id));
+            }
+            Command::Releases(offset, limit, reply) => {
+                let _ = reply.send(self.list_releases(offset, limit));
+            }
+            Command::Reports(offset, limit, reply) => {
+                let _ = reply.send(self.list_reports(offset, limit));
             }
             Command::Convergence(id, reply) => {
                 let _ = reply.send(self.convergence(&id));
@@ -907,6 +924,42 @@ impl Writer {
             self.conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])?;
         }
         Ok(())
+    }
+
+    /// The total number of releases and a page of them, newest first.
+    fn list_releases(&self, offset: u32, limit: u32) -> Result<(u64, Vec<Release>), StoreError> {
+        let total: i64 = self.conn.query_row("SELECT COUNT(*) FROM releases", [], |r| r.get(0))?;
+        let mut stmt = self.conn.prepare_cached("SELECT id FROM releases ORDER BY seq DESC LIMIT ?1 OFFSET ?2")?;
+        let ids = stmt
+            .query_map([i64::from(limit), i64::from(offset)], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut releases = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = ReleaseId::new(id).map_err(corrupt)?;
+            releases.extend(self.load_release(&id)?);
+        }
+        Ok((u64::try_from(total).unwrap_or(0), releases))
+    }
+
+    /// The total number of edge reports and a page of them, newest first.
+    fn list_reports(&self, offset: u32, limit: u32) -> Result<(u64, Vec<StoredReport>), StoreError> {
+        let total: i64 = self.conn.query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, received_at, body FROM reports ORDER BY id DESC LIMIT ?1 OFFSET ?2")?;
+        let rows = stmt
+            .query_map([i64::from(limit), i64::from(offset)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let reports = rows
+            .into_iter()
+            .map(|(id, received_at, body)| {
+                let report = serde_json::from_str(&body).map_err(|e| corrupt(format!("report {id}: {e}")))?;
+                Ok(StoredReport { id, received_at: u64::try_from(received_at).unwrap_or(0), report })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((u64::try_from(total).unwrap_or(0), reports))
     }
 
     fn load_release(&self, id: &ReleaseId) -> Result<Option<Release>, StoreError> {

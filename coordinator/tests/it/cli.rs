@@ -207,6 +207,87 @@ mod against_a_server {
         assert!(String::from_utf8_lossy(&out.stderr).contains("already rolled back by rel-3 (conflict, HTTP 409)"));
     }
 
+    /// `edgegen` with the coordinator given by `--url` (no `EDGEGEN_URL` in the environment).
+    fn edgegen_url(addr: SocketAddr, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_edgegen"))
+            .arg("--url")
+            .arg(format!("http://{addr}"))
+            .args(args)
+            .env_remove("EDGEGEN_URL")
+            .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
+            .output()
+            .unwrap()
+    }
+
+    fn release_acme(addr: SocketAddr, version: &str, contract_byte: u8) -> String {
+        let c = contract(contract_byte);
+        let out = edgegen_url(
+            addr,
+            &["--json", "release", "--tenants", "acme", "--schema-version", version, "--contract-hash", &c],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let release: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        release["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `status --watch` follows a release per PoP with the exit codes of `release --wait`:
+    /// 3 on timeout, 0 once every live PoP acknowledged, 4 when it is rolled back meanwhile.
+    /// Every call finds the coordinator through `--url` alone.
+    #[test]
+    fn status_watch_exit_codes_with_url_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_server, addr) = serve(dir.path());
+        let c1 = contract(1);
+        let out = edgegen_url(
+            addr,
+            &[
+                "tenant",
+                "add",
+                "--id",
+                "acme",
+                "--host",
+                "acme.test",
+                "--schema-version",
+                "1.8.2",
+                "--contract-hash",
+                &c1,
+            ],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ack(addr, "p1", "acme", 1);
+        ack(addr, "p2", "acme", 1);
+        let first = release_acme(addr, "1.8.3", 2);
+        ack(addr, "p1", "acme", 2);
+
+        let out = edgegen_url(addr, &["status", &first, "--watch", "--timeout", "1"]);
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        let progress = String::from_utf8_lossy(&out.stderr);
+        assert!(progress.contains("1/2 PoPs acked"), "{progress}");
+        assert!(progress.contains("p1") && progress.contains("acked after"), "per-PoP lines: {progress}");
+        assert!(progress.contains("p2") && progress.contains("pending"), "per-PoP lines: {progress}");
+
+        let watch = {
+            let first = first.clone();
+            std::thread::spawn(move || edgegen_url(addr, &["status", &first, "--watch", "--timeout", "20"]))
+        };
+        std::thread::sleep(Duration::from_millis(400));
+        ack(addr, "p2", "acme", 2);
+        let out = watch.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("2/2 live PoPs acked"));
+
+        let second = release_acme(addr, "1.8.4", 3);
+        let watch = {
+            let second = second.clone();
+            std::thread::spawn(move || edgegen_url(addr, &["status", &second, "--watch", "--timeout", "20"]))
+        };
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(edgegen_url(addr, &["rollback", &second]).status.success());
+        let out = watch.join().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("was rolled_back while waiting"));
+    }
+
     /// SIGTERM drains and exits 0; the data survives for the next start.
     #[test]
     fn sigterm_shuts_down_gracefully() {
@@ -361,5 +442,42 @@ CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid)
         for rule in ["primary_key_without_tenant", "rls_not_enabled", "policy_missing"] {
             assert!(out.contains(rule), "{rule}: {out}");
         }
+    }
+}
+
+mod surface {
+    use std::process::Command;
+
+    fn edgegen(args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_edgegen")).args(args).env_remove("EDGEGEN_URL").output().unwrap()
+    }
+
+    /// `--help` shows `--url` next to `EDGEGEN_URL`; a URL without a scheme is invalid input.
+    #[test]
+    fn url_flag_is_documented_and_checked() {
+        let help = String::from_utf8(edgegen(&["--help"]).stdout).unwrap();
+        assert!(help.contains("--url <URL>") && help.contains("EDGEGEN_URL"), "{help}");
+        let out = Command::new(env!("CARGO_BIN_EXE_edgegen"))
+            .args(["--url", "127.0.0.1:1", "tenant", "list"])
+            .env("EDGEGEN_ADMIN_TOKEN", "x")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--url: must start with http:// or https://"));
+    }
+
+    /// Each shell gets a script that completes the subcommands.
+    #[test]
+    fn completions_for_bash_zsh_and_fish() {
+        for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef edgegen"), ("fish", "complete -c edgegen")] {
+            let out = edgegen(&["completions", shell]);
+            assert!(out.status.success(), "{shell}");
+            let script = String::from_utf8(out.stdout).unwrap();
+            assert!(script.contains(marker), "{shell}: {}", &script[..script.len().min(300)]);
+            for sub in ["release", "status", "rollback", "completions"] {
+                assert!(script.contains(sub), "{shell}: no {sub}");
+            }
+        }
+        assert_eq!(edgegen(&["completions", "powershell"]).status.code(), Some(2));
     }
 }

@@ -2,8 +2,10 @@
 //! SQLite file, a real socket, the real binary killed with SIGKILL, and the CLI.
 
 mod api;
+mod browser;
 mod cli;
 mod crash;
 mod examples;
 mod fastly;
+mod openapi;
 mod support;

@@ -13,7 +13,8 @@
 //!    fetched the new manifests and acknowledged: the release converges; prints the
 //!    convergence summary with measured figures.
 //!
-//! Without `--once` it keeps the stack up with copy-paste commands until Ctrl-C.
+//! Without `--once` it keeps the stack up until Ctrl-C, printing the dashboard's URL
+//! (`/ui`) and copy-paste commands.
 //! Exit code: 0 only if every check passed and the release converged.
 
 use std::process::ExitCode;
@@ -235,13 +236,16 @@ async fn run(once: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let (edge_port, coord) = (edges[0].addr().port(), coordinator.addr());
-    println!("\nThe stack stays up until Ctrl-C. Try:");
+    println!("\nThe stack stays up until Ctrl-C.");
+    println!("  dashboard:    http://{coord}/ui#/release/{id}  (log in with the admin token {ADMIN_TOKEN})");
+    println!("  API contract: http://{coord}/openapi.json");
+    println!("Try:");
     println!("  curl -si -H 'host: acme.localhost' 'http://127.0.0.1:{edge_port}/users/42/profile?lang=en'");
     println!("  export EDGEGEN_URL=http://{coord} EDGEGEN_ADMIN_TOKEN={ADMIN_TOKEN} EDGEGEN_PROBE_KEY={PROBE_KEY}");
     println!(
         "  cargo run -q -p edgegen-coordinator -- probe --tenant acme --host acme.localhost http://127.0.0.1:{edge_port}/users/42/profile"
     );
-    println!("  cargo run -q -p edgegen-coordinator -- status {id}");
+    println!("  cargo run -q -p edgegen-coordinator -- status {id} --watch");
     println!("  cargo run -q -p edgegen-coordinator -- rollback {id}");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     println!("\nstopping: coordinator PID {}, {} Viceroy PoPs, sample origin", coordinator.pid(), edges.len());

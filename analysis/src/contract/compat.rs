@@ -3,7 +3,8 @@
 //!
 //! It follows serde's reading of schemars output rather than bare JSON Schema where the two
 //! differ: a struct without `additionalProperties` produces only its declared fields (serde
-//! never emits others) while a reader without it ignores unknown fields; `uniqueItems` is
+//! never emits others) while a reader without it ignores unknown fields; a field with a
+//! `default` is always written even though it is not `required`; `uniqueItems` is
 //! not a constraint (serde sets deduplicate); `float`/`double` are not ranges; integer
 //! formats are. Unions are matched alternative by alternative, and a failing alternative is
 //! explained against the reader alternative with the same variant identity (tag value or
@@ -555,7 +556,10 @@ impl<'d, 'a> Check<'d, 'a> {
             Extra::Unspecified => None,
         };
         for name in &y.required {
-            if x.required.contains(name) {
+            // serde emits every field it does not skip: one with a `default` (serde(default),
+            // not required for reading) is still always written.
+            let emitted = x.props.get(name).is_some_and(|c| c.iter().any(|v| v.get("default").is_some()));
+            if x.required.contains(name) || emitted {
                 continue;
             }
             let p = format!("{path}.{name}");

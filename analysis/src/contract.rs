@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use compat::Verdict;
-pub use schema::{ContractError, Side};
+pub use schema::{ContractError, Side, integer_format_bounds};
 
 use compat::{Break, Check};
 use schema::Doc;

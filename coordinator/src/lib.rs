@@ -3,6 +3,7 @@
 //! - [`config`]: settings from flags, env and `edgegen.toml`;
 //! - [`domain`]: pure decisions (release/rollback planning, convergence);
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
+//! - [`live_check`]: tenants' live responses validated against a release's new contract;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
 //! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod fastly;
+pub mod live_check;
 pub mod metrics;
 pub mod server;
 pub mod shards;

@@ -239,20 +239,27 @@ const UNDERSTOOD: &[&str] = &[
 
 /// The range an integer `format` implies (schemars writes the width as `format` and only
 /// sometimes as `minimum`/`maximum`; serde enforces the width).
-fn format_range(format: &str) -> Option<(f64, f64)> {
+pub fn integer_format_bounds(format: &str) -> Option<(i128, i128)> {
     Some(match format {
-        "int8" => (i8::MIN as f64, i8::MAX as f64),
-        "uint8" => (0.0, u8::MAX as f64),
-        "int16" => (i16::MIN as f64, i16::MAX as f64),
-        "uint16" => (0.0, u16::MAX as f64),
-        "int32" => (i32::MIN as f64, i32::MAX as f64),
-        "uint32" => (0.0, u32::MAX as f64),
-        "int64" | "int" => (i64::MIN as f64, i64::MAX as f64),
-        "uint64" | "uint" => (0.0, u64::MAX as f64),
-        "int128" => (i128::MIN as f64, i128::MAX as f64),
-        "uint128" => (0.0, u128::MAX as f64),
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "uint8" => (0, u8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        "int64" | "int" => (i64::MIN.into(), i64::MAX.into()),
+        "uint64" | "uint" => (0, u64::MAX.into()),
+        "int128" => (i128::MIN, i128::MAX),
+        "uint128" => (0, i128::MAX),
         _ => return None,
     })
+}
+
+fn format_range(format: &str) -> Option<(f64, f64)> {
+    let (lo, hi) = integer_format_bounds(format)?;
+    // u128's upper end does not fit i128; as a float it is the next power of two.
+    let hi = if format == "uint128" { u128::MAX as f64 } else { hi as f64 };
+    Some((lo as f64, hi))
 }
 
 /// Formats that do not constrain what serde accepts (number widths are ranges, above).

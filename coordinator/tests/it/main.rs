@@ -5,4 +5,5 @@ mod api;
 mod cli;
 mod crash;
 mod fastly;
+mod live_check;
 mod support;

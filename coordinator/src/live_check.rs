@@ -1,6 +1,6 @@
 //! Live data against the new contract: before an analysed release commits, the coordinator
 //! fetches a bounded sample of responses per tenant from the origin — as that tenant (its
-//! `Host`) — and validates each body against the release's new contract with the
+//! `Host`, and the `edgegen-tenant` header the edge sends) — and validates each body against the release's new contract with the
 //! `jsonschema` validator. It reports which tenants hold data that clients of the new
 //! contract cannot read (tenant, path, JSON pointer, reason) and records a
 //! `contract_verification` step with the measured figures. `edgegen plan --samples DIR`
@@ -305,7 +305,7 @@ pub async fn fetch(
             let _permit = permits.acquire_owned().await;
             let outcome = match client {
                 Err(e) => Outcome::Unverified { reason: format!("HTTP client: {e}") },
-                Ok(client) => match get(&client, &url, &t.host).await {
+                Ok(client) => match get(&client, &url, &t.host, &t.tenant).await {
                     Ok(body) => validate(&validator, &body),
                     Err(reason) => Outcome::Unverified { reason },
                 },
@@ -327,10 +327,12 @@ pub async fn fetch(
     LiveReport { samples: sorted(samples), duration_ms: started.elapsed().as_secs_f64() * 1000.0, concurrency }
 }
 
-async fn get(client: &reqwest::Client, url: &str, host: &str) -> Result<Vec<u8>, String> {
+/// One sample, as the edge asks the origin for it: the tenant's `Host` and `edgegen-tenant`.
+async fn get(client: &reqwest::Client, url: &str, host: &str, tenant: &str) -> Result<Vec<u8>, String> {
     let response = client
         .get(url)
         .header(reqwest::header::HOST, host)
+        .header("edgegen-tenant", tenant)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await

@@ -92,15 +92,8 @@ pub fn compare(old: &Value, new: &Value) -> Result<Vec<ContractChange>, Contract
     let old_doc = Doc::new(Side::Old, old)?;
     let new_doc = Doc::new(Side::New, new)?;
     let root = new.get("title").or_else(|| old.get("title")).and_then(Value::as_str).unwrap_or("$").to_owned();
-    let run = |producer: &Doc<'_>, reader: &Doc<'_>| -> Result<Vec<Break>, ContractError> {
-        let mut check = Check::new(producer, reader);
-        if check.includes(&[producer.root()], &[reader.root()], &root, false)? != Verdict::Compatible {
-            check.includes(&[producer.root()], &[reader.root()], &root, true)?;
-        }
-        Ok(check.breaks)
-    };
-    let backward = run(&old_doc, &new_doc)?;
-    let forward = run(&new_doc, &old_doc)?;
+    let backward = run(&old_doc, &new_doc, &root)?;
+    let forward = run(&new_doc, &old_doc, &root)?;
 
     struct Acc {
         code: &'static str,
@@ -132,7 +125,7 @@ pub fn compare(old: &Value, new: &Value) -> Result<Vec<ContractChange>, Contract
         } else {
             acc.forward = acc.forward.max(b.verdict);
         }
-        if b.verdict == Verdict::Unknown {
+        if b.verdict == Verdict::Unknown || rank(b.code) < rank(acc.code) {
             acc.code = b.code;
         }
     }
@@ -148,6 +141,30 @@ pub fn compare(old: &Value, new: &Value) -> Result<Vec<ContractChange>, Contract
             new_pointer: a.new_pointer,
         })
         .collect())
+}
+
+/// One direction: the deciding pass, then (only if it fails) the reporting pass.
+fn run<'a>(producer: &Doc<'a>, reader: &Doc<'a>, root: &str) -> Result<Vec<Break>, ContractError> {
+    let mut check = Check::new(producer, reader);
+    if check.includes(&[producer.root()], &[reader.root()], root, false)? != Verdict::Compatible {
+        check.includes(&[producer.root()], &[reader.root()], root, true)?;
+    }
+    Ok(check.breaks)
+}
+
+/// Which code names a path with several reasons: the most fundamental one.
+fn rank(code: &str) -> u8 {
+    match code {
+        "contract_unknown_keyword" => 0,
+        "contract_type_changed" => 1,
+        c if c.starts_with("contract_variant") => 2,
+        c if c.starts_with("contract_type") => 3,
+        c if c.starts_with("contract_became") => 4,
+        c if c.contains("property") => 5,
+        c if c.starts_with("contract_enum") || c.starts_with("contract_values") => 6,
+        c if c.starts_with("contract_format") => 7,
+        _ => 8,
+    }
 }
 
 /// Groups changes by direction for display.

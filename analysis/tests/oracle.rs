@@ -259,6 +259,10 @@ field_pairs! {
     map_vec: BTreeMap<String, String> => Vec<String>;
     map_of_maps: BTreeMap<String, BTreeMap<String, u8>> => BTreeMap<String, BTreeMap<String, i8>>;
     opt_map: Option<BTreeMap<String, u8>> => BTreeMap<String, u8>;
+    // Integer-keyed maps (schemars: patternProperties).
+    map_intkey_value_narrowed: BTreeMap<u32, u32> => BTreeMap<u32, u8>;
+    map_intkey_signed: BTreeMap<u32, u8> => BTreeMap<i64, u8>;
+    map_string_to_intkey: BTreeMap<String, u8> => BTreeMap<u32, u8>;
     // Boxes and units.
     box_plain: Box<u8> => u8;
     plain_box_u16: u8 => Box<u16>;
@@ -388,6 +392,8 @@ pairs! {
     nest_deep_same: [pub enum E { A([u8; 2]), B { m: Option<bool> } } pub struct T { pub v: (E, E), pub o: Option<(E, u8)> }] => [pub enum E { A([u8; 2]), B { m: Option<bool> } } pub struct T { pub v: (E, E), pub o: Option<(E, u8)> }];
     nest_set_of_enum: [pub enum E { A, B, C } pub struct T { pub s: BTreeSet<u8>, pub e: Vec<E> }] => [pub enum E { A, B, C, D } pub struct T { pub s: BTreeSet<u8>, pub e: Vec<E> }];
     nest_closed_enum_struct: [#[serde(deny_unknown_fields)] pub struct I { pub x: u8 } pub enum T { A(I), B }] => [#[serde(deny_unknown_fields)] pub struct I { pub x: u8, pub y: Option<u8> } pub enum T { A(I), B }];
+    map_intkey_struct_changed: [pub struct I { pub x: u8 } pub struct T { pub m: BTreeMap<u16, I> }] => [pub struct I { pub x: u8, pub y: bool } pub struct T { pub m: BTreeMap<u16, I> }];
+    map_enumkey_variant_removed: [#[derive(PartialEq, Eq, PartialOrd, Ord)] pub enum E { A, B, C } pub struct T { pub m: BTreeMap<E, u8> }] => [#[derive(PartialEq, Eq, PartialOrd, Ord)] pub enum E { A, B } pub struct T { pub m: BTreeMap<E, u8> }];
     user_profile_legacy_variant: [#[serde(tag = "kind")] pub enum V { V1 { email: String }, V2 { email: String, phone: Option<String> } } pub struct T { pub id: u64, pub profile: V }] => [#[serde(tag = "kind")] pub enum V { V1 { email: String }, V3 { email: String, phone: Option<String>, verified: bool } } pub struct T { pub id: u64, pub profile: V }];
 }
 

@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::schema::{
-    ARR, BOOL, Branch, Conj, Doc, Extra, FRAC, INT, NULL, OBJ, STR, format_constrains, format_implies, type_name,
-    type_of,
+    ARR, BOOL, Branch, Conj, Doc, Extra, FRAC, INT, NULL, OBJ, STR, format_constrains, format_implies, key_matches,
+    key_pattern_within, type_name, type_of,
 };
 use super::{ContractError, Side};
 
@@ -133,6 +133,10 @@ impl<'d, 'a> Check<'d, 'a> {
         if report && !self.reported.insert(k.clone()) {
             return Ok(self.done.get(&k).copied().unwrap_or(Verdict::Compatible));
         }
+        // The reporting pass only walks what the deciding pass found failing.
+        if report && self.done.get(&k) == Some(&Verdict::Compatible) {
+            return Ok(Verdict::Compatible);
+        }
         self.assumed.insert(k.clone());
         let result = self.union(a, b, path, report);
         self.assumed.remove(&k);
@@ -145,7 +149,7 @@ impl<'d, 'a> Check<'d, 'a> {
         let left = self.producer.branches(a)?;
         let right = self.reader.branches(b)?;
         let mut worst = Verdict::Compatible;
-        for x in &left {
+        for x in left.iter() {
             let mut best = Verdict::Breaking;
             for y in right.iter().filter(|y| y.ty == x.ty || (x.ty == INT && y.ty == FRAC)) {
                 best = best.min(self.branch(x, y, path, false)?);
@@ -281,8 +285,8 @@ impl<'d, 'a> Check<'d, 'a> {
         let mut verdict = if y.unknown.is_empty() { Verdict::Compatible } else { Verdict::Unknown };
         for n in &y.not {
             let mut excluded = Verdict::Breaking;
-            for e in self.reader.branches(&[n])? {
-                excluded = excluded.min(self.accepts(&e, v)?);
+            for e in self.reader.branches(&[n])?.iter() {
+                excluded = excluded.min(self.accepts(e, v)?);
             }
             match excluded {
                 Verdict::Compatible => return Ok(Verdict::Breaking),
@@ -315,15 +319,16 @@ impl<'d, 'a> Check<'d, 'a> {
                     }
                 }
                 for (k, val) in m {
-                    let conj: Conj<'a> = match (y.props.get(k.as_str()), &y.extra) {
-                        (Some(c), _) => c.clone(),
+                    let by_pattern = y.patterns.iter().find(|(p, _)| key_matches(p, k)).map(|(_, c)| c.clone());
+                    let conj: Conj<'a> = match (y.props.get(k.as_str()).cloned().or(by_pattern), &y.extra) {
+                        (Some(c), _) => c,
                         (None, Extra::Schema(c)) => c.clone(),
                         (None, Extra::Closed) => return Ok(Verdict::Breaking),
                         (None, Extra::Unspecified) => continue,
                     };
                     let mut best = Verdict::Breaking;
-                    for b in self.reader.branches(&conj)? {
-                        best = best.min(self.accepts(&b, val)?);
+                    for b in self.reader.branches(&conj)?.iter() {
+                        best = best.min(self.accepts(b, val)?);
                     }
                     verdict = verdict.max(best);
                 }
@@ -341,8 +346,8 @@ impl<'d, 'a> Check<'d, 'a> {
                         (None, None) => continue,
                     };
                     let mut best = Verdict::Breaking;
-                    for b in self.reader.branches(&conj)? {
-                        best = best.min(self.accepts(&b, val)?);
+                    for b in self.reader.branches(&conj)?.iter() {
+                        best = best.min(self.accepts(b, val)?);
                     }
                     verdict = verdict.max(best);
                 }
@@ -425,9 +430,17 @@ impl<'d, 'a> Check<'d, 'a> {
                 };
                 if below || above {
                     let show = |b: &Branch<'_>| {
-                        let lo = b.min.map_or("-inf".to_owned(), |m| fmt_num(m.value));
-                        let hi = b.max.map_or("inf".to_owned(), |m| fmt_num(m.value));
-                        format!("[{lo}, {hi}]")
+                        // Exact integers where the float bound is the format's (2^63 - 1 is
+                        // not a float).
+                        let exact = b.format.and_then(super::schema::integer_format_bounds);
+                        let num = |m: Option<super::schema::Bound>, lower: bool, inf: &str| {
+                            m.map_or(inf.to_owned(), |m| match exact {
+                                Some((lo, _)) if lower && lo as f64 == m.value => lo.to_string(),
+                                Some((_, hi)) if !lower && hi as f64 == m.value => hi.to_string(),
+                                _ => fmt_num(m.value),
+                            })
+                        };
+                        format!("[{}, {}]", num(b.min, true, "-inf"), num(b.max, false, "inf"))
                     };
                     fail!(
                         Verdict::Breaking,
@@ -552,7 +565,9 @@ impl<'d, 'a> Check<'d, 'a> {
         let x_extra: Option<Conj<'a>> = match &x.extra {
             Extra::Closed => None,
             Extra::Schema(c) => Some(c.clone()),
-            Extra::Unspecified if x.props.is_empty() && x.required.is_empty() => Some(vec![any]),
+            Extra::Unspecified if x.props.is_empty() && x.required.is_empty() && x.patterns.is_empty() => {
+                Some(vec![any])
+            }
             Extra::Unspecified => None,
         };
         for name in &y.required {
@@ -602,6 +617,29 @@ impl<'d, 'a> Check<'d, 'a> {
                 return Ok(worst);
             }
         }
+        // Integer-keyed maps: values under each producer key pattern.
+        for (pattern, xc) in &x.patterns {
+            let p = format!("{path}.*");
+            let yc = match (y.patterns.iter().find(|(q, _)| key_pattern_within(pattern, q)), &y.extra) {
+                (Some((_, c)), _) => c.clone(),
+                (None, Extra::Schema(c)) => c.clone(),
+                (None, Extra::Closed) => {
+                    fail!(
+                        p,
+                        self.code("contract_map_keys_narrowed", "contract_map_keys_widened"),
+                        "the {} contract does not accept keys matching {pattern:?}",
+                        self.reader_name()
+                    );
+                    continue;
+                }
+                (None, Extra::Unspecified) => continue,
+            };
+            let v = self.includes(xc, &yc, &p, report)?;
+            worst = worst.max(v);
+            if worst == Verdict::Breaking && !report {
+                return Ok(worst);
+            }
+        }
         if let Some(xe) = x_extra {
             match &y.extra {
                 Extra::Closed => {
@@ -639,7 +677,7 @@ impl<'d, 'a> Check<'d, 'a> {
         if let Some(cs) = &x.consts {
             let mut worst = Verdict::Compatible;
             for c in cs {
-                for e in &excluded {
+                for e in excluded.iter() {
                     worst = worst.max(match self.accepts(e, c)? {
                         Verdict::Compatible => Verdict::Breaking,
                         Verdict::Unknown => Verdict::Unknown,
@@ -649,8 +687,15 @@ impl<'d, 'a> Check<'d, 'a> {
             }
             return Ok(worst);
         }
-        if excluded.iter().all(|e| e.ty & x.ty == 0 && !(x.ty == INT && e.ty == FRAC)) {
+        let comparable = |e: &Branch<'a>| e.ty == x.ty || (x.ty == INT && e.ty == FRAC);
+        if !excluded.iter().any(comparable) {
             return Ok(Verdict::Compatible);
+        }
+        // Every producer value of this type is excluded.
+        for e in excluded.iter().filter(|e| comparable(e)) {
+            if e.consts.is_none() && self.branch(x, e, "", false)? == Verdict::Compatible {
+                return Ok(Verdict::Breaking);
+            }
         }
         // The producer excludes the same subschema (unchanged `not`).
         if x.not.contains(&n) {

@@ -10,7 +10,9 @@
 //! treats a reader-side unknown keyword whose value differs from the producer's as an
 //! unknown verdict, never as compatible.
 
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use serde_json::Value;
 
@@ -116,6 +118,8 @@ pub(crate) struct Branch<'a> {
     pub props: BTreeMap<&'a str, Conj<'a>>,
     pub required: BTreeSet<&'a str>,
     pub extra: Extra<'a>,
+    /// `patternProperties` with a pattern the analysis reads (schemars' integer map keys).
+    pub patterns: Vec<(&'a str, Conj<'a>)>,
     pub not: Conj<'a>,
     /// Keywords outside the vocabulary: (keyword, value).
     pub unknown: Vec<(&'a str, &'a Value)>,
@@ -141,6 +145,7 @@ impl<'a> Branch<'a> {
             props: BTreeMap::new(),
             required: BTreeSet::new(),
             extra: Extra::Unspecified,
+            patterns: Vec::new(),
             not: Vec::new(),
             unknown: Vec::new(),
             origin,
@@ -229,6 +234,7 @@ const UNDERSTOOD: &[&str] = &[
     "required",
     "additionalProperties",
     "unevaluatedProperties",
+    "patternProperties",
     "allOf",
     "anyOf",
     "oneOf",
@@ -276,8 +282,38 @@ pub(crate) fn format_implies(a: &str, b: &str) -> bool {
 pub struct Doc<'a> {
     pub(crate) side: Side,
     root: &'a Value,
+    /// JSON pointers and `$anchor`s, indexed on first use (only errors and findings need them).
+    index: OnceCell<Index<'a>>,
+    /// Normalised conjunctions: each subschema is normalised once per comparison.
+    normalised: RefCell<HashMap<Vec<usize>, Rc<Vec<Branch<'a>>>>>,
+}
+
+#[derive(Default)]
+struct Index<'a> {
     pointers: HashMap<usize, String>,
     anchors: HashMap<&'a str, &'a Value>,
+}
+
+impl<'a> Index<'a> {
+    fn add(&mut self, v: &'a Value, pointer: String) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(a)) = m.get("$anchor") {
+                    self.anchors.insert(a, v);
+                }
+                for (k, child) in m {
+                    self.add(child, format!("{pointer}/{}", escape(k)));
+                }
+            }
+            Value::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    self.add(child, format!("{pointer}/{i}"));
+                }
+            }
+            _ => {}
+        }
+        self.pointers.insert(addr(v), pointer);
+    }
 }
 
 fn escape(token: &str) -> String {
@@ -321,29 +357,15 @@ impl<'a> Doc<'a> {
                 )));
             }
         }
-        let mut doc = Doc { side, root, pointers: HashMap::new(), anchors: HashMap::new() };
-        doc.index(root, String::new());
-        Ok(doc)
+        Ok(Doc { side, root, index: OnceCell::new(), normalised: RefCell::new(HashMap::new()) })
     }
 
-    fn index(&mut self, v: &'a Value, pointer: String) {
-        match v {
-            Value::Object(m) => {
-                if let Some(Value::String(a)) = m.get("$anchor") {
-                    self.anchors.insert(a, v);
-                }
-                for (k, child) in m {
-                    self.index(child, format!("{pointer}/{}", escape(k)));
-                }
-            }
-            Value::Array(a) => {
-                for (i, child) in a.iter().enumerate() {
-                    self.index(child, format!("{pointer}/{i}"));
-                }
-            }
-            _ => {}
-        }
-        self.pointers.insert(addr(v), pointer);
+    fn index(&self) -> &Index<'a> {
+        self.index.get_or_init(|| {
+            let mut index = Index::default();
+            index.add(self.root, String::new());
+            index
+        })
     }
 
     /// The document.
@@ -353,7 +375,7 @@ impl<'a> Doc<'a> {
 
     /// The JSON pointer of a value of this document.
     pub(crate) fn pointer(&self, v: &Value) -> String {
-        self.pointers.get(&addr(v)).cloned().unwrap_or_default()
+        self.index().pointers.get(&addr(v)).cloned().unwrap_or_default()
     }
 
     pub(crate) fn error(&self, at: &Value, message: impl Into<String>) -> ContractError {
@@ -381,6 +403,7 @@ impl<'a> Doc<'a> {
         let fragment = percent_decode(fragment).ok_or_else(|| self.error(at, format!("$ref {r:?}: bad % escape")))?;
         if !fragment.is_empty() && !fragment.starts_with('/') {
             return self
+                .index()
                 .anchors
                 .get(fragment.as_str())
                 .copied()
@@ -403,14 +426,20 @@ impl<'a> Doc<'a> {
     ///
     /// # Errors
     /// Malformed keywords or `$ref`s, with their pointer.
-    pub(crate) fn branches(&self, conj: &[&'a Value]) -> Result<Vec<Branch<'a>>, ContractError> {
+    pub(crate) fn branches(&self, conj: &[&'a Value]) -> Result<Rc<Vec<Branch<'a>>>, ContractError> {
+        let key: Vec<usize> = conj.iter().map(|v| addr(v)).collect();
+        if let Some(done) = self.normalised.borrow().get(&key) {
+            return Ok(Rc::clone(done));
+        }
         let origin = conj.first().copied().unwrap_or(self.root);
         let mut out = vec![Branch::any(origin)];
         for v in conj {
             let next = self.normalise(v, 0)?;
             out = cross(&out, &next);
         }
-        Ok(split(out))
+        let out = Rc::new(split(out));
+        self.normalised.borrow_mut().insert(key, Rc::clone(&out));
+        Ok(out)
     }
 
     fn normalise(&self, v: &'a Value, depth: usize) -> Result<Vec<Branch<'a>>, ContractError> {
@@ -497,6 +526,14 @@ impl<'a> Doc<'a> {
                         _ => Extra::Schema(vec![val]),
                     };
                 }
+                "patternProperties" => {
+                    let pats = val.as_object().ok_or_else(|| bad(k, "not an object"))?;
+                    if pats.keys().all(|p| key_pattern(p).is_some()) {
+                        b.patterns = pats.iter().map(|(p, s)| (p.as_str(), vec![s])).collect();
+                    } else {
+                        b.unknown.push((k, val));
+                    }
+                }
                 "not" => b.not.push(val),
                 "$ref" | "allOf" | "anyOf" | "oneOf" => {}
                 _ if ANNOTATIONS.contains(&k) || k.starts_with("x-") => {}
@@ -534,6 +571,30 @@ impl<'a> Doc<'a> {
         }
         Ok(out)
     }
+}
+
+/// The key patterns schemars writes for integer-keyed maps: `Some(signed)`.
+fn key_pattern(pattern: &str) -> Option<bool> {
+    match pattern {
+        r"^\d+$" => Some(false),
+        r"^-?\d+$" => Some(true),
+        _ => None,
+    }
+}
+
+/// Does `key` match a pattern [`Branch::patterns`] holds?
+pub(crate) fn key_matches(pattern: &str, key: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match key_pattern(pattern) {
+        Some(true) => digits(key.strip_prefix('-').unwrap_or(key)),
+        Some(false) => digits(key),
+        None => false,
+    }
+}
+
+/// Every key matching pattern `a` matches pattern `b`.
+pub(crate) fn key_pattern_within(a: &str, b: &str) -> bool {
+    a == b || (key_pattern(a) == Some(false) && key_pattern(b) == Some(true))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -638,6 +699,7 @@ fn meet<'a>(a: &Branch<'a>, b: &Branch<'a>) -> Branch<'a> {
         (Extra::Schema(x), Extra::Unspecified) | (Extra::Unspecified, Extra::Schema(x)) => Extra::Schema(x.clone()),
         (Extra::Unspecified, Extra::Unspecified) => Extra::Unspecified,
     };
+    out.patterns.extend(b.patterns.iter().cloned());
     out.not.extend(b.not.iter().copied());
     out.unknown.extend(b.unknown.iter().copied());
     // The more specific subschema names the branch.

@@ -596,7 +596,8 @@ impl<'d, 'a> Check<'d, 'a> {
             }
         }
         for (name, xc) in &x.props {
-            let p = format!("{path}.{name}");
+            // Paths are only built when reported (the deciding pass walks every property).
+            let p = if report { format!("{path}.{name}") } else { String::new() };
             let yc = match (y.props.get(name), &y.extra) {
                 (Some(c), _) => c.clone(),
                 (None, Extra::Schema(c)) => c.clone(),

@@ -418,6 +418,17 @@ impl<'d, 'a> Check<'d, 'a> {
         }
         match x.ty {
             INT | FRAC => {
+                if let Some(m) = y.multiple_of {
+                    let integers_are = x.ty == INT && (1.0 / m).fract() == 0.0;
+                    if !integers_are && !x.multiple_of.is_some_and(|k| (k / m).fract() == 0.0) {
+                        fail!(
+                            Verdict::Breaking,
+                            "contract_multiple_of_changed",
+                            "the {} contract requires multiples of {m}",
+                            self.reader_name()
+                        );
+                    }
+                }
                 let below = match (x.min, y.min) {
                     (_, None) => false,
                     (None, Some(_)) => true,
@@ -550,6 +561,23 @@ impl<'d, 'a> Check<'d, 'a> {
     fn object(&mut self, x: &Branch<'a>, y: &Branch<'a>, path: &str, report: bool) -> Result<Verdict, ContractError> {
         let mut worst = Verdict::Compatible;
         let any: &'a Value = &ANY;
+        // Property counts: what the producer guarantees against what the reader demands.
+        let x_min = x.min_props.unwrap_or(0).max(x.required.len() as u64);
+        let x_max = x.max_props.or_else(|| {
+            (x.patterns.is_empty() && !matches!(x.extra, Extra::Schema(_)) && !x.props.is_empty())
+                .then_some(x.props.len() as u64)
+        });
+        let fewer = y.min_props.is_some_and(|m| x_min < m);
+        let more = y.max_props.is_some_and(|m| x_max.is_none_or(|a| a > m));
+        if fewer || more {
+            worst = Verdict::Breaking;
+            if report {
+                let d = format!("property count bounds narrowed in the {} contract", self.reader_name());
+                self.note(true, path, "contract_property_count_changed", d, worst, x.origin, y.origin);
+            } else {
+                return Ok(worst);
+            }
+        }
         macro_rules! fail {
             ($p:expr, $code:expr, $($d:tt)*) => {{
                 worst = Verdict::Breaking;

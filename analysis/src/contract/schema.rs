@@ -105,6 +105,9 @@ pub(crate) struct Branch<'a> {
     pub consts: Option<Vec<&'a Value>>,
     pub min: Option<Bound>,
     pub max: Option<Bound>,
+    pub multiple_of: Option<f64>,
+    pub min_props: Option<u64>,
+    pub max_props: Option<u64>,
     pub min_len: Option<u64>,
     pub max_len: Option<u64>,
     pub format: Option<&'a str>,
@@ -134,6 +137,9 @@ impl<'a> Branch<'a> {
             consts: None,
             min: None,
             max: None,
+            multiple_of: None,
+            min_props: None,
+            max_props: None,
             min_len: None,
             max_len: None,
             format: None,
@@ -224,6 +230,9 @@ const UNDERSTOOD: &[&str] = &[
     "exclusiveMaximum",
     "minLength",
     "maxLength",
+    "multipleOf",
+    "minProperties",
+    "maxProperties",
     "format",
     "items",
     "prefixItems",
@@ -485,6 +494,12 @@ impl<'a> Doc<'a> {
                         b.max = tighter(b.max, Some(bound), false);
                     }
                 }
+                "multipleOf" => {
+                    let m = val.as_f64().filter(|m| *m > 0.0).ok_or_else(|| bad(k, "not a positive number"))?;
+                    b.multiple_of = Some(m);
+                }
+                "minProperties" => b.min_props = Some(val.as_u64().ok_or_else(|| bad(k, "not a count"))?),
+                "maxProperties" => b.max_props = Some(val.as_u64().ok_or_else(|| bad(k, "not a count"))?),
                 "minLength" => b.min_len = Some(val.as_u64().ok_or_else(|| bad(k, "not a count"))?),
                 "maxLength" => b.max_len = Some(val.as_u64().ok_or_else(|| bad(k, "not a count"))?),
                 "minItems" => b.min_items = Some(val.as_u64().ok_or_else(|| bad(k, "not a count"))?),
@@ -669,6 +684,17 @@ fn meet<'a>(a: &Branch<'a>, b: &Branch<'a>) -> Branch<'a> {
     };
     out.min = tighter(a.min, b.min, true);
     out.max = tighter(a.max, b.max, false);
+    out.multiple_of = match (a.multiple_of, b.multiple_of) {
+        (Some(x), Some(y)) if (x / y).fract() == 0.0 => Some(x),
+        (Some(x), Some(y)) if (y / x).fract() == 0.0 => Some(y),
+        (Some(x), Some(_)) => {
+            out.unknown.push(("multipleOf", b.origin.get("multipleOf").unwrap_or(&Value::Null)));
+            Some(x)
+        }
+        (x, y) => x.or(y),
+    };
+    out.min_props = max_opt(a.min_props, b.min_props);
+    out.max_props = min_opt(a.max_props, b.max_props);
     out.min_len = max_opt(a.min_len, b.min_len);
     out.max_len = min_opt(a.max_len, b.max_len);
     out.format = a.format.or(b.format);

@@ -400,6 +400,11 @@ pairs! {
     nest_closed_enum_struct: [#[serde(deny_unknown_fields)] pub struct I { pub x: u8 } pub enum T { A(I), B }] => [#[serde(deny_unknown_fields)] pub struct I { pub x: u8, pub y: Option<u8> } pub enum T { A(I), B }];
     map_intkey_struct_changed: [pub struct I { pub x: u8 } pub struct T { pub m: BTreeMap<u16, I> }] => [pub struct I { pub x: u8, pub y: bool } pub struct T { pub m: BTreeMap<u16, I> }];
     map_enumkey_variant_removed: [#[derive(PartialEq, Eq, PartialOrd, Ord)] pub enum E { A, B, C } pub struct T { pub m: BTreeMap<E, u8> }] => [#[derive(PartialEq, Eq, PartialOrd, Ord)] pub enum E { A, B } pub struct T { pub m: BTreeMap<E, u8> }];
+    flatten_option_enum: [pub enum E { X(u8), Y(String) } pub struct T { pub a: u8, #[serde(flatten)] pub e: Option<E> }] => [pub enum E { X(u8) } pub struct T { pub a: u8, #[serde(flatten)] pub e: Option<E> }];
+    untagged_unit_variant_removed: [#[serde(untagged)] pub enum T { A(u8), B }] => [#[serde(untagged)] pub enum T { A(u8) }];
+    adj_units_only_removed: [#[serde(tag = "t", content = "c")] pub enum T { A, B }] => [#[serde(tag = "t", content = "c")] pub enum T { A }];
+    int_rename_all: [#[serde(tag = "kind")] pub enum T { FooBar { x: u8 }, Baz }] => [#[serde(tag = "kind", rename_all = "kebab-case")] pub enum T { FooBar { x: u8 }, Baz }];
+    ext_unit_to_struct_same_name: [pub enum T { A, B(u8) }] => [pub enum T { A {}, B(u8) }];
     user_profile_legacy_variant: [#[serde(tag = "kind")] pub enum V { V1 { email: String }, V2 { email: String, phone: Option<String> } } pub struct T { pub id: u64, pub profile: V }] => [#[serde(tag = "kind")] pub enum V { V1 { email: String }, V3 { email: String, phone: Option<String>, verified: bool } } pub struct T { pub id: u64, pub profile: V }];
 }
 

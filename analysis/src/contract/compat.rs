@@ -10,6 +10,11 @@
 //! explained against the reader alternative with the same variant identity (tag value or
 //! external key), never by position.
 //!
+//! One deliberate difference, on the safe side: serde also reads a struct from an array of
+//! its fields in declaration order (a tuple variant turned into a struct variant reads old
+//! data); a JSON Schema's `properties` do not keep that order reliably, so the analysis
+//! calls array → object a type change (breaking) — a release more, never a silent miss.
+//!
 //! Three-valued: [`Verdict::Unknown`] when a reader-side keyword outside the vocabulary, or a
 //! `not` it cannot decide, is met in a compared pair whose producer does not carry the same
 //! keyword.

@@ -210,11 +210,12 @@ impl<'d, 'a> Check<'d, 'a> {
             return Ok(());
         }
         if same_type.is_empty() {
+            let identity = x.identity(self.producer);
             let code = if x.ty == NULL {
                 self.code("contract_became_non_nullable", "contract_became_nullable")
             } else if x.ty == FRAC && right.iter().any(|y| y.ty == INT) {
                 self.code("contract_type_narrowed", "contract_type_widened")
-            } else if x.ty == OBJ && x.identity(self.producer).is_some() || right.iter().any(|y| y.ty == OBJ) {
+            } else if identity.is_some() {
                 self.code("contract_variant_removed", "contract_variant_added")
             } else {
                 "contract_type_changed"
@@ -225,7 +226,7 @@ impl<'d, 'a> Check<'d, 'a> {
                 t.dedup();
                 t.into_iter().map(type_name).collect()
             };
-            let what = match x.identity(self.producer) {
+            let what = match identity {
                 Some(id) => format!("variant {id}"),
                 None => format!("type {}", type_name(x.ty)),
             };
@@ -235,11 +236,6 @@ impl<'d, 'a> Check<'d, 'a> {
                 if readers.is_empty() { "nothing".to_owned() } else { readers.join("|") }
             );
             let at = right.first().map_or(x.origin, |y| y.origin);
-            let code = if code == "contract_variant_removed" || code == "contract_variant_added" {
-                if x.identity(self.producer).is_some() { code } else { "contract_type_changed" }
-            } else {
-                code
-            };
             self.note(true, path, code, description, Verdict::Breaking, x.origin, at);
             return Ok(());
         }

@@ -1,316 +1,306 @@
-//! API-contract compatibility: a parallel walk of the JSON Schema documents before and after
-//! (the subset `schemars` emits: objects, `required`, `properties`, `$defs`/`$ref`, enums as
-//! `enum` or `oneOf`/`anyOf` of `const`s, nullability, arrays, scalar types,
-//! `additionalProperties`), classifying every change for both directions:
+//! API-contract compatibility between the JSON Schema documents before and after a release
+//! (everything `schemars` 1.x emits, draft 2020-12 and draft-07), for both directions:
 //!
-//! - **backward**: a new reader meets an object cached under the old contract;
+//! - **backward**: a new reader meets an object cached under the old contract (every value
+//!   the old contract admits must be readable under the new one);
 //! - **forward**: an old reader meets an object produced under the new contract.
 //!
 //! A release (new generations) takes care of backward breaks: old objects are never served
 //! to new readers. Forward breaks are what an origin mid-rollout produces. A change that
-//! breaks both ways has no rollout path.
+//! breaks both ways has no rollout path. A keyword the analysis does not understand, in a
+//! subschema whose producer side differs, gives an *unknown* verdict: blocking.
+//!
+//! [`schema`] normalises subschemas (refs, combinators, types, formats); [`compat`] is the
+//! inclusion check, run once per direction; this module merges both runs into findings,
+//! one per contract path, each with its backward and forward verdict and JSON pointers into
+//! both documents.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+mod compat;
+mod schema;
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// One contract change.
+pub use compat::Verdict;
+pub use schema::{ContractError, Side, integer_format_bounds};
+
+use compat::{Break, Check};
+use schema::Doc;
+
+/// One contract change, at one path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractChange {
     /// Stable code, e.g. `contract_required_property_added`.
     pub code: &'static str,
-    /// Where, e.g. `UserProfile.plan`.
+    /// Where, e.g. `UserProfile.plan` (`[]` array items, `[kind=Pro]` a tagged variant,
+    /// `.*` map values).
     pub path: String,
-    /// What changed.
+    /// What changed, for each direction that breaks.
     pub description: String,
-    /// A new reader can read old objects.
-    pub backward_compatible: bool,
-    /// An old reader can read new objects.
-    pub forward_compatible: bool,
+    /// Can a new reader read old objects?
+    pub backward: Verdict,
+    /// Can an old reader read new objects?
+    pub forward: Verdict,
+    /// JSON pointer to the subschema in the old contract.
+    pub old_pointer: String,
+    /// JSON pointer to the subschema in the new contract.
+    pub new_pointer: String,
 }
 
-/// A schema that cannot be compared.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("contract schema: {0}")]
-pub struct ContractError(pub String);
-
-struct Doc<'a> {
-    root: &'a Value,
-}
-
-impl<'a> Doc<'a> {
-    /// Follows a local `$ref` (`#/$defs/X` or `#/definitions/X`).
-    fn resolve(&self, node: &'a Value) -> Result<(&'a Value, Option<String>), ContractError> {
-        let Some(r) = node.get("$ref").and_then(Value::as_str) else { return Ok((node, None)) };
-        let name = r
-            .strip_prefix("#/$defs/")
-            .or_else(|| r.strip_prefix("#/definitions/"))
-            .ok_or_else(|| ContractError(format!("$ref {r:?} is not a local definition")))?;
-        let target = self
-            .root
-            .get("$defs")
-            .and_then(|d| d.get(name))
-            .or_else(|| self.root.get("definitions").and_then(|d| d.get(name)))
-            .ok_or_else(|| ContractError(format!("$ref {r:?} points to a missing definition")))?;
-        Ok((target, Some(name.to_owned())))
-    }
-}
-
-/// Types a node admits (`null` included for nullable forms).
-fn types(node: &Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    match node.get("type") {
-        Some(Value::String(t)) => {
-            out.insert(t.clone());
-        }
-        Some(Value::Array(ts)) => out.extend(ts.iter().filter_map(Value::as_str).map(str::to_owned)),
-        _ => {}
-    }
-    // `anyOf: [X, {"type": "null"}]` is schemars' nullable reference.
-    for key in ["anyOf", "oneOf"] {
-        if let Some(Value::Array(alts)) = node.get(key)
-            && alts.iter().any(|a| a.get("type").and_then(Value::as_str) == Some("null"))
-        {
-            out.insert("null".into());
-        }
-    }
-    if out.contains("integer") && out.contains("number") {
-        out.remove("integer");
-    }
-    out
-}
-
-/// The enum values a node allows, if it is an enum: `enum`, `const`, or `oneOf`/`anyOf` of
-/// constants (unit variants) and single-key objects (data-carrying variants, by key).
-fn enum_values(node: &Value) -> Option<BTreeSet<String>> {
-    if let Some(Value::Array(vs)) = node.get("enum") {
-        return Some(vs.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect());
-    }
-    for key in ["oneOf", "anyOf"] {
-        if let Some(Value::Array(alts)) = node.get(key) {
-            let mut values = BTreeSet::new();
-            for alt in alts.iter().filter(|a| a.get("type").and_then(Value::as_str) != Some("null")) {
-                if let Some(c) = alt.get("const") {
-                    values.insert(c.as_str().map_or_else(|| c.to_string(), str::to_owned));
-                } else if let Some(Value::Array(vs)) = alt.get("enum") {
-                    values.extend(vs.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
-                } else if let Some(req) = alt.get("required").and_then(Value::as_array)
-                    && req.len() == 1
-                {
-                    values.insert(req[0].as_str().unwrap_or_default().to_owned());
-                } else {
-                    return None;
-                }
+impl ContractChange {
+    /// The plan severity: breaking both ways, or unknown either way, is `blocking` (no
+    /// rollout path, or no verdict); backward-only `breaking` (a release handles it);
+    /// forward-only `risky` (origins mid-rollout produce objects old readers cannot read).
+    pub fn severity(&self) -> crate::Severity {
+        use crate::Severity;
+        match (self.backward, self.forward) {
+            (Verdict::Unknown, _) | (_, Verdict::Unknown) | (Verdict::Breaking, Verdict::Breaking) => {
+                Severity::Blocking
             }
-            return Some(values);
+            (Verdict::Breaking, _) => Severity::Breaking,
+            (_, Verdict::Breaking) => Severity::Risky,
+            _ => Severity::Safe,
         }
     }
-    None
 }
 
-fn string_set(node: &Value, key: &str) -> BTreeSet<String> {
-    node.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default()
+/// The verdict of a whole comparison, per direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Compatibility {
+    /// New readers, old objects.
+    pub backward: Verdict,
+    /// Old readers, new objects.
+    pub forward: Verdict,
 }
 
-fn closed(node: &Value) -> bool {
-    node.get("additionalProperties") == Some(&Value::Bool(false))
-}
-
-struct Walker<'a> {
-    old: Doc<'a>,
-    new: Doc<'a>,
-    /// Pairs of definitions already compared: each pair is walked once (cycles end here),
-    /// and its findings are reported at the first path that reached it.
-    seen: HashSet<(Option<String>, Option<String>)>,
-    out: Vec<ContractChange>,
-}
-
-impl<'a> Walker<'a> {
-    fn push(&mut self, code: &'static str, path: &str, description: String, backward: bool, forward: bool) {
-        self.out.push(ContractChange {
-            code,
-            path: path.to_owned(),
-            description,
-            backward_compatible: backward,
-            forward_compatible: forward,
-        });
-    }
-
-    fn walk(&mut self, old: &'a Value, new: &'a Value, path: &str) -> Result<(), ContractError> {
-        let (old, old_ref) = self.old.resolve(old)?;
-        let (new, new_ref) = self.new.resolve(new)?;
-        // Nullable references: compare the non-null alternative (nullability is read from
-        // the wrapper below).
-        let (old_inner, old_inner_ref) = non_null_ref(&self.old, old)?;
-        let (new_inner, new_inner_ref) = non_null_ref(&self.new, new)?;
-        let key = (old_ref.or(old_inner_ref), new_ref.or(new_inner_ref));
-        if (key.0.is_some() || key.1.is_some()) && !self.seen.insert(key) {
-            return Ok(());
-        }
-        let nullable_changed = types(old).contains("null") != types(new).contains("null");
-        let became_nullable = types(new).contains("null");
-        let (old, new) = (old_inner, new_inner);
-
-        let (old_types, new_types) = (types(old), types(new));
-        if !old_types.is_empty() && !new_types.is_empty() && old_types != new_types {
-            let only_null_added = new_types.len() == old_types.len() + 1
-                && new_types.contains("null")
-                && old_types.iter().all(|t| new_types.contains(t));
-            let only_null_removed = old_types.len() == new_types.len() + 1
-                && old_types.contains("null")
-                && new_types.iter().all(|t| old_types.contains(t));
-            if only_null_added {
-                self.push("contract_became_nullable", path, "may now be null".into(), true, false);
-            } else if only_null_removed {
-                self.push("contract_became_non_nullable", path, "may no longer be null".into(), false, true);
-            } else {
-                let show = |t: &BTreeSet<String>| t.iter().cloned().collect::<Vec<_>>().join("|");
-                self.push(
-                    "contract_type_changed",
-                    path,
-                    format!("type {} -> {}", show(&old_types), show(&new_types)),
-                    false,
-                    false,
-                );
-                return Ok(());
-            }
-        } else if nullable_changed {
-            if became_nullable {
-                self.push("contract_became_nullable", path, "may now be null".into(), true, false);
-            } else {
-                self.push("contract_became_non_nullable", path, "may no longer be null".into(), false, true);
-            }
-        }
-
-        if let (Some(old_values), Some(new_values)) = (enum_values(old), enum_values(new)) {
-            for v in old_values.difference(&new_values) {
-                self.push("contract_enum_value_removed", path, format!("enum value {v:?} removed"), false, true);
-            }
-            for v in new_values.difference(&old_values) {
-                self.push("contract_enum_value_added", path, format!("enum value {v:?} added"), true, false);
-            }
-        }
-
-        let (old_props, new_props) =
-            (old.get("properties").and_then(Value::as_object), new.get("properties").and_then(Value::as_object));
-        if old_props.is_some() || new_props.is_some() {
-            let (old_req, new_req) = (string_set(old, "required"), string_set(new, "required"));
-            let names: BTreeSet<&String> = old_props
-                .into_iter()
-                .flat_map(|m| m.keys())
-                .chain(new_props.into_iter().flat_map(|m| m.keys()))
-                .collect();
-            for name in names {
-                let p = format!("{path}.{name}");
-                match (old_props.and_then(|m| m.get(name)), new_props.and_then(|m| m.get(name))) {
-                    (None, Some(_)) => {
-                        let required = new_req.contains(name);
-                        let code = if required {
-                            "contract_required_property_added"
-                        } else {
-                            "contract_optional_property_added"
-                        };
-                        let what = if required { "required" } else { "optional" };
-                        self.push(code, &p, format!("{what} property added"), !required, !closed(old));
-                    }
-                    (Some(_), None) => {
-                        let was_required = old_req.contains(name);
-                        self.push(
-                            "contract_property_removed",
-                            &p,
-                            "property removed".into(),
-                            !closed(new),
-                            !was_required,
-                        );
-                    }
-                    (Some(o), Some(n)) => {
-                        match (old_req.contains(name), new_req.contains(name)) {
-                            (false, true) => self.push(
-                                "contract_property_became_required",
-                                &p,
-                                "became required".into(),
-                                false,
-                                true,
-                            ),
-                            (true, false) => self.push(
-                                "contract_property_became_optional",
-                                &p,
-                                "became optional".into(),
-                                true,
-                                false,
-                            ),
-                            _ => {}
-                        }
-                        self.walk(o, n, &p)?;
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-
-        if let (Some(oi), Some(ni)) = (old.get("items"), new.get("items")) {
-            self.walk(oi, ni, &format!("{path}[]"))?;
-        }
-        Ok(())
+/// The overall verdict of a list of changes.
+pub fn compatibility(changes: &[ContractChange]) -> Compatibility {
+    Compatibility {
+        backward: changes.iter().map(|c| c.backward).max().unwrap_or(Verdict::Compatible),
+        forward: changes.iter().map(|c| c.forward).max().unwrap_or(Verdict::Compatible),
     }
 }
 
-/// For `anyOf: [{$ref}, {type: null}]`, the referenced schema and its name (nullability is
-/// read from the wrapper).
-fn non_null_ref<'a>(doc: &Doc<'a>, node: &'a Value) -> Result<(&'a Value, Option<String>), ContractError> {
-    for key in ["anyOf", "oneOf"] {
-        if let Some(Value::Array(alts)) = node.get(key) {
-            let non_null: Vec<&Value> =
-                alts.iter().filter(|a| a.get("type").and_then(Value::as_str) != Some("null")).collect();
-            if non_null.len() == 1 && non_null.len() < alts.len() && non_null[0].get("$ref").is_some() {
-                return doc.resolve(non_null[0]);
-            }
-        }
-    }
-    Ok((node, None))
-}
-
-/// Compares two contract schemas; changes are sorted by path and code.
+/// Compares two contract schemas; changes are sorted by path.
 ///
 /// # Errors
-/// [`ContractError`] for dangling or non-local `$ref`s.
+/// [`ContractError`] (with the contract and a JSON pointer) for a document that is not a
+/// JSON Schema, malformed keywords, or `$ref`s that are dangling or not local.
 pub fn compare(old: &Value, new: &Value) -> Result<Vec<ContractChange>, ContractError> {
+    let old_doc = Doc::new(Side::Old, old)?;
+    let new_doc = Doc::new(Side::New, new)?;
     let root = new.get("title").or_else(|| old.get("title")).and_then(Value::as_str).unwrap_or("$").to_owned();
-    let mut w = Walker { old: Doc { root: old }, new: Doc { root: new }, seen: HashSet::new(), out: Vec::new() };
-    w.walk(old, new, &root)?;
-    let mut out = w.out;
-    out.sort_by(|a, b| (&a.path, a.code, &a.description).cmp(&(&b.path, b.code, &b.description)));
-    out.dedup();
-    Ok(out)
+    let backward = run(&old_doc, &new_doc, &root)?;
+    let forward = run(&new_doc, &old_doc, &root)?;
+
+    struct Acc {
+        code: &'static str,
+        descriptions: Vec<String>,
+        backward: Verdict,
+        forward: Verdict,
+        old_pointer: String,
+        new_pointer: String,
+    }
+    let mut by_path: BTreeMap<String, Acc> = BTreeMap::new();
+    for (b, is_backward) in backward.into_iter().map(|b| (b, true)).chain(forward.into_iter().map(|b| (b, false))) {
+        let (old_pointer, new_pointer) =
+            if is_backward { (b.producer_pointer, b.reader_pointer) } else { (b.reader_pointer, b.producer_pointer) };
+        let acc = by_path.entry(b.path).or_insert_with(|| Acc {
+            code: b.code,
+            descriptions: Vec::new(),
+            backward: Verdict::Compatible,
+            forward: Verdict::Compatible,
+            old_pointer,
+            new_pointer,
+        });
+        let direction = if is_backward { "backward" } else { "forward" };
+        let d = format!("{direction}: {}", b.description);
+        if !acc.descriptions.contains(&d) {
+            acc.descriptions.push(d);
+        }
+        if is_backward {
+            acc.backward = acc.backward.max(b.verdict);
+        } else {
+            acc.forward = acc.forward.max(b.verdict);
+        }
+        if b.verdict == Verdict::Unknown || rank(b.code) < rank(acc.code) {
+            acc.code = b.code;
+        }
+    }
+    Ok(by_path
+        .into_iter()
+        .map(|(path, a)| ContractChange {
+            code: a.code,
+            path,
+            description: a.descriptions.join("; "),
+            backward: a.backward,
+            forward: a.forward,
+            old_pointer: a.old_pointer,
+            new_pointer: a.new_pointer,
+        })
+        .collect())
+}
+
+/// One direction: the deciding pass, then (only if it fails) the reporting pass.
+fn run<'a>(producer: &Doc<'a>, reader: &Doc<'a>, root: &str) -> Result<Vec<Break>, ContractError> {
+    let mut check = Check::new(producer, reader);
+    if check.includes(&[producer.root()], &[reader.root()], root, false)? != Verdict::Compatible {
+        check.includes(&[producer.root()], &[reader.root()], root, true)?;
+    }
+    Ok(check.breaks)
+}
+
+/// Which code names a path with several reasons: the most fundamental one.
+fn rank(code: &str) -> u8 {
+    match code {
+        "contract_unknown_keyword" => 0,
+        "contract_type_changed" => 1,
+        c if c.starts_with("contract_variant") => 2,
+        c if c.starts_with("contract_type") => 3,
+        c if c.starts_with("contract_became") => 4,
+        c if c.contains("property") => 5,
+        c if c.starts_with("contract_enum") || c.starts_with("contract_values") => 6,
+        c if c.starts_with("contract_format") => 7,
+        _ => 8,
+    }
 }
 
 /// Groups changes by direction for display.
 pub fn summary(changes: &[ContractChange]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for c in changes {
-        let key = match (c.backward_compatible, c.forward_compatible) {
-            (true, true) => "compatible",
-            (false, true) => "backward_breaking",
-            (true, false) => "forward_breaking",
-            (false, false) => "both_breaking",
+        let key = match (c.backward, c.forward) {
+            (Verdict::Unknown, _) | (_, Verdict::Unknown) => "unknown",
+            (Verdict::Compatible, Verdict::Compatible) => "compatible",
+            (Verdict::Breaking, Verdict::Compatible) => "backward_breaking",
+            (Verdict::Compatible, Verdict::Breaking) => "forward_breaking",
+            (Verdict::Breaking, Verdict::Breaking) => "both_breaking",
         };
         *m.entry(key).or_insert(0) += 1;
     }
     m
 }
 
-/// Contract changes as plan findings: breaking both ways is `blocking` (no rollout path),
-/// backward-only `breaking` (a release handles it), forward-only `risky` (origins mid-rollout
-/// produce objects old readers cannot read), compatible `safe`.
+/// Line and column (1-based) of the value at `pointer` in the JSON `text`; `(1, 1)` when it
+/// cannot be found.
+pub fn locate(text: &str, pointer: &str) -> (u64, u64) {
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    let tokens: Vec<String> = pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+    let found = locate_in(bytes, &mut pos, &tokens);
+    let at = if found { pos } else { 0 };
+    let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+    let col = at - bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+    (line, col as u64)
+}
+
+fn skip_ws(b: &[u8], pos: &mut usize) {
+    while *pos < b.len() && b[*pos].is_ascii_whitespace() {
+        *pos += 1;
+    }
+}
+
+/// Reads a JSON string at `pos` (which is at its opening quote); returns it decoded.
+fn read_string(b: &[u8], pos: &mut usize) -> Option<String> {
+    let start = *pos;
+    *pos += 1;
+    while *pos < b.len() {
+        match b[*pos] {
+            b'\\' => *pos += 2,
+            b'"' => {
+                *pos += 1;
+                return serde_json::from_slice(&b[start..*pos]).ok();
+            }
+            _ => *pos += 1,
+        }
+    }
+    None
+}
+
+/// Skips one JSON value at `pos`.
+fn skip_value(b: &[u8], pos: &mut usize) {
+    skip_ws(b, pos);
+    let mut depth = 0usize;
+    while *pos < b.len() {
+        match b[*pos] {
+            b'"' => {
+                read_string(b, pos);
+                if depth == 0 {
+                    return;
+                }
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return;
+                }
+                depth -= 1;
+                if depth == 0 {
+                    *pos += 1;
+                    return;
+                }
+            }
+            b',' | b':' if depth == 0 => return,
+            _ => {}
+        }
+        *pos += 1;
+    }
+}
+
+fn locate_in(b: &[u8], pos: &mut usize, tokens: &[String]) -> bool {
+    skip_ws(b, pos);
+    let Some((token, rest)) = tokens.split_first() else { return true };
+    match b.get(*pos) {
+        Some(b'{') => {
+            *pos += 1;
+            loop {
+                skip_ws(b, pos);
+                if b.get(*pos) != Some(&b'"') {
+                    return false;
+                }
+                let key = read_string(b, pos);
+                skip_ws(b, pos);
+                *pos += 1; // ':'
+                if key.as_deref() == Some(token.as_str()) {
+                    return locate_in(b, pos, rest);
+                }
+                skip_value(b, pos);
+                skip_ws(b, pos);
+                if b.get(*pos) != Some(&b',') {
+                    return false;
+                }
+                *pos += 1;
+            }
+        }
+        Some(b'[') => {
+            let Ok(index) = token.parse::<usize>() else { return false };
+            *pos += 1;
+            for _ in 0..index {
+                skip_value(b, pos);
+                skip_ws(b, pos);
+                if b.get(*pos) != Some(&b',') {
+                    return false;
+                }
+                *pos += 1;
+            }
+            locate_in(b, pos, rest)
+        }
+        _ => false,
+    }
+}
+
+/// Contract changes as plan findings (severity from [`ContractChange::severity`]), each at
+/// the line and column of its subschema: in the new file, or the old one when only the old
+/// contract has it.
 ///
 /// # Errors
-/// [`crate::Blocked`] for invalid JSON (with its position) or an incomparable schema.
+/// [`crate::Blocked`] for invalid JSON (with its position), a document that is not a JSON
+/// Schema, or an incomparable subschema — at the file and pointer it is in.
 pub fn findings(old: (&str, &str), new: (&str, &str)) -> Result<Vec<crate::plan::Finding>, crate::Blocked> {
-    use crate::plan::{Finding, Location, Severity};
+    use crate::plan::{Finding, Location};
     let parse = |(file, text): (&str, &str)| -> Result<Value, crate::Blocked> {
         serde_json::from_str(text).map_err(|e| crate::Blocked {
             location: Location { file: file.to_owned(), line: e.line() as u64, column: e.column() as u64 },
@@ -318,139 +308,42 @@ pub fn findings(old: (&str, &str), new: (&str, &str)) -> Result<Vec<crate::plan:
         })
     };
     let (o, n) = (parse(old)?, parse(new)?);
-    let at = Location { file: new.0.to_owned(), line: 1, column: 1 };
-    let changes = compare(&o, &n).map_err(|e| crate::Blocked { location: at.clone(), message: e.to_string() })?;
+    let at = |side: Side, pointer: &str| {
+        let (file, text) = if side == Side::Old { old } else { new };
+        let (line, column) = locate(text, pointer);
+        Location { file: file.to_owned(), line, column }
+    };
+    let changes = compare(&o, &n).map_err(|e| crate::Blocked {
+        location: at(e.side, &e.pointer),
+        message: format!("contract schema at {:?}: {}", e.pointer, e.message),
+    })?;
     Ok(changes
         .into_iter()
         .map(|c| {
-            let severity = match (c.backward_compatible, c.forward_compatible) {
-                (false, false) => Severity::Blocking,
-                (false, true) => Severity::Breaking,
-                (true, false) => Severity::Risky,
-                (true, true) => Severity::Safe,
+            let severity = c.severity();
+            let word = |v: Verdict| match v {
+                Verdict::Compatible => "compatible",
+                Verdict::Breaking => "breaking",
+                Verdict::Unknown => "unknown",
             };
-            let word = |ok: bool| if ok { "compatible" } else { "breaking" };
             let message = format!(
-                "{}: {} (backward: {}, forward: {})",
+                "{}: {} (backward: {}, forward: {}; old {:?}, new {:?})",
                 c.path,
                 c.description,
-                word(c.backward_compatible),
-                word(c.forward_compatible)
+                word(c.backward),
+                word(c.forward),
+                c.old_pointer,
+                c.new_pointer
             );
-            Finding { code: c.code, severity, table: None, column: Some(c.path), location: at.clone(), message }
+            let location = if c.new_pointer.is_empty() && !c.old_pointer.is_empty() {
+                at(Side::Old, &c.old_pointer)
+            } else {
+                at(Side::New, &c.new_pointer)
+            };
+            Finding { code: c.code, severity, table: None, column: Some(c.path), location, message }
         })
         .collect())
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn profile(props: Value, required: &[&str], defs: Value) -> Value {
-        json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "UserProfile", "type": "object",
-               "properties": props, "required": required, "$defs": defs})
-    }
-
-    /// (code, path, backward ok, forward ok)
-    #[track_caller]
-    fn check(old: Value, new: Value, expected: &[(&str, &str, bool, bool)]) {
-        let got: Vec<(&str, String, bool, bool)> = compare(&old, &new)
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.code, c.path, c.backward_compatible, c.forward_compatible))
-            .collect();
-        let want: Vec<(&str, String, bool, bool)> =
-            expected.iter().map(|(c, p, b, f)| (*c, (*p).to_owned(), *b, *f)).collect();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn identical_and_reordered_schemas_have_no_change() {
-        let a = profile(json!({"id": {"type": "string"}, "age": {"type": "integer"}}), &["id", "age"], json!({}));
-        let b = profile(json!({"age": {"type": "integer"}, "id": {"type": "string"}}), &["age", "id"], json!({}));
-        check(a, b, &[]);
-    }
-
-    #[test]
-    fn properties() {
-        let base = profile(json!({"id": {"type": "string"}}), &["id"], json!({}));
-        let req = profile(json!({"id": {"type": "string"}, "ekv": {"type": "integer"}}), &["id", "ekv"], json!({}));
-        check(base.clone(), req.clone(), &[("contract_required_property_added", "UserProfile.ekv", false, true)]);
-        check(req.clone(), base.clone(), &[("contract_property_removed", "UserProfile.ekv", true, false)]);
-        let opt = profile(json!({"id": {"type": "string"}, "bio": {"type": ["string", "null"]}}), &["id"], json!({}));
-        check(base.clone(), opt.clone(), &[("contract_optional_property_added", "UserProfile.bio", true, true)]);
-        check(opt, base.clone(), &[("contract_property_removed", "UserProfile.bio", true, true)]);
-        let mut closed_old = base.clone();
-        closed_old["additionalProperties"] = json!(false);
-        let mut closed_new = req.clone();
-        closed_new["additionalProperties"] = json!(false);
-        check(closed_old, closed_new, &[("contract_required_property_added", "UserProfile.ekv", false, false)]);
-    }
-
-    #[test]
-    fn required_nullable_and_types() {
-        let a = profile(json!({"id": {"type": "string"}, "n": {"type": "string"}}), &["id"], json!({}));
-        let b = profile(json!({"id": {"type": "string"}, "n": {"type": "string"}}), &["id", "n"], json!({}));
-        check(a.clone(), b.clone(), &[("contract_property_became_required", "UserProfile.n", false, true)]);
-        check(b, a, &[("contract_property_became_optional", "UserProfile.n", true, false)]);
-        let s = profile(json!({"n": {"type": "string"}}), &[], json!({}));
-        let sn = profile(json!({"n": {"type": ["string", "null"]}}), &[], json!({}));
-        check(s.clone(), sn.clone(), &[("contract_became_nullable", "UserProfile.n", true, false)]);
-        check(sn, s.clone(), &[("contract_became_non_nullable", "UserProfile.n", false, true)]);
-        let i = profile(json!({"n": {"type": "integer"}}), &[], json!({}));
-        check(s, i, &[("contract_type_changed", "UserProfile.n", false, false)]);
-    }
-
-    #[test]
-    fn enums_through_refs() {
-        let unit = |vs: &[&str]| json!({"type": "string", "enum": vs});
-        let old = profile(
-            json!({"variant": {"$ref": "#/$defs/Variant"}}),
-            &["variant"],
-            json!({"Variant": unit(&["V1", "V2"])}),
-        );
-        let new = profile(
-            json!({"variant": {"$ref": "#/$defs/Variant"}}),
-            &["variant"],
-            json!({"Variant": unit(&["V1", "V3"])}),
-        );
-        check(
-            old,
-            new,
-            &[
-                ("contract_enum_value_added", "UserProfile.variant", true, false),
-                ("contract_enum_value_removed", "UserProfile.variant", false, true),
-            ],
-        );
-        let one_of = |vs: &[&str]| json!({"oneOf": vs.iter().map(|v| json!({"type": "string", "const": v})).collect::<Vec<_>>()});
-        let old = profile(json!({"plan": {"$ref": "#/$defs/Plan"}}), &[], json!({"Plan": one_of(&["Free", "Pro"])}));
-        let new = profile(json!({"plan": {"$ref": "#/$defs/Plan"}}), &[], json!({"Plan": one_of(&["Free"])}));
-        check(old, new, &[("contract_enum_value_removed", "UserProfile.plan", false, true)]);
-    }
-
-    #[test]
-    fn nested_arrays_nullable_refs_and_cycles() {
-        let node = |extra: Value| json!({"type": "object", "properties": {"name": {"type": "string"}, "extra": extra, "child": {"anyOf": [{"$ref": "#/$defs/Node"}, {"type": "null"}]}}, "required": ["name"]});
-        let old = profile(
-            json!({"tree": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}),
-            &[],
-            json!({"Node": node(json!({"type": "string"}))}),
-        );
-        let new = profile(
-            json!({"tree": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}),
-            &[],
-            json!({"Node": node(json!({"type": "boolean"}))}),
-        );
-        check(old, new, &[("contract_type_changed", "UserProfile.tree[].extra", false, false)]);
-    }
-
-    #[test]
-    fn dangling_refs_are_errors() {
-        let bad = profile(json!({"x": {"$ref": "#/$defs/Missing"}}), &[], json!({}));
-        assert!(compare(&bad, &bad).is_err());
-        let remote = profile(json!({"x": {"$ref": "https://example.com/s.json"}}), &[], json!({}));
-        assert!(compare(&remote, &remote).is_err());
-    }
-}
+mod tests;

@@ -26,6 +26,11 @@ use sha2::{Digest, Sha256};
 /// surrogate_key = "profiles"         # the origin's Surrogate-Key for these responses
 /// tables = ["users", "profiles"]
 /// types = ["UserProfile"]            # contract types (JSON Schema titles / $defs)
+/// samples = ["/v1/users/1/profile"]  # paths the live-data check fetches per tenant
+///
+/// [analysis.live_check]              # optional: see crate::live_check
+/// origin = "http://127.0.0.1:9000"
+/// policy = "block"                   # or "warn"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +43,10 @@ pub struct AnalysisConfig {
     /// Which cached routes depend on which tables and contract types.
     #[serde(default)]
     pub routes: Vec<RouteDependency>,
+    /// `[analysis.live_check]`: tenants' live responses validated against the new contract
+    /// before a release commits (see [`crate::live_check`]).
+    #[serde(default)]
+    pub live_check: Option<crate::live_check::LiveCheckConfig>,
 }
 
 /// One entry of the dependency map.
@@ -54,6 +63,9 @@ pub struct RouteDependency {
     /// Contract types it returns.
     #[serde(default)]
     pub types: Vec<String>,
+    /// Concrete paths of this route sampled by the live-data contract check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
 }
 
 /// The routes of the dependency map that the report's changes touch (isolation violations

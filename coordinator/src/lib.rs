@@ -5,6 +5,7 @@
 //! - [`hostmap`]: the edge's host map (`edgegen_hosts`) from the tenants, its drift and
 //!   Fastly's Config Store limits; [`hostsync`]: reconciling a Config Store with it;
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
+//! - [`live_check`]: tenants' live responses validated against a release's new contract;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
 //! - [`listing`]: paginated listings (releases) for the dashboard and scripts;
@@ -25,6 +26,7 @@ pub mod fastly;
 pub mod hostmap;
 pub mod hostsync;
 pub mod listing;
+pub mod live_check;
 pub mod metrics;
 pub mod openapi;
 pub mod rejection;

@@ -397,6 +397,16 @@ async fn commit_release(
     if let Some(step) = verify_shards(&state, &request).await? {
         steps.push(step);
     }
+    // BEGIN live-data contract check (crate::live_check; issue 13)
+    let hosts: Vec<(String, Vec<String>)> = (request.tenants.iter())
+        .filter_map(|t| state.store.tenant_state(t).map(|s| (t.as_str().to_owned(), s.hosts)))
+        .collect();
+    let analysed_contract = request.analysis.as_ref().and(request.contract_schema.as_ref());
+    match crate::live_check::before_commit(&state.analysis, &hosts, analysed_contract).await {
+        Ok(step) => steps.extend(step),
+        Err(why) => return Err(AppError::unprocessable("contract_verification_failed", why)),
+    }
+    // END live-data contract check
     let committed = state.store.commit_release(request, key, steps).await?;
     let mut release = committed.release;
     if let (Some(cdn), false) = (&state.cdn, committed.replayed) {

@@ -1,9 +1,12 @@
 //! The demo origin: a small multi-tenant API (users, profiles) with one SQLite shard per
 //! tenant and two builds selectable at run time.
 //!
-//! - build 1.8.2 serves `UserProfile` v1;
+//! - build 1.8.2 serves `UserProfile` v1, whose `plan` still has the legacy `trial` variant;
 //! - build 1.8.3 expects the 1.8.3 migration (`profiles.encryption_key_version`, NOT NULL)
-//!   and serves `UserProfile` v2, which carries it.
+//!   and serves `UserProfile` v2, which carries it and has retired `trial`.
+//!
+//! A tenant can be made to hold legacy data ([`DemoOrigin::hold_legacy_plan`]): its
+//! profiles on `trial` are what the live-data contract check finds before the release.
 //!
 //! Response types derive `schemars::JsonSchema`: each build's contract hash is computed from
 //! its own type, and stamped (`edgegen-schema`/`edgegen-contract`) on every response with
@@ -28,14 +31,28 @@ use serde::Serialize;
 
 use crate::server::BackgroundServer;
 
-/// A subscription plan.
+/// A subscription plan (build 1.8.3: the trial plan is retired).
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "Plan")]
 pub enum Plan {
     /// Free.
     Free,
     /// Paid.
     Pro,
+}
+
+/// A subscription plan of build 1.8.2, with the legacy `trial` variant.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "Plan")]
+pub enum LegacyPlan {
+    /// Free.
+    Free,
+    /// Paid.
+    Pro,
+    /// The retired trial plan.
+    Trial,
 }
 
 /// `GET /users/{id}/profile` of build 1.8.2.
@@ -49,7 +66,7 @@ pub struct UserProfileV1 {
     /// Display name.
     pub display_name: Option<String>,
     /// Plan.
-    pub plan: Plan,
+    pub plan: LegacyPlan,
 }
 
 /// `GET /users/{id}/profile` of build 1.8.3.
@@ -64,7 +81,9 @@ pub struct UserProfileV2 {
     pub display_name: Option<String>,
     /// Plan.
     pub plan: Plan,
-    /// Key version the profile's secrets are encrypted under.
+    /// Key version the profile's secrets are encrypted under (readers default it, so
+    /// profiles written before 1.8.3 stay readable).
+    #[serde(default)]
     pub encryption_key_version: u32,
 }
 
@@ -193,6 +212,29 @@ impl DemoOrigin {
         Ok(())
     }
 
+    /// Puts users 2 and 4 of `tenant` on the legacy `trial` plan (data the 1.8.3 contract
+    /// cannot read).
+    ///
+    /// # Errors
+    /// Unknown tenant, or the shard refuses the update.
+    pub fn hold_legacy_plan(&self, tenant: &str) -> anyhow::Result<()> {
+        self.set_plans(tenant, "UPDATE profiles SET plan = 'trial' WHERE tenant_id = ?1 AND user_id IN (2, 4)")
+    }
+
+    /// The data fix: `tenant`'s trial profiles move to the free plan.
+    ///
+    /// # Errors
+    /// Unknown tenant, or the shard refuses the update.
+    pub fn retire_legacy_plan(&self, tenant: &str) -> anyhow::Result<()> {
+        self.set_plans(tenant, "UPDATE profiles SET plan = 'free' WHERE tenant_id = ?1 AND plan = 'trial'")
+    }
+
+    fn set_plans(&self, tenant: &str, sql: &str) -> anyhow::Result<()> {
+        let shard = self.shared.shards.get(tenant).with_context(|| format!("no shard for {tenant}"))?;
+        shard.lock().unwrap_or_else(|p| p.into_inner()).execute(sql, rusqlite::params![tenant])?;
+        Ok(())
+    }
+
     /// Deploys a build.
     pub fn deploy(&self, build: Build) {
         *self.shared.build.write().unwrap_or_else(|p| p.into_inner()) = build;
@@ -227,14 +269,20 @@ async fn profile(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<i64>, h
         }
         Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     };
-    let plan = if plan == "pro" { Plan::Pro } else { Plan::Free };
     let body = match build {
-        Build::V1 => serde_json::to_string(&UserProfileV1 { tenant, user_id: id, display_name, plan }),
+        Build::V1 => {
+            let plan = match plan.as_str() {
+                "pro" => LegacyPlan::Pro,
+                "trial" => LegacyPlan::Trial,
+                _ => LegacyPlan::Free,
+            };
+            serde_json::to_string(&UserProfileV1 { tenant, user_id: id, display_name, plan })
+        }
         Build::V2 => serde_json::to_string(&UserProfileV2 {
             tenant,
             user_id: id,
             display_name,
-            plan,
+            plan: if plan == "pro" { Plan::Pro } else { Plan::Free },
             encryption_key_version: u32::try_from(key_version).unwrap_or(0),
         }),
     };

@@ -40,6 +40,10 @@ pub struct PlanArgs {
     /// edgegen.toml with an [analysis] section.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Saved responses to validate against --contract-to, as DIR/<tenant>/<name>.json (the
+    /// live-data check, offline); failures block unless [analysis.live_check] policy = "warn".
+    #[arg(long)]
+    samples: Option<PathBuf>,
 }
 
 /// `edgegen lint-schema` arguments.
@@ -97,6 +101,9 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         (None, None) => None,
         _ => return Err(invalid("--contract-from and --contract-to go together".into())),
     };
+    if args.samples.is_some() && contracts.is_none() {
+        return Err(invalid("--samples needs --contract-from and --contract-to".into()));
+    }
     let config = load_config(args.config.as_deref())?;
     let settings = config.settings(args.dialect);
     let base = vec![read(&args.from)?];
@@ -119,6 +126,10 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         findings.extend(isolation::lint(&after, &settings));
         if let Some(((of, ot), (nf, nt))) = &contracts {
             findings.extend(edgegen_analysis::contract::findings((of, ot), (nf, nt))?);
+            if let Some(dir) = &args.samples {
+                let policy = config.live_check.as_ref().map(|l| l.policy).unwrap_or_default();
+                findings.extend(sample_findings(dir, (nf, nt), policy)?);
+            }
         }
         Ok(findings)
     })();
@@ -135,6 +146,59 @@ pub fn plan(args: PlanArgs, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(report.exit_code as u8))
+}
+
+/// The offline live-data check: every saved response that the new contract rejects (or that
+/// is not JSON) is a finding at its file, line and column, naming the tenant and pointer.
+fn sample_findings(
+    dir: &Path,
+    (contract_file, contract_text): (&str, &str),
+    policy: crate::live_check::Policy,
+) -> Result<Vec<edgegen_analysis::Finding>, edgegen_analysis::Blocked> {
+    use crate::live_check::Outcome;
+    use edgegen_analysis::{Finding, Location, Severity};
+    let contract: serde_json::Value =
+        serde_json::from_str(contract_text).map_err(|e| unreadable(Path::new(contract_file), e))?;
+    let validator = crate::live_check::validator(&contract).map_err(|e| unreadable(Path::new(contract_file), e))?;
+    let report = crate::live_check::read_dir(dir, &validator).map_err(|e| unreadable(dir, e))?;
+    if report.samples.is_empty() {
+        return Err(unreadable(dir, "no sample response (expected DIR/<tenant>/<name>.json)"));
+    }
+    let severity = match policy {
+        crate::live_check::Policy::Block => Severity::Blocking,
+        crate::live_check::Policy::Warn => Severity::Risky,
+    };
+    let mut out = Vec::new();
+    for s in &report.samples {
+        let at = |pointer: &str| {
+            let text = std::fs::read_to_string(&s.path).unwrap_or_default();
+            let (line, column) = edgegen_analysis::contract::locate(&text, pointer);
+            Location { file: s.path.clone(), line, column }
+        };
+        match &s.outcome {
+            Outcome::Valid => {}
+            Outcome::Invalid { violations } => out.extend(violations.iter().map(|v| Finding {
+                code: "contract_live_data_invalid",
+                severity,
+                table: None,
+                column: Some(s.tenant.clone()),
+                location: at(&v.pointer),
+                message: format!(
+                    "tenant {} holds data the new contract cannot read at {:?}: {}",
+                    s.tenant, v.pointer, v.reason
+                ),
+            })),
+            Outcome::Unverified { reason } => out.push(Finding {
+                code: "contract_live_data_unverified",
+                severity,
+                table: None,
+                column: Some(s.tenant.clone()),
+                location: at(""),
+                message: format!("tenant {}: sample not verified: {reason}", s.tenant),
+            }),
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `edgegen lint-schema`.

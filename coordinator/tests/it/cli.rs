@@ -389,7 +389,7 @@ CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid)
         let (code, out) = contract("v2.json");
         assert_eq!(code, 1, "a required field added breaks old cached objects only: {out}");
         assert!(
-            out.contains("UserProfile.ekv: required property added (backward: breaking, forward: compatible)"),
+            out.contains("UserProfile.ekv: backward: required by the new contract, absent from the old one (backward: breaking, forward: compatible"),
             "{out}"
         );
         let (code, out) = contract("v3.json");
@@ -402,6 +402,81 @@ CREATE POLICY p ON users USING (tenant_id = current_setting('app.tenant')::uuid)
         let a = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]).1;
         let b = run(p, &["--json", "plan", "--from", "old.sql", "--to", "migrations"]).1;
         assert_eq!(a, b);
+    }
+
+    /// `--samples DIR`: saved responses validated against the new contract; a tenant's
+    /// legacy enum variant is a finding at its file, line and column; `warn` lets it pass.
+    #[test]
+    fn plan_checks_saved_responses_against_the_new_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("old.sql"), FENCED).unwrap();
+        let v = |variants: &str| {
+            format!(
+                r#"{{"title":"UserProfile","type":"object","properties":{{"id":{{"type":"integer","format":"uint32","minimum":0}},"kind":{{"type":"string","enum":[{variants}]}}}},"required":["id","kind"]}}"#
+            )
+        };
+        std::fs::write(p.join("v1.json"), v(r#""V1","V2""#)).unwrap();
+        std::fs::write(p.join("v2.json"), v(r#""V1","V2","V3""#)).unwrap();
+        std::fs::write(p.join("v3.json"), v(r#""V1","V3""#)).unwrap();
+        for (tenant, kind) in [("acme", "V1"), ("beta", "V3"), ("gamma", "V2")] {
+            std::fs::create_dir_all(p.join(format!("samples/{tenant}"))).unwrap();
+            std::fs::write(
+                p.join(format!("samples/{tenant}/user-1.json")),
+                format!("{{\n  \"id\": 1,\n  \"kind\": \"{kind}\"\n}}"),
+            )
+            .unwrap();
+        }
+        let plan = |to: &str, extra: &[&str]| {
+            let mut args = vec![
+                "--json",
+                "plan",
+                "--from",
+                "old.sql",
+                "--to",
+                "old.sql",
+                "--contract-from",
+                "v1.json",
+                "--contract-to",
+                to,
+                "--samples",
+                "samples",
+            ];
+            args.extend(extra);
+            run(p, &args)
+        };
+        let (code, out) = plan("v2.json", &[]);
+        assert_eq!(code, 1, "a variant added breaks old readers only (risky), and every sample is valid: {out}");
+        assert!(!out.contains("contract_live_data"), "{out}");
+        let (code, out) = plan("v3.json", &[]);
+        assert_eq!(code, 2, "{out}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        let live: Vec<&Value> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "contract_live_data_invalid")
+            .collect();
+        assert_eq!(live.len(), 1, "{out}");
+        assert_eq!(live[0]["column"], "gamma");
+        assert_eq!(live[0]["location"]["file"], "samples/gamma/user-1.json");
+        assert_eq!((live[0]["location"]["line"].as_u64(), live[0]["location"]["column"].as_u64()), (Some(3), Some(11)));
+        assert!(live[0]["message"].as_str().unwrap().contains("\"/kind\""), "{out}");
+        std::fs::write(
+            p.join("warn.toml"),
+            "[analysis.live_check]\norigin = \"http://127.0.0.1:1\"\npolicy = \"warn\"\n",
+        )
+        .unwrap();
+        let (_, out) = plan("v3.json", &["--config", "warn.toml"]);
+        let report: Value = serde_json::from_str(&out).unwrap();
+        let live =
+            report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "contract_live_data_invalid").unwrap();
+        assert_eq!(live["severity"], "risky");
+        assert_eq!(
+            run(p, &["plan", "--from", "old.sql", "--to", "old.sql", "--samples", "samples"]).0,
+            2,
+            "needs the contracts"
+        );
     }
 
     #[test]

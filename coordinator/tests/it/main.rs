@@ -8,4 +8,5 @@ mod crash;
 mod examples;
 mod fastly;
 mod openapi;
+mod live_check;
 mod support;

@@ -5,10 +5,14 @@
 //! PoPs (the release edge wasm under Viceroy), registers twelve tenants, then:
 //! 1. sends every tenant's request through every PoP (MISS, then HIT; routing by Host;
 //!    client `edgegen-*` headers never reach the origin);
-//! 2. migrates every shard to 1.8.3 (`profiles.encryption_key_version`, NOT NULL) and commits
-//!    the release for all tenants carrying its analysis (the SQL before/after in
-//!    `tests/demo/`, the contracts derived from the origin's response types): the coordinator
-//!    verifies every shard before it commits; prints the execution log;
+//! 2. migrates every shard to 1.8.3 (`profiles.encryption_key_version`, NOT NULL) and asks
+//!    for the release of all tenants carrying its analysis (the SQL before/after in
+//!    `tests/demo/`, the contracts derived from the origin's response types). One tenant
+//!    (`initech`) still holds profiles on the legacy `trial` plan that 1.8.3's `Plan`
+//!    retires: the live-data contract check (5 sample responses per tenant, fetched as each
+//!    tenant) refuses the release, naming tenant, path and JSON pointer, and nothing moves.
+//!    After the data fix the release commits: the coordinator verifies every shard and the
+//!    live data before it commits; prints the execution log;
 //! 3. deploys the origin's 1.8.3 build and keeps traffic on every PoP until each one has
 //!    fetched the new manifests and acknowledged: the release converges; prints the
 //!    convergence summary with measured figures.
@@ -44,6 +48,8 @@ const TENANTS: [&str; 12] = [
     "aperture",
 ];
 const POPS: usize = 3;
+/// The tenant whose shard still holds profiles on the retired `trial` plan.
+const LEGACY_TENANT: &str = "initech";
 const SCHEMA_FROM: &str = include_str!("../../demo/schema-1.8.2.sql");
 const SCHEMA_TO: &str = include_str!("../../demo/schema-1.8.3.sql");
 
@@ -92,6 +98,14 @@ async fn run(once: bool) -> anyhow::Result<()> {
     for (tenant, path) in origin.shard_paths() {
         config.push_str(&format!("{tenant} = {:?}\n", path.display().to_string()));
     }
+    // The dependency map, with the sample paths the live-data contract check fetches per tenant.
+    config.push_str(&format!(
+        "\n[[analysis.routes]]\nroute = \"GET /users/{{id}}/profile\"\nsurrogate_key = \"profiles\"\n\
+         tables = [\"profiles\"]\ntypes = [\"UserProfile\"]\n\
+         samples = [\"/users/1/profile\", \"/users/2/profile\", \"/users/3/profile\", \"/users/4/profile\", \"/users/5/profile\"]\n\
+         \n[analysis.live_check]\norigin = \"http://{}\"\npolicy = \"block\"\n",
+        origin.addr()
+    ));
     let config_path = data.path().join("edgegen.toml");
     std::fs::write(&config_path, config)?;
     let data_dir = data.path().join("coordinator");
@@ -152,19 +166,29 @@ async fn run(once: bool) -> anyhow::Result<()> {
     println!("   unknown.localhost -> {} {}", resp.status().as_u16(), resp.text().await?);
 
     origin.migrate_to_1_8_3()?;
+    origin.hold_legacy_plan(LEGACY_TENANT)?;
     println!(
-        "\n2. every shard migrated to 1.8.3; release 1.8.3 for all {} tenants, with its analysis (schema, contract, shards)",
+        "\n2. every shard migrated to 1.8.3; release 1.8.3 for all {} tenants, with its analysis (schema, contract, shards, live data)",
         TENANTS.len()
     );
-    let release = coordinator
-        .admin(
-            Method::POST,
-            "/v1/releases",
-            Some(json!({"tenants": TENANTS, "schema_version": "1.8.3", "contract_hash": c2, "contract_schema": v2,
-                "description": "migration 1.8.3: profiles.encryption_key_version NOT NULL; UserProfile gains it",
-                "analysis": {"schema_from": SCHEMA_FROM, "schema_to": SCHEMA_TO, "contract_from": v1}})),
-        )
-        .await?;
+    let body = json!({"tenants": TENANTS, "schema_version": "1.8.3", "contract_hash": c2, "contract_schema": v2,
+        "description": "migration 1.8.3: profiles.encryption_key_version NOT NULL; UserProfile gains it, Plan retires trial",
+        "analysis": {"schema_from": SCHEMA_FROM, "schema_to": SCHEMA_TO, "contract_from": v1}});
+    // Tenant LEGACY_TENANT still holds profiles on the retired `trial` plan: the live-data
+    // check refuses the release, naming the tenant, the path and the JSON pointer.
+    let refused = coordinator.admin(Method::POST, "/v1/releases", Some(body.clone())).await;
+    let why = match refused {
+        Err(e) => e.to_string(),
+        Ok(r) => anyhow::bail!("the release with {LEGACY_TENANT}'s legacy data was not refused: {r}"),
+    };
+    ensure!(
+        why.contains(&format!("{LEGACY_TENANT} /users/2/profile at /plan")),
+        "the refusal does not name the tenant, path and pointer: {why}"
+    );
+    println!("   refused, nothing moved: {why}");
+    origin.retire_legacy_plan(LEGACY_TENANT)?;
+    println!("   data fix: {LEGACY_TENANT}'s trial profiles moved to the free plan; the release again:");
+    let release = coordinator.admin(Method::POST, "/v1/releases", Some(body)).await?;
     let id = release["id"].as_str().unwrap_or("?").to_owned();
     let log = &release["execution_log"];
     println!(

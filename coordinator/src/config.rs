@@ -14,6 +14,8 @@
 //! | request body limit, bytes | | `EDGEGEN_BODY_LIMIT_BYTES` | `body_limit_bytes` | `1048576` |
 //! | auto-rollback: reports | | `EDGEGEN_AUTO_ROLLBACK_REPORTS` | `auto_rollback.reports` | off |
 //! | auto-rollback: window, s | | `EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS` | `auto_rollback.window_secs` | `60` |
+//! | auto-rollback: distinct PoPs reporting | | `EDGEGEN_AUTO_ROLLBACK_MIN_POPS` | `auto_rollback.min_pops` | `2` |
+//! | auto-rollback: distinct paths reported | | `EDGEGEN_AUTO_ROLLBACK_MIN_PATHS` | `auto_rollback.min_paths` | `1` |
 //! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
 //! | Fastly service to purge after releases | | `FASTLY_SERVICE_ID` | `fastly.service_id` | off |
 //! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
@@ -45,7 +47,19 @@ pub struct AutoRollback {
     pub reports: u32,
     /// Counted within this long after the release's commit.
     pub window: Duration,
+    /// Distinct PoPs the reports must come from. Reports are triggered by client traffic,
+    /// so anonymous requests through one PoP must not be able to roll a release back on
+    /// their own: the default is 2.
+    pub min_pops: u32,
+    /// Distinct request paths the reports must name (a report without a path counts as
+    /// the path `-`). Default 1.
+    pub min_paths: u32,
 }
+
+/// Default of [`AutoRollback::min_pops`].
+pub const DEFAULT_MIN_POPS: u32 = 2;
+/// Default of [`AutoRollback::min_paths`].
+pub const DEFAULT_MIN_PATHS: u32 = 1;
 
 /// Resolved coordinator settings.
 #[derive(Clone)]
@@ -155,6 +169,8 @@ struct FileConfig {
 struct FileAutoRollback {
     reports: u32,
     window_secs: Option<u64>,
+    min_pops: Option<u64>,
+    min_paths: Option<u64>,
 }
 
 /// Values given on the command line (already merged with their env variables by clap).
@@ -259,11 +275,28 @@ impl Config {
         };
         let file_reports = file.auto_rollback.as_ref().map(|a| a.reports as u64);
         let file_window = file.auto_rollback.as_ref().and_then(|a| a.window_secs);
+        let file_pops = file.auto_rollback.as_ref().and_then(|a| a.min_pops);
+        let file_paths = file.auto_rollback.as_ref().and_then(|a| a.min_paths);
+        let at_least_one = |name: &str, value: u64| -> anyhow::Result<u32> {
+            match u32::try_from(value) {
+                Ok(0) => bail!("{name}: must be at least 1"),
+                Ok(v) => Ok(v),
+                Err(_) => bail!("{name}: {value} is too large"),
+            }
+        };
         let auto_rollback = match number("EDGEGEN_AUTO_ROLLBACK_REPORTS", file_reports, 0)? {
             0 => None,
             reports => Some(AutoRollback {
                 reports: u32::try_from(reports).context("EDGEGEN_AUTO_ROLLBACK_REPORTS is too large")?,
                 window: Duration::from_secs(number("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", file_window, 60)?),
+                min_pops: at_least_one(
+                    "EDGEGEN_AUTO_ROLLBACK_MIN_POPS (auto_rollback.min_pops)",
+                    number("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", file_pops, DEFAULT_MIN_POPS.into())?,
+                )?,
+                min_paths: at_least_one(
+                    "EDGEGEN_AUTO_ROLLBACK_MIN_PATHS (auto_rollback.min_paths)",
+                    number("EDGEGEN_AUTO_ROLLBACK_MIN_PATHS", file_paths, DEFAULT_MIN_PATHS.into())?,
+                )?,
             }),
         };
 
@@ -354,7 +387,15 @@ mod tests {
         let c = Config::resolve(&flags, &SECRETS).unwrap();
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.manifest_max_age_ms, 500);
-        assert_eq!(c.auto_rollback, Some(AutoRollback { reports: 3, window: Duration::from_secs(60) }));
+        assert_eq!(
+            c.auto_rollback,
+            Some(AutoRollback {
+                reports: 3,
+                window: Duration::from_secs(60),
+                min_pops: DEFAULT_MIN_POPS,
+                min_paths: DEFAULT_MIN_PATHS
+            })
+        );
         let env = [
             SECRETS[0],
             SECRETS[1],

@@ -1,8 +1,12 @@
 //! `edgegen-coordinator`: the origin-side generation authority and the `edgegen` CLI.
 //!
 //! - [`config`]: settings from flags, env and `edgegen.toml`;
-//! - [`domain`]: pure decisions (release/rollback planning, convergence);
+//! - [`domain`]: pure decisions (release/rollback planning, report policy, convergence figures);
+//! - [`convergence`]: pure convergence tracking and the manifest-fetch ledger acks are checked against;
+//! - [`execlog`]: the execution log as values (which steps, what they say);
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
+//! - [`engine`]: the release use case (analysis gate, shards, plan, commit, ack check), no SQL;
+//! - [`outbox`]: durable post-commit effects (CDN purges) and their delivery worker;
 //! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
 //! - [`server`]: the axum router, handlers and graceful run loop;
 //! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
@@ -13,10 +17,14 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod convergence;
 pub mod domain;
+pub mod engine;
 pub mod error;
+pub mod execlog;
 pub mod fastly;
 pub mod metrics;
+pub mod outbox;
 pub mod server;
 pub mod shards;
 pub mod store;

@@ -40,6 +40,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let flags = Flags { listen: args.listen, data_dir: args.data_dir, config: args.config };
     let config = Config::resolve(&flags, &ProcessEnv)?;
     let metrics = Arc::new(Metrics::default());
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let store = SqliteStore::open(
         &config.data_dir,
         StoreSettings {
@@ -47,6 +48,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             pop_live_window_ms: config.pop_live_window_ms,
             auto_rollback: config.auto_rollback,
             convergence_deadline_ms: config.convergence_deadline_ms,
+            cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
+            outbox_wake: Some(Arc::clone(&outbox_wake)),
         },
         Arc::clone(&metrics),
     )
@@ -59,6 +62,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         analysis: Arc::new(config.analysis.clone()),
         shards: Arc::new(config.shards.clone()),
         shard_rls: Arc::new(config.shard_rls.clone()),
+        fetches: Arc::default(),
         cdn: match &config.fastly {
             None => None,
             Some(f) => Some(Arc::new(crate::server::Cdn {
@@ -81,7 +85,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), max_age_ms = config.manifest_max_age_ms, "edgegen coordinator listening");
+        // The outbox worker delivers post-commit effects (also those a previous process
+        // committed but did not deliver) until the server stops.
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = state.cdn.clone().map(|cdn| {
+            let store = Arc::clone(&state.store);
+            tokio::spawn(crate::outbox::run_worker(store, cdn, outbox_wake, async move {
+                let _ = worker_stopped.await;
+            }))
+        });
         server::run(listener, server::app(state, &settings), shutdown_signal()).await.context("serving")?;
+        let _ = stop_worker.send(());
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)
     })

@@ -306,28 +306,38 @@ async fn convergence_follows_acks_of_live_pops() {
     assert_eq!(waited["status"], "ok");
     assert!(waited["detail"].as_str().unwrap().starts_with("2/2 live PoPs acknowledged"), "{waited}");
 
+    // A generation the PoP was not served, and a tenant without a manifest: nothing vouches.
     let future = ack(&app.router, "p1", "a", 9).await;
-    assert_eq!(future.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", future.text);
-    assert_eq!(ack(&app.router, "p1", "ghost", 1).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(future.status, StatusCode::FORBIDDEN, "{}", future.text);
+    assert_eq!(ack(&app.router, "p1", "ghost", 1).await.status, StatusCode::FORBIDDEN);
     let metrics = send(&app.router, "GET", "/metrics", None, None).await.text;
     assert!(metrics.contains("edgegen_acks_total 7\n"), "{metrics}");
+    assert!(metrics.contains("edgegen_acks_refused_total 2\n"), "{metrics}");
     assert!(metrics.contains("edgegen_convergence_latency_ms_count 1\n"));
 }
 
 #[tokio::test]
 async fn reports_trigger_the_auto_rollback_policy() {
-    let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60) };
+    let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60), min_pops: 2, min_paths: 1 };
     let app = test_app_with(Some(policy), None);
     add_tenant(&app.router, "a").await;
     release(&app.router, &["a"]).await;
-    let report = json!({"pop": "p1", "tenant": "a", "kind": "contract_mismatch", "generation": 2,
-        "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_schema": "1.8.2", "observed_at": 1});
-    let first = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report.clone())).await;
-    assert_eq!((first.status, first.body["auto_rollback"].is_null()), (StatusCode::ACCEPTED, true));
-    let second = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
-    assert_eq!(second.body["auto_rollback"], "rel-2", "{}", second.text);
+    let report = |pop: &str| {
+        json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2, "path": "/v1/users/1",
+        "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_schema": "1.8.2", "observed_at": 1})
+    };
+    // Anonymous traffic through one PoP can make that PoP report as often as it likes: that
+    // alone never rolls a release back.
+    for _ in 0..10 {
+        let one_pop = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report("p1"))).await;
+        assert_eq!((one_pop.status, one_pop.body["auto_rollback"].is_null()), (StatusCode::ACCEPTED, true));
+    }
+    assert_eq!(generation(&app.router, "a").await, 2);
+    let second_pop = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report("p2"))).await;
+    assert_eq!(second_pop.body["auto_rollback"], "rel-2", "{}", second_pop.text);
     let r = send(&app.router, "GET", "/v1/releases/rel-2", Some(ADMIN), None).await.body;
-    assert!(r["execution_log"]["task"].as_str().unwrap().contains("automatic: 2 edge report(s)"), "{r}");
+    let task = r["execution_log"]["task"].as_str().unwrap();
+    assert!(task.contains("automatic: 11 edge report(s) from 2 PoP(s) naming 1 path(s)"), "{task}");
     assert_eq!(generation(&app.router, "a").await, 3);
     assert_eq!(send(&app.router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.body["schema_version"], "1.8.2");
 }
@@ -710,4 +720,87 @@ async fn shared_postgres_database_checks_each_tenants_view() {
         a.text
     );
     drop(cluster);
+}
+
+/// Holding the edge token is not enough to make a release converge: an ack counts only from
+/// a PoP that was served that tenant's manifest at that generation, and refusals are counted.
+#[tokio::test]
+async fn acks_under_invented_pop_names_are_refused() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    release(&app.router, &["a"]).await;
+    let forged = raw_ack(&app.router, "invented-pop", "a", 2).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    assert_eq!(forged.body["error"]["code"], "ack_refused");
+    // A PoP that fetched generation 2 under its name may acknowledge it; another name may not.
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    assert_eq!(raw_ack(&app.router, "pop-1", "a", 2).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(raw_ack(&app.router, "pop-2", "a", 2).await.status, StatusCode::FORBIDDEN);
+    // A 304 also counts as being served that generation.
+    let revalidated = send_with(
+        &app.router,
+        "GET",
+        "/v1/edge/manifests/a",
+        Some(EDGE),
+        None,
+        &[("edgegen-pop", "pop-3"), ("if-none-match", "\"2\"")],
+    )
+    .await;
+    assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(raw_ack(&app.router, "pop-3", "a", 2).await.status, StatusCode::NO_CONTENT);
+    let bad =
+        send_with(&app.router, "GET", "/v1/edge/manifests/a", Some(EDGE), None, &[("edgegen-pop", "no spaces")]).await;
+    assert_eq!((bad.status, bad.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_pop")));
+    let c = send(&app.router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await.body;
+    assert_eq!((c["acked"].as_u64(), c["total"].as_u64()), (Some(2), Some(2)), "{c}");
+    let metrics = send(&app.router, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.contains("edgegen_acks_refused_total 2\n"), "{metrics}");
+}
+
+/// Regression: a failure after the commit (here, refining the stored log) must not keep
+/// manifests at the old generation nor break later releases.
+#[tokio::test]
+async fn a_failure_after_the_commit_still_publishes_the_new_generation() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    // Inject the failure from outside: any rewrite of a stored, non-empty log aborts.
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refine_fails BEFORE UPDATE OF execution_log ON releases
+         WHEN OLD.execution_log <> '{}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    release(&app.router, &["a"]).await;
+    let m = fetch_manifest(&app.router, "pop-1", "a").await;
+    assert_eq!(m.headers["etag"], "\"2\"", "the manifest serves the committed generation");
+    release(&app.router, &["a"]).await;
+    assert_eq!(generation(&app.router, "a").await, 3);
+}
+
+/// Regression: a tenant that moved under a release (another writer on the same database) is
+/// a 409 naming it, not a 500.
+#[tokio::test]
+async fn a_tenant_changed_during_the_release_is_a_conflict() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    conn.execute("UPDATE tenants SET generation = 7 WHERE id = 'a'", []).unwrap();
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a changed during the release"), "{}", a.text);
+}
+
+/// Regression: a mistyped dialect is refused, never analysed as PostgreSQL.
+#[tokio::test]
+async fn a_mistyped_dialect_is_refused() {
+    let app = test_app();
+    add_tenant(&app.router, "a").await;
+    let mut body = analysed_release(&["a"]);
+    body["analysis"]["dialect"] = json!("postgress");
+    for path in ["/v1/releases", "/v1/releases/plan"] {
+        let a = send(&app.router, "POST", path, Some(ADMIN), Some(body.clone())).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {}", a.text);
+        assert!(a.body["error"]["message"].as_str().unwrap().contains("analysis.dialect: \"postgress\""), "{}", a.text);
+    }
+    assert_eq!(generation(&app.router, "a").await, 1);
 }

@@ -72,14 +72,33 @@ pub fn router_shared(
     shard_rls: edgegen_coordinator::shards::SharedRls,
 ) -> Router {
     let metrics = Arc::new(Metrics::default());
-    let store = SqliteStore::open(
-        path,
-        StoreSettings { manifest_max_age_ms: 1000, pop_live_window_ms: 30_000, auto_rollback, convergence_deadline_ms },
-        Arc::clone(&metrics),
-    )
-    .unwrap();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let store: Arc<dyn edgegen_coordinator::store::Store> = Arc::new(
+        SqliteStore::open(
+            path,
+            StoreSettings {
+                manifest_max_age_ms: 1000,
+                pop_live_window_ms: 30_000,
+                auto_rollback,
+                convergence_deadline_ms,
+                cdn_service: cdn.as_ref().map(|c| c.service.clone()),
+                outbox_wake: Some(Arc::clone(&wake)),
+            },
+            Arc::clone(&metrics),
+        )
+        .unwrap(),
+    );
+    if let Some(cdn) = &cdn {
+        // Runs until the test's runtime ends.
+        tokio::spawn(edgegen_coordinator::outbox::run_worker(
+            Arc::clone(&store),
+            Arc::clone(cdn),
+            wake,
+            std::future::pending(),
+        ));
+    }
     let state = AppState {
-        store: Arc::new(store),
+        store,
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
         manifest_max_age_ms: 1000,
@@ -87,6 +106,7 @@ pub fn router_shared(
         cdn,
         shards: Arc::new(shards),
         shard_rls: Arc::new(shard_rls),
+        fetches: Arc::default(),
     };
     app(
         state,
@@ -157,7 +177,19 @@ pub async fn release(router: &Router, tenants: &[&str]) -> Value {
     a.body
 }
 
+/// What a PoP does: fetches the tenant's manifest naming itself, then acknowledges.
 pub async fn ack(router: &Router, pop: &str, tenant: &str, generation: u64) -> Answer {
+    fetch_manifest(router, pop, tenant).await;
+    raw_ack(router, pop, tenant, generation).await
+}
+
+/// Fetches `tenant`'s manifest as PoP `pop` (the `edgegen-pop` header).
+pub async fn fetch_manifest(router: &Router, pop: &str, tenant: &str) -> Answer {
+    send_with(router, "GET", &format!("/v1/edge/manifests/{tenant}"), Some(EDGE), None, &[("edgegen-pop", pop)]).await
+}
+
+/// An acknowledgement alone, with no manifest fetch before it.
+pub async fn raw_ack(router: &Router, pop: &str, tenant: &str, generation: u64) -> Answer {
     let body = json!({"pop": pop, "tenant": tenant, "generation": generation, "observed_at": 1});
     send(router, "POST", "/v1/edge/acks", Some(EDGE), Some(body)).await
 }

@@ -30,6 +30,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 #[tokio::main]
 async fn main() {
     let secs: u64 = std::env::var("EDGEGEN_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -42,6 +46,8 @@ async fn main() {
         .env("EDGEGEN_EDGE_TOKEN", EDGE)
         .env("EDGEGEN_MANIFEST_KEY", "bench-manifest-key-0123456789abcdef0123")
         .env("EDGEGEN_AUTO_ROLLBACK_REPORTS", "1")
+        // One bench PoP reports: measure the rollback path, not the distinct-PoP policy.
+        .env("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "1")
         .env("RUST_LOG", "warn");
     let mut server = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join("server.log")).unwrap();
     server.wait_for_port(addr, Duration::from_secs(30)).unwrap();
@@ -85,15 +91,30 @@ async fn main() {
     let manifests = throughput(&http, secs, move |http, i| {
         let base = &b;
         let url = format!("{base}/v1/edge/manifests/t{}", i % TENANTS);
+        let pop = format!("pop-{}", i % CONCURRENCY);
         let http = http.clone();
         async move {
-            let r = http.get(url).bearer_auth(EDGE).send().await.unwrap();
+            // Named like a PoP: the coordinator records the fetch that vouches for its acks.
+            let r = http.get(url).bearer_auth(EDGE).header("edgegen-pop", pop).send().await.unwrap();
             let ok = r.status() == 200;
             let _ = r.bytes().await;
             ok
         }
     })
     .await;
+    // An ack is accepted only from a PoP served that manifest: every (PoP, tenant) pair the
+    // ack mix uses fetches its manifest once first (outside the measurement).
+    let pairs = CONCURRENCY * TENANTS / gcd(CONCURRENCY, TENANTS);
+    for j in 0..pairs {
+        let r = http
+            .get(format!("{base}/v1/edge/manifests/t{}", j % TENANTS))
+            .bearer_auth(EDGE)
+            .header("edgegen-pop", format!("pop-{}", j % CONCURRENCY))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
     let b = base.clone();
     let acks = throughput(&http, secs, move |http, i| {
         let base = &b;

@@ -430,4 +430,22 @@ mod tests {
         let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
         assert!(msg.contains("unknown field `manifest_max_age`"), "{msg}");
     }
+
+    #[test]
+    fn auto_rollback_thresholds_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        std::fs::write(&path, "[auto_rollback]\nreports = 5\nmin_pops = 3\nmin_paths = 2\n").unwrap();
+        let flags = Flags { config: Some(path), ..Flags::default() };
+        let policy = Config::resolve(&flags, &SECRETS).unwrap().auto_rollback.unwrap();
+        assert_eq!((policy.reports, policy.min_pops, policy.min_paths), (5, 3, 2));
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "4")];
+        assert_eq!(Config::resolve(&flags, &env).unwrap().auto_rollback.unwrap().min_pops, 4);
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "0")];
+        let msg = format!("{:#}", Config::resolve(&flags, &env).unwrap_err());
+        assert!(
+            msg.starts_with("EDGEGEN_AUTO_ROLLBACK_MIN_POPS (auto_rollback.min_pops): must be at least 1"),
+            "{msg}"
+        );
+    }
 }

@@ -154,6 +154,36 @@ mod tests {
         assert!(o.record(&ack("p2", "a", 2)).is_empty(), "removed releases are not tracked");
     }
 
+    proptest::proptest! {
+        /// For every sequence of acks, a PoP is reported as completing the release exactly
+        /// once, and exactly when its acks at or past each target cover every tenant (the
+        /// naive model below).
+        #[test]
+        fn completion_matches_the_model(acks in proptest::collection::vec((0..3u8, 0..4u8, 0..6u64), 0..60)) {
+            let targets = [("t0", 2u64), ("t1", 3), ("t2", 1), ("t3", 5)];
+            let mut o = OpenReleases::default();
+            o.insert(id("rel-1"), open(&targets, 0, false));
+            let mut covered: HashMap<u8, HashSet<u8>> = HashMap::new();
+            let mut completions: HashMap<u8, usize> = HashMap::new();
+            for (pop, tenant, generation) in acks {
+                let a = ack(&format!("p{pop}"), &format!("t{tenant}"), generation);
+                let completed = o.record(&a);
+                if generation >= targets[tenant as usize].1 {
+                    covered.entry(pop).or_default().insert(tenant);
+                }
+                let model_done_now = covered.get(&pop).is_some_and(|c| c.len() == targets.len());
+                if !completed.is_empty() {
+                    proptest::prop_assert!(model_done_now);
+                    *completions.entry(pop).or_default() += 1;
+                }
+            }
+            for (pop, c) in &covered {
+                let expected = usize::from(c.len() == targets.len());
+                proptest::prop_assert_eq!(completions.get(pop).copied().unwrap_or(0), expected);
+            }
+        }
+    }
+
     #[test]
     fn only_releases_pass_their_deadline() {
         let mut o = OpenReleases::default();

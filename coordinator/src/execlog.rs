@@ -9,7 +9,9 @@
 use std::time::Instant;
 
 use edgegen_shared::ReleaseId;
-use edgegen_shared::api::{Convergence, ExecutionLog, Phase, Step, StepStatus, TenantChange};
+use edgegen_shared::api::{
+    Convergence, ExecutionLog, Phase, ReleaseKind, ReleaseRequest, Step, StepStatus, TenantChange,
+};
 use edgegen_shared::key::{CacheKey, KeyScope, NormalizedRequest, RequestParts};
 use edgegen_shared::surrogate::SurrogateKey;
 
@@ -89,6 +91,116 @@ impl LogBuilder {
             summary,
         }
     }
+}
+
+/// The steps of a release before its commit: the analysis steps it carries (or skipped
+/// placeholders saying why there are none), the contract check, the key scopes.
+///
+/// # Errors
+/// When the contract hash does not match the contract schema the request carries.
+pub fn release_log(
+    req: &ReleaseRequest,
+    analysis: &[Step],
+    changes: &[TenantChange],
+    now: u64,
+) -> Result<LogBuilder, crate::domain::Refusal> {
+    let task = req.description.clone().unwrap_or_else(|| {
+        format!(
+            "release schema {} / contract {} to {} tenant(s)",
+            req.schema_version,
+            req.contract_hash,
+            req.tenants.len()
+        )
+    });
+    let mut log = LogBuilder::new(task, now);
+    log.extend_or_skip(
+        analysis,
+        Phase::SchemaAnalysis,
+        "analyse SQL schema changes",
+        "the request carries no analysis input (analysis.schema_from/schema_to)",
+    );
+    let t = Instant::now();
+    const CONTRACT_STEP: &str = "verify contract hash against its schema";
+    match crate::domain::check_contract(&req.contract_hash, req.contract_schema.as_ref())? {
+        Some(detail) => log.push(CONTRACT_STEP, Phase::ContractVerification, StepStatus::Ok, detail, t),
+        None => log.skipped(
+            CONTRACT_STEP,
+            Phase::ContractVerification,
+            "no contract_schema in the request; contract_hash taken as given",
+        ),
+    }
+    log.steps.extend(analysis.iter().filter(|s| s.phase == Phase::ContractVerification).cloned());
+    log.steps.push(key_generation_step(changes));
+    log.extend_or_skip(
+        analysis,
+        Phase::TenantIsolationCheck,
+        "check tenant isolation",
+        "the request carries no analysis input (analysis.schema_to)",
+    );
+    Ok(log)
+}
+
+/// The steps of a rollback of `id` before its commit.
+pub fn rollback_log(id: &ReleaseId, reason: &str, changes: &[TenantChange], now: u64) -> LogBuilder {
+    let mut log = LogBuilder::new(format!("roll back {id}: {reason}"), now);
+    log.skipped(
+        "analyse SQL schema changes",
+        Phase::SchemaAnalysis,
+        "a rollback restores the schema version recorded before the release; nothing to analyse",
+    );
+    log.skipped(
+        "verify contract hash against its schema",
+        Phase::ContractVerification,
+        "a rollback restores the contract hash recorded before the release",
+    );
+    log.steps.push(key_generation_step(changes));
+    log.skipped("check tenant isolation", Phase::TenantIsolationCheck, "a rollback returns to a released state");
+    log
+}
+
+/// What the commit itself contributes to the log, measured inside its transaction.
+pub struct CommitTail<'a> {
+    /// Release or rollback.
+    pub kind: ReleaseKind,
+    /// Tenants moved.
+    pub tenants: usize,
+    /// The convergence bound.
+    pub manifest_max_age_ms: u64,
+    /// The CDN service whose purge went to the outbox, if any.
+    pub cdn_service: Option<&'a str>,
+    /// Keys in that purge.
+    pub purge_keys: usize,
+    /// Live PoPs at commit.
+    pub live_pops: usize,
+    /// The rollback verification step (checked inside the transaction).
+    pub verification: Step,
+}
+
+/// The complete log of a commit: `log`'s steps, then commit, purge, acknowledgement wait and
+/// rollback verification (the phase order), with the summary.
+pub fn finish_commit(
+    mut log: LogBuilder,
+    tail: CommitTail<'_>,
+    id: &ReleaseId,
+    commit_started: Instant,
+    started: Instant,
+) -> ExecutionLog {
+    log.steps.push(commit_step(tail.tenants, tail.manifest_max_age_ms, commit_started));
+    log.steps.push(purge_step_at_commit(tail.cdn_service, tail.purge_keys));
+    log.pending(
+        ACK_STEP,
+        Phase::EdgeNodeInvalidation,
+        format!("waiting for {} live PoP(s) to acknowledge every tenant's new generation", tail.live_pops),
+    );
+    log.steps.push(tail.verification);
+    let mut summary = serde_json::Map::new();
+    summary.insert("release_id".into(), id.as_str().into());
+    summary.insert("kind".into(), tail.kind.as_str().into());
+    summary.insert("tenants".into(), tail.tenants.into());
+    summary.insert("live_pops_at_commit".into(), tail.live_pops.into());
+    summary.insert("manifest_max_age_ms".into(), tail.manifest_max_age_ms.into());
+    summary.insert("converged".into(), false.into());
+    log.finish(id, started, summary)
 }
 
 /// Derives, for every tenant, the cache key of `GET /` under the scope it leaves and under

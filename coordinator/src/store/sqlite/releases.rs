@@ -103,47 +103,10 @@ impl Writer {
         }
 
         let now = now_ms();
-        let task = req.description.clone().unwrap_or_else(|| {
-            format!(
-                "release schema {} / contract {} to {} tenant(s)",
-                req.schema_version,
-                req.contract_hash,
-                req.tenants.len()
-            )
-        });
-        let mut log = LogBuilder::new(task, now);
-        log.extend_or_skip(
-            &analysis,
-            Phase::SchemaAnalysis,
-            "analyse SQL schema changes",
-            "the request carries no analysis input (analysis.schema_from/schema_to)",
-        );
-        let t = Instant::now();
-        match domain::check_contract(&req.contract_hash, req.contract_schema.as_ref())? {
-            Some(detail) => log.push(
-                "verify contract hash against its schema",
-                Phase::ContractVerification,
-                StepStatus::Ok,
-                detail,
-                t,
-            ),
-            None => log.skipped(
-                "verify contract hash against its schema",
-                Phase::ContractVerification,
-                "no contract_schema in the request; contract_hash taken as given",
-            ),
-        }
-        log.steps.extend(analysis.iter().filter(|s| s.phase == Phase::ContractVerification).cloned());
         let changes = domain::plan_release(&req, |id| self.tenant(id))?;
+        let log = execlog::release_log(&req, &analysis, &changes, now)?;
         let seq = self.next_seq()?;
         let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        log.steps.push(execlog::key_generation_step(&changes));
-        log.extend_or_skip(
-            &analysis,
-            Phase::TenantIsolationCheck,
-            "check tenant isolation",
-            "the request carries no analysis input (analysis.schema_to)",
-        );
         let keys = purge(&changes);
         let commit = Commit {
             id: &id,
@@ -168,7 +131,7 @@ impl Writer {
 
     /// Writes a release (or rollback), its tenant changes and its outbox effects in one
     /// transaction, then publishes the new generations to the manifest path at once.
-    fn apply(&mut self, c: Commit<'_>, mut log: LogBuilder, now: u64, started: Instant) -> Result<(), StoreError> {
+    fn apply(&mut self, c: Commit<'_>, log: LogBuilder, now: u64, started: Instant) -> Result<(), StoreError> {
         let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash } = c;
         let commit_started = Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -239,22 +202,16 @@ impl Writer {
         if service.is_some() {
             super::outbox::enqueue(&tx, id, &EffectKind::CdnPurge { keys: purge_keys.clone() }, now)?;
         }
-        log.steps.push(execlog::commit_step(changes.len(), self.settings.manifest_max_age_ms, commit_started));
-        log.steps.push(execlog::purge_step_at_commit(service.as_deref(), purge_keys.len()));
-        log.pending(
-            execlog::ACK_STEP,
-            Phase::EdgeNodeInvalidation,
-            format!("waiting for {} live PoP(s) to acknowledge every tenant's new generation", live.len()),
-        );
-        log.steps.push(verification);
-        let mut summary = serde_json::Map::new();
-        summary.insert("release_id".into(), id.as_str().into());
-        summary.insert("kind".into(), kind.as_str().into());
-        summary.insert("tenants".into(), changes.len().into());
-        summary.insert("live_pops_at_commit".into(), live.len().into());
-        summary.insert("manifest_max_age_ms".into(), self.settings.manifest_max_age_ms.into());
-        summary.insert("converged".into(), false.into());
-        let mut execution_log = log.finish(id, started, summary);
+        let tail = execlog::CommitTail {
+            kind,
+            tenants: changes.len(),
+            manifest_max_age_ms: self.settings.manifest_max_age_ms,
+            cdn_service: service.as_deref(),
+            purge_keys: purge_keys.len(),
+            live_pops: live.len(),
+            verification,
+        };
+        let mut execution_log = execlog::finish_commit(log, tail, id, commit_started, started);
         let log_json = serde_json::to_string(&execution_log)?;
         tx.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![log_json, id.as_str()])?;
         tx.commit()?;
@@ -328,21 +285,9 @@ impl Writer {
         };
         let changes = domain::plan_rollback(&facts, |t| self.tenant(t))?;
         let now = now_ms();
-        let mut log = LogBuilder::new(format!("roll back {id}: {reason}"), now);
-        log.skipped(
-            "analyse SQL schema changes",
-            Phase::SchemaAnalysis,
-            "a rollback restores the schema version recorded before the release; nothing to analyse",
-        );
-        log.skipped(
-            "verify contract hash against its schema",
-            Phase::ContractVerification,
-            "a rollback restores the contract hash recorded before the release",
-        );
+        let log = execlog::rollback_log(id, reason, &changes, now);
         let seq = self.next_seq()?;
         let rollback_id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        log.steps.push(execlog::key_generation_step(&changes));
-        log.skipped("check tenant isolation", Phase::TenantIsolationCheck, "a rollback returns to a released state");
         let commit = Commit {
             id: &rollback_id,
             seq,

@@ -1,5 +1,6 @@
-//! Bodies of the coordinator's admin API (DESIGN.md): what `edgegen` (the CLI), the
-//! end-to-end harness and release pipelines send and read. Times are Unix milliseconds.
+//! Bodies of the coordinator's admin API (ARCHITECTURE.md, "Contract between the parts"):
+//! what `edgegen` (the CLI), the end-to-end harness and release pipelines send and read.
+//! Times are Unix milliseconds.
 //!
 //! Request types reject unknown fields (a misspelt field must not be silently ignored in a
 //! release); response types tolerate them (a newer coordinator may add fields).
@@ -229,7 +230,7 @@ pub struct Release {
     pub execution_log: ExecutionLog,
 }
 
-/// The execution log of a release (DESIGN.md): every figure in it is measured.
+/// The execution log of a release (ARCHITECTURE.md, "Execution log"): every figure in it is measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionLog {
     /// The release id.

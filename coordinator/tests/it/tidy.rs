@@ -35,9 +35,7 @@ fn files(dir: &str, exts: &[&str]) -> Vec<(String, String)> {
 fn offenders(dir: &str, needles: &[&str], allowed: &[&str]) -> Vec<String> {
     files(dir, &[".rs"])
         .into_iter()
-        .filter(|(path, text)| {
-            needles.iter().any(|n| text.contains(n)) && !allowed.iter().any(|a| path.starts_with(a))
-        })
+        .filter(|(path, text)| needles.iter().any(|n| text.contains(n)) && !allowed.iter().any(|a| path.starts_with(a)))
         .map(|(path, _)| path)
         .collect()
 }
@@ -76,10 +74,11 @@ fn hashes_are_computed_only_where_architecture_md_lists_them() {
     );
     assert!(found.is_empty(), "SHA-256 or HMAC outside the places ARCHITECTURE.md lists: {found:?}");
     // A platform hash never derives a persisted or shared value (jitter may use one).
-    let platform = offenders(".", &["DefaultHasher", "ahash", "RandomState"], &[
-        "coordinator/src/fastly.rs",
-        "coordinator/tests/it/tidy.rs",
-    ]);
+    let platform = offenders(
+        ".",
+        &["DefaultHasher", "ahash", "RandomState"],
+        &["coordinator/src/fastly.rs", "coordinator/tests/it/tidy.rs"],
+    );
     assert!(platform.is_empty(), "platform hash in: {platform:?}");
 }
 
@@ -89,11 +88,7 @@ fn shared_does_no_io_and_depends_on_neither_fastly_nor_tokio() {
     for dep in ["fastly", "tokio", "reqwest", "rusqlite"] {
         assert!(!manifest.lines().any(|l| l.trim_start().starts_with(dep)), "shared depends on {dep}");
     }
-    let io = offenders(
-        "shared/src",
-        &["std::fs", "std::net", "SystemTime::now", "Instant::now", "std::env::var"],
-        &[],
-    );
+    let io = offenders("shared/src", &["std::fs", "std::net", "SystemTime::now", "Instant::now", "std::env::var"], &[]);
     assert!(io.is_empty(), "I/O or clock reads in shared: {io:?}");
 }
 

@@ -5,6 +5,7 @@
 //! |---|---|---|---|---|
 //! | listen address | `--listen` | `EDGEGEN_LISTEN` | `listen` | `127.0.0.1:8080` |
 //! | data directory (SQLite file `edgegen.db`) | `--data-dir` | `EDGEGEN_DATA_DIR` | `data_dir` | `./edgegen-data` |
+//! | shared store (`postgres://USER@HOST:PORT/DB`) instead of SQLite | `--store` | `EDGEGEN_STORE` | `store` | SQLite in the data directory |
 //! | admin bearer token (≥ 16 bytes) | | `EDGEGEN_ADMIN_TOKEN` | `admin_token` | required |
 //! | edge bearer token (≥ 16 bytes) | | `EDGEGEN_EDGE_TOKEN` | `edge_token` | required |
 //! | manifest signing key (≥ 32 bytes) | | `EDGEGEN_MANIFEST_KEY` | `manifest_key` | required |
@@ -68,6 +69,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the SQLite database lives.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by every replica, instead of SQLite in `data_dir`.
+    pub store: Option<PostgresUrl>,
     /// Admin API bearer token.
     pub admin_token: String,
     /// Edge API bearer token.
@@ -94,6 +97,41 @@ pub struct Config {
     pub shards: crate::shards::ShardMap,
     /// How tenants see shared PostgreSQL shards.
     pub shard_rls: crate::shards::SharedRls,
+}
+
+/// A `postgres://` connection URL (its password, if any, is never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// Checks the scheme and that a database is named.
+    ///
+    /// # Errors
+    /// When `text` is not `postgres://USER@HOST:PORT/DB` (or `postgresql://…`).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let rest = text
+            .strip_prefix("postgres://")
+            .or_else(|| text.strip_prefix("postgresql://"))
+            .with_context(|| "must be a postgres://USER@HOST:PORT/DB URL (omit it for SQLite in --data-dir)")?;
+        let (authority, db) = rest.split_once('/').context("names no database (postgres://USER@HOST:PORT/DB)")?;
+        if authority.is_empty() || db.split('?').next().is_none_or(str::is_empty) {
+            bail!("names no host or no database (postgres://USER@HOST:PORT/DB)");
+        }
+        Ok(PostgresUrl(text.to_owned()))
+    }
+
+    /// The URL, for connecting.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // userinfo may carry a password: show only what follows the last '@'.
+        let shown = self.0.rsplit_once('@').map_or(self.0.as_str(), |(_, host)| host);
+        write!(f, "postgres://…@{shown}")
+    }
 }
 
 /// The CDN the coordinator purges after each release.
@@ -124,6 +162,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store)
             .field("admin_token", &"<redacted>")
             .field("edge_token", &"<redacted>")
             .field("manifest_key", &self.manifest_key)
@@ -145,6 +184,7 @@ impl fmt::Debug for Config {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     admin_token: Option<String>,
     edge_token: Option<String>,
     manifest_key: Option<String>,
@@ -180,6 +220,8 @@ pub struct Flags {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--store`.
+    pub store: Option<String>,
     /// `--config`.
     pub config: Option<PathBuf>,
 }
@@ -232,6 +274,13 @@ impl Config {
             .or_else(|| env.var("EDGEGEN_DATA_DIR").map(PathBuf::from))
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("edgegen-data"));
+
+        let store = match (flags.store.clone(), env.var("EDGEGEN_STORE"), file.store) {
+            (Some(s), _, _) => Some(PostgresUrl::parse(&s).context("--store")?),
+            (None, Some(s), _) => Some(PostgresUrl::parse(&s).context("EDGEGEN_STORE")?),
+            (None, None, Some(s)) => Some(PostgresUrl::parse(&s).context("store in edgegen.toml")?),
+            (None, None, None) => None,
+        };
 
         let admin_token = secret_text(env, "EDGEGEN_ADMIN_TOKEN", file.admin_token, "admin_token", MIN_TOKEN_LEN)?;
         let edge_token = secret_text(env, "EDGEGEN_EDGE_TOKEN", file.edge_token, "edge_token", MIN_TOKEN_LEN)?;
@@ -303,6 +352,7 @@ impl Config {
         Ok(Config {
             listen,
             data_dir,
+            store,
             admin_token,
             edge_token,
             manifest_key,
@@ -429,6 +479,21 @@ mod tests {
         let flags = Flags { config: Some(path), ..Flags::default() };
         let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
         assert!(msg.contains("unknown field `manifest_max_age`"), "{msg}");
+    }
+
+    #[test]
+    fn the_store_is_a_postgres_url_from_flag_env_or_file() {
+        assert_eq!(Config::resolve(&Flags::default(), &SECRETS).unwrap().store, None);
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_STORE", "postgres://u:secret@db:5432/edgegen")];
+        let c = Config::resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(c.store.as_ref().map(PostgresUrl::as_str), Some("postgres://u:secret@db:5432/edgegen"));
+        assert!(!format!("{c:?}").contains("secret"), "the password is never printed");
+        let flags = Flags { store: Some("mysql://db/x".into()), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &env).unwrap_err());
+        assert!(msg.starts_with("--store: must be a postgres://"), "{msg}");
+        let flags = Flags { store: Some("postgres://u@db:5432".into()), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
+        assert!(msg.contains("names no database"), "{msg}");
     }
 
     #[test]

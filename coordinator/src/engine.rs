@@ -80,6 +80,20 @@ pub struct Planned {
 }
 
 impl Engine {
+    /// The current state of `tenants` (those that exist).
+    async fn current(
+        &self,
+        tenants: &[TenantId],
+    ) -> Result<std::collections::HashMap<TenantId, crate::domain::TenantState>, EngineError> {
+        let mut out = std::collections::HashMap::new();
+        for id in tenants {
+            if let Some(state) = self.store.tenant(id.clone()).await? {
+                out.insert(id.clone(), state);
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs the request's analysis off the async threads (a large schema takes CPU time).
     async fn analyse(&self, request: &ReleaseRequest) -> Result<Option<Analysis>, EngineError> {
         let Some(input) = request.analysis.clone() else { return Ok(None) };
@@ -97,7 +111,8 @@ impl Engine {
     /// When the request is refused (unknown tenant, bad contract) or its plan is invalid.
     pub async fn plan(&self, request: &ReleaseRequest) -> Result<Planned, EngineError> {
         let contract = domain::check_contract(&request.contract_hash, request.contract_schema.as_ref())?;
-        let changes = domain::plan_release(request, |id| self.store.tenant_state(id))?;
+        let current = self.current(&request.tenants).await?;
+        let changes = domain::plan_release(request, |id| current.get(id).cloned())?;
         let analysis = self.analyse(request).await?;
         let (tenants, plan_hash) =
             crate::analysis::tenant_plans(&changes, analysis.as_ref().map(|a| &a.report), &self.analysis)
@@ -139,8 +154,9 @@ impl Engine {
         // The plan's keys are checked before anything moves: an invalid key refuses the
         // release instead of reaching the CDN. The check runs on the plan as it would be
         // now; inside the transaction the same function derives the committed keys.
-        let current = domain::plan_release(&request, |id| self.store.tenant_state(id))?;
-        crate::analysis::tenant_plans(&current, report.as_ref(), &self.analysis)
+        let current = self.current(&request.tenants).await?;
+        let planned = domain::plan_release(&request, |id| current.get(id).cloned())?;
+        crate::analysis::tenant_plans(&planned, report.as_ref(), &self.analysis)
             .map_err(|message| EngineError::Blocked { code: "invalid_plan", message })?;
         let mut steps = analysis.map(|a| a.steps).unwrap_or_default();
         if let Some(step) = self.verify_shards(&request).await? {

@@ -185,15 +185,16 @@ async fn register_tenant(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-async fn list_tenants(State(state): State<AppState>) -> Json<Vec<Tenant>> {
-    Json(state.store.tenant_states().into_iter().map(tenant_view).collect())
+async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
+    Ok(Json(state.store.tenants().await?.into_iter().map(tenant_view).collect()))
 }
 
 async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Tenant>, AppError> {
     let id = tenant_id(&id)?;
     let tenant = state
         .store
-        .tenant_state(&id)
+        .tenant(id.clone())
+        .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {id} does not exist")))?;
     Ok(Json(tenant_view(tenant)))
 }
@@ -283,7 +284,8 @@ async fn manifest(
     let tenant = tenant_id(&tenant)?;
     let current = state
         .store
-        .tenant_state(&tenant)
+        .tenant(tenant.clone())
+        .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {tenant} does not exist")))?;
     let etag = format!("\"{}\"", current.generation);
     let not_modified = headers

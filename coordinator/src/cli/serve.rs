@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, Flags, ProcessEnv};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, RouterSettings};
-use crate::store::sqlite::{SqliteStore, StoreSettings};
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreSettings};
 
 /// `edgegen serve` arguments (secrets come from the environment or the config file).
 #[derive(clap::Args)]
@@ -23,6 +25,10 @@ pub struct ServeArgs {
     /// Directory of the SQLite database (created if missing).
     #[arg(long, env = "EDGEGEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database shared by several replicas, postgres://USER@HOST:PORT/DB
+    /// (default: SQLite in --data-dir).
+    #[arg(long, env = "EDGEGEN_STORE")]
+    store: Option<String>,
     /// Config file (default: ./edgegen.toml if it exists).
     #[arg(long, env = "EDGEGEN_CONFIG")]
     config: Option<PathBuf>,
@@ -37,25 +43,30 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")))
         .with_writer(std::io::stderr)
         .init();
-    let flags = Flags { listen: args.listen, data_dir: args.data_dir, config: args.config };
+    let flags = Flags { listen: args.listen, data_dir: args.data_dir, store: args.store, config: args.config };
     let config = Config::resolve(&flags, &ProcessEnv)?;
     let metrics = Arc::new(Metrics::default());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let store = SqliteStore::open(
-        &config.data_dir,
-        StoreSettings {
-            manifest_max_age_ms: config.manifest_max_age_ms,
-            pop_live_window_ms: config.pop_live_window_ms,
-            auto_rollback: config.auto_rollback,
-            convergence_deadline_ms: config.convergence_deadline_ms,
-            cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
-            outbox_wake: Some(Arc::clone(&outbox_wake)),
-        },
-        Arc::clone(&metrics),
-    )
-    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let settings = StoreSettings {
+        manifest_max_age_ms: config.manifest_max_age_ms,
+        pop_live_window_ms: config.pop_live_window_ms,
+        auto_rollback: config.auto_rollback,
+        convergence_deadline_ms: config.convergence_deadline_ms,
+        cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
+        outbox_wake: Some(Arc::clone(&outbox_wake)),
+    };
+    let store: Arc<dyn Store> = match &config.store {
+        Some(url) => Arc::new(
+            PostgresStore::open(url.as_str(), settings, Arc::clone(&metrics))
+                .with_context(|| format!("opening the store {url:?}"))?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&config.data_dir, settings, Arc::clone(&metrics))
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        ),
+    };
     let state = AppState {
-        store: Arc::new(store),
+        store,
         metrics,
         manifest_key: config.manifest_key.clone(),
         manifest_max_age_ms: config.manifest_max_age_ms,

@@ -4,10 +4,11 @@
 //! A store applies the pure decisions ([`crate::domain`] plans, [`crate::execlog`] logs,
 //! [`crate::convergence`] tracking) inside its transactions, so "all tenants or none" holds
 //! across crashes, and writes a release's post-commit effects ([`crate::outbox`]) in the
-//! same transaction. Reads that must be fast (the manifest path) are served from memory
-//! ([`Store::tenant_state`]), which the store updates right after a commit is durable,
-//! with nothing fallible in between.
+//! same transaction. Reads that must be fast (the manifest path, [`Store::tenant`]) never
+//! return a state older than a commit already acknowledged: the SQLite store serves them
+//! from memory, updated right after a commit is durable with nothing fallible in between.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -91,6 +92,24 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+/// Settings the store applies to releases.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Manifest max age: the convergence bound.
+    pub manifest_max_age_ms: u64,
+    /// PoPs seen within this window count as live.
+    pub pop_live_window_ms: u64,
+    /// Auto-rollback policy on reports.
+    pub auto_rollback: Option<crate::config::AutoRollback>,
+    /// Roll a release back automatically when it has not converged this long after its
+    /// commit (`None`: never).
+    pub convergence_deadline_ms: Option<u64>,
+    /// The CDN service releases purge through (its effects go to the outbox), if any.
+    pub cdn_service: Option<String>,
+    /// Woken after each commit that wrote an outbox effect.
+    pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
+}
+
 /// The result of storing an edge report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportOutcome {
@@ -116,10 +135,11 @@ pub type PurgePlan = Box<dyn FnOnce(&[TenantChange]) -> Vec<String> + Send>;
 /// come from [`crate::domain`], [`crate::convergence`] and [`crate::execlog`]; the use case
 /// around them (analysis gate, shard verification, effects) is [`crate::engine`]'s.
 pub trait Store: Send + Sync + 'static {
-    /// A tenant's current state, from memory (the manifest path).
-    fn tenant_state(&self, id: &TenantId) -> Option<TenantState>;
-    /// Every tenant's current state, from memory, sorted by id.
-    fn tenant_states(&self) -> Vec<TenantState>;
+    /// A tenant's current state (the manifest path): never older than the last commit
+    /// acknowledged to any caller.
+    fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>>;
+    /// Every tenant's current state, sorted by id.
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>>;
     /// Registers a tenant at generation 1.
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
     /// Commits a release: every listed tenant to its next generation, in one transaction,

@@ -25,29 +25,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{BoxFuture, Committed, PurgePlan, ReportOutcome, Store, StoreError};
 use crate::clock::now_ms;
-use crate::config::AutoRollback;
 use crate::convergence::OpenReleases;
 use crate::domain::{Refusal, TenantState};
 use crate::metrics::Metrics;
 use crate::outbox::Effect;
 
-/// Settings the store applies to releases.
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    /// Manifest max age: the convergence bound.
-    pub manifest_max_age_ms: u64,
-    /// PoPs seen within this window count as live.
-    pub pop_live_window_ms: u64,
-    /// Auto-rollback policy on reports.
-    pub auto_rollback: Option<AutoRollback>,
-    /// Roll a release back automatically when it has not converged this long after its
-    /// commit (`None`: never).
-    pub convergence_deadline_ms: Option<u64>,
-    /// The CDN service releases purge through (its effects go to the outbox), if any.
-    pub cdn_service: Option<String>,
-    /// Woken after each commit that wrote an outbox effect.
-    pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
-}
+pub use crate::store::StoreSettings;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -134,15 +117,16 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn tenant_state(&self, id: &TenantId) -> Option<TenantState> {
-        self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>> {
+        let found = self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        Box::pin(std::future::ready(Ok(found)))
     }
 
-    fn tenant_states(&self) -> Vec<TenantState> {
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
         let mut all: Vec<TenantState> =
             self.tenants.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
+        Box::pin(std::future::ready(Ok(all)))
     }
 
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {

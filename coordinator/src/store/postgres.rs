@@ -22,7 +22,7 @@
 //! Connections come from a small pool; each call runs on a blocking thread.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use edgegen_shared::api::{
@@ -139,8 +139,9 @@ const CLAIM_LEASE_MS: u64 = 30_000;
 /// How often the deadline pass runs.
 const TICK_MS: u64 = 200;
 
-/// Idle connections kept.
-const POOL_IDLE: usize = 16;
+/// Connections one replica opens at most (PostgreSQL's default `max_connections` is 100:
+/// several replicas must fit under it).
+const POOL_MAX: usize = 16;
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
@@ -161,13 +162,28 @@ fn sql_gen(g: Generation) -> Result<i64, StoreError> {
     i64::try_from(g.0).map_err(|_| Refusal::Unprocessable(format!("generation {g} is beyond the store's range")).into())
 }
 
+/// At most [`POOL_MAX`] connections: idle ones are reused, callers beyond the bound wait.
 struct Pool {
     url: String,
     idle: Mutex<Vec<Client>>,
+    /// Connections handed out and not yet returned.
+    out: Mutex<usize>,
+    returned: Condvar,
 }
 
 impl Pool {
+    fn new(url: &str) -> Self {
+        Pool { url: url.to_owned(), idle: Mutex::new(Vec::new()), out: Mutex::new(0), returned: Condvar::new() }
+    }
+
     fn get(&self) -> Result<Client, StoreError> {
+        {
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            while *out >= POOL_MAX {
+                out = self.returned.wait(out).unwrap_or_else(|p| p.into_inner());
+            }
+            *out += 1;
+        }
         loop {
             let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             match idle {
@@ -176,13 +192,33 @@ impl Pool {
                 None => break,
             }
         }
-        Client::connect(&self.url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))
+        Client::connect(&self.url, NoTls).map_err(|e| {
+            self.release();
+            StoreError::caused("connecting to PostgreSQL", e)
+        })
     }
 
     fn put(&self, c: Client) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if !c.is_closed() && idle.len() < POOL_IDLE {
-            idle.push(c);
+        if !c.is_closed() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        }
+        self.release();
+    }
+
+    fn release(&self) {
+        *self.out.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.returned.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A synchronous client closes its connection on drop by blocking on its own
+        // runtime, which must not happen on an async thread (where the last handle to the
+        // store may be dropped): close them on a plain thread.
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
         }
     }
 }
@@ -205,7 +241,7 @@ impl PostgresStore {
     /// # Errors
     /// When the database cannot be reached or the schema created.
     pub fn open(url: &str, settings: StoreSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
-        let pool = Pool { url: url.to_owned(), idle: Mutex::new(Vec::new()) };
+        let pool = Pool::new(url);
         let mut c = pool.get()?;
         c.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
         let created = c.batch_execute(SCHEMA);

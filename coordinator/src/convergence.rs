@@ -98,11 +98,18 @@ pub struct ManifestFetches {
 }
 
 impl ManifestFetches {
-    /// Records that `pop` was served `tenant`'s manifest at `generation`.
-    pub fn record(&self, pop: PopId, tenant: TenantId, generation: Generation) {
+    /// Records that `pop` was served `tenant`'s manifest at `generation`; true when that
+    /// is newer than what was known (so the caller shares it with other replicas once).
+    pub fn record(&self, pop: PopId, tenant: TenantId, generation: Generation) -> bool {
+        let known = self.served.read().unwrap_or_else(|p| p.into_inner()).get(&(pop.clone(), tenant.clone())).copied();
+        if known.is_some_and(|g| g >= generation) {
+            return false;
+        }
         let mut map = self.served.write().unwrap_or_else(|p| p.into_inner());
         let slot = map.entry((pop, tenant)).or_insert(generation);
+        let newer = *slot < generation || known.is_none();
         *slot = (*slot).max(generation);
+        newer
     }
 
     /// Whether `ack`'s PoP fetched its tenant's manifest at or past its generation.
@@ -199,8 +206,9 @@ mod tests {
     fn acks_need_a_matching_manifest_fetch() {
         let f = ManifestFetches::default();
         assert!(!f.vouches_for(&ack("p1", "a", 1)), "never fetched");
-        f.record(PopId::new("p1").unwrap(), TenantId::new("a").unwrap(), Generation(3));
-        f.record(PopId::new("p1").unwrap(), TenantId::new("a").unwrap(), Generation(2));
+        assert!(f.record(PopId::new("p1").unwrap(), TenantId::new("a").unwrap(), Generation(3)), "new");
+        assert!(!f.record(PopId::new("p1").unwrap(), TenantId::new("a").unwrap(), Generation(2)), "older");
+        assert!(!f.record(PopId::new("p1").unwrap(), TenantId::new("a").unwrap(), Generation(3)), "known");
         assert!(f.vouches_for(&ack("p1", "a", 3)), "the highest generation served is kept");
         assert!(f.vouches_for(&ack("p1", "a", 1)));
         assert!(!f.vouches_for(&ack("p1", "a", 4)), "not served yet");

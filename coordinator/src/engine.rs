@@ -225,9 +225,34 @@ impl Engine {
         )))
     }
 
-    /// Records that `pop` was served `tenant`'s manifest at `generation`.
-    pub fn manifest_served(&self, pop: PopId, tenant: TenantId, generation: Generation) {
-        self.fetches.record(pop, tenant, generation);
+    /// Records that `pop` was served `tenant`'s manifest at `generation` (in memory, and
+    /// in the store the first time, so other replicas can vouch for the PoP's ack).
+    ///
+    /// # Errors
+    /// When the store fails to record it.
+    pub async fn manifest_served(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> Result<(), EngineError> {
+        if self.fetches.record(pop.clone(), tenant.clone(), generation) {
+            self.store.record_fetch(pop, tenant, generation).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether another replica served the ack's PoP that manifest generation (then this
+    /// replica remembers it too).
+    async fn fetched_elsewhere(&self, ack: &Ack) -> Result<bool, EngineError> {
+        let fetched = self.store.fetched(ack.pop.clone(), ack.tenant.clone()).await?;
+        match fetched {
+            Some(g) if g >= ack.generation => {
+                self.fetches.record(ack.pop.clone(), ack.tenant.clone(), g);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Records an acknowledgement if its PoP fetched that tenant's manifest at (or past)
@@ -237,7 +262,7 @@ impl Engine {
     /// [`EngineError::AckRefused`] when no matching fetch vouches for it; the store's
     /// refusal or failure otherwise.
     pub async fn ack(&self, ack: Ack) -> Result<(), EngineError> {
-        if !self.fetches.vouches_for(&ack) {
+        if !self.fetches.vouches_for(&ack) && !self.fetched_elsewhere(&ack).await? {
             self.metrics.ack_refused();
             return Err(EngineError::AckRefused(format!(
                 "ack refused: PoP {} was not served tenant {}'s manifest at generation {} (the manifest request \

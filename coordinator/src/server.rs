@@ -298,7 +298,7 @@ async fn manifest(
     if let Some(pop) = headers.get(crate::engine::POP_HEADER).and_then(|v| v.to_str().ok()) {
         let pop = PopId::new(pop)
             .map_err(|e| AppError::bad_request("invalid_pop", format!("{} header: {e}", crate::engine::POP_HEADER)))?;
-        state.engine().manifest_served(pop, current.id.clone(), current.generation);
+        state.engine().manifest_served(pop, current.id.clone(), current.generation).await?;
     }
     let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
     if not_modified {

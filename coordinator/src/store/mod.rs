@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Step, Tenant, TenantChange};
-use edgegen_shared::{Ack, ReleaseId, Report, TenantId};
+use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::domain::{Refusal, TenantState};
 use crate::outbox::Effect;
@@ -163,6 +163,17 @@ pub trait Store: Send + Sync + 'static {
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Stores an edge report and applies the auto-rollback policy.
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>>;
+    /// Records, where every replica can see it, that `pop` was served `tenant`'s manifest
+    /// at `generation` (called once per new generation per PoP, not per request). A
+    /// single-process store has nothing to share and does nothing.
+    fn record_fetch(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The highest generation of `tenant`'s manifest any replica recorded serving `pop`.
+    fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;
     /// Outbox effects due at `now` (Unix ms), oldest first, at most `limit`.
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>>;
     /// Records an attempt at an effect: `step` (its outcome) replaces the release's

@@ -11,7 +11,9 @@
 //!   rows, so concurrent releases through different replicas serialize per tenant and
 //!   never skip or reuse a generation. An idempotency key is `UNIQUE`: a concurrent
 //!   duplicate replays the release that won.
-//! - **Acks pool.** Acks are rows; convergence is computed from them, whichever replica
+//! - **Acks pool.** Acks are rows, and so is the first fetch of each manifest generation by
+//!   each PoP (what vouches for its ack), so a PoP may fetch through one replica and
+//!   acknowledge through another. Acks are rows; convergence is computed from them, whichever replica
 //!   received each, and a release is marked converged by a conditional `UPDATE` (once).
 //! - **Singletons act once.** The deadline pass runs under a session advisory lock (one
 //!   replica at a time); a rollback re-checks the release under its tenants' row locks, so
@@ -97,6 +99,12 @@ CREATE TABLE IF NOT EXISTS pops (
     id TEXT PRIMARY KEY,
     first_seen BIGINT NOT NULL,
     last_seen BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fetches (
+    pop TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    PRIMARY KEY (pop, tenant_id)
 );
 CREATE TABLE IF NOT EXISTS acks (
     pop TEXT NOT NULL,
@@ -355,6 +363,32 @@ impl Store for PostgresStore {
         self.call(move |c, s| s.record_report(c, report))
     }
 
+    fn record_fetch(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |c, _| {
+            c.execute(
+                "INSERT INTO fetches (pop, tenant_id, generation) VALUES ($1, $2, $3)
+                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation)",
+                &[&pop.as_str(), &tenant.as_str(), &sql_gen(generation)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
+        self.call(move |c, _| {
+            let row = c.query_opt(
+                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
+                &[&pop.as_str(), &tenant.as_str()],
+            )?;
+            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
+        })
+    }
+
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
         self.call(move |c, _| {
             let rows = c.query(
@@ -505,6 +539,8 @@ struct Commit<'a> {
     purge_keys: Vec<String>,
     key: Option<&'a str>,
     request_hash: Option<&'a str>,
+    /// For an automatic rollback: when its cause arose (Unix ms).
+    trigger_at: Option<u64>,
 }
 
 impl Inner {
@@ -556,6 +592,7 @@ impl Inner {
             purge_keys: purge(&changes),
             key: key.as_deref(),
             request_hash: Some(&request_hash),
+            trigger_at: None,
         };
         match self.apply(tx, commit, log, now, started) {
             Ok(()) => {}
@@ -584,7 +621,7 @@ impl Inner {
         now: u64,
         started: Instant,
     ) -> Result<(), ApplyError> {
-        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash } = c;
+        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash, trigger_at } = c;
         let commit_started = Instant::now();
         let now_i = now as i64;
         let inserted = tx.execute(
@@ -665,7 +702,13 @@ impl Inner {
             live_pops: live.len(),
             verification,
         };
-        let execution_log = execlog::finish_commit(log, tail, id, commit_started, started);
+        let mut execution_log = execlog::finish_commit(log, tail, id, commit_started, started);
+        if let Some(trigger) = trigger_at {
+            // Written with the rollback, so no reader sees the rollback without it: measured
+            // up to the COMMIT statement.
+            let ms = now_ms().saturating_sub(trigger);
+            execution_log.summary.insert("trigger_to_rollback_commit_ms".into(), ms.into());
+        }
         let json = serde_json::to_string(&execution_log).map_err(StoreError::from)?;
         tx.execute("UPDATE releases SET execution_log = $1 WHERE id = $2", &[&json, &id.as_str()])
             .map_err(StoreError::from)?;
@@ -715,19 +758,14 @@ impl Inner {
             purge_keys: crate::outbox::rollback_purge_keys(&changes),
             key: None,
             request_hash: None,
+            trigger_at,
         };
         self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs (best effort).
         let why = format!("superseded by rollback {rollback_id}");
-        let trigger = trigger_at.map(|t| now_ms().saturating_sub(t));
         let annotated = (|| -> Result<(), StoreError> {
             let mut tx = c.transaction()?;
-            if let Some(ms) = trigger {
-                edit_log(&mut tx, rollback_id.as_str(), |log| {
-                    log.summary.insert("trigger_to_rollback_commit_ms".into(), ms.into());
-                })?;
-            }
             edit_log(&mut tx, id.as_str(), |log| {
                 execlog::close_ack_wait(log, &why);
             })?;

@@ -163,6 +163,15 @@ impl Store for SqliteStore {
         self.call(move |r| Command::Report(report, r))
     }
 
+    fn record_fetch(&self, _: PopId, _: TenantId, _: Generation) -> BoxFuture<'_, Result<(), StoreError>> {
+        // One process: the engine's in-memory ledger is the whole truth.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn fetched(&self, _: PopId, _: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
         self.call(move |r| Command::DueEffects(now, limit, r))
     }

@@ -15,6 +15,7 @@ mod api_postgres {
 mod cli;
 mod crash;
 mod fastly;
+mod replicas;
 mod shards;
 mod sqlite;
 mod support;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use edgegen_analysis::isolation::{self, IsolationSettings};
 use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
+use edgegen_shared::TenantId;
 use edgegen_shared::api::{AnalysisInput, Phase, Step, StepStatus, TenantChange};
 use edgegen_shared::surrogate::SurrogateKey;
 use serde::Deserialize;
@@ -267,6 +268,22 @@ pub fn analyse(
     Ok(Analysis { report, steps })
 }
 
+/// Checks that every route's origin surrogate key, scoped to each of `tenants`, is a valid
+/// surrogate key (what [`tenant_plans`] would refuse), without needing the tenants' state.
+///
+/// # Errors
+/// The first key that cannot be formed, naming the route, the key and the tenant.
+pub fn check_origin_keys(tenants: &[TenantId], analysis: &Report, config: &AnalysisConfig) -> Result<(), String> {
+    for r in affected_routes(analysis, config) {
+        for tenant in tenants {
+            SurrogateKey::origin(tenant, &r.surrogate_key).map_err(|e| {
+                format!("route {:?}: surrogate key {:?} of tenant {tenant} is invalid: {e}", r.route, r.surrogate_key)
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// A tenant's part of an invalidation plan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TenantPlan {
@@ -439,5 +456,7 @@ mod tests {
         let analysis = analyse(&users_change_input(None), None, &settings).unwrap();
         let err = tenant_plans(&[change("acme")], Some(&analysis.report), &settings).unwrap_err();
         assert!(err.contains("GET /v1/users/{id}") && err.contains("users by id") && err.contains("acme"), "{err}");
+        let tenants = [TenantId::new("acme").unwrap()];
+        assert_eq!(check_origin_keys(&tenants, &analysis.report, &settings), Err(err));
     }
 }

@@ -151,13 +151,13 @@ impl Engine {
             });
         }
         let report = analysis.as_ref().map(|a| a.report.clone());
-        // The plan's keys are checked before anything moves: an invalid key refuses the
-        // release instead of reaching the CDN. The check runs on the plan as it would be
-        // now; inside the transaction the same function derives the committed keys.
-        let current = self.current(&request.tenants).await?;
-        let planned = domain::plan_release(&request, |id| current.get(id).cloned())?;
-        crate::analysis::tenant_plans(&planned, report.as_ref(), &self.analysis)
-            .map_err(|message| EngineError::Blocked { code: "invalid_plan", message })?;
+        // The plan's origin keys are checked before anything moves: an invalid key refuses
+        // the release instead of reaching the CDN. Inside the transaction the plan derives
+        // the committed keys from the same routes.
+        if let Some(report) = &report {
+            crate::analysis::check_origin_keys(&request.tenants, report, &self.analysis)
+                .map_err(|message| EngineError::Blocked { code: "invalid_plan", message })?;
+        }
         let mut steps = analysis.map(|a| a.steps).unwrap_or_default();
         if let Some(step) = self.verify_shards(&request).await? {
             steps.push(step);
@@ -166,9 +166,8 @@ impl Engine {
         let purge: crate::store::PurgePlan = Box::new(move |changes| {
             match crate::analysis::tenant_plans(changes, report.as_ref(), &config) {
                 Ok((plans, _)) => plans.into_iter().flat_map(|p| p.purge_surrogate_keys).collect(),
-                // Checked above on the same routes; should the tenants' generations have
-                // moved meanwhile, the keys that cannot be formed are the origin keys, and
-                // the generation and manifest keys still purge.
+                // Unreachable: the origin keys were checked above for these tenants and
+                // routes. Should it happen, the generation and manifest keys still purge.
                 Err(_) => crate::outbox::rollback_purge_keys(changes),
             }
         });

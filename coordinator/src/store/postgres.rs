@@ -633,47 +633,54 @@ impl Inner {
             Err(e) if is_unique_violation(&e) => return Err(ApplyError::Unique(e)),
             other => other.map_err(StoreError::from)?,
         };
-        for (position, ch) in changes.iter().enumerate() {
-            let (from, to) = (sql_gen(ch.from_generation)?, sql_gen(ch.to_generation)?);
-            let (schema, contract) = (ch.to_schema_version.to_string(), ch.to_contract_hash.to_string());
-            let moved = tx
-                .execute(
-                    "UPDATE tenants SET generation = $1, schema_version = $2, contract_hash = $3, release_id = $4,
-                       updated_at = $5 WHERE id = $6 AND generation = $7",
-                    &[&to, &schema, &contract, &id.as_str(), &now_i, &ch.tenant.as_str(), &from],
-                )
-                .map_err(StoreError::from)?;
-            if moved != 1 {
-                return Err(StoreError::from(Refusal::Conflict(format!(
-                    "tenant {} changed during the release (it left generation {}); nothing moved, retry the release",
-                    ch.tenant, ch.from_generation
-                )))
-                .into());
-            }
-            tx.execute(
-                "INSERT INTO generations (tenant_id, generation, schema_version, contract_hash, release_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&ch.tenant.as_str(), &to, &schema, &contract, &id.as_str(), &now_i],
+        // One statement per table for all tenants (arrays unnested server-side): the
+        // round trips of a 1,000-tenant release stay constant.
+        let cols = Columns::of(changes)?;
+        let moved = tx
+            .query(
+                "UPDATE tenants t SET generation = u.to_gen, schema_version = u.schema, contract_hash = u.contract,
+                   release_id = $1, updated_at = $2
+                 FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
+                   AS u(id, from_gen, to_gen, schema, contract)
+                 WHERE t.id = u.id AND t.generation = u.from_gen RETURNING t.id",
+                &[&id.as_str(), &now_i, &cols.tenants, &cols.from, &cols.to, &cols.to_schema, &cols.to_contract],
             )
             .map_err(StoreError::from)?;
-            tx.execute(
-                "INSERT INTO release_tenants (release_id, tenant_id, position, from_generation, to_generation,
-                   from_schema_version, to_schema_version, from_contract_hash, to_contract_hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &id.as_str(),
-                    &ch.tenant.as_str(),
-                    &(position as i64),
-                    &from,
-                    &to,
-                    &ch.from_schema_version.to_string(),
-                    &schema,
-                    &ch.from_contract_hash.to_string(),
-                    &contract,
-                ],
-            )
-            .map_err(StoreError::from)?;
+        if moved.len() != changes.len() {
+            let moved: std::collections::HashSet<String> = moved.iter().map(|r| r.get(0)).collect();
+            let ch = changes.iter().find(|ch| !moved.contains(ch.tenant.as_str())).unwrap_or(&changes[0]);
+            return Err(StoreError::from(Refusal::Conflict(format!(
+                "tenant {} changed during the release (it left generation {}); nothing moved, retry the release",
+                ch.tenant, ch.from_generation
+            )))
+            .into());
         }
+        tx.execute(
+            "INSERT INTO generations (tenant_id, generation, schema_version, contract_hash, release_id, created_at)
+             SELECT u.id, u.to_gen, u.schema, u.contract, $1, $2
+             FROM unnest($3::text[], $4::bigint[], $5::text[], $6::text[]) AS u(id, to_gen, schema, contract)",
+            &[&id.as_str(), &now_i, &cols.tenants, &cols.to, &cols.to_schema, &cols.to_contract],
+        )
+        .map_err(StoreError::from)?;
+        tx.execute(
+            "INSERT INTO release_tenants (release_id, tenant_id, position, from_generation, to_generation,
+               from_schema_version, to_schema_version, from_contract_hash, to_contract_hash)
+             SELECT $1, u.id, u.pos, u.from_gen, u.to_gen, u.from_schema, u.to_schema, u.from_contract, u.to_contract
+             FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[],
+               $9::text[]) AS u(id, pos, from_gen, to_gen, from_schema, to_schema, from_contract, to_contract)",
+            &[
+                &id.as_str(),
+                &cols.tenants,
+                &cols.positions,
+                &cols.from,
+                &cols.to,
+                &cols.from_schema,
+                &cols.to_schema,
+                &cols.from_contract,
+                &cols.to_contract,
+            ],
+        )
+        .map_err(StoreError::from)?;
         if let Some(original) = rollback_of {
             tx.execute(
                 "UPDATE releases SET status = 'rolled_back', rolled_back_by = $1 WHERE id = $2",
@@ -1055,23 +1062,25 @@ impl ApplyError {
 /// carries its pre-release state under the new generation.
 fn verify_history(tx: &mut impl GenericClient, changes: &[TenantChange], rollback: bool) -> Result<Step, StoreError> {
     let t = Instant::now();
-    for ch in changes {
-        let (generation, schema, contract) = if rollback {
-            (ch.to_generation, ch.to_schema_version.to_string(), ch.to_contract_hash.to_string())
-        } else {
-            (ch.from_generation, ch.from_schema_version.to_string(), ch.from_contract_hash.to_string())
-        };
-        let found = tx.query_opt(
-            "SELECT schema_version, contract_hash FROM generations WHERE tenant_id = $1 AND generation = $2",
-            &[&ch.tenant.as_str(), &sql_gen(generation)?],
-        )?;
-        let found = found.map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)));
-        if found != Some((schema, contract)) {
-            return Err(StoreError::internal(format!(
-                "generation history of tenant {} does not hold the expected state at generation {generation}",
-                ch.tenant
-            )));
-        }
+    let cols = Columns::of(changes)?;
+    let (generation, schema, contract) = if rollback {
+        (&cols.to, &cols.to_schema, &cols.to_contract)
+    } else {
+        (&cols.from, &cols.from_schema, &cols.from_contract)
+    };
+    let missing = tx.query_opt(
+        "SELECT u.id, u.gen FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u(id, gen, schema, contract)
+         LEFT JOIN generations g ON g.tenant_id = u.id AND g.generation = u.gen
+           AND g.schema_version = u.schema AND g.contract_hash = u.contract
+         WHERE g.tenant_id IS NULL LIMIT 1",
+        &[&cols.tenants, generation, schema, contract],
+    )?;
+    if let Some(row) = missing {
+        return Err(StoreError::internal(format!(
+            "generation history of tenant {} does not hold the expected state at generation {}",
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1)
+        )));
     }
     let (name, detail) = if rollback {
         (
@@ -1092,6 +1101,44 @@ fn verify_history(tx: &mut impl GenericClient, changes: &[TenantChange], rollbac
         )
     };
     Ok(execlog::step(name, Phase::RollbackVerification, StepStatus::Ok, detail, t))
+}
+
+/// A release's tenant changes as columns, for `unnest`.
+struct Columns {
+    tenants: Vec<String>,
+    positions: Vec<i64>,
+    from: Vec<i64>,
+    to: Vec<i64>,
+    from_schema: Vec<String>,
+    to_schema: Vec<String>,
+    from_contract: Vec<String>,
+    to_contract: Vec<String>,
+}
+
+impl Columns {
+    fn of(changes: &[TenantChange]) -> Result<Self, StoreError> {
+        let mut c = Columns {
+            tenants: Vec::with_capacity(changes.len()),
+            positions: Vec::with_capacity(changes.len()),
+            from: Vec::with_capacity(changes.len()),
+            to: Vec::with_capacity(changes.len()),
+            from_schema: Vec::with_capacity(changes.len()),
+            to_schema: Vec::with_capacity(changes.len()),
+            from_contract: Vec::with_capacity(changes.len()),
+            to_contract: Vec::with_capacity(changes.len()),
+        };
+        for (i, ch) in changes.iter().enumerate() {
+            c.tenants.push(ch.tenant.to_string());
+            c.positions.push(i as i64);
+            c.from.push(sql_gen(ch.from_generation)?);
+            c.to.push(sql_gen(ch.to_generation)?);
+            c.from_schema.push(ch.from_schema_version.to_string());
+            c.to_schema.push(ch.to_schema_version.to_string());
+            c.from_contract.push(ch.from_contract_hash.to_string());
+            c.to_contract.push(ch.to_contract_hash.to_string());
+        }
+        Ok(c)
+    }
 }
 
 fn live_pops(c: &mut impl GenericClient, now: u64, window_ms: u64) -> Result<Vec<PopId>, StoreError> {

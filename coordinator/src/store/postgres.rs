@@ -1002,8 +1002,13 @@ impl Inner {
         }
         let result = (|| -> Result<(), StoreError> {
             let due = c.query(
-                "SELECT id, committed_at FROM releases WHERE status = 'committed' AND kind = 'release'
-                   AND committed_at <= $1 ORDER BY committed_at, id",
+                // A release a later one superseded (a tenant moved on) can no longer be
+                // rolled back alone: it is left as it is, like the SQLite store does.
+                "SELECT r.id, r.committed_at FROM releases r WHERE r.status = 'committed' AND r.kind = 'release'
+                   AND r.committed_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM release_tenants rt JOIN tenants t ON t.id = rt.tenant_id
+                                   WHERE rt.release_id = r.id AND t.generation <> rt.to_generation)
+                 ORDER BY r.committed_at, r.id",
                 &[&(now.saturating_sub(deadline) as i64)],
             )?;
             for row in due {
@@ -1020,13 +1025,7 @@ impl Inner {
                     conv.acked, conv.total
                 );
                 if let Err(e) = self.rollback(c, &id, &reason, true, Some(trigger_at)) {
-                    // e.g. a later release superseded it: it can no longer be rolled back
-                    // alone. Mark it failed so the pass does not retry it forever.
-                    tracing::error!(release = %id, cause = %e.chain(), "automatic rollback impossible");
-                    c.execute(
-                        "UPDATE releases SET status = 'failed' WHERE id = $1 AND status = 'committed'",
-                        &[&id.as_str()],
-                    )?;
+                    tracing::error!(release = %id, cause = %e.chain(), "automatic rollback failed");
                 }
             }
             Ok(())

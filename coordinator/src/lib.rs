@@ -7,7 +7,8 @@
 //! - [`analysis`]: a release's analysis as execution-log steps and a per-tenant plan;
 //! - [`engine`]: the release use case (analysis gate, shards, plan, commit, ack check), no SQL;
 //! - [`outbox`]: durable post-commit effects (CDN purges) and their delivery worker;
-//! - [`store`]: durable state behind the [`store::Store`] trait; SQLite today;
+//! - [`store`]: durable state behind the [`store::Store`] trait: SQLite (one process) or
+//!   PostgreSQL (any number of replicas);
 //! - [`server`]: the axum router, handlers and graceful run loop;
 //! - [`auth`], [`error`], [`metrics`], [`clock`]: cross-cutting pieces of the HTTP layer;
 //! - [`cli`]: the `edgegen` command line (server and client).

@@ -77,7 +77,13 @@ async fn origin_left_on_the_old_build_is_rolled_back_automatically() {
         Coordinator::start_on(
             &data,
             addr,
-            &[("EDGEGEN_AUTO_ROLLBACK_REPORTS", "3"), ("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", "60")],
+            // One PoP in this stack: let its reports alone fire the policy (the default asks
+            // for two distinct PoPs, so one PoP's anonymous traffic cannot roll back).
+            &[
+                ("EDGEGEN_AUTO_ROLLBACK_REPORTS", "3"),
+                ("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", "60"),
+                ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "1"),
+            ],
         )
     })
     .await

@@ -79,7 +79,22 @@ impl Inner {
     }
 
     pub(super) fn record_ack(&self, c: &mut Client, ack: &Ack) -> Result<(), StoreError> {
-        let Some(row) = c.query_opt("SELECT generation FROM tenants WHERE id = $1", &[&ack.tenant.as_str()])? else {
+        let now = now_ms() as i64;
+        let generation = sql_gen(ack.generation)?;
+        let observed = i64::try_from(ack.observed_at).unwrap_or(i64::MAX);
+        // One statement (atomic on its own): check the tenant, store the ack, refresh the
+        // PoP's last-seen; it answers the tenant's generation and whether the ack was new.
+        let row = c.query_opt(
+            "WITH t AS (SELECT generation FROM tenants WHERE id = $2),
+                  ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
+                          SELECT $1, $2, $3, $4, $5 FROM t WHERE t.generation >= $3
+                          ON CONFLICT DO NOTHING RETURNING 1),
+                  seen AS (INSERT INTO pops (id, first_seen, last_seen) SELECT $1, $5, $5 FROM t WHERE t.generation >= $3
+                           ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
+             SELECT t.generation, (SELECT COUNT(*) FROM ins) FROM t",
+            &[&ack.pop.as_str(), &ack.tenant.as_str(), &generation, &observed, &now],
+        )?;
+        let Some(row) = row else {
             return Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into());
         };
         let current = Generation(row.get::<_, i64>(0) as u64);
@@ -90,22 +105,11 @@ impl Inner {
             ))
             .into());
         }
-        let now = now_ms() as i64;
-        let generation = sql_gen(ack.generation)?;
-        let observed = i64::try_from(ack.observed_at).unwrap_or(i64::MAX);
-        let mut tx = c.transaction()?;
-        tx.execute(
-            "INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-            &[&ack.pop.as_str(), &ack.tenant.as_str(), &generation, &observed, &now],
-        )?;
-        tx.execute(
-            "INSERT INTO pops (id, first_seen, last_seen) VALUES ($1, $2, $2)
-             ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen)",
-            &[&ack.pop.as_str(), &now],
-        )?;
-        tx.commit()?;
         self.metrics.acks(1);
+        if row.get::<_, i64>(1) == 0 {
+            // Already stored (a retry, or another replica): it completes nothing new.
+            return Ok(());
+        }
         // Releases of this tenant that this PoP has now acknowledged completely: check them
         // (acks that landed on other replicas count too: they are rows).
         let completed = c.query(

@@ -89,7 +89,7 @@ fn main() {
     let mut runs = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let (plans, hash) = edgegen_coordinator::analysis::tenant_plans(&changes, None, &Default::default());
+        let (plans, hash) = edgegen_coordinator::analysis::tenant_plans(&changes, None, &Default::default()).unwrap();
         assert_eq!(plans.len(), TENANTS);
         assert!(hash.starts_with("sha256:"));
         runs.push(t.elapsed().as_secs_f64() * 1000.0);

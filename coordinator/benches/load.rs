@@ -1,12 +1,15 @@
 //! Load harness for the coordinator (a program, not a timed test): starts the real
-//! `edgegen serve` binary on 127.0.0.1 with a fresh SQLite data dir and measures, from a
-//! client in this process (sharing the machine's cores with the server):
+//! `edgegen serve` binary on 127.0.0.1, first on a fresh SQLite data dir, then as three
+//! replicas on a fresh PostgreSQL database (a throwaway cluster), and measures both in one
+//! run, from a client in this process (sharing the machine's cores with the servers):
 //!
 //! - commit latency p50/p99 of releases of 1, 100 and 1,000 tenants (sequential, durable);
 //! - manifest GET throughput with 64 concurrent keep-alive clients;
 //! - ack ingest throughput with 64 concurrent clients;
 //! - automatic rollback: an edge report against a 100-tenant release triggers its rollback
 //!   (policy: 1 report); time from the report's arrival to the rollback's durable commit.
+//!
+//! It ends with the two stores side by side and their ratios.
 //!
 //! Run: `cargo bench -p edgegen-coordinator --bench load` (figures go to BENCHMARKS.md).
 //! `EDGEGEN_LOAD_SECS` sets the duration of each throughput phase (default 5).
@@ -30,22 +33,94 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-#[tokio::main]
-async fn main() {
-    let secs: u64 = std::env::var("EDGEGEN_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let dir = tempfile::tempdir().unwrap();
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Starts one `edgegen serve` on `store` (`None`: SQLite in `dir`).
+fn serve(dir: &std::path::Path, store: Option<&str>, n: usize) -> (ChildGuard, String) {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgegen"));
     cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
-        .arg(dir.path())
+        .arg(dir.join(format!("data-{n}")))
         .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
         .env("EDGEGEN_EDGE_TOKEN", EDGE)
         .env("EDGEGEN_MANIFEST_KEY", "bench-manifest-key-0123456789abcdef0123")
         .env("EDGEGEN_AUTO_ROLLBACK_REPORTS", "1")
+        // One bench PoP reports: measure the rollback path, not the distinct-PoP policy.
+        .env("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "1")
         .env("RUST_LOG", "warn");
-    let mut server = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join("server.log")).unwrap();
+    if let Some(url) = store {
+        cmd.args(["--store", url]);
+    }
+    let mut server = ChildGuard::spawn("edgegen serve", cmd, &dir.join(format!("server-{n}.log"))).unwrap();
     server.wait_for_port(addr, Duration::from_secs(30)).unwrap();
-    let base = format!("http://{addr}");
+    (server, format!("http://{addr}"))
+}
+
+/// The figures of one store.
+struct Figures {
+    commit_p99_ms: Vec<(usize, f64, f64)>,
+    manifests_per_s: f64,
+    acks_per_s: f64,
+    rollback_p50_ms: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: u64 = std::env::var("EDGEGEN_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    println!("## SQLite (one process)\n");
+    let (sqlite_server, base) = serve(dir.path(), None, 0);
+    let sqlite = suite(secs, &[base]).await;
+    drop(sqlite_server);
+
+    println!(
+        "\n## PostgreSQL (three replicas on one database; manifests measured on one replica, acks spread over all three)\n"
+    );
+    let cluster = edgegen_tests::postgres::TempCluster::start().expect("PostgreSQL (cargo xtask bootstrap)");
+    let admin = cluster.url("postgres");
+    std::thread::spawn(move || {
+        postgres::Client::connect(&admin, postgres::NoTls).unwrap().batch_execute("CREATE DATABASE bench").unwrap();
+    })
+    .join()
+    .unwrap();
+    let url = cluster.url("bench");
+    let replicas: Vec<(ChildGuard, String)> = (1..=3).map(|n| serve(dir.path(), Some(&url), n)).collect();
+    let bases: Vec<String> = replicas.iter().map(|(_, b)| b.clone()).collect();
+    let pg = suite(secs, &bases).await;
+    drop(replicas);
+
+    println!("\n## Side by side (one run; ratio = SQLite / PostgreSQL)\n");
+    println!("| figure | SQLite | PostgreSQL | ratio |\n|---|---|---|---|");
+    for ((size, s50, s99), (_, p50, p99)) in sqlite.commit_p99_ms.iter().zip(&pg.commit_p99_ms) {
+        println!("| commit p50, {size} tenant(s) | {s50:.2} ms | {p50:.2} ms | {:.2} |", s50 / p50);
+        println!("| commit p99, {size} tenant(s) | {s99:.2} ms | {p99:.2} ms | {:.2} |", s99 / p99);
+    }
+    println!(
+        "| manifest GET/s, one replica | {:.0} | {:.0} | {:.2} |",
+        sqlite.manifests_per_s,
+        pg.manifests_per_s,
+        sqlite.manifests_per_s / pg.manifests_per_s
+    );
+    println!(
+        "| ack POST/s (SQLite: one process; PostgreSQL: aggregate of three) | {:.0} | {:.0} | {:.2} |",
+        sqlite.acks_per_s,
+        pg.acks_per_s,
+        sqlite.acks_per_s / pg.acks_per_s
+    );
+    println!(
+        "| report -> automatic rollback committed, p50 | {:.0} ms | {:.0} ms | {:.2} |",
+        sqlite.rollback_p50_ms,
+        pg.rollback_p50_ms,
+        sqlite.rollback_p50_ms / pg.rollback_p50_ms.max(1.0)
+    );
+}
+
+/// The whole workload against `bases` (the first takes commits and manifests; acks go to
+/// all of them).
+async fn suite(secs: u64, bases: &[String]) -> Figures {
+    let base = bases[0].clone();
     let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
 
     let t = Instant::now();
@@ -58,6 +133,7 @@ async fn main() {
     println!("setup: registered {TENANTS} tenants in {:.1} s", t.elapsed().as_secs_f64());
     println!("\n| release size | releases | commit p50 | commit p99 | max |\n|---|---|---|---|---|");
     let mut minor = 0;
+    let mut commits = Vec::new();
     for (size, runs) in [(1usize, 200usize), (100, 50), (1000, 30)] {
         let mut latencies = Vec::with_capacity(runs);
         for _ in 0..runs {
@@ -73,6 +149,7 @@ async fn main() {
             assert_eq!(status, 201);
         }
         latencies.sort_by(f64::total_cmp);
+        commits.push((size, percentile(&latencies, 50.0), percentile(&latencies, 99.0)));
         println!(
             "| {size} tenant(s) | {runs} | {:.2} ms | {:.2} ms | {:.2} ms |",
             percentile(&latencies, 50.0),
@@ -85,18 +162,33 @@ async fn main() {
     let manifests = throughput(&http, secs, move |http, i| {
         let base = &b;
         let url = format!("{base}/v1/edge/manifests/t{}", i % TENANTS);
+        let pop = format!("pop-{}", i % CONCURRENCY);
         let http = http.clone();
         async move {
-            let r = http.get(url).bearer_auth(EDGE).send().await.unwrap();
+            // Named like a PoP: the coordinator records the fetch that vouches for its acks.
+            let r = http.get(url).bearer_auth(EDGE).header("edgegen-pop", pop).send().await.unwrap();
             let ok = r.status() == 200;
             let _ = r.bytes().await;
             ok
         }
     })
     .await;
-    let b = base.clone();
+    // An ack is accepted only from a PoP served that manifest: every (PoP, tenant) pair the
+    // ack mix uses fetches its manifest once first (outside the measurement).
+    let pairs = CONCURRENCY * TENANTS / gcd(CONCURRENCY, TENANTS);
+    for j in 0..pairs {
+        let r = http
+            .get(format!("{base}/v1/edge/manifests/t{}", j % TENANTS))
+            .bearer_auth(EDGE)
+            .header("edgegen-pop", format!("pop-{}", j % CONCURRENCY))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let all = bases.to_vec();
     let acks = throughput(&http, secs, move |http, i| {
-        let base = &b;
+        let base = &all[i % all.len()];
         let body = json!({"pop": format!("pop-{}", i % CONCURRENCY), "tenant": format!("t{}", i % TENANTS),
             "generation": 1 + (i / TENANTS) % 20, "observed_at": 1});
         let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
@@ -105,7 +197,7 @@ async fn main() {
     .await;
     println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
     println!("| manifest GET (signed, 200) | {manifests:.0} |");
-    println!("| ack POST (durable, group-committed) | {acks:.0} |");
+    println!("| ack POST (durable; over {} replica(s)) | {acks:.0} |", bases.len());
 
     let mut trigger_to_commit = Vec::new();
     let mut round_trip = Vec::new();
@@ -165,6 +257,12 @@ async fn main() {
         percentile(&round_trip, 99.0),
         round_trip[round_trip.len() - 1]
     );
+    Figures {
+        commit_p99_ms: commits,
+        manifests_per_s: manifests,
+        acks_per_s: acks,
+        rollback_p50_ms: percentile(&trigger_to_commit, 50.0),
+    }
 }
 
 /// Runs `CONCURRENCY` loops of `request` for `secs` seconds; returns successful requests per second.

@@ -8,11 +8,14 @@ use std::time::Instant;
 use edgegen_analysis::isolation::{self, IsolationSettings};
 use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
+use edgegen_shared::TenantId;
 pub use edgegen_shared::api::{AffectedRoute, TenantPlan};
-use edgegen_shared::api::{AnalysisInput, Step, TenantChange};
+use edgegen_shared::api::{AnalysisInput, Phase, Step, StepStatus, TenantChange};
 use edgegen_shared::surrogate::SurrogateKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::execlog::step;
 
 /// `[analysis]` of `edgegen.toml`:
 ///
@@ -118,16 +121,6 @@ pub struct Analysis {
     pub steps: Vec<Step>,
 }
 
-fn step(name: &str, phase: &str, status: &str, detail: String, started: Instant) -> Step {
-    Step {
-        step: name.into(),
-        phase: phase.into(),
-        status: status.into(),
-        detail,
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }
-}
-
 fn codes(report: &Report, pick: impl Fn(&edgegen_analysis::Finding) -> bool) -> String {
     let c: BTreeSet<String> = report
         .findings
@@ -138,9 +131,25 @@ fn codes(report: &Report, pick: impl Fn(&edgegen_analysis::Finding) -> bool) -> 
     if c.is_empty() { "none".into() } else { c.into_iter().collect::<Vec<_>>().join(", ") }
 }
 
+/// The SQL dialect `input` names (PostgreSQL when it names none).
+///
+/// # Errors
+/// When it names a dialect that is not `postgres`, `mysql` or `sqlite`: a mistyped dialect
+/// is refused, never taken for PostgreSQL.
+pub fn dialect(input: &AnalysisInput) -> Result<Dialect, String> {
+    input.dialect.as_deref().map_or(Ok(Dialect::Postgres), |d| d.parse().map_err(|e| format!("analysis.{e}")))
+}
+
 /// Analyses `input` (with the request's new contract schema, if any).
-pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, config: &AnalysisConfig) -> Analysis {
-    let dialect: Dialect = input.dialect.as_deref().unwrap_or("postgres").parse().unwrap_or(Dialect::Postgres);
+///
+/// # Errors
+/// When the input names an unknown dialect ([`dialect`]).
+pub fn analyse(
+    input: &AnalysisInput,
+    contract_to: Option<&serde_json::Value>,
+    config: &AnalysisConfig,
+) -> Result<Analysis, String> {
+    let dialect = dialect(input)?;
     let settings = config.settings(dialect);
     let mut steps = Vec::new();
 
@@ -154,8 +163,8 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
             let schema_report = plan::report(dialect, Ok(findings.clone()));
             steps.push(step(
                 "analyse SQL schema changes",
-                "schema_analysis",
-                "ok",
+                Phase::SchemaAnalysis,
+                StepStatus::Ok,
                 format!(
                     "{} breaking, {} risky, {} safe change(s): {}",
                     schema_report.summary.breaking,
@@ -170,8 +179,8 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
         Err(blocked) => {
             steps.push(step(
                 "analyse SQL schema changes",
-                "schema_analysis",
-                "failed",
+                Phase::SchemaAnalysis,
+                StepStatus::Failed,
                 format!("blocked: {blocked}"),
                 t,
             ));
@@ -187,10 +196,10 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
             match edgegen_analysis::contract::findings(("contract_from", &from), ("contract_to", &to)) {
                 Ok(f) => {
                     let r = plan::report(dialect, Ok(f.clone()));
-                    let status = if r.summary.blocking > 0 { "failed" } else { "ok" };
+                    let status = if r.summary.blocking > 0 { StepStatus::Failed } else { StepStatus::Ok };
                     steps.push(step(
                         "check contract compatibility",
-                        "contract_verification",
+                        Phase::ContractVerification,
                         status,
                         format!(
                             "{} change(s) breaking both ways, {} backward-only, {} forward-only, {} compatible: {}",
@@ -207,8 +216,8 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
                 Err(blocked) => {
                     steps.push(step(
                         "check contract compatibility",
-                        "contract_verification",
-                        "failed",
+                        Phase::ContractVerification,
+                        StepStatus::Failed,
                         format!("blocked: {blocked}"),
                         t,
                     ));
@@ -218,8 +227,8 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
         }
         _ => steps.push(Step {
             step: "check contract compatibility".into(),
-            phase: "contract_verification".into(),
-            status: "skipped".into(),
+            phase: Phase::ContractVerification,
+            status: StepStatus::Skipped,
             detail: "needs analysis.contract_from and contract_schema".into(),
             duration_ms: 0.0,
         }),
@@ -229,13 +238,13 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
     let report = match (outcome, contract_blocked) {
         (Ok(after), None) => {
             let violations = isolation::lint(&after, &settings);
-            let status = if violations.is_empty() { "ok" } else { "failed" };
+            let status = if violations.is_empty() { StepStatus::Ok } else { StepStatus::Failed };
             let blocking = violations.len();
             findings.extend(violations);
             let report = plan::report(dialect, Ok(findings));
             steps.push(step(
                 "check tenant isolation",
-                "tenant_isolation_check",
+                Phase::TenantIsolationCheck,
                 status,
                 format!(
                     "{blocking} violation(s) in {} table(s) (tenant column {}): {}",
@@ -250,58 +259,86 @@ pub fn analyse(input: &AnalysisInput, contract_to: Option<&serde_json::Value>, c
         (Err(b), _) | (Ok(_), Some(b)) => {
             steps.push(step(
                 "check tenant isolation",
-                "tenant_isolation_check",
-                "skipped",
+                Phase::TenantIsolationCheck,
+                StepStatus::Skipped,
                 "the analysis was blocked".into(),
                 t,
             ));
             plan::report(dialect, Err(b))
         }
     };
-    Analysis { report, steps }
+    Ok(Analysis { report, steps })
+}
+
+/// Checks that every route's origin surrogate key, scoped to each of `tenants`, is a valid
+/// surrogate key (what [`tenant_plans`] would refuse), without needing the tenants' state.
+///
+/// # Errors
+/// The first key that cannot be formed, naming the route, the key and the tenant.
+pub fn check_origin_keys(tenants: &[TenantId], analysis: &Report, config: &AnalysisConfig) -> Result<(), String> {
+    for r in affected_routes(analysis, config) {
+        for tenant in tenants {
+            SurrogateKey::origin(tenant, &r.surrogate_key).map_err(|e| {
+                format!("route {:?}: surrogate key {:?} of tenant {tenant} is invalid: {e}", r.route, r.surrogate_key)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The deterministic per-tenant plan of a release: sorted by tenant, no times or ids, with a
 /// hash over its canonical JSON (and the analysis plan hash, when there is one).
+///
+/// # Errors
+/// When a route's origin surrogate key (from `[analysis]` routes) cannot be scoped to a
+/// tenant as a valid surrogate key: the message names the route, the tenant and the rule.
+/// Such a key is refused, never sent to the CDN.
 pub fn tenant_plans(
     changes: &[TenantChange],
     analysis: Option<&Report>,
     config: &AnalysisConfig,
-) -> (Vec<TenantPlan>, String) {
+) -> Result<(Vec<TenantPlan>, String), String> {
     let routes = analysis.map(|r| affected_routes(r, config)).unwrap_or_default();
     let mut plans: Vec<TenantPlan> = changes
         .iter()
         .map(|c| {
-            let scoped: Vec<AffectedRoute> = routes
+            let scoped = routes
                 .iter()
-                .map(|r| AffectedRoute {
-                    surrogate_key: SurrogateKey::origin(&c.tenant, &r.surrogate_key)
-                        .map_or_else(|e| format!("invalid: {e}"), |k| k.to_string()),
-                    ..r.clone()
+                .map(|r| {
+                    let key = SurrogateKey::origin(&c.tenant, &r.surrogate_key).map_err(|e| {
+                        format!(
+                            "route {:?}: surrogate key {:?} of tenant {} is invalid: {e}",
+                            r.route, r.surrogate_key, c.tenant
+                        )
+                    })?;
+                    Ok(AffectedRoute { surrogate_key: key.to_string(), ..r.clone() })
                 })
-                .collect();
+                .collect::<Result<Vec<AffectedRoute>, String>>()?;
             let mut purge = vec![
                 SurrogateKey::generation(&c.tenant, c.from_generation).to_string(),
                 SurrogateKey::manifest(&c.tenant).to_string(),
             ];
             purge.extend(scoped.iter().map(|r| r.surrogate_key.clone()));
-            (c, purge, scoped)
+            Ok((c, purge, scoped))
         })
-        .map(|(c, purge, scoped)| TenantPlan {
-            change: c.clone(),
-            purge_surrogate_keys: purge,
-            affected_routes: scoped,
-            verify: vec![
-                format!("manifest of {} carries generation {}", c.tenant, c.to_generation),
-                format!("every live PoP acknowledges generation {} of {}", c.to_generation, c.tenant),
-                format!("origin stamps schema {} and contract {}", c.to_schema_version, c.to_contract_hash),
-            ],
+        .map(|planned: Result<_, String>| {
+            let (c, purge, scoped) = planned?;
+            Ok(TenantPlan {
+                change: c.clone(),
+                purge_surrogate_keys: purge,
+                affected_routes: scoped,
+                verify: vec![
+                    format!("manifest of {} carries generation {}", c.tenant, c.to_generation),
+                    format!("every live PoP acknowledges generation {} of {}", c.to_generation, c.tenant),
+                    format!("origin stamps schema {} and contract {}", c.to_schema_version, c.to_contract_hash),
+                ],
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     plans.sort_by(|a, b| a.change.tenant.cmp(&b.change.tenant));
     let body = serde_json::json!({ "tenants": plans, "analysis": analysis.map(|r| &r.plan_hash) });
     let canonical = edgegen_shared::contract::canonical_json(&body).unwrap_or_else(|_| body.to_string());
-    (plans, format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes()))))
+    Ok((plans, format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())))))
 }
 
 #[cfg(test)]
@@ -359,8 +396,8 @@ mod tests {
         let to =
             serde_json::json!({"title": "UserProfile", "type": "object", "properties": {"id": {"type": "integer"}}});
         let settings = AnalysisConfig { global_tables: vec!["users".into(), "orders".into()], ..config() };
-        let analysis = analyse(&input, Some(&to), &settings);
-        let (plans, hash) = tenant_plans(&[change("beta"), change("acme")], Some(&analysis.report), &settings);
+        let analysis = analyse(&input, Some(&to), &settings).unwrap();
+        let (plans, hash) = tenant_plans(&[change("beta"), change("acme")], Some(&analysis.report), &settings).unwrap();
         assert_eq!(plans[0].change.tenant.as_str(), "acme");
         let routes: Vec<(&str, &str)> =
             plans[0].affected_routes.iter().map(|r| (r.route.as_str(), r.surrogate_key.as_str())).collect();
@@ -369,7 +406,45 @@ mod tests {
         assert_eq!(plans[0].affected_routes[0].reasons, ["contract_type_changed (UserProfile.id)"]);
         assert!(plans[0].purge_surrogate_keys.contains(&"t/acme/k/users".to_owned()));
         assert!(!plans[0].purge_surrogate_keys.iter().any(|k| k.contains("orders")), "untouched routes are not purged");
-        let (_, again) = tenant_plans(&[change("acme"), change("beta")], Some(&analysis.report), &settings);
+        let (_, again) = tenant_plans(&[change("acme"), change("beta")], Some(&analysis.report), &settings).unwrap();
         assert_eq!(hash, again, "order of tenants in the request does not matter");
+    }
+
+    fn users_change_input(dialect: Option<&str>) -> AnalysisInput {
+        AnalysisInput {
+            dialect: dialect.map(Into::into),
+            schema_from: "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));".into(),
+            schema_to: "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, ekv integer NOT NULL, \
+                        PRIMARY KEY (tenant_id, id));"
+                .into(),
+            contract_from: None,
+        }
+    }
+
+    #[test]
+    fn a_mistyped_dialect_is_refused_not_taken_for_postgres() {
+        let err = analyse(&users_change_input(Some("postgress")), None, &config()).err().unwrap();
+        assert!(err.starts_with("analysis.dialect: \"postgress\""), "{err}");
+        assert_eq!(dialect(&users_change_input(None)), Ok(Dialect::Postgres));
+        assert_eq!(dialect(&users_change_input(Some("sqlite"))), Ok(Dialect::Sqlite));
+    }
+
+    #[test]
+    fn an_invalid_origin_surrogate_key_is_refused_not_sent() {
+        let settings: AnalysisConfig = toml::from_str(
+            r#"
+            global_tables = ["users"]
+            [[routes]]
+            route = "GET /v1/users/{id}"
+            surrogate_key = "users by id"
+            tables = ["users"]
+            "#,
+        )
+        .unwrap();
+        let analysis = analyse(&users_change_input(None), None, &settings).unwrap();
+        let err = tenant_plans(&[change("acme")], Some(&analysis.report), &settings).unwrap_err();
+        assert!(err.contains("GET /v1/users/{id}") && err.contains("users by id") && err.contains("acme"), "{err}");
+        let tenants = [TenantId::new("acme").unwrap()];
+        assert_eq!(check_origin_keys(&tenants, &analysis.report, &settings), Err(err));
     }
 }

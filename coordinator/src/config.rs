@@ -5,6 +5,7 @@
 //! |---|---|---|---|---|
 //! | listen address | `--listen` | `EDGEGEN_LISTEN` | `listen` | `127.0.0.1:8080` |
 //! | data directory (SQLite file `edgegen.db`) | `--data-dir` | `EDGEGEN_DATA_DIR` | `data_dir` | `./edgegen-data` |
+//! | shared store (`postgres://USER@HOST:PORT/DB`) instead of SQLite | `--store` | `EDGEGEN_STORE` | `store` | SQLite in the data directory |
 //! | admin bearer token (≥ 16 bytes) | | `EDGEGEN_ADMIN_TOKEN` | `admin_token` | required |
 //! | edge bearer token (≥ 16 bytes) | | `EDGEGEN_EDGE_TOKEN` | `edge_token` | required |
 //! | manifest signing key (≥ 32 bytes) | | `EDGEGEN_MANIFEST_KEY` | `manifest_key` | required |
@@ -14,6 +15,8 @@
 //! | request body limit, bytes | | `EDGEGEN_BODY_LIMIT_BYTES` | `body_limit_bytes` | `1048576` |
 //! | auto-rollback: reports | | `EDGEGEN_AUTO_ROLLBACK_REPORTS` | `auto_rollback.reports` | off |
 //! | auto-rollback: window, s | | `EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS` | `auto_rollback.window_secs` | `60` |
+//! | auto-rollback: distinct PoPs reporting | | `EDGEGEN_AUTO_ROLLBACK_MIN_POPS` | `auto_rollback.min_pops` | `2` |
+//! | auto-rollback: distinct paths reported | | `EDGEGEN_AUTO_ROLLBACK_MIN_PATHS` | `auto_rollback.min_paths` | `1` |
 //! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
 //! | Fastly service to purge after releases | | `FASTLY_SERVICE_ID` | `fastly.service_id` | off |
 //! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
@@ -45,7 +48,19 @@ pub struct AutoRollback {
     pub reports: u32,
     /// Counted within this long after the release's commit.
     pub window: Duration,
+    /// Distinct PoPs the reports must come from. Reports are triggered by client traffic,
+    /// so anonymous requests through one PoP must not be able to roll a release back on
+    /// their own: the default is 2.
+    pub min_pops: u32,
+    /// Distinct request paths the reports must name (a report without a path counts as
+    /// the path `-`). Default 1.
+    pub min_paths: u32,
 }
+
+/// Default of [`AutoRollback::min_pops`].
+pub const DEFAULT_MIN_POPS: u32 = 2;
+/// Default of [`AutoRollback::min_paths`].
+pub const DEFAULT_MIN_PATHS: u32 = 1;
 
 /// Resolved coordinator settings.
 #[derive(Clone)]
@@ -54,6 +69,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the SQLite database lives.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database shared by every replica, instead of SQLite in `data_dir`.
+    pub store: Option<PostgresUrl>,
     /// Admin API bearer token.
     pub admin_token: String,
     /// Edge API bearer token.
@@ -80,6 +97,41 @@ pub struct Config {
     pub shards: crate::shards::ShardMap,
     /// How tenants see shared PostgreSQL shards.
     pub shard_rls: crate::shards::SharedRls,
+}
+
+/// A `postgres://` connection URL (its password, if any, is never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    /// Checks the scheme and that a database is named.
+    ///
+    /// # Errors
+    /// When `text` is not `postgres://USER@HOST:PORT/DB` (or `postgresql://…`).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let rest = text
+            .strip_prefix("postgres://")
+            .or_else(|| text.strip_prefix("postgresql://"))
+            .with_context(|| "must be a postgres://USER@HOST:PORT/DB URL (omit it for SQLite in --data-dir)")?;
+        let (authority, db) = rest.split_once('/').context("names no database (postgres://USER@HOST:PORT/DB)")?;
+        if authority.is_empty() || db.split('?').next().is_none_or(str::is_empty) {
+            bail!("names no host or no database (postgres://USER@HOST:PORT/DB)");
+        }
+        Ok(PostgresUrl(text.to_owned()))
+    }
+
+    /// The URL, for connecting.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // userinfo may carry a password: show only what follows the last '@'.
+        let shown = self.0.rsplit_once('@').map_or(self.0.as_str(), |(_, host)| host);
+        write!(f, "postgres://…@{shown}")
+    }
 }
 
 /// The CDN the coordinator purges after each release.
@@ -110,6 +162,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("store", &self.store)
             .field("admin_token", &"<redacted>")
             .field("edge_token", &"<redacted>")
             .field("manifest_key", &self.manifest_key)
@@ -131,6 +184,7 @@ impl fmt::Debug for Config {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
     admin_token: Option<String>,
     edge_token: Option<String>,
     manifest_key: Option<String>,
@@ -155,6 +209,8 @@ struct FileConfig {
 struct FileAutoRollback {
     reports: u32,
     window_secs: Option<u64>,
+    min_pops: Option<u64>,
+    min_paths: Option<u64>,
 }
 
 /// Values given on the command line (already merged with their env variables by clap).
@@ -164,6 +220,8 @@ pub struct Flags {
     pub listen: Option<String>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// `--store`.
+    pub store: Option<String>,
     /// `--config`.
     pub config: Option<PathBuf>,
 }
@@ -217,6 +275,13 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("edgegen-data"));
 
+        let store = match (flags.store.clone(), env.var("EDGEGEN_STORE"), file.store) {
+            (Some(s), _, _) => Some(PostgresUrl::parse(&s).context("--store")?),
+            (None, Some(s), _) => Some(PostgresUrl::parse(&s).context("EDGEGEN_STORE")?),
+            (None, None, Some(s)) => Some(PostgresUrl::parse(&s).context("store in edgegen.toml")?),
+            (None, None, None) => None,
+        };
+
         let admin_token = secret_text(env, "EDGEGEN_ADMIN_TOKEN", file.admin_token, "admin_token", MIN_TOKEN_LEN)?;
         let edge_token = secret_text(env, "EDGEGEN_EDGE_TOKEN", file.edge_token, "edge_token", MIN_TOKEN_LEN)?;
         if admin_token == edge_token {
@@ -259,17 +324,35 @@ impl Config {
         };
         let file_reports = file.auto_rollback.as_ref().map(|a| a.reports as u64);
         let file_window = file.auto_rollback.as_ref().and_then(|a| a.window_secs);
+        let file_pops = file.auto_rollback.as_ref().and_then(|a| a.min_pops);
+        let file_paths = file.auto_rollback.as_ref().and_then(|a| a.min_paths);
+        let at_least_one = |name: &str, value: u64| -> anyhow::Result<u32> {
+            match u32::try_from(value) {
+                Ok(0) => bail!("{name}: must be at least 1"),
+                Ok(v) => Ok(v),
+                Err(_) => bail!("{name}: {value} is too large"),
+            }
+        };
         let auto_rollback = match number("EDGEGEN_AUTO_ROLLBACK_REPORTS", file_reports, 0)? {
             0 => None,
             reports => Some(AutoRollback {
                 reports: u32::try_from(reports).context("EDGEGEN_AUTO_ROLLBACK_REPORTS is too large")?,
                 window: Duration::from_secs(number("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", file_window, 60)?),
+                min_pops: at_least_one(
+                    "EDGEGEN_AUTO_ROLLBACK_MIN_POPS (auto_rollback.min_pops)",
+                    number("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", file_pops, DEFAULT_MIN_POPS.into())?,
+                )?,
+                min_paths: at_least_one(
+                    "EDGEGEN_AUTO_ROLLBACK_MIN_PATHS (auto_rollback.min_paths)",
+                    number("EDGEGEN_AUTO_ROLLBACK_MIN_PATHS", file_paths, DEFAULT_MIN_PATHS.into())?,
+                )?,
             }),
         };
 
         Ok(Config {
             listen,
             data_dir,
+            store,
             admin_token,
             edge_token,
             manifest_key,
@@ -354,7 +437,15 @@ mod tests {
         let c = Config::resolve(&flags, &SECRETS).unwrap();
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.manifest_max_age_ms, 500);
-        assert_eq!(c.auto_rollback, Some(AutoRollback { reports: 3, window: Duration::from_secs(60) }));
+        assert_eq!(
+            c.auto_rollback,
+            Some(AutoRollback {
+                reports: 3,
+                window: Duration::from_secs(60),
+                min_pops: DEFAULT_MIN_POPS,
+                min_paths: DEFAULT_MIN_PATHS
+            })
+        );
         let env = [
             SECRETS[0],
             SECRETS[1],
@@ -388,5 +479,38 @@ mod tests {
         let flags = Flags { config: Some(path), ..Flags::default() };
         let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
         assert!(msg.contains("unknown field `manifest_max_age`"), "{msg}");
+    }
+
+    #[test]
+    fn the_store_is_a_postgres_url_from_flag_env_or_file() {
+        assert_eq!(Config::resolve(&Flags::default(), &SECRETS).unwrap().store, None);
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_STORE", "postgres://u:secret@db:5432/edgegen")];
+        let c = Config::resolve(&Flags::default(), &env).unwrap();
+        assert_eq!(c.store.as_ref().map(PostgresUrl::as_str), Some("postgres://u:secret@db:5432/edgegen"));
+        assert!(!format!("{c:?}").contains("secret"), "the password is never printed");
+        let flags = Flags { store: Some("mysql://db/x".into()), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &env).unwrap_err());
+        assert!(msg.starts_with("--store: must be a postgres://"), "{msg}");
+        let flags = Flags { store: Some("postgres://u@db:5432".into()), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
+        assert!(msg.contains("names no database"), "{msg}");
+    }
+
+    #[test]
+    fn auto_rollback_thresholds_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        std::fs::write(&path, "[auto_rollback]\nreports = 5\nmin_pops = 3\nmin_paths = 2\n").unwrap();
+        let flags = Flags { config: Some(path), ..Flags::default() };
+        let policy = Config::resolve(&flags, &SECRETS).unwrap().auto_rollback.unwrap();
+        assert_eq!((policy.reports, policy.min_pops, policy.min_paths), (5, 3, 2));
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "4")];
+        assert_eq!(Config::resolve(&flags, &env).unwrap().auto_rollback.unwrap().min_pops, 4);
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "0")];
+        let msg = format!("{:#}", Config::resolve(&flags, &env).unwrap_err());
+        assert!(
+            msg.starts_with("EDGEGEN_AUTO_ROLLBACK_MIN_POPS (auto_rollback.min_pops): must be at least 1"),
+            "{msg}"
+        );
     }
 }

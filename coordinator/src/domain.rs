@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use edgegen_shared::api::{Convergence, NewTenant, PopConvergence, ReleaseRequest, ReleaseStatus, TenantChange};
+use edgegen_shared::api::{
+    Convergence, NewTenant, PopConvergence, ReleaseKind, ReleaseRequest, ReleaseStatus, TenantChange,
+};
 use edgegen_shared::{ContractHash, Generation, PopId, ReleaseId, SchemaVersion, TenantId};
 
 /// Why a request was refused (the client's fault, or a state conflict; never internal).
@@ -33,6 +35,17 @@ pub struct TenantState {
     pub contract_hash: ContractHash,
     /// The release that set the current generation (`None`: registration).
     pub release_id: Option<ReleaseId>,
+}
+
+/// SHA-256 of the canonical JSON of a release request: what idempotency compares.
+///
+/// # Errors
+/// When the request cannot be put in canonical JSON (it always can: it came from JSON).
+pub fn request_hash(req: &ReleaseRequest) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let value = serde_json::to_value(req).map_err(|e| e.to_string())?;
+    let canonical = edgegen_shared::contract::canonical_json(&value).map_err(|e| e.to_string())?;
+    Ok(hex::encode(Sha256::digest(canonical.as_bytes())))
 }
 
 /// Checks a host name: lower-case DNS name, 1–253 bytes, labels 1–63 of `[a-z0-9-]`.
@@ -126,13 +139,51 @@ pub fn plan_release(
     Ok(changes)
 }
 
+/// One edge report counted by the auto-rollback policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// The PoP that sent it.
+    pub pop: PopId,
+    /// The request path it names, if any.
+    pub path: Option<String>,
+}
+
+/// Reports against one release within the policy window, counted three ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportTally {
+    /// Reports.
+    pub reports: usize,
+    /// Distinct PoPs that sent them.
+    pub pops: usize,
+    /// Distinct paths they name (a report without a path counts as one path, `-`).
+    pub paths: usize,
+}
+
+impl ReportTally {
+    /// Counts `rows`.
+    pub fn of(rows: &[ReportRow]) -> Self {
+        let pops: HashSet<&PopId> = rows.iter().map(|r| &r.pop).collect();
+        let paths: HashSet<&str> = rows.iter().map(|r| r.path.as_deref().unwrap_or("-")).collect();
+        ReportTally { reports: rows.len(), pops: pops.len(), paths: paths.len() }
+    }
+
+    /// Whether the auto-rollback `policy` fires: enough reports, from enough distinct PoPs,
+    /// naming enough distinct paths. Counting PoPs means anonymous traffic through one PoP
+    /// cannot roll a release back by itself.
+    pub fn fires(&self, policy: &crate::config::AutoRollback) -> bool {
+        self.reports >= policy.reports as usize
+            && self.pops >= policy.min_pops as usize
+            && self.paths >= policy.min_paths as usize
+    }
+}
+
 /// What the store knows about a release when asked to roll it back.
 #[derive(Debug, Clone)]
 pub struct ReleaseFacts {
     /// Id.
     pub id: ReleaseId,
-    /// `release` or `rollback`.
-    pub kind: String,
+    /// Release or rollback.
+    pub kind: ReleaseKind,
     /// The rollback that already undid it.
     pub rolled_back_by: Option<ReleaseId>,
     /// Its changes.
@@ -149,7 +200,7 @@ pub fn plan_rollback(
     if let Some(by) = &release.rolled_back_by {
         return Err(Refusal::Conflict(format!("release {} was already rolled back by {by}", release.id)));
     }
-    if release.kind == "rollback" {
+    if release.kind == ReleaseKind::Rollback {
         return Err(Refusal::Conflict(format!(
             "{} is itself a rollback; to return to its predecessor's state, make a new release",
             release.id
@@ -275,6 +326,33 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn report_policy_counts_distinct_pops_and_paths() {
+        let policy = crate::config::AutoRollback {
+            reports: 3,
+            window: std::time::Duration::from_secs(60),
+            min_pops: 2,
+            min_paths: 2,
+        };
+        let row =
+            |pop: &str, path: Option<&str>| ReportRow { pop: PopId::new(pop).unwrap(), path: path.map(Into::into) };
+        let check = |rows: &[ReportRow], expected: (usize, usize, usize), fires: bool| {
+            let tally = ReportTally::of(rows);
+            assert_eq!((tally.reports, tally.pops, tally.paths), expected, "{rows:?}");
+            assert_eq!(tally.fires(&policy), fires, "{rows:?}");
+        };
+        // Many reports through one PoP never fire, whatever their paths.
+        let one_pop: Vec<ReportRow> = (0..50).map(|i| row("pop-1", Some(&format!("/p{i}")))).collect();
+        check(&one_pop, (50, 1, 50), false);
+        // Two PoPs, but one path (and pathless reports count as one path).
+        check(&[row("pop-1", Some("/a")), row("pop-2", Some("/a")), row("pop-2", Some("/a"))], (3, 2, 1), false);
+        check(&[row("pop-1", None), row("pop-2", None), row("pop-3", None)], (3, 3, 1), false);
+        // Enough of everything.
+        check(&[row("pop-1", Some("/a")), row("pop-2", Some("/b")), row("pop-2", Some("/a"))], (3, 2, 2), true);
+        // Enough PoPs and paths, too few reports.
+        check(&[row("pop-1", Some("/a")), row("pop-2", Some("/b"))], (2, 2, 2), false);
+    }
+
     fn t(s: &str) -> TenantId {
         TenantId::new(s).unwrap()
     }
@@ -342,7 +420,7 @@ mod tests {
         }];
         let facts = ReleaseFacts {
             id: ReleaseId::new("rel-1").unwrap(),
-            kind: "release".into(),
+            kind: ReleaseKind::Release,
             rolled_back_by: None,
             changes,
         };
@@ -358,7 +436,7 @@ mod tests {
         let changes = plan_release(&request(&["a"]), registry(&states)).unwrap();
         let mut facts = ReleaseFacts {
             id: ReleaseId::new("rel-1").unwrap(),
-            kind: "release".into(),
+            kind: ReleaseKind::Release,
             rolled_back_by: None,
             changes,
         };

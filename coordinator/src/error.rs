@@ -94,6 +94,18 @@ impl From<PathRejection> for AppError {
     }
 }
 
+impl From<crate::engine::EngineError> for AppError {
+    fn from(err: crate::engine::EngineError) -> Self {
+        use crate::engine::EngineError;
+        match err {
+            EngineError::Blocked { code, message } => AppError::unprocessable(code, message),
+            EngineError::AckRefused(message) => AppError::new(StatusCode::FORBIDDEN, "ack_refused", message),
+            EngineError::Store(e) => e.into(),
+            EngineError::Join(e) => AppError::internal(e),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for AppError {
     fn from(err: crate::store::StoreError) -> Self {
         use crate::domain::Refusal;
@@ -102,7 +114,7 @@ impl From<crate::store::StoreError> for AppError {
             StoreError::Refused(Refusal::NotFound(m)) => AppError::not_found("not_found", m),
             StoreError::Refused(Refusal::Conflict(m)) => AppError::conflict("conflict", m),
             StoreError::Refused(Refusal::Unprocessable(m)) => AppError::unprocessable("unprocessable", m),
-            StoreError::Internal(cause) => AppError::internal(cause),
+            err @ StoreError::Internal { .. } => AppError::internal(err.chain()),
         }
     }
 }

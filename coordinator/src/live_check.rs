@@ -29,7 +29,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgegen_shared::api::Step;
+use edgegen_shared::api::{Phase, Step, StepStatus};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -243,9 +243,9 @@ impl LiveReport {
         let invalid = self.count(|o| matches!(o, Outcome::Invalid { .. }));
         let unverified = self.count(|o| matches!(o, Outcome::Unverified { .. }));
         let status = match (self.passed(), policy) {
-            (true, _) => "ok",
-            (false, Policy::Block) => "failed",
-            (false, Policy::Warn) => "warning",
+            (true, _) => StepStatus::Ok,
+            (false, Policy::Block) => StepStatus::Failed,
+            (false, Policy::Warn) => StepStatus::Warning,
         };
         let mut detail = format!(
             "{} sample(s) of {} tenant(s) in {:.1} ms (concurrency {}): {} valid, {} invalid, {} not verified",
@@ -270,8 +270,8 @@ impl LiveReport {
         }
         Step {
             step: "check tenants' live data against the new contract".into(),
-            phase: "contract_verification".into(),
-            status: status.into(),
+            phase: Phase::ContractVerification,
+            status,
             detail,
             duration_ms: self.duration_ms,
         }
@@ -464,7 +464,7 @@ mod tests {
         assert_eq!((step.phase.as_str(), step.status.as_str()), ("contract_verification", "failed"));
         assert!(step.detail.contains("beta /v1/users/1 at /kind"), "{}", step.detail);
         assert!(step.detail.contains("1 valid, 1 invalid, 1 not verified"), "{}", step.detail);
-        assert_eq!(report.step(Policy::Warn).status, "warning");
+        assert_eq!(report.step(Policy::Warn).status, StepStatus::Warning);
         let empty = LiveReport { samples: vec![], duration_ms: 0.0, concurrency: 1 };
         assert!(!empty.passed(), "no sample is not a pass");
     }

@@ -13,6 +13,7 @@ pub struct Metrics {
     rollbacks: AtomicU64,
     auto_rollbacks: AtomicU64,
     acks: AtomicU64,
+    acks_refused: AtomicU64,
     reports_contract_mismatch: AtomicU64,
     reports_deserialization_failure: AtomicU64,
     manifests_served: AtomicU64,
@@ -30,6 +31,7 @@ impl Default for Metrics {
             rollbacks: AtomicU64::new(0),
             auto_rollbacks: AtomicU64::new(0),
             acks: AtomicU64::new(0),
+            acks_refused: AtomicU64::new(0),
             reports_contract_mismatch: AtomicU64::new(0),
             reports_deserialization_failure: AtomicU64::new(0),
             manifests_served: AtomicU64::new(0),
@@ -54,6 +56,11 @@ impl Metrics {
     /// `n` acknowledgements stored.
     pub fn acks(&self, n: u64) {
         self.acks.fetch_add(n, Relaxed);
+    }
+
+    /// An acknowledgement refused: no manifest fetch of that PoP vouched for it.
+    pub fn ack_refused(&self) {
+        self.acks_refused.fetch_add(1, Relaxed);
     }
 
     /// A report stored.
@@ -111,6 +118,12 @@ impl Metrics {
             &[("", self.auto_rollbacks.load(Relaxed))],
         );
         counter(&mut out, "edgegen_acks_total", "PoP acknowledgements stored.", &[("", self.acks.load(Relaxed))]);
+        counter(
+            &mut out,
+            "edgegen_acks_refused_total",
+            "PoP acknowledgements refused: that PoP was not served that manifest generation.",
+            &[("", self.acks_refused.load(Relaxed))],
+        );
         counter(
             &mut out,
             "edgegen_reports_total",

@@ -1,9 +1,13 @@
 //! The HTTP service: [`app`] builds the router (so tests drive it without a socket) and
 //! [`run`] serves it until a shutdown future resolves.
 //!
-//! Routes (DESIGN.md): the admin API behind `EDGEGEN_ADMIN_TOKEN`, the edge API behind
-//! `EDGEGEN_EDGE_TOKEN`, `/healthz`, `/metrics`, `/openapi.json` ([`crate::openapi`]) and the
-//! dashboard's static files at `/ui` ([`crate::ui`]) open. Every error is the JSON error body;
+//! Handlers parse, call [`crate::engine`] or the store, and answer; the release logic is
+//! not here.
+//!
+//! Routes (the API table in ARCHITECTURE.md): the admin API behind `EDGEGEN_ADMIN_TOKEN`, the
+//! edge API behind `EDGEGEN_EDGE_TOKEN`, `/healthz`, `/metrics`, `/openapi.json`
+//! ([`crate::openapi`]) and the dashboard's static files at `/ui` ([`crate::ui`]) open. Every
+//! error is the JSON error body;
 //! the router has a request timeout and a body-size limit.
 
 use std::future::Future;
@@ -19,13 +23,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgegen_shared::api::{ErrorBody, NewTenant, Release, ReleaseRequest, Tenant};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
-use edgegen_shared::{Ack, ReleaseId, Report, SecretKey, TenantId};
+use edgegen_shared::{Ack, PopId, ReleaseId, Report, SecretKey, TenantId};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Guard, require_token};
 use crate::clock::now_ms;
-use crate::domain::{self, TenantState};
+use crate::domain::TenantState;
+use crate::engine::Engine;
 use crate::error::AppError;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -46,23 +51,33 @@ pub struct AppState {
     pub manifest_max_age_ms: u64,
     /// Settings of release analysis (`[analysis]` of edgegen.toml).
     pub analysis: Arc<crate::analysis::AnalysisConfig>,
-    /// The CDN to purge after each commit, if configured.
+    /// The CDN the outbox purges through, if configured (the worker is started by the
+    /// caller, [`crate::outbox::run_worker`]).
     pub cdn: Option<Arc<Cdn>>,
     /// Tenant database shards, verified before analysed releases commit.
     pub shards: Arc<crate::shards::ShardMap>,
     /// How tenants see shared PostgreSQL shards.
     pub shard_rls: Arc<crate::shards::SharedRls>,
+    /// Which PoP was served which manifest generation (what vouches for an ack).
+    pub fetches: Arc<crate::convergence::ManifestFetches>,
 }
 
-/// A Fastly service the coordinator purges after each release.
-pub struct Cdn {
-    /// The API client.
-    pub client: crate::fastly::FastlyClient,
-    /// The service id.
-    pub service: String,
-    /// Soft purges (mark stale) instead of hard ones.
-    pub soft: bool,
+impl AppState {
+    /// The release engine over this state.
+    pub fn engine(&self) -> Engine {
+        Engine {
+            store: Arc::clone(&self.store),
+            analysis: Arc::clone(&self.analysis),
+            shards: Arc::clone(&self.shards),
+            shard_rls: Arc::clone(&self.shard_rls),
+            fetches: Arc::clone(&self.fetches),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
 }
+
+/// The CDN the outbox worker purges through.
+pub use crate::outbox::Cdn;
 
 /// Limits and tokens the router enforces.
 #[derive(Clone)]
@@ -191,9 +206,10 @@ async fn register_tenant(
 }
 
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", security(("admin" = [])),
-    responses((status = 200, description = "Every tenant, sorted by id", body = Vec<Tenant>)))]
-async fn list_tenants(State(state): State<AppState>) -> Json<Vec<Tenant>> {
-    Json(state.store.tenant_states().into_iter().map(tenant_view).collect())
+    responses((status = 200, description = "Every tenant, sorted by id", body = Vec<Tenant>),
+        (status = 500, description = "The store failed", body = ErrorBody)))]
+async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
+    Ok(Json(state.store.tenants().await?.into_iter().map(tenant_view).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", security(("admin" = [])),
@@ -204,7 +220,8 @@ async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> R
     let id = tenant_id(&id)?;
     let tenant = state
         .store
-        .tenant_state(&id)
+        .tenant(id.clone())
+        .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {id} does not exist")))?;
     Ok(Json(tenant_view(tenant)))
 }
@@ -220,123 +237,31 @@ async fn plan_release(
     body: Result<Json<ReleaseRequest>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let Json(request) = body?;
-    let contract = domain::check_contract(&request.contract_hash, request.contract_schema.as_ref())
-        .map_err(crate::store::StoreError::from)?;
-    let changes =
-        domain::plan_release(&request, |id| state.store.tenant_state(id)).map_err(crate::store::StoreError::from)?;
-    let analysis = run_analysis(&state, &request).await?;
-    let report = analysis.as_ref().map(|a| &a.report);
-    let (tenants, plan_hash) = crate::analysis::tenant_plans(&changes, report, &state.analysis);
+    let planned = state.engine().plan(&request).await?;
+    let report = planned.analysis.as_ref().map(|a| &a.report);
     Ok(Json(serde_json::json!({
         "dry_run": true,
-        "plan_hash": plan_hash,
+        "plan_hash": planned.plan_hash,
         "verdict": report.map_or("not_analysed", |r| r.verdict),
-        "tenants": tenants,
-        "contract_verification": contract.unwrap_or_else(|| "no contract_schema given".into()),
+        "tenants": planned.tenants,
+        "contract_verification": planned.contract.unwrap_or_else(|| "no contract_schema given".into()),
         "analysis": report,
-        "steps": analysis.as_ref().map(|a| &a.steps),
+        "steps": planned.analysis.as_ref().map(|a| &a.steps),
     })))
 }
 
-/// Checks the release's tenants' shards against the schema it expects; drift or leakage
-/// refuses the release (nothing moves). `None` when there is nothing to check.
-async fn verify_shards(
-    state: &AppState,
-    request: &ReleaseRequest,
-) -> Result<Option<edgegen_shared::api::Step>, AppError> {
-    let Some(input) = &request.analysis else { return Ok(None) };
-    if !request.tenants.iter().any(|t| state.shards.contains_key(t)) {
-        return Ok(None);
-    }
-    let started = std::time::Instant::now();
-    let dialect: edgegen_analysis::Dialect =
-        input.dialect.as_deref().unwrap_or("postgres").parse().unwrap_or(edgegen_analysis::Dialect::Postgres);
-    let expected = edgegen_analysis::plan::schema_from(&[("schema_to".into(), input.schema_to.clone())], dialect)
-        .map_err(|e| {
-            AppError::unprocessable("analysis_blocked", format!("release blocked by analysis, nothing moved: {e}"))
-        })?;
-    let settings = Arc::new(state.analysis.settings(dialect));
-    let reports = crate::shards::verify(
-        &state.shards,
-        &request.tenants,
-        Arc::new(expected),
-        settings,
-        Arc::clone(&state.shard_rls),
-    )
-    .await;
-    let problems: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.clean())
-        .map(|r| {
-            let mut items: Vec<String> = r.drift.clone();
-            items.extend(r.leakage.iter().map(|l| format!("leak: {l}")));
-            items.extend(r.error.clone());
-            format!("{}: {}", r.tenant, items.join("; "))
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(AppError::unprocessable(
-            "shard_verification_failed",
-            format!("release blocked by shard verification, nothing moved: {}", problems.join(" | ")),
-        ));
-    }
-    Ok(Some(edgegen_shared::api::Step {
-        step: "verify tenant shards".into(),
-        phase: "tenant_isolation_check".into(),
-        status: "ok".into(),
-        detail: format!(
-            "{} shard(s) ({}) match the release's schema and hold no row of another tenant",
-            reports.len(),
-            reports.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }))
-}
-
-/// Purges `keys` through the CDN and describes the outcome as an execution-log step.
-async fn purge_step(cdn: &Cdn, keys: &[String]) -> edgegen_shared::api::Step {
-    let started = std::time::Instant::now();
-    let report = cdn.client.purge(&cdn.service, keys, cdn.soft).await;
-    let failed: Vec<String> =
-        report.failed().map(|r| format!("{} ({})", r.key, r.error.as_deref().unwrap_or("?"))).collect();
-    let mode = if cdn.soft { "soft" } else { "hard" };
-    let detail = if failed.is_empty() {
-        format!(
-            "{} surrogate key(s) purged ({mode}) from service {} in {} API call(s)",
-            keys.len(),
-            cdn.service,
-            report.calls
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v.to_str().ok().filter(|k| {
+        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| (0x21..=0x7E).contains(&b))
+    });
+    let key = key.ok_or_else(|| {
+        AppError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
         )
-    } else {
-        tracing::error!(failed = failed.len(), "CDN purge incomplete");
-        format!(
-            "{} of {} surrogate key(s) not purged ({mode}, {} API call(s)); the generation bump still invalidates them: {}",
-            failed.len(),
-            keys.len(),
-            report.calls,
-            failed.join("; ")
-        )
-    };
-    edgegen_shared::api::Step {
-        step: crate::store::sqlite::PURGE_STEP.into(),
-        phase: "edge_node_invalidation".into(),
-        status: if failed.is_empty() { "ok" } else { "failed" }.into(),
-        detail,
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }
-}
-
-/// Runs the request's analysis off the async threads (a large schema takes CPU time).
-async fn run_analysis(
-    state: &AppState,
-    request: &ReleaseRequest,
-) -> Result<Option<crate::analysis::Analysis>, AppError> {
-    let Some(input) = request.analysis.clone() else { return Ok(None) };
-    let (contract_to, config) = (request.contract_schema.clone(), Arc::clone(&state.analysis));
-    let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyse(&input, contract_to.as_ref(), &config))
-        .await
-        .map_err(AppError::internal)?;
-    Ok(Some(analysis))
+    })?;
+    Ok(Some(key.to_owned()))
 }
 
 #[utoipa::path(post, path = "/v1/releases", tag = "releases", security(("admin" = [])),
@@ -355,74 +280,17 @@ async fn commit_release(
     headers: HeaderMap,
     body: Result<Json<ReleaseRequest>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().ok().filter(|k| {
-                !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN && k.bytes().all(|b| (0x21..=0x7E).contains(&b))
-            });
-            Some(
-                key.ok_or_else(|| {
-                    AppError::bad_request(
-                        "invalid_idempotency_key",
-                        format!("Idempotency-Key: must be 1-{MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
-                    )
-                })?
-                .to_owned(),
-            )
-        }
-    };
+    let key = idempotency_key(&headers)?;
     let Json(request) = body?;
-    let analysis = run_analysis(&state, &request).await?;
-    if let Some(a) = &analysis
-        && a.report.exit_code == edgegen_analysis::plan::EXIT_BLOCKED
-    {
-        let why = a.report.blocked.clone().unwrap_or_else(|| {
-            let codes: Vec<String> = a
-                .report
-                .findings
-                .iter()
-                .filter(|f| f.severity == edgegen_analysis::Severity::Blocking)
-                .map(|f| format!("{} ({})", f.code, f.table.as_deref().or(f.column.as_deref()).unwrap_or("-")))
-                .collect();
-            codes.join(", ")
-        });
-        return Err(AppError::unprocessable(
-            "analysis_blocked",
-            format!("release blocked by analysis, nothing moved: {why}"),
-        ));
-    }
-    let report = analysis.as_ref().map(|a| a.report.clone());
-    let mut steps = analysis.map(|a| a.steps).unwrap_or_default();
-    if let Some(step) = verify_shards(&state, &request).await? {
-        steps.push(step);
-    }
-    // BEGIN live-data contract check (crate::live_check; issue 13)
-    let hosts: Vec<(String, Vec<String>)> = (request.tenants.iter())
-        .filter_map(|t| state.store.tenant_state(t).map(|s| (t.as_str().to_owned(), s.hosts)))
-        .collect();
-    let analysed_contract = request.analysis.as_ref().and(request.contract_schema.as_ref());
-    match crate::live_check::before_commit(&state.analysis, &hosts, analysed_contract).await {
-        Ok(step) => steps.extend(step),
-        Err(why) => return Err(AppError::unprocessable("contract_verification_failed", why)),
-    }
-    // END live-data contract check
-    let committed = state.store.commit_release(request, key, steps).await?;
-    let mut release = committed.release;
-    if let (Some(cdn), false) = (&state.cdn, committed.replayed) {
-        let (plans, _) = crate::analysis::tenant_plans(&release.tenants, report.as_ref(), &state.analysis);
-        let keys: Vec<String> = plans.into_iter().flat_map(|p| p.purge_surrogate_keys).collect();
-        let step = purge_step(cdn, &keys).await;
-        state.store.replace_step(release.id.clone(), step).await?;
-        release = state.store.release(release.id.clone()).await?.unwrap_or(release);
-    }
-    let location = format!("/v1/releases/{}", release.id);
+    let committed = state.engine().commit(request, key).await?;
+    let release = committed.release;
     if committed.replayed {
         let mut response = (StatusCode::OK, Json(release)).into_response();
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
         return Ok(response);
     }
     tracing::info!(release = %release.id, tenants = release.tenants.len(), "release committed");
+    let location = format!("/v1/releases/{}", release.id);
     let mut response = (StatusCode::CREATED, Json(release)).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -481,7 +349,8 @@ async fn manifest(
     let tenant = tenant_id(&tenant)?;
     let current = state
         .store
-        .tenant_state(&tenant)
+        .tenant(tenant.clone())
+        .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {tenant} does not exist")))?;
     let etag = format!("\"{}\"", current.generation);
     let not_modified = headers
@@ -489,6 +358,13 @@ async fn manifest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
     state.metrics.manifest(not_modified);
+    // The PoP that asked (if it named itself) was served this generation: what vouches for
+    // its acknowledgement of it.
+    if let Some(pop) = headers.get(crate::engine::POP_HEADER).and_then(|v| v.to_str().ok()) {
+        let pop = PopId::new(pop)
+            .map_err(|e| AppError::bad_request("invalid_pop", format!("{} header: {e}", crate::engine::POP_HEADER)))?;
+        state.engine().manifest_served(pop, current.id.clone(), current.generation).await?;
+    }
     let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
     if not_modified {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
@@ -524,7 +400,7 @@ async fn manifest(
         (status = 422, description = "A field breaks a rule", body = ErrorBody)))]
 async fn ack(State(state): State<AppState>, body: Result<Json<Ack>, JsonRejection>) -> Result<StatusCode, AppError> {
     let Json(ack) = body?;
-    state.store.record_ack(ack).await?;
+    state.engine().ack(ack).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -101,13 +101,15 @@ pub async fn verify(
 ) -> Vec<ShardReport> {
     let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut checking = std::collections::HashMap::new();
     for tenant in tenants {
         let Some(shard) = shards.get(tenant).cloned() else { continue };
         let shared = shards.values().filter(|s| **s == shard).count() > 1;
         let rls = Arc::clone(&rls);
         let (tenant, expected, settings, gate) =
             (tenant.clone(), Arc::clone(&expected), Arc::clone(&settings), Arc::clone(&gate));
-        tasks.spawn(async move {
+        let of = tenant.clone();
+        let handle = tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let t = tenant.clone();
             let check = tokio::task::spawn_blocking(move || match &shard {
@@ -127,15 +129,29 @@ pub async fn verify(
                 },
             }
         });
+        checking.insert(handle.id(), of);
     }
     let mut reports = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        if let Ok(report) = done {
-            reports.push(report);
-        }
+        let tenant = match &done {
+            Ok(report) => report.tenant.clone(),
+            Err(e) => checking.get(&e.id()).cloned().unwrap_or_else(|| tenants[0].clone()),
+        };
+        reports.push(completed(tenant, done));
     }
     reports.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     reports
+}
+
+/// The report of a check task: a task that panicked or was cancelled fails the
+/// verification (its shard was not verified), it is never dropped.
+fn completed(tenant: TenantId, done: Result<ShardReport, tokio::task::JoinError>) -> ShardReport {
+    done.unwrap_or_else(|e| ShardReport {
+        tenant,
+        drift: vec![],
+        leakage: vec![],
+        error: Some(format!("check did not complete: {e}")),
+    })
 }
 
 fn quote_ident(name: &str) -> String {
@@ -350,4 +366,20 @@ fn check_postgres(
         report.error = Some(format!("PostgreSQL shard: {e}"));
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_check_fails_the_verification() {
+        #[allow(clippy::panic)]
+        let panicked = tokio::spawn(async { panic!("check exploded") }).await.map(|()| unreachable!());
+        let tenant = TenantId::new("acme").unwrap();
+        let report = completed(tenant.clone(), panicked);
+        assert_eq!(report.tenant, tenant);
+        assert!(!report.clean(), "a panicked check must not pass");
+        assert!(report.error.as_deref().is_some_and(|e| e.contains("did not complete")), "{report:?}");
+    }
 }

@@ -126,7 +126,7 @@ fn bounded(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The debug headers a valid probe gets (DESIGN.md), in order.
+/// The debug headers a valid probe gets (ARCHITECTURE.md, "HTTP headers"), in order.
 pub fn probe_headers(
     outcome: Outcome,
     key_hex: Option<&str>,

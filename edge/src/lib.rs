@@ -165,7 +165,7 @@ pub fn is_unkeyed_request_header(name: &str) -> bool {
     is_edgegen_header(name) || UNKEYED_REQUEST_HEADERS.iter().any(|h| same(h))
 }
 
-/// The JSON error body of DESIGN.md: `{"error":{"code":..,"message":..}}`.
+/// The JSON error body (ARCHITECTURE.md, "Coordinator HTTP API"): `{"error":{"code":..,"message":..}}`.
 pub fn error_body(code: &str, message: &str) -> String {
     serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
 }

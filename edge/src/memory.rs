@@ -26,6 +26,8 @@ pub struct MemoryPlatform {
     pub origin_requests: Vec<Request>,
     /// Every background POST to the coordinator: (path, JSON body).
     pub posts: Vec<(String, String)>,
+    /// The extra request headers of every GET to the coordinator, in order.
+    pub coordinator_headers: Vec<Vec<(String, String)>>,
     /// Log lines.
     pub logs: Vec<String>,
 }
@@ -45,6 +47,7 @@ impl MemoryPlatform {
             coordinator: Box::new(coordinator),
             origin_requests: Vec::new(),
             posts: Vec::new(),
+            coordinator_headers: Vec::new(),
             logs: Vec::new(),
         }
     }
@@ -91,7 +94,8 @@ impl Platform for MemoryPlatform {
         (self.origin)(req)
     }
 
-    fn coordinator_get(&mut self, path: &str) -> Result<Fetched, String> {
+    fn coordinator_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> {
+        self.coordinator_headers.push(headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect());
         (self.coordinator)(path)
     }
 

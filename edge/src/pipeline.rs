@@ -125,11 +125,11 @@ pub trait Platform {
     /// # Errors
     /// The origin cannot be reached.
     fn origin(&mut self, req: &Request) -> Result<Fetched, String>;
-    /// `GET` on the coordinator's edge API.
+    /// `GET` on the coordinator's edge API, with the given extra request headers.
     ///
     /// # Errors
     /// The coordinator cannot be reached.
-    fn coordinator_get(&mut self, path: &str) -> Result<Fetched, String>;
+    fn coordinator_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Fetched, String>;
     /// `POST` of a JSON body to the coordinator's edge API, in the background (awaited after
     /// the response is sent; failures are logged by the platform).
     fn coordinator_post(&mut self, path: &str, json: String);
@@ -1209,7 +1209,9 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
         }
     }
     let resp = p
-        .coordinator_get(&format!("/v1/edge/manifests/{tenant}"))
+        // The PoP names itself: the coordinator accepts its acknowledgement of this
+        // generation only because it served it this manifest.
+        .coordinator_get(&format!("/v1/edge/manifests/{tenant}"), &[(edgegen_shared::wire::POP_HEADER, &env.pop)])
         .map_err(|e| format!("coordinator unreachable: {e}"))?;
     if resp.status != 200 {
         return Err(format!("coordinator answered {}", resp.status));

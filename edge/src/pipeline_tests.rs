@@ -656,4 +656,9 @@ fn manifests_are_trusted_while_fresh_and_acknowledged_once_per_generation() {
     h.advance(2);
     h.get("/a", &[]);
     assert_eq!(acks(&h), 2);
+    // Every manifest request names this PoP: the coordinator accepts its acks only then.
+    assert!(!h.p.coordinator_headers.is_empty());
+    for headers in &h.p.coordinator_headers {
+        assert_eq!(headers, &[("edgegen-pop".to_owned(), h.env.pop.clone())]);
+    }
 }

@@ -115,9 +115,12 @@ impl Platform for Fastly {
         Ok(fetched(&mut resp))
     }
 
-    fn coordinator_get(&mut self, path: &str) -> Result<Fetched, String> {
-        let req = Request::get(format!("http://coordinator{path}"))
+    fn coordinator_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> {
+        let mut req = Request::get(format!("http://coordinator{path}"))
             .with_header("authorization", format!("Bearer {}", self.edge_token));
+        for (name, value) in headers {
+            req.set_header(*name, *value);
+        }
         let mut resp = req.send(COORDINATOR_BACKEND).map_err(|e| e.to_string())?;
         Ok(fetched(&mut resp))
     }

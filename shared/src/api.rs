@@ -1,5 +1,6 @@
-//! Bodies of the coordinator's admin API (DESIGN.md): what `edgegen` (the CLI), the
-//! end-to-end harness and release pipelines send and read. Times are Unix milliseconds.
+//! Bodies of the coordinator's admin API (ARCHITECTURE.md, "Contract between the parts"):
+//! what `edgegen` (the CLI), the end-to-end harness and release pipelines send and read.
+//! Times are Unix milliseconds.
 //!
 //! Request types reject unknown fields (a misspelt field must not be silently ignored in a
 //! release); response types tolerate them (a newer coordinator may add fields).
@@ -114,6 +115,87 @@ impl ReleaseStatus {
     }
 }
 
+/// Defines a wire enum (snake_case on the wire) with `as_str` and a padding-aware `Display`.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The snake_case name used on the wire and in storage.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value named `text` (its wire name), if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Whether a release moves tenants forward or restores an earlier state.
+    ReleaseKind {
+        /// A release requested by an operator.
+        Release => "release",
+        /// A new generation carrying the state before an earlier release.
+        Rollback => "rollback",
+    }
+}
+
+wire_enum! {
+    /// The phases of an execution log, in the order a release runs them.
+    Phase {
+        /// SQL schema changes analysed.
+        SchemaAnalysis => "schema_analysis",
+        /// The contract hash checked against its schema.
+        ContractVerification => "contract_verification",
+        /// New key scopes derived, old ones retired.
+        DeterministicKeyGeneration => "deterministic_key_generation",
+        /// Tenant isolation checked (analysis, shards).
+        TenantIsolationCheck => "tenant_isolation_check",
+        /// Generations committed, CDN purged, PoPs acknowledging.
+        EdgeNodeInvalidation => "edge_node_invalidation",
+        /// The way back checked.
+        RollbackVerification => "rollback_verification",
+    }
+}
+
+wire_enum! {
+    /// What became of an execution-log step.
+    StepStatus {
+        /// It ran and succeeded.
+        Ok => "ok",
+        /// It ran and failed.
+        Failed => "failed",
+        /// It did not run; the detail says why.
+        Skipped => "skipped",
+        /// It ran and found problems that the configured policy lets through (e.g. the
+        /// live-data contract check under policy `warn`); the detail names them.
+        Warning => "warning",
+        /// It has not finished yet (e.g. waiting for acknowledgements, or queued for delivery).
+        Pending => "pending",
+    }
+}
+
 /// What a release did to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -141,7 +223,7 @@ pub struct Release {
     /// The id.
     pub id: ReleaseId,
     /// `release` or `rollback`.
-    pub kind: String,
+    pub kind: ReleaseKind,
     /// For a rollback: the release it rolled back.
     #[serde(default)]
     pub rollback_of: Option<ReleaseId>,
@@ -161,7 +243,7 @@ pub struct Release {
     pub execution_log: ExecutionLog,
 }
 
-/// The execution log of a release (DESIGN.md): every figure in it is measured.
+/// The execution log of a release (ARCHITECTURE.md, "Execution log"): every figure in it is measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecutionLog {
@@ -184,11 +266,10 @@ pub struct ExecutionLog {
 pub struct Step {
     /// What was done.
     pub step: String,
-    /// One of `schema_analysis`, `contract_verification`, `deterministic_key_generation`,
-    /// `tenant_isolation_check`, `edge_node_invalidation`, `rollback_verification`.
-    pub phase: String,
-    /// `ok`, `failed`, `skipped` or `pending`.
-    pub status: String,
+    /// The phase of the execution log it belongs to.
+    pub phase: Phase,
+    /// What became of it.
+    pub status: StepStatus,
     /// What happened, with the figures.
     pub detail: String,
     /// How long it took.

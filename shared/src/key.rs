@@ -1,4 +1,5 @@
-//! Request normalization and cache-key derivation (DESIGN.md, invariant 6).
+//! Request normalization and cache-key derivation (ARCHITECTURE.md, "Contract between the
+//! parts": cache key).
 //!
 //! A cache key is `SHA-256("edgegen/key/v1" ‖ fields)` in the length-prefixed encoding of
 //! [`crate::encoding`], with these fields in this order:

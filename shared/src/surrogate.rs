@@ -1,4 +1,5 @@
-//! Tenant-scoped surrogate keys (DESIGN.md) and Fastly's limits on them.
+//! Tenant-scoped surrogate keys (ARCHITECTURE.md, "Contract between the parts") and
+//! Fastly's limits on them.
 //!
 //! Every surrogate key edgegen emits starts with its tenant, so purging a tenant's key can
 //! never touch another tenant's objects, and a key an origin names is always re-scoped under

@@ -5,6 +5,11 @@
 //! ignored, so a newer edge can add fields without breaking an older coordinator.
 //! Times are Unix milliseconds.
 
+/// The request header in which the edge names its PoP when it fetches a manifest. The
+/// coordinator accepts a PoP's acknowledgement of a generation only after it served that PoP
+/// that generation's manifest.
+pub const POP_HEADER: &str = "edgegen-pop";
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ContractHash, Generation, PopId, SchemaVersion, TenantId};

@@ -238,6 +238,18 @@ fn bootstrap(needs: Needs) -> Result {
             run(&pip.to_string_lossy(), &["install", "-q", &format!("schemathesis=={SCHEMATHESIS_VERSION}")])?;
         }
     }
+
+    // HAProxy for the replica scenario: the PoPs reach three coordinators through a real
+    // load balancer (Debian's package; the test writes its own config and runs its own
+    // process, never the system service).
+    if output("haproxy", &["-v"]).is_some() {
+        println!("haproxy: present");
+    } else {
+        println!("haproxy: missing -> installing Debian's haproxy");
+        run("apt-get", &["update", "-qq"])?;
+        run("apt-get", &["install", "-y", "-qq", "haproxy"])?;
+        output("haproxy", &["-v"]).ok_or("haproxy still missing after apt-get install haproxy")?;
+    }
     Ok(())
 }
 

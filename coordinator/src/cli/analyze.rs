@@ -3,7 +3,7 @@
 //! (`tenant_column`, default `tenant_id`; `global_tables`, default none); without a config,
 //! every table is a tenant table.
 //!
-//! Exit codes (DESIGN.md): 0 safe; 1 needs a release (changes that break cached data);
+//! Exit codes (ARCHITECTURE.md, "CLI"): 0 safe; 1 needs a release (changes that break cached data);
 //! 2 blocked (isolation violations, unparseable or unsupported input).
 
 use std::path::{Path, PathBuf};

@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, Flags, ProcessEnv};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, RouterSettings};
-use crate::store::sqlite::{SqliteStore, StoreSettings};
+use crate::store::postgres::PostgresStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreSettings};
 
 /// `edgegen serve` arguments (secrets come from the environment or the config file).
 #[derive(clap::Args)]
@@ -23,6 +25,10 @@ pub struct ServeArgs {
     /// Directory of the SQLite database (created if missing).
     #[arg(long, env = "EDGEGEN_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database shared by several replicas, postgres://USER@HOST:PORT/DB
+    /// (default: SQLite in --data-dir).
+    #[arg(long, env = "EDGEGEN_STORE")]
+    store: Option<String>,
     /// Config file (default: ./edgegen.toml if it exists).
     #[arg(long, env = "EDGEGEN_CONFIG")]
     config: Option<PathBuf>,
@@ -37,28 +43,37 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")))
         .with_writer(std::io::stderr)
         .init();
-    let flags = Flags { listen: args.listen, data_dir: args.data_dir, config: args.config };
+    let flags = Flags { listen: args.listen, data_dir: args.data_dir, store: args.store, config: args.config };
     let config = Config::resolve(&flags, &ProcessEnv)?;
     let metrics = Arc::new(Metrics::default());
-    let store = SqliteStore::open(
-        &config.data_dir,
-        StoreSettings {
-            manifest_max_age_ms: config.manifest_max_age_ms,
-            pop_live_window_ms: config.pop_live_window_ms,
-            auto_rollback: config.auto_rollback,
-            convergence_deadline_ms: config.convergence_deadline_ms,
-        },
-        Arc::clone(&metrics),
-    )
-    .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let settings = StoreSettings {
+        manifest_max_age_ms: config.manifest_max_age_ms,
+        pop_live_window_ms: config.pop_live_window_ms,
+        auto_rollback: config.auto_rollback,
+        convergence_deadline_ms: config.convergence_deadline_ms,
+        cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
+        outbox_wake: Some(Arc::clone(&outbox_wake)),
+    };
+    let store: Arc<dyn Store> = match &config.store {
+        Some(url) => Arc::new(
+            PostgresStore::open(url.as_str(), settings, Arc::clone(&metrics))
+                .with_context(|| format!("opening the store {url:?}"))?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&config.data_dir, settings, Arc::clone(&metrics))
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        ),
+    };
     let state = AppState {
-        store: Arc::new(store),
+        store,
         metrics,
         manifest_key: config.manifest_key.clone(),
         manifest_max_age_ms: config.manifest_max_age_ms,
         analysis: Arc::new(config.analysis.clone()),
         shards: Arc::new(config.shards.clone()),
         shard_rls: Arc::new(config.shard_rls.clone()),
+        fetches: Arc::default(),
         cdn: match &config.fastly {
             None => None,
             Some(f) => Some(Arc::new(crate::server::Cdn {
@@ -81,7 +96,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %config.data_dir.display(), max_age_ms = config.manifest_max_age_ms, "edgegen coordinator listening");
+        // The outbox worker delivers post-commit effects (also those a previous process
+        // committed but did not deliver) until the server stops.
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = state.cdn.clone().map(|cdn| {
+            let store = Arc::clone(&state.store);
+            tokio::spawn(crate::outbox::run_worker(store, cdn, outbox_wake, async move {
+                let _ = worker_stopped.await;
+            }))
+        });
         server::run(listener, server::app(state, &settings), shutdown_signal()).await.context("serving")?;
+        let _ = stop_worker.send(());
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)
     })

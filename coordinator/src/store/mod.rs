@@ -1,33 +1,77 @@
-//! Durable state behind a small trait, so handlers never see SQL and a PostgreSQL backend
-//! can follow without touching them. Only this module's implementations speak SQL.
+//! Durable state behind a small trait, so the engine and handlers never see SQL. Only this
+//! module's implementations speak SQL to the coordinator's own database.
 //!
-//! A store owns the whole write path of a release: it plans (with [`crate::domain`]),
-//! records the execution log, and commits in one transaction, so "all tenants or none" holds
-//! across crashes. Reads that must be fast (the manifest path) are served from memory
-//! ([`Store::tenant_state`]), which the store updates only after a commit is durable.
+//! A store applies the pure decisions ([`crate::domain`] plans, [`crate::execlog`] logs,
+//! [`crate::convergence`] tracking) inside its transactions, so "all tenants or none" holds
+//! across crashes, and writes a release's post-commit effects ([`crate::outbox`]) in the
+//! same transaction. Reads that must be fast (the manifest path, [`Store::tenant`]) never
+//! return a state older than a commit already acknowledged: the SQLite store serves them
+//! from memory, updated right after a commit is durable with nothing fallible in between.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, StoredReport, Tenant};
-use edgegen_shared::{Ack, ReleaseId, Report, TenantId};
+use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Step, StoredReport, Tenant, TenantChange};
+use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::domain::{Refusal, TenantState};
+use crate::outbox::Effect;
 
 /// A boxed future, so the trait stays object-safe (`Arc<dyn Store>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The cause of a store failure, shared so one failed batch can answer every caller in it.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A store operation that did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Refused: the request conflicts with the state or is impossible. Nothing changed.
     #[error("refused: {0:?}")]
     Refused(Refusal),
     /// The store failed (I/O, corruption). Nothing changed: the transaction rolled back.
-    #[error("store failure: {0}")]
-    Internal(String),
+    /// `context` says what was being done; `source` keeps the underlying error.
+    #[error("{context}")]
+    Internal {
+        /// What the store was doing.
+        context: String,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    /// A failure with no underlying error.
+    pub fn internal(context: impl Into<String>) -> Self {
+        StoreError::Internal { context: context.into(), source: None }
+    }
+
+    /// A failure caused by `source` while doing `context`.
+    pub fn caused(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Internal { context: context.into(), source: Some(Arc::new(source)) }
+    }
+
+    /// Stored data that does not validate (`what` names it).
+    pub fn corrupt(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::caused(format!("stored data does not validate: {}", what.into()), source)
+    }
+
+    /// The message and every source below it, joined by `: ` (for logs).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(e) = next {
+            out.push_str(": ");
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        out
+    }
 }
 
 impl From<Refusal> for StoreError {
@@ -38,8 +82,32 @@ impl From<Refusal> for StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Internal(e.to_string())
+        StoreError::caused("SQLite", e)
     }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::caused("encoding or decoding stored JSON", e)
+    }
+}
+
+/// Settings the store applies to releases.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Manifest max age: the convergence bound.
+    pub manifest_max_age_ms: u64,
+    /// PoPs seen within this window count as live.
+    pub pop_live_window_ms: u64,
+    /// Auto-rollback policy on reports.
+    pub auto_rollback: Option<crate::config::AutoRollback>,
+    /// Roll a release back automatically when it has not converged this long after its
+    /// commit (`None`: never).
+    pub convergence_deadline_ms: Option<u64>,
+    /// The CDN service releases purge through (its effects go to the outbox), if any.
+    pub cdn_service: Option<String>,
+    /// Woken after each commit that wrote an outbox effect.
+    pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// The result of storing an edge report.
@@ -59,24 +127,33 @@ pub struct Committed {
     pub replayed: bool,
 }
 
-/// The coordinator's durable state.
+/// The surrogate keys a release must purge, computed from its tenant changes inside the
+/// commit's transaction (the changes are only known there). Written to the outbox.
+pub type PurgePlan = Box<dyn FnOnce(&[TenantChange]) -> Vec<String> + Send>;
+
+/// The coordinator's durable state: transactional data access. The decisions it applies
+/// come from [`crate::domain`], [`crate::convergence`] and [`crate::execlog`]; the use case
+/// around them (analysis gate, shard verification, effects) is [`crate::engine`]'s.
 pub trait Store: Send + Sync + 'static {
-    /// A tenant's current state, from memory (the manifest path).
-    fn tenant_state(&self, id: &TenantId) -> Option<TenantState>;
-    /// Every tenant's current state, from memory, sorted by id.
-    fn tenant_states(&self) -> Vec<TenantState>;
+    /// A tenant's current state (the manifest path): never older than the last commit
+    /// acknowledged to any caller.
+    fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>>;
+    /// Every tenant's current state, sorted by id.
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>>;
     /// Registers a tenant at generation 1.
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
-    /// Commits a release: every listed tenant to its next generation, in one transaction.
-    /// `analysis_steps` (from [`crate::analysis`]) replace the log's placeholders for the
-    /// phases they cover.
+    /// Commits a release: every listed tenant to its next generation, in one transaction,
+    /// with the outbox effects `purge` yields (when a CDN is configured). `analysis_steps`
+    /// (from [`crate::analysis`]) replace the log's placeholders for the phases they cover.
     fn commit_release(
         &self,
         request: ReleaseRequest,
         idempotency_key: Option<String>,
-        analysis_steps: Vec<edgegen_shared::api::Step>,
+        analysis_steps: Vec<Step>,
+        purge: PurgePlan,
     ) -> BoxFuture<'_, Result<Committed, StoreError>>;
-    /// Rolls a release back (a new release restoring the previous state), in one transaction.
+    /// Rolls a release back (a new release restoring the previous state), in one
+    /// transaction with its outbox effects.
     fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>>;
     /// A release with its tenants and execution log.
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>>;
@@ -90,7 +167,21 @@ pub trait Store: Send + Sync + 'static {
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Stores an edge report and applies the auto-rollback policy.
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>>;
-    /// Replaces the release's execution-log step of the same name (a step finished after
-    /// the commit, such as the CDN purge).
-    fn replace_step(&self, id: ReleaseId, step: edgegen_shared::api::Step) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records, where every replica can see it, that `pop` was served `tenant`'s manifest
+    /// at `generation` (called once per new generation per PoP, not per request). A
+    /// single-process store has nothing to share and does nothing.
+    fn record_fetch(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// The highest generation of `tenant`'s manifest any replica recorded serving `pop`.
+    fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;
+    /// Outbox effects due at `now` (Unix ms), oldest first, at most `limit`.
+    fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>>;
+    /// Records an attempt at an effect: `step` (its outcome) replaces the release's
+    /// execution-log step of that name; `retry_at` schedules another attempt, `None` ends
+    /// the effect (delivered, or given up).
+    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>>;
 }

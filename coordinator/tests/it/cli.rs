@@ -108,6 +108,12 @@ mod against_a_server {
     }
 
     fn ack(addr: SocketAddr, pop: &str, tenant: &str, generation: u64) {
+        // A PoP names itself when it fetches the manifest; only then is its ack accepted.
+        let fetched = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-H", &format!("authorization: Bearer {EDGE}")])
+            .args(["-H", &format!("edgegen-pop: {pop}"), &format!("http://{addr}/v1/edge/manifests/{tenant}")])
+            .status();
+        assert!(fetched.map(|s| s.success()).unwrap_or(false), "fetching the manifest failed");
         let body = format!(r#"{{"pop":"{pop}","tenant":"{tenant}","generation":{generation},"observed_at":1}}"#);
         let out = Command::new("curl")
             .args(["-sf", "-o", "/dev/null", "-H", &format!("authorization: Bearer {EDGE}")])

@@ -237,10 +237,32 @@ async fn edgegen_purge_cli() {
     assert_eq!(run(vec!["purge", "--service", "SVC1", "bad key"], Some(TOKEN)).await.unwrap().status.code(), Some(2));
 }
 
+/// The purge step of release `id` once it is no longer `pending` (the outbox worker
+/// delivers it after the commit), within `within`.
+async fn purge_step_settled(router: &Router, id: &str, within: Duration) -> Value {
+    use crate::support::{ADMIN, send};
+    let started = Instant::now();
+    loop {
+        let r = send(router, "GET", &format!("/v1/releases/{id}"), Some(ADMIN), None).await.body;
+        let step = r["execution_log"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "purge CDN surrogate keys")
+            .unwrap()
+            .clone();
+        if step["status"] != "pending" || started.elapsed() > within {
+            return step;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A release purges its plan's surrogate keys (retired generation, manifest) through the
-/// CDN after the commit, and the execution log carries the real outcome.
+/// CDN from the outbox after the commit, and the execution log carries the real outcome;
+/// a rollback purges too.
 #[tokio::test]
-async fn releases_purge_their_keys_and_log_the_outcome() {
+async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome() {
     use crate::support::{ADMIN, add_tenant, release_body, router_with_cdn, send};
     let api = Api::default();
     let addr = serve(api.clone()).await;
@@ -256,13 +278,7 @@ async fn releases_purge_their_keys_and_log_the_outcome() {
     }
     let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a", "b"]))).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-    let step = a.body["execution_log"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "purge CDN surrogate keys")
-        .unwrap()
-        .clone();
+    let step = purge_step_settled(&router, "rel-1", Duration::from_secs(5)).await;
     assert_eq!(step["status"], "ok", "{step}");
     assert!(
         step["detail"].as_str().unwrap().starts_with("4 surrogate key(s) purged (soft) from service SVC1"),
@@ -273,17 +289,116 @@ async fn releases_purge_their_keys_and_log_the_outcome() {
     assert_eq!(body["surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a", "t/b/g/1", "edgegen-manifest/b"]));
     assert_eq!(seen[0].headers["fastly-soft-purge"], "1");
 
-    // A key the API does not confirm is reported in the log; the release stands.
-    api.unconfirmed.lock().unwrap().push("t/a/g/2".into());
+    // A rollback purges the generation it retires and the manifests.
+    let rb = send(&router, "POST", "/v1/releases/rel-1/rollback", Some(ADMIN), None).await;
+    assert_eq!(rb.status, StatusCode::CREATED, "{}", rb.text);
+    let step = purge_step_settled(&router, "rel-2", Duration::from_secs(5)).await;
+    assert_eq!(step["status"], "ok", "{step}");
+    let body: Value = serde_json::from_str(&api.seen()[1].body).unwrap();
+    assert_eq!(body["surrogate_keys"], json!(["t/a/g/2", "edgegen-manifest/a", "t/b/g/2", "edgegen-manifest/b"]));
+
+    // A key the API does not confirm is reported in the log and retried with backoff; the
+    // release stands, and once the API confirms it the step says so.
+    api.unconfirmed.lock().unwrap().push("t/a/g/3".into());
     let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
     assert_eq!(a.status, StatusCode::CREATED);
-    let step = a.body["execution_log"]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step"] == "purge CDN surrogate keys")
-        .unwrap()
-        .clone();
-    assert_eq!(step["status"], "failed");
-    assert!(step["detail"].as_str().unwrap().contains("t/a/g/2 (the API did not confirm this key)"), "{step}");
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let retrying = loop {
+        let r = send(&router, "GET", &format!("/v1/releases/{id}"), Some(ADMIN), None).await.body;
+        let step = r["execution_log"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "purge CDN surrogate keys")
+            .unwrap()
+            .clone();
+        if step["detail"].as_str().unwrap().starts_with("attempt 1:") || started.elapsed() > Duration::from_secs(5) {
+            break step;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(retrying["status"], "pending", "{retrying}");
+    assert!(retrying["detail"].as_str().unwrap().contains("t/a/g/3 (the API did not confirm this key)"), "{retrying}");
+    assert!(retrying["detail"].as_str().unwrap().contains("retrying in 100 ms"), "{retrying}");
+    api.unconfirmed.lock().unwrap().clear();
+    let step = purge_step_settled(&router, &id, Duration::from_secs(5)).await;
+    assert_eq!(step["status"], "ok", "{step}");
+    assert!(step["detail"].as_str().unwrap().contains("attempt 2"), "{step}");
+}
+
+/// The purge is in the outbox of the release's transaction: SIGKILL the coordinator right
+/// after it acknowledged the commit (before the CDN confirmed the purge), restart it on the
+/// same data directory, and the new process delivers the purge and logs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_commit_then_restart_delivers_the_purge() {
+    use edgegen_tests::process::{ChildGuard, free_port};
+
+    use crate::support::{ADMIN, EDGE, MANIFEST_KEY, contract};
+    let api = Api::default();
+    let fastly = serve(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |log: &str| {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edgegen"));
+        cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .env("EDGEGEN_ADMIN_TOKEN", ADMIN)
+            .env("EDGEGEN_EDGE_TOKEN", EDGE)
+            .env("EDGEGEN_MANIFEST_KEY", MANIFEST_KEY)
+            .env("FASTLY_SERVICE_ID", "SVC1")
+            .env("FASTLY_API_TOKEN", TOKEN)
+            .env("FASTLY_API_URL", format!("http://{fastly}"))
+            .env("RUST_LOG", "warn");
+        let mut child = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join(log)).unwrap();
+        child.wait_for_port(addr, Duration::from_secs(30)).unwrap();
+        (child, format!("http://{addr}"))
+    };
+    let http = reqwest::Client::new();
+    let (server, base) = start("first.log");
+    let t = json!({"id": "acme", "hosts": ["acme.test"], "schema_version": "1.0.0", "contract_hash": contract(1)});
+    let r = http.post(format!("{base}/v1/tenants")).bearer_auth(ADMIN).json(&t).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    // The CDN accepts the calls but confirms none of these keys: the purge stays undelivered.
+    api.unconfirmed.lock().unwrap().extend(["t/acme/g/1".to_owned(), "edgegen-manifest/acme".to_owned()]);
+    let body = json!({"tenants": ["acme"], "schema_version": "1.0.1", "contract_hash": contract(2)});
+    let r = http.post(format!("{base}/v1/releases")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    drop(server); // SIGKILL the PID we started, right after the commit was acknowledged
+    let before = api.seen().len();
+    api.unconfirmed.lock().unwrap().clear();
+
+    let (_server, base) = start("second.log");
+    let started = Instant::now();
+    let step = loop {
+        let r: Value = http
+            .get(format!("{base}/v1/releases/rel-1"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let step = r["execution_log"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "purge CDN surrogate keys")
+            .unwrap()
+            .clone();
+        if step["status"] == "ok" || started.elapsed() > Duration::from_secs(10) {
+            break step;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(step["status"], "ok", "{step}");
+    assert!(
+        step["detail"].as_str().unwrap().starts_with("2 surrogate key(s) purged (hard) from service SVC1"),
+        "{step}"
+    );
+    let last = api.seen().into_iter().rev().find(|s| s.path == "/service/SVC1/purge").unwrap();
+    let keys: Value = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(keys["surrogate_keys"], json!(["t/acme/g/1", "edgegen-manifest/acme"]));
+    assert!(api.seen().len() > before, "the restarted process made the call");
 }

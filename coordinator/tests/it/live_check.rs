@@ -9,6 +9,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use edgegen_coordinator::analysis::AnalysisConfig;
 use edgegen_coordinator::live_check::{self, Policy};
+use edgegen_shared::api::StepStatus;
 use serde_json::{Value, json};
 
 /// The new contract: `kind` lost its `V2` variant.
@@ -86,7 +87,7 @@ async fn a_tenant_with_a_legacy_variant_blocks_the_release() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(step.status, "ok", "{}", step.detail);
+    assert_eq!(step.status, StepStatus::Ok, "{}", step.detail);
 }
 
 #[tokio::test]
@@ -120,6 +121,6 @@ async fn a_slow_origin_times_out_within_the_bound() {
     let validator = std::sync::Arc::new(live_check::validator(&contract()).unwrap());
     let report = live_check::fetch(&format!("http://{addr}"), targets, validator, 2, Duration::from_millis(200)).await;
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    assert_eq!(report.step(Policy::Block).status, "failed");
+    assert_eq!(report.step(Policy::Block).status, StepStatus::Failed);
     assert!(report.failures()[0].contains("not verified"), "{:?}", report.failures());
 }

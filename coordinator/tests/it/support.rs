@@ -1,6 +1,8 @@
-//! Shared fixtures: an app over a fresh SQLite data dir, request helpers, constants.
+//! Shared fixtures: an app over a fresh SQLite data dir or a fresh PostgreSQL database (three
+//! replicas on it), request helpers, constants.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::Router;
@@ -9,7 +11,9 @@ use axum::http::{Request, StatusCode};
 use edgegen_coordinator::config::AutoRollback;
 use edgegen_coordinator::metrics::Metrics;
 use edgegen_coordinator::server::{AppState, RouterSettings, app};
-use edgegen_coordinator::store::sqlite::{SqliteStore, StoreSettings};
+use edgegen_coordinator::store::postgres::PostgresStore;
+use edgegen_coordinator::store::sqlite::SqliteStore;
+use edgegen_coordinator::store::{Store, StoreSettings};
 use edgegen_shared::SecretKey;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -22,18 +26,120 @@ pub fn contract(byte: u8) -> String {
     format!("sha256:{}", hex::encode([byte; 32]))
 }
 
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file.
+    Sqlite,
+    /// A fresh database on a throwaway PostgreSQL cluster, shared by three replicas.
+    Postgres,
+}
+
 pub struct TestApp {
+    /// The first (or only) replica.
     pub router: Router,
+    /// Every replica on the same store (one for SQLite, three for PostgreSQL).
+    pub replicas: Vec<Router>,
     pub _dir: tempfile::TempDir,
+    pub _cluster: Option<Arc<edgegen_tests::postgres::TempCluster>>,
 }
 
+/// A router over a fresh SQLite store (for tests of the HTTP surface, which is the same on
+/// either store).
 pub fn test_app() -> TestApp {
-    test_app_with(None, None)
+    test_app_on(Backend::Sqlite)
 }
 
-pub fn test_app_with(auto_rollback: Option<AutoRollback>, convergence_deadline_ms: Option<u64>) -> TestApp {
+pub fn test_app_on(backend: Backend) -> TestApp {
+    test_app_with_on(backend, None, None)
+}
+
+pub fn test_app_with_on(
+    backend: Backend,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    TestApp { router: router_on(dir.path(), auto_rollback, convergence_deadline_ms), _dir: dir }
+    match backend {
+        Backend::Sqlite => {
+            let router = router_on(dir.path(), auto_rollback, convergence_deadline_ms);
+            TestApp { router: router.clone(), replicas: vec![router], _dir: dir, _cluster: None }
+        }
+        Backend::Postgres => {
+            let (cluster, url) = fresh_database();
+            let replicas: Vec<Router> = (0..3)
+                .map(|_| {
+                    let url = url.clone();
+                    // The synchronous client must not start inside the test's runtime.
+                    let metrics = Arc::new(Metrics::default());
+                    let for_store = Arc::clone(&metrics);
+                    let store = std::thread::spawn(move || {
+                        PostgresStore::open(
+                            &url,
+                            settings(auto_rollback, convergence_deadline_ms, None, None),
+                            for_store,
+                        )
+                    })
+                    .join()
+                    .unwrap()
+                    .unwrap();
+                    router_over(Arc::new(store), metrics, None, Default::default(), Default::default())
+                })
+                .collect();
+            TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster) }
+        }
+    }
+}
+
+/// The cluster the PostgreSQL tests share while any of them runs (stopped when the last
+/// one drops it, so no server outlives the tests).
+static CLUSTER: Mutex<Weak<edgegen_tests::postgres::TempCluster>> = Mutex::new(Weak::new());
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// A new, empty database on the shared cluster: its URL.
+pub fn fresh_database() -> (Arc<edgegen_tests::postgres::TempCluster>, String) {
+    let cluster = {
+        let mut slot = CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.upgrade() {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(
+                    std::thread::spawn(edgegen_tests::postgres::TempCluster::start)
+                        .join()
+                        .unwrap()
+                        .expect("a PostgreSQL cluster (server binaries from `cargo xtask bootstrap`)"),
+                );
+                *slot = Arc::downgrade(&c);
+                c
+            }
+        }
+    };
+    let name = format!("coordinator_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+    let admin = cluster.url("postgres");
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        postgres::Client::connect(&admin, postgres::NoTls).unwrap().batch_execute(&create).unwrap();
+    })
+    .join()
+    .unwrap();
+    let url = cluster.url(&name);
+    (cluster, url)
+}
+
+fn settings(
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    cdn_service: Option<String>,
+    outbox_wake: Option<Arc<tokio::sync::Notify>>,
+) -> StoreSettings {
+    StoreSettings {
+        manifest_max_age_ms: 1000,
+        pop_live_window_ms: 30_000,
+        auto_rollback,
+        convergence_deadline_ms,
+        cdn_service,
+        outbox_wake,
+    }
 }
 
 pub fn router_on(
@@ -71,15 +177,43 @@ pub fn router_shared(
     shards: edgegen_coordinator::shards::ShardMap,
     shard_rls: edgegen_coordinator::shards::SharedRls,
 ) -> Router {
+    let wake = Arc::new(tokio::sync::Notify::new());
     let metrics = Arc::new(Metrics::default());
-    let store = SqliteStore::open(
-        path,
-        StoreSettings { manifest_max_age_ms: 1000, pop_live_window_ms: 30_000, auto_rollback, convergence_deadline_ms },
-        Arc::clone(&metrics),
-    )
-    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            path,
+            settings(
+                auto_rollback,
+                convergence_deadline_ms,
+                cdn.as_ref().map(|c| c.service.clone()),
+                Some(Arc::clone(&wake)),
+            ),
+            Arc::clone(&metrics),
+        )
+        .unwrap(),
+    );
+    if let Some(cdn) = &cdn {
+        // Runs until the test's runtime ends.
+        tokio::spawn(edgegen_coordinator::outbox::run_worker(
+            Arc::clone(&store),
+            Arc::clone(cdn),
+            wake,
+            std::future::pending(),
+        ));
+    }
+    router_over(store, metrics, cdn, shards, shard_rls)
+}
+
+/// The router of one replica over `store`.
+pub fn router_over(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
+    shards: edgegen_coordinator::shards::ShardMap,
+    shard_rls: edgegen_coordinator::shards::SharedRls,
+) -> Router {
     let state = AppState {
-        store: Arc::new(store),
+        store,
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
         manifest_max_age_ms: 1000,
@@ -87,6 +221,7 @@ pub fn router_shared(
         cdn,
         shards: Arc::new(shards),
         shard_rls: Arc::new(shard_rls),
+        fetches: Arc::default(),
     };
     app(
         state,
@@ -157,7 +292,19 @@ pub async fn release(router: &Router, tenants: &[&str]) -> Value {
     a.body
 }
 
+/// What a PoP does: fetches the tenant's manifest naming itself, then acknowledges.
 pub async fn ack(router: &Router, pop: &str, tenant: &str, generation: u64) -> Answer {
+    fetch_manifest(router, pop, tenant).await;
+    raw_ack(router, pop, tenant, generation).await
+}
+
+/// Fetches `tenant`'s manifest as PoP `pop` (the `edgegen-pop` header).
+pub async fn fetch_manifest(router: &Router, pop: &str, tenant: &str) -> Answer {
+    send_with(router, "GET", &format!("/v1/edge/manifests/{tenant}"), Some(EDGE), None, &[("edgegen-pop", pop)]).await
+}
+
+/// An acknowledgement alone, with no manifest fetch before it.
+pub async fn raw_ack(router: &Router, pop: &str, tenant: &str, generation: u64) -> Answer {
     let body = json!({"pop": pop, "tenant": tenant, "generation": generation, "observed_at": 1});
     send(router, "POST", "/v1/edge/acks", Some(EDGE), Some(body)).await
 }

@@ -77,9 +77,14 @@ async fn origin_left_on_the_old_build_is_rolled_back_automatically() {
         Coordinator::start_on(
             &data,
             addr,
-            // One PoP: it reports a generation's mismatch once per report window (edge-side
-            // dedupe), so one report is the most this scenario can produce.
-            &[("EDGEGEN_AUTO_ROLLBACK_REPORTS", "1"), ("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", "60")],
+            // One PoP in this stack, and it reports a generation's mismatch once per report
+            // window (edge-side dedupe): let that one report from that one PoP fire the policy
+            // (the default asks for two distinct PoPs, so one PoP's traffic cannot roll back).
+            &[
+                ("EDGEGEN_AUTO_ROLLBACK_REPORTS", "1"),
+                ("EDGEGEN_AUTO_ROLLBACK_WINDOW_SECS", "60"),
+                ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "1"),
+            ],
         )
     })
     .await

@@ -1,0 +1,288 @@
+//! The release use case, independent of HTTP and of SQL: the analysis gate, shard
+//! verification, the per-tenant plan whose keys the outbox purges, the commit through the
+//! [`Store`], and the edge-facing checks (which acks are accepted). Handlers in
+//! [`crate::server`] parse and answer; the store persists; this module decides the order
+//! and what blocks a release.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use edgegen_shared::api::{Phase, ReleaseRequest, Step, StepStatus};
+use edgegen_shared::{Ack, Generation, PopId, TenantId};
+
+use crate::analysis::{Analysis, AnalysisConfig};
+use crate::convergence::ManifestFetches;
+use crate::domain::{self, Refusal};
+use crate::execlog;
+use crate::metrics::Metrics;
+use crate::shards::{ShardMap, SharedRls};
+use crate::store::{Committed, Store, StoreError};
+
+/// The request header in which the edge names its PoP when it fetches a manifest.
+pub const POP_HEADER: &str = edgegen_shared::wire::POP_HEADER;
+
+/// Why the engine did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The release is blocked (analysis, shard verification, plan): nothing moved. `code` is
+    /// the stable machine-readable reason.
+    #[error("{message}")]
+    Blocked {
+        /// `analysis_blocked`, `shard_verification_failed`, `invalid_plan`.
+        code: &'static str,
+        /// What blocked it, naming the field, tenant or route.
+        message: String,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An acknowledgement no manifest fetch vouches for.
+    #[error("{0}")]
+    AckRefused(String),
+    /// A worker thread did not complete.
+    #[error("the analysis did not complete: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl From<Refusal> for EngineError {
+    fn from(r: Refusal) -> Self {
+        EngineError::Store(StoreError::Refused(r))
+    }
+}
+
+/// What the engine works with: cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Settings of release analysis.
+    pub analysis: Arc<AnalysisConfig>,
+    /// Tenant database shards, verified before analysed releases commit.
+    pub shards: Arc<ShardMap>,
+    /// How tenants see shared PostgreSQL shards.
+    pub shard_rls: Arc<SharedRls>,
+    /// Which PoP fetched which manifest (what vouches for an ack).
+    pub fetches: Arc<ManifestFetches>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A dry run's answer.
+pub struct Planned {
+    /// The per-tenant plan.
+    pub tenants: Vec<crate::analysis::TenantPlan>,
+    /// Its hash.
+    pub plan_hash: String,
+    /// The analysis, if the request asked for one.
+    pub analysis: Option<Analysis>,
+    /// What the contract verification found.
+    pub contract: Option<String>,
+}
+
+impl Engine {
+    /// The current state of `tenants` (those that exist).
+    async fn current(
+        &self,
+        tenants: &[TenantId],
+    ) -> Result<std::collections::HashMap<TenantId, crate::domain::TenantState>, EngineError> {
+        let mut out = std::collections::HashMap::new();
+        for id in tenants {
+            if let Some(state) = self.store.tenant(id.clone()).await? {
+                out.insert(id.clone(), state);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the request's analysis off the async threads (a large schema takes CPU time).
+    async fn analyse(&self, request: &ReleaseRequest) -> Result<Option<Analysis>, EngineError> {
+        let Some(input) = request.analysis.clone() else { return Ok(None) };
+        let (contract_to, config) = (request.contract_schema.clone(), Arc::clone(&self.analysis));
+        let analysis =
+            tokio::task::spawn_blocking(move || crate::analysis::analyse(&input, contract_to.as_ref(), &config))
+                .await?
+                .map_err(|message| EngineError::Blocked { code: "analysis_blocked", message })?;
+        Ok(Some(analysis))
+    }
+
+    /// A dry run: the plan a release would commit, no state change.
+    ///
+    /// # Errors
+    /// When the request is refused (unknown tenant, bad contract) or its plan is invalid.
+    pub async fn plan(&self, request: &ReleaseRequest) -> Result<Planned, EngineError> {
+        let contract = domain::check_contract(&request.contract_hash, request.contract_schema.as_ref())?;
+        let current = self.current(&request.tenants).await?;
+        let changes = domain::plan_release(request, |id| current.get(id).cloned())?;
+        let analysis = self.analyse(request).await?;
+        let (tenants, plan_hash) =
+            crate::analysis::tenant_plans(&changes, analysis.as_ref().map(|a| &a.report), &self.analysis)
+                .map_err(|message| EngineError::Blocked { code: "invalid_plan", message })?;
+        Ok(Planned { tenants, plan_hash, analysis, contract })
+    }
+
+    /// Commits a release: analysis gate, shard verification, then one transaction moving
+    /// every tenant and writing the purge of the plan's keys to the outbox.
+    ///
+    /// # Errors
+    /// [`EngineError::Blocked`] when analysis, shards or the plan block it (nothing moved);
+    /// the store's refusal or failure otherwise.
+    pub async fn commit(
+        &self,
+        request: ReleaseRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<Committed, EngineError> {
+        let analysis = self.analyse(&request).await?;
+        if let Some(a) = &analysis
+            && a.report.exit_code == edgegen_analysis::plan::EXIT_BLOCKED
+        {
+            let why = a.report.blocked.clone().unwrap_or_else(|| {
+                let codes: Vec<String> = a
+                    .report
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == edgegen_analysis::Severity::Blocking)
+                    .map(|f| format!("{} ({})", f.code, f.table.as_deref().or(f.column.as_deref()).unwrap_or("-")))
+                    .collect();
+                codes.join(", ")
+            });
+            return Err(EngineError::Blocked {
+                code: "analysis_blocked",
+                message: format!("release blocked by analysis, nothing moved: {why}"),
+            });
+        }
+        let report = analysis.as_ref().map(|a| a.report.clone());
+        // The plan's origin keys are checked before anything moves: an invalid key refuses
+        // the release instead of reaching the CDN. Inside the transaction the plan derives
+        // the committed keys from the same routes.
+        if let Some(report) = &report {
+            crate::analysis::check_origin_keys(&request.tenants, report, &self.analysis)
+                .map_err(|message| EngineError::Blocked { code: "invalid_plan", message })?;
+        }
+        let mut steps = analysis.map(|a| a.steps).unwrap_or_default();
+        if let Some(step) = self.verify_shards(&request).await? {
+            steps.push(step);
+        }
+        // The tenants' live data against the new contract ([`crate::live_check`]): a tenant
+        // whose sampled responses the new contract cannot read refuses the release (policy
+        // `block`) or is recorded (policy `warn`).
+        let mut hosts = Vec::with_capacity(request.tenants.len());
+        for tenant in &request.tenants {
+            if let Some(state) = self.store.tenant(tenant.clone()).await? {
+                hosts.push((tenant.as_str().to_owned(), state.hosts));
+            }
+        }
+        let analysed_contract = request.analysis.as_ref().and(request.contract_schema.as_ref());
+        match crate::live_check::before_commit(&self.analysis, &hosts, analysed_contract).await {
+            Ok(step) => steps.extend(step),
+            Err(message) => return Err(EngineError::Blocked { code: "contract_verification_failed", message }),
+        }
+        let config = Arc::clone(&self.analysis);
+        let purge: crate::store::PurgePlan = Box::new(move |changes| {
+            match crate::analysis::tenant_plans(changes, report.as_ref(), &config) {
+                Ok((plans, _)) => plans.into_iter().flat_map(|p| p.purge_surrogate_keys).collect(),
+                // Unreachable: the origin keys were checked above for these tenants and
+                // routes. Should it happen, the generation and manifest keys still purge.
+                Err(_) => crate::outbox::rollback_purge_keys(changes),
+            }
+        });
+        Ok(self.store.commit_release(request, idempotency_key, steps, purge).await?)
+    }
+
+    /// Checks the release's tenants' shards against the schema it expects; drift or
+    /// leakage refuses the release (nothing moves). `None` when there is nothing to check.
+    async fn verify_shards(&self, request: &ReleaseRequest) -> Result<Option<Step>, EngineError> {
+        let Some(input) = &request.analysis else { return Ok(None) };
+        if !request.tenants.iter().any(|t| self.shards.contains_key(t)) {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let blocked = |message: String| EngineError::Blocked { code: "analysis_blocked", message };
+        let dialect = crate::analysis::dialect(input).map_err(blocked)?;
+        let expected = edgegen_analysis::plan::schema_from(&[("schema_to".into(), input.schema_to.clone())], dialect)
+            .map_err(|e| blocked(format!("release blocked by analysis, nothing moved: {e}")))?;
+        let settings = Arc::new(self.analysis.settings(dialect));
+        let reports = crate::shards::verify(
+            &self.shards,
+            &request.tenants,
+            Arc::new(expected),
+            settings,
+            Arc::clone(&self.shard_rls),
+        )
+        .await;
+        let problems: Vec<String> = reports
+            .iter()
+            .filter(|r| !r.clean())
+            .map(|r| {
+                let mut items: Vec<String> = r.drift.clone();
+                items.extend(r.leakage.iter().map(|l| format!("leak: {l}")));
+                items.extend(r.error.clone());
+                format!("{}: {}", r.tenant, items.join("; "))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(EngineError::Blocked {
+                code: "shard_verification_failed",
+                message: format!("release blocked by shard verification, nothing moved: {}", problems.join(" | ")),
+            });
+        }
+        Ok(Some(execlog::step(
+            "verify tenant shards",
+            Phase::TenantIsolationCheck,
+            StepStatus::Ok,
+            format!(
+                "{} shard(s) ({}) match the release's schema and hold no row of another tenant",
+                reports.len(),
+                reports.iter().map(|r| r.tenant.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            started,
+        )))
+    }
+
+    /// Records that `pop` was served `tenant`'s manifest at `generation` (in memory, and
+    /// in the store the first time, so other replicas can vouch for the PoP's ack).
+    ///
+    /// # Errors
+    /// When the store fails to record it.
+    pub async fn manifest_served(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> Result<(), EngineError> {
+        if self.fetches.record(pop.clone(), tenant.clone(), generation) {
+            self.store.record_fetch(pop, tenant, generation).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether another replica served the ack's PoP that manifest generation (then this
+    /// replica remembers it too).
+    async fn fetched_elsewhere(&self, ack: &Ack) -> Result<bool, EngineError> {
+        let fetched = self.store.fetched(ack.pop.clone(), ack.tenant.clone()).await?;
+        match fetched {
+            Some(g) if g >= ack.generation => {
+                self.fetches.record(ack.pop.clone(), ack.tenant.clone(), g);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Records an acknowledgement if its PoP fetched that tenant's manifest at (or past)
+    /// that generation; refuses it (and counts the refusal) otherwise.
+    ///
+    /// # Errors
+    /// [`EngineError::AckRefused`] when no matching fetch vouches for it; the store's
+    /// refusal or failure otherwise.
+    pub async fn ack(&self, ack: Ack) -> Result<(), EngineError> {
+        if !self.fetches.vouches_for(&ack) && !self.fetched_elsewhere(&ack).await? {
+            self.metrics.ack_refused();
+            return Err(EngineError::AckRefused(format!(
+                "ack refused: PoP {} was not served tenant {}'s manifest at generation {} (the manifest request \
+                 must name its PoP in the {POP_HEADER} header)",
+                ack.pop, ack.tenant, ack.generation
+            )));
+        }
+        Ok(self.store.record_ack(ack).await?)
+    }
+}

@@ -1,0 +1,412 @@
+//! The PostgreSQL store: one database shared by any number of coordinator replicas
+//! (`--store postgres://USER@HOST:PORT/DB`). The decisions are the same pure functions the
+//! SQLite store applies ([`crate::domain`], [`crate::execlog`], [`crate::outbox`]); this
+//! module only sequences SQL, and every guarantee across replicas rests on the database:
+//!
+//! - **Manifests never go back.** Manifest reads go through to the database
+//!   ([`Store::tenant`] is one indexed `SELECT`): a commit is acknowledged to its caller
+//!   only after `COMMIT` returned, so every later read on any replica sees it.
+//! - **No collisions.** Release ids come from one sequence (`rel-{nextval}`); a release
+//!   locks its tenants' rows (`SELECT … ORDER BY id FOR UPDATE`) and plans from the locked
+//!   rows, so concurrent releases through different replicas serialize per tenant and
+//!   never skip or reuse a generation. An idempotency key is `UNIQUE`: a concurrent
+//!   duplicate replays the release that won.
+//! - **Acks pool.** Acks are rows, and so is the first fetch of each manifest generation by
+//!   each PoP (what vouches for its ack), so a PoP may fetch through one replica and
+//!   acknowledge through another. Acks are rows; convergence is computed from them, whichever replica
+//!   received each, and a release is marked converged by a conditional `UPDATE` (once).
+//! - **Singletons act once.** The deadline pass runs under a session advisory lock (one
+//!   replica at a time); a rollback re-checks the release under its tenants' row locks, so
+//!   two replicas deciding the same rollback commit it once (the other is refused and
+//!   counts as "not triggered"); outbox effects are claimed with `FOR UPDATE SKIP LOCKED`
+//!   and a lease, so each attempt is made by one replica.
+//!
+//! Connections come from a small pool; each call runs on a blocking thread.
+
+mod edge;
+mod pool;
+mod releases;
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use edgegen_shared::api::{
+    Convergence, ExecutionLog, NewTenant, Release, ReleaseKind, ReleaseRequest, ReleaseStatus, Step, StoredReport,
+    Tenant, TenantChange,
+};
+use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, SchemaVersion, TenantId};
+use postgres::error::SqlState;
+use postgres::{Client, GenericClient, Row};
+
+use super::{BoxFuture, Committed, PurgePlan, ReportOutcome, Store, StoreError, StoreSettings};
+use crate::clock::now_ms;
+use crate::domain::{Refusal, TenantState};
+use crate::execlog;
+use crate::metrics::Metrics;
+use crate::outbox::Effect;
+
+/// Advisory lock keys (one namespace for edgegen).
+const SCHEMA_LOCK: i64 = 0x6564_6765_0001;
+const DEADLINE_LOCK: i64 = 0x6564_6765_0002;
+
+/// How long a claimed outbox effect stays with the replica that claimed it; after that,
+/// another replica may take it (the claimer died mid-delivery).
+const CLAIM_LEASE_MS: u64 = 30_000;
+
+/// How often the deadline pass runs.
+const TICK_MS: u64 = 200;
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::caused("PostgreSQL", e)
+    }
+}
+
+fn corrupt(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::corrupt("a stored value", source)
+}
+
+fn is_unique_violation(e: &postgres::Error) -> bool {
+    e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Generations are stored as BIGINT: refuse the ones above that range.
+fn sql_gen(g: Generation) -> Result<i64, StoreError> {
+    i64::try_from(g.0).map_err(|_| Refusal::Unprocessable(format!("generation {g} is beyond the store's range")).into())
+}
+
+struct Inner {
+    pool: pool::Pool,
+    settings: StoreSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// The PostgreSQL-backed [`Store`].
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if needed (under an advisory lock, so replicas starting
+    /// together do not race), and starts the deadline ticker when a deadline is set.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or the schema created.
+    pub fn open(url: &str, settings: StoreSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        let pool = pool::Pool::new(url);
+        let mut c = pool.get()?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
+        let created = c.batch_execute(schema::SCHEMA);
+        c.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
+        created?;
+        pool.put(c);
+        let deadline = settings.convergence_deadline_ms;
+        let inner = Arc::new(Inner { pool, settings, metrics });
+        if deadline.is_some() {
+            // A weak handle: the ticker never keeps the store alive after it is dropped.
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("edgegen-deadline".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(TICK_MS));
+                        let Some(inner) = weak.upgrade() else { break };
+                        if let Err(e) = inner.with(|c, s| s.enforce_deadline(c, now_ms())) {
+                            tracing::error!(cause = %e.chain(), "enforcing the convergence deadline failed");
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::caused("starting the deadline ticker", e))?;
+        }
+        Ok(PostgresStore { inner })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client, &Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || inner.with(f))
+                .await
+                .map_err(|e| StoreError::caused("the store task did not complete", e))?
+        })
+    }
+}
+
+impl Inner {
+    fn with<T>(&self, f: impl FnOnce(&mut Client, &Inner) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut c = self.pool.get()?;
+        let out = f(&mut c, self);
+        self.pool.put(c);
+        out
+    }
+}
+
+impl Store for PostgresStore {
+    fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>> {
+        self.call(move |c, _| {
+            let row = c.query_opt(
+                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants WHERE id = $1",
+                &[&id.as_str()],
+            )?;
+            row.map(|r| tenant_row(&r)).transpose()
+        })
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
+        self.call(|c, _| {
+            let rows = c.query(
+                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants ORDER BY id",
+                &[],
+            )?;
+            rows.iter().map(tenant_row).collect()
+        })
+    }
+
+    fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {
+        self.call(move |c, _| releases::register_tenant(c, tenant))
+    }
+
+    fn commit_release(
+        &self,
+        request: ReleaseRequest,
+        key: Option<String>,
+        analysis_steps: Vec<Step>,
+        purge: PurgePlan,
+    ) -> BoxFuture<'_, Result<Committed, StoreError>> {
+        self.call(move |c, s| s.commit_release(c, request, key, analysis_steps, purge))
+    }
+
+    fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>> {
+        self.call(move |c, s| s.rollback(c, &id, &reason, false, None))
+    }
+
+    fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
+        self.call(move |c, _| load_release(c, &id))
+    }
+
+    fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>> {
+        self.call(move |c, _| {
+            let total: i64 = c.query_one("SELECT COUNT(*) FROM releases", &[])?.get(0);
+            let rows = c.query(
+                "SELECT id FROM releases ORDER BY seq DESC LIMIT $1 OFFSET $2",
+                &[&i64::from(limit), &i64::from(offset)],
+            )?;
+            let mut releases = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id = ReleaseId::new(row.get::<_, String>(0)).map_err(|e| StoreError::corrupt("a release id", e))?;
+                releases.extend(load_release(c, &id)?);
+            }
+            Ok((u64::try_from(total).unwrap_or(0), releases))
+        })
+    }
+
+    fn reports(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<StoredReport>), StoreError>> {
+        self.call(move |c, _| {
+            let total: i64 = c.query_one("SELECT COUNT(*) FROM reports", &[])?.get(0);
+            let rows = c.query(
+                "SELECT id, received_at, body FROM reports ORDER BY id DESC LIMIT $1 OFFSET $2",
+                &[&i64::from(limit), &i64::from(offset)],
+            )?;
+            let reports = rows
+                .into_iter()
+                .map(|row| {
+                    let (id, received_at, body): (i64, i64, String) = (row.get(0), row.get(1), row.get(2));
+                    let report =
+                        serde_json::from_str(&body).map_err(|e| StoreError::corrupt(format!("report {id}"), e))?;
+                    Ok(StoredReport { id, received_at: u64::try_from(received_at).unwrap_or(0), report })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((u64::try_from(total).unwrap_or(0), reports))
+        })
+    }
+
+    fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>> {
+        self.call(move |c, s| {
+            let Some(release) = load_release(c, &id)? else { return Ok(None) };
+            let now = now_ms();
+            let conv = s.compute_convergence(c, &release, now)?;
+            if conv.converged && release.status == ReleaseStatus::Committed {
+                s.mark_converged(c, &release.id, &conv, now)?;
+                return Ok(Some(Convergence { status: ReleaseStatus::Converged, ..conv }));
+            }
+            Ok(Some(conv))
+        })
+    }
+
+    fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |c, s| s.record_ack(c, &ack))
+    }
+
+    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
+        self.call(move |c, s| s.record_report(c, report))
+    }
+
+    fn record_fetch(
+        &self,
+        pop: PopId,
+        tenant: TenantId,
+        generation: Generation,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |c, _| {
+            c.execute(
+                "INSERT INTO fetches (pop, tenant_id, generation) VALUES ($1, $2, $3)
+                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation)",
+                &[&pop.as_str(), &tenant.as_str(), &sql_gen(generation)?],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
+        self.call(move |c, _| {
+            let row = c.query_opt(
+                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
+                &[&pop.as_str(), &tenant.as_str()],
+            )?;
+            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
+        })
+    }
+
+    fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
+        self.call(move |c, _| {
+            let rows = c.query(
+                "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (
+                   SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2
+                   ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, release_id, effect, attempts",
+                &[&((now + CLAIM_LEASE_MS) as i64), &(now as i64), &(limit as i64)],
+            )?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(Effect {
+                    id: r.get(0),
+                    release: ReleaseId::new(r.get::<_, String>(1)).map_err(corrupt)?,
+                    kind: serde_json::from_str(r.get(2))?,
+                    attempts: u32::try_from(r.get::<_, i64>(3)).unwrap_or(u32::MAX),
+                });
+            }
+            out.sort_by_key(|e| e.id);
+            Ok(out)
+        })
+    }
+
+    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |c, _| {
+            let mut tx = c.transaction()?;
+            let release: String = tx
+                .query_opt("SELECT release_id FROM outbox WHERE id = $1 FOR UPDATE", &[&effect])?
+                .ok_or_else(|| StoreError::internal(format!("outbox effect {effect} vanished")))?
+                .get(0);
+            match retry_at {
+                Some(at) => tx.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1 WHERE id = $2",
+                    &[&(at as i64), &effect],
+                )?,
+                None => tx.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, done_at = $1 WHERE id = $2",
+                    &[&(now_ms() as i64), &effect],
+                )?,
+            };
+            edit_log(&mut tx, &release, |log| execlog::replace_step(log, step))?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+fn tenant_row(r: &Row) -> Result<TenantState, StoreError> {
+    Ok(TenantState {
+        id: TenantId::new(r.get::<_, String>(0)).map_err(corrupt)?,
+        hosts: serde_json::from_str(r.get(1))?,
+        generation: Generation(r.get::<_, i64>(2) as u64),
+        schema_version: SchemaVersion::new(r.get::<_, &str>(3)).map_err(corrupt)?,
+        contract_hash: ContractHash::new(r.get::<_, &str>(4)).map_err(corrupt)?,
+        release_id: r.get::<_, Option<String>>(5).map(ReleaseId::new).transpose().map_err(corrupt)?,
+    })
+}
+
+/// Locks the rows of `tenants` (in id order, so concurrent releases never deadlock) and
+/// returns their current state.
+fn lock_tenants(
+    tx: &mut impl GenericClient,
+    tenants: &[TenantId],
+) -> Result<HashMap<TenantId, TenantState>, StoreError> {
+    let mut ids: Vec<&str> = tenants.iter().map(TenantId::as_str).collect();
+    ids.sort_unstable();
+    let rows = tx.query(
+        "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )?;
+    rows.iter().map(|r| tenant_row(r).map(|t| (t.id.clone(), t))).collect()
+}
+
+/// Rewrites the stored log of `release` under its row lock.
+fn edit_log(
+    tx: &mut impl GenericClient,
+    release: &str,
+    edit: impl FnOnce(&mut ExecutionLog),
+) -> Result<(), StoreError> {
+    let row = tx
+        .query_opt("SELECT execution_log FROM releases WHERE id = $1 FOR UPDATE", &[&release])?
+        .ok_or_else(|| StoreError::internal(format!("release {release} vanished")))?;
+    let mut log: ExecutionLog = serde_json::from_str(row.get(0))?;
+    edit(&mut log);
+    tx.execute("UPDATE releases SET execution_log = $1 WHERE id = $2", &[&serde_json::to_string(&log)?, &release])?;
+    Ok(())
+}
+
+fn live_pops(c: &mut impl GenericClient, now: u64, window_ms: u64) -> Result<Vec<PopId>, StoreError> {
+    let since = now.saturating_sub(window_ms) as i64;
+    let rows = c.query("SELECT id FROM pops WHERE last_seen >= $1 ORDER BY id", &[&since])?;
+    rows.iter().map(|r| PopId::new(r.get::<_, String>(0)).map_err(corrupt)).collect()
+}
+
+fn load_release(c: &mut impl GenericClient, id: &ReleaseId) -> Result<Option<Release>, StoreError> {
+    let Some(row) = c.query_opt(
+        "SELECT kind, rollback_of, rolled_back_by, status, committed_at, converged_at, execution_log
+         FROM releases WHERE id = $1",
+        &[&id.as_str()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let kind: String = row.get(0);
+    let status: String = row.get(3);
+    let rows = c.query(
+        "SELECT tenant_id, from_generation, to_generation, from_schema_version, to_schema_version,
+                from_contract_hash, to_contract_hash
+         FROM release_tenants WHERE release_id = $1 ORDER BY position",
+        &[&id.as_str()],
+    )?;
+    let mut tenants = Vec::with_capacity(rows.len());
+    for r in rows {
+        tenants.push(TenantChange {
+            tenant: TenantId::new(r.get::<_, String>(0)).map_err(corrupt)?,
+            from_generation: Generation(r.get::<_, i64>(1) as u64),
+            to_generation: Generation(r.get::<_, i64>(2) as u64),
+            from_schema_version: SchemaVersion::new(r.get::<_, &str>(3)).map_err(corrupt)?,
+            to_schema_version: SchemaVersion::new(r.get::<_, &str>(4)).map_err(corrupt)?,
+            from_contract_hash: ContractHash::new(r.get::<_, &str>(5)).map_err(corrupt)?,
+            to_contract_hash: ContractHash::new(r.get::<_, &str>(6)).map_err(corrupt)?,
+        });
+    }
+    let bad = |what: &str, text: &str| StoreError::internal(format!("stored data does not validate: {what} {text:?}"));
+    Ok(Some(Release {
+        id: id.clone(),
+        kind: ReleaseKind::parse(&kind).ok_or_else(|| bad("release kind", &kind))?,
+        rollback_of: row.get::<_, Option<String>>(1).map(ReleaseId::new).transpose().map_err(corrupt)?,
+        rolled_back_by: row.get::<_, Option<String>>(2).map(ReleaseId::new).transpose().map_err(corrupt)?,
+        status: [ReleaseStatus::Committed, ReleaseStatus::Converged, ReleaseStatus::RolledBack, ReleaseStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == status)
+            .ok_or_else(|| bad("release status", &status))?,
+        committed_at: row.get::<_, i64>(4) as u64,
+        converged_at: row.get::<_, Option<i64>>(5).map(|t| t as u64),
+        tenants,
+        execution_log: serde_json::from_str(row.get(6))?,
+    }))
+}

@@ -1,0 +1,96 @@
+//! The PostgreSQL schema, created on open under an advisory lock: the only DDL of the
+//! PostgreSQL store.
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    hosts TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    schema_version TEXT NOT NULL,
+    contract_hash TEXT NOT NULL,
+    contract_schema TEXT,
+    release_id TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenant_hosts (
+    host TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id)
+);
+CREATE SEQUENCE IF NOT EXISTS release_seq;
+CREATE TABLE IF NOT EXISTS releases (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('release', 'rollback')),
+    idempotency_key TEXT UNIQUE,
+    request_hash TEXT,
+    rollback_of TEXT REFERENCES releases(id),
+    rolled_back_by TEXT REFERENCES releases(id),
+    status TEXT NOT NULL CHECK (status IN ('committed', 'converged', 'rolled_back', 'failed')),
+    committed_at BIGINT NOT NULL,
+    converged_at BIGINT,
+    execution_log TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS releases_open ON releases (committed_at) WHERE status = 'committed';
+CREATE TABLE IF NOT EXISTS release_tenants (
+    release_id TEXT NOT NULL REFERENCES releases(id),
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    position BIGINT NOT NULL,
+    from_generation BIGINT NOT NULL,
+    to_generation BIGINT NOT NULL,
+    from_schema_version TEXT NOT NULL,
+    to_schema_version TEXT NOT NULL,
+    from_contract_hash TEXT NOT NULL,
+    to_contract_hash TEXT NOT NULL,
+    PRIMARY KEY (release_id, tenant_id)
+);
+CREATE INDEX IF NOT EXISTS release_tenants_by_tenant ON release_tenants (tenant_id, to_generation);
+CREATE TABLE IF NOT EXISTS generations (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    generation BIGINT NOT NULL,
+    schema_version TEXT NOT NULL,
+    contract_hash TEXT NOT NULL,
+    release_id TEXT REFERENCES releases(id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, generation)
+);
+CREATE TABLE IF NOT EXISTS pops (
+    id TEXT PRIMARY KEY,
+    first_seen BIGINT NOT NULL,
+    last_seen BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fetches (
+    pop TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    PRIMARY KEY (pop, tenant_id)
+);
+CREATE TABLE IF NOT EXISTS acks (
+    pop TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    observed_at BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (pop, tenant_id, generation)
+);
+CREATE INDEX IF NOT EXISTS acks_by_tenant ON acks (tenant_id, generation);
+CREATE TABLE IF NOT EXISTS reports (
+    id BIGSERIAL PRIMARY KEY,
+    pop TEXT NOT NULL,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    kind TEXT NOT NULL,
+    generation BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_by_tenant ON reports (tenant_id, generation);
+CREATE TABLE IF NOT EXISTS outbox (
+    id BIGSERIAL PRIMARY KEY,
+    release_id TEXT NOT NULL REFERENCES releases(id),
+    effect TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    done_at BIGINT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
+";

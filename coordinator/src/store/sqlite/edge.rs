@@ -1,0 +1,288 @@
+//! What the edge sends: acknowledgements (group-committed), reports with the auto-rollback
+//! policy, convergence and the convergence deadline. The policies' decisions are pure
+//! ([`crate::domain`], [`crate::convergence`]); this module reads and writes their inputs.
+
+use std::collections::HashSet;
+
+use edgegen_shared::api::{Convergence, Release, ReleaseKind, ReleaseStatus};
+use edgegen_shared::{Ack, PopId, ReleaseId, Report, TenantId};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::load::{live_pops, load_release};
+use super::{Reply, Writer, corrupt, sql_gen};
+use crate::clock::now_ms;
+use crate::config::AutoRollback;
+use crate::domain::{self, AckRow, ConvergenceInput, Refusal};
+use crate::execlog;
+use crate::store::{ReportOutcome, StoreError};
+
+impl Writer {
+    pub(super) fn convergence(&mut self, id: &ReleaseId) -> Result<Option<Convergence>, StoreError> {
+        let Some(release) = load_release(&self.conn, id)? else { return Ok(None) };
+        let now = now_ms();
+        let conv = self.compute_convergence(&release, now)?;
+        if conv.converged && release.status == ReleaseStatus::Committed {
+            self.mark_converged(&release, &conv, now)?;
+            return Ok(Some(Convergence { status: ReleaseStatus::Converged, ..conv }));
+        }
+        Ok(Some(conv))
+    }
+
+    fn compute_convergence(&self, release: &Release, now: u64) -> Result<Convergence, StoreError> {
+        let live = live_pops(&self.conn, now, self.settings.pop_live_window_ms)?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT a.pop, a.tenant_id, MIN(a.received_at) FROM release_tenants rt
+             JOIN acks a ON a.tenant_id = rt.tenant_id AND a.generation >= rt.to_generation
+             WHERE rt.release_id = ?1 GROUP BY a.pop, a.tenant_id",
+        )?;
+        let rows = stmt.query_map([release.id.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        })?;
+        let mut acks = Vec::new();
+        for row in rows {
+            let (pop, tenant, at) = row?;
+            acks.push(AckRow {
+                pop: PopId::new(pop).map_err(corrupt)?,
+                tenant: TenantId::new(tenant).map_err(corrupt)?,
+                received_at: at as u64,
+            });
+        }
+        let tenants: Vec<TenantId> = release.tenants.iter().map(|c| c.tenant.clone()).collect();
+        Ok(domain::convergence(&ConvergenceInput {
+            release_id: &release.id,
+            status: release.status,
+            committed_at: release.committed_at,
+            tenants: &tenants,
+            live_pops: &live,
+            acks: &acks,
+            now,
+            bound_ms: self.settings.manifest_max_age_ms,
+            live_window_ms: self.settings.pop_live_window_ms,
+        }))
+    }
+
+    fn mark_converged(&mut self, release: &Release, conv: &Convergence, now: u64) -> Result<(), StoreError> {
+        let mut log = release.execution_log.clone();
+        execlog::mark_converged(&mut log, conv);
+        let latency = conv.max_ms.unwrap_or(0);
+        let json = serde_json::to_string(&log)?;
+        self.conn.execute(
+            "UPDATE releases SET status = 'converged', converged_at = ?1, execution_log = ?2 WHERE id = ?3 AND status = 'committed'",
+            params![now as i64, json, release.id.as_str()],
+        )?;
+        self.open.remove(&release.id);
+        self.metrics.converged(latency);
+        tracing::info!(release = %release.id, latency_ms = latency, pops = conv.total, "release converged");
+        Ok(())
+    }
+
+    pub(super) fn flush_acks(&mut self, acks: Vec<(Ack, Reply<()>)>) {
+        if acks.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut accepted = Vec::with_capacity(acks.len());
+        for (ack, reply) in acks {
+            match self.tenant(&ack.tenant) {
+                None => {
+                    let _ = reply.send(Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into()));
+                }
+                Some(state) if ack.generation > state.generation => {
+                    let _ = reply.send(Err(Refusal::Unprocessable(format!(
+                        "generation: tenant {} is at generation {}; a PoP cannot have seen {}",
+                        ack.tenant, state.generation, ack.generation
+                    ))
+                    .into()));
+                }
+                Some(_) => accepted.push((ack, reply)),
+            }
+        }
+        let result = self.insert_acks(&accepted, now);
+        let ok = result.is_ok();
+        let err = result.err();
+        let n = accepted.len() as u64;
+        let mut stored = Vec::with_capacity(accepted.len());
+        for (ack, reply) in accepted {
+            stored.push(ack);
+            let _ = reply.send(match &err {
+                None => Ok(()),
+                Some(e) => Err(e.clone()),
+            });
+        }
+        if ok {
+            self.metrics.acks(n);
+            let mut completed = HashSet::new();
+            for ack in &stored {
+                self.pops.insert(ack.pop.clone(), now);
+                completed.extend(self.open.record(ack));
+            }
+            for id in completed {
+                if let Err(e) = self.converge_if_complete(&id, now) {
+                    tracing::error!(cause = %e.chain(), release = %id, "convergence check failed");
+                }
+            }
+        }
+    }
+
+    fn live_pops_now(&self, now: u64) -> Vec<PopId> {
+        let since = now.saturating_sub(self.settings.pop_live_window_ms);
+        let mut live: Vec<PopId> =
+            self.pops.iter().filter(|(_, seen)| **seen >= since).map(|(p, _)| p.clone()).collect();
+        live.sort();
+        live
+    }
+
+    /// Marks `id` converged if every live PoP acknowledged all its tenants (checked in memory
+    /// first; the stored figures come from the acks table).
+    fn converge_if_complete(&mut self, id: &ReleaseId, now: u64) -> Result<(), StoreError> {
+        if !self.open.complete_for(id, &self.live_pops_now(now)) {
+            return Ok(());
+        }
+        let Some(release) = load_release(&self.conn, id)? else { return Ok(()) };
+        if release.status != ReleaseStatus::Committed {
+            self.open.remove(id);
+            return Ok(());
+        }
+        let conv = self.compute_convergence(&release, now)?;
+        if conv.converged {
+            self.mark_converged(&release, &conv, now)?;
+        }
+        Ok(())
+    }
+
+    fn insert_acks(&mut self, acks: &[(Ack, Reply<()>)], now: u64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO acks (pop, tenant_id, generation, observed_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut seen = tx.prepare_cached(
+                "INSERT INTO pops (id, first_seen, last_seen) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            )?;
+            let mut pops = HashSet::new();
+            for (ack, _) in acks {
+                let observed = i64::try_from(ack.observed_at).unwrap_or(i64::MAX);
+                insert.execute(params![
+                    ack.pop.as_str(),
+                    ack.tenant.as_str(),
+                    sql_gen(ack.generation)?,
+                    observed,
+                    now as i64
+                ])?;
+                if pops.insert(ack.pop.as_str()) {
+                    seen.execute(params![ack.pop.as_str(), now as i64])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub(super) fn record_report(&mut self, report: Report) -> Result<ReportOutcome, StoreError> {
+        if self.tenant(&report.tenant).is_none() {
+            return Err(Refusal::NotFound(format!("tenant {} does not exist", report.tenant)).into());
+        }
+        let now = now_ms();
+        let body = serde_json::to_string(&report)?;
+        let kind =
+            serde_json::to_value(report.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        self.conn.execute(
+            "INSERT INTO reports (pop, tenant_id, kind, generation, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![report.pop.as_str(), report.tenant.as_str(), kind, sql_gen(report.generation)?, body, now as i64],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.metrics.report(report.kind);
+        let auto_rollback = match self.settings.auto_rollback {
+            Some(policy) => self.apply_auto_rollback(&report, policy, now)?,
+            None => None,
+        };
+        Ok(ReportOutcome { id, auto_rollback })
+    }
+
+    /// Rolls back the release that set the reported generation if, within the policy's
+    /// window after its commit, the reports against it fire the policy
+    /// ([`domain::ReportTally::fires`]: enough reports, distinct PoPs and distinct paths).
+    fn apply_auto_rollback(
+        &mut self,
+        report: &Report,
+        policy: AutoRollback,
+        now: u64,
+    ) -> Result<Option<ReleaseId>, StoreError> {
+        let release: Option<(String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT r.id, r.committed_at FROM generations g JOIN releases r ON r.id = g.release_id
+                 WHERE g.tenant_id = ?1 AND g.generation = ?2 AND r.kind = ?3
+                   AND r.status IN ('committed', 'converged')",
+                params![report.tenant.as_str(), sql_gen(report.generation)?, ReleaseKind::Release.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, committed_at)) = release else { return Ok(None) };
+        let window_end = committed_at.saturating_add(policy.window.as_millis() as i64);
+        if now as i64 > window_end {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT rp.pop, rp.body FROM reports rp JOIN release_tenants rt
+               ON rt.tenant_id = rp.tenant_id AND rt.to_generation = rp.generation
+             WHERE rt.release_id = ?1 AND rp.received_at BETWEEN ?2 AND ?3",
+        )?;
+        let rows = stmt.query_map(params![id, committed_at, window_end], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut counted = Vec::new();
+        for row in rows {
+            let (pop, body) = row?;
+            let stored: Report = serde_json::from_str(&body)?;
+            counted.push(domain::ReportRow { pop: PopId::new(pop).map_err(corrupt)?, path: stored.path });
+        }
+        drop(stmt);
+        let tally = domain::ReportTally::of(&counted);
+        if !tally.fires(&policy) {
+            return Ok(None);
+        }
+        let id = ReleaseId::new(id).map_err(corrupt)?;
+        let reason = format!(
+            "automatic: {} edge report(s) from {} PoP(s) naming {} path(s) within {} s of commit (policy: {} reports, \
+             {} PoPs, {} paths)",
+            tally.reports,
+            tally.pops,
+            tally.paths,
+            policy.window.as_secs(),
+            policy.reports,
+            policy.min_pops,
+            policy.min_paths
+        );
+        let rollback = self.rollback(&id, &reason, true, Some(now))?;
+        Ok(Some(rollback.id))
+    }
+
+    /// Rolls back every release (not rollbacks) still unconverged past the deadline.
+    pub(super) fn enforce_deadline(&mut self, now: u64) -> Result<(), StoreError> {
+        let Some(deadline) = self.settings.convergence_deadline_ms else { return Ok(()) };
+        for (id, trigger_at) in self.open.past_deadline(deadline, now) {
+            let Some(release) = load_release(&self.conn, &id)? else { continue };
+            if release.status != ReleaseStatus::Committed {
+                self.open.remove(&id);
+                continue;
+            }
+            let conv = self.compute_convergence(&release, now)?;
+            if conv.converged {
+                self.mark_converged(&release, &conv, now)?;
+                continue;
+            }
+            let reason = format!(
+                "automatic: not converged within the deadline of {deadline} ms ({}/{} live PoPs acknowledged)",
+                conv.acked, conv.total
+            );
+            if let Err(e) = self.rollback(&id, &reason, true, Some(trigger_at)) {
+                // e.g. a later release superseded it: it can no longer be rolled back alone.
+                tracing::error!(release = %id, cause = %e, "automatic rollback impossible");
+                self.open.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}

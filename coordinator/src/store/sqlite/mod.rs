@@ -1,0 +1,293 @@
+//! The SQLite store: one file (`edgegen.db`) under the data directory, WAL journal,
+//! `synchronous = FULL` (a commit is on disk before it is acknowledged), foreign keys on.
+//!
+//! One writer thread owns the connection and executes commands in arrival order, so
+//! releases are serialized without lock contention: each release or rollback is one
+//! `BEGIN IMMEDIATE` transaction (all tenants or none, also across `kill -9`). Consecutive
+//! acknowledgements are group-committed: one transaction for a batch, each caller answered
+//! after that transaction is durable. The in-memory tenant map that serves manifests is
+//! updated only after a commit returned.
+
+mod edge;
+mod load;
+mod outbox;
+mod releases;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Step, StoredReport, Tenant};
+use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BoxFuture, Committed, PurgePlan, ReportOutcome, Store, StoreError};
+use crate::clock::now_ms;
+use crate::convergence::OpenReleases;
+use crate::domain::{Refusal, TenantState};
+use crate::metrics::Metrics;
+use crate::outbox::Effect;
+
+pub use crate::store::StoreSettings;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    RegisterTenant(NewTenant, Reply<Tenant>),
+    CommitRelease(ReleaseRequest, Option<String>, Vec<Step>, PurgePlan, Reply<Committed>),
+    Rollback(ReleaseId, String, Reply<Release>),
+    Release(ReleaseId, Reply<Option<Release>>),
+    Releases(u32, u32, Reply<(u64, Vec<Release>)>),
+    Reports(u32, u32, Reply<(u64, Vec<StoredReport>)>),
+    Convergence(ReleaseId, Reply<Option<Convergence>>),
+    Ack(Ack, Reply<()>),
+    Report(Report, Reply<ReportOutcome>),
+    /// Periodic: enforce the convergence deadline.
+    Tick,
+    DueEffects(u64, usize, Reply<Vec<Effect>>),
+    RecordAttempt(i64, Step, Option<u64>, Reply<()>),
+}
+
+/// How often the convergence deadline is checked.
+const TICK_MS: u64 = 50;
+
+/// Most commands one writer pass takes (bounds the latency a batch adds).
+const MAX_BATCH: usize = 1024;
+
+/// The SQLite-backed [`Store`].
+pub struct SqliteStore {
+    commands: mpsc::Sender<Command>,
+    tenants: Arc<RwLock<HashMap<TenantId, TenantState>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `edgegen.db` under `data_dir` and starts the writer thread.
+    ///
+    /// # Errors
+    /// When the directory or database cannot be created or read.
+    pub fn open(data_dir: &Path, settings: StoreSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| StoreError::caused(format!("creating {}", data_dir.display()), e))?;
+        let conn = Connection::open(data_dir.join("edgegen.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(schema::SCHEMA)?;
+
+        let tenants = Arc::new(RwLock::new(load::load_tenants(&conn)?));
+        let open = load::load_open_releases(&conn)?;
+        let pops = load::load_pops(&conn)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
+        let deadline = writer.settings.convergence_deadline_ms;
+        std::thread::Builder::new()
+            .name("edgegen-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::caused("starting the store thread", e))?;
+        if deadline.is_some() {
+            // A weak sender: the ticker never keeps the store alive after it is dropped.
+            let weak = tx.downgrade();
+            std::thread::Builder::new()
+                .name("edgegen-deadline".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_millis(TICK_MS));
+                        let Some(tx) = weak.upgrade() else { break };
+                        if tx.blocking_send(Command::Tick).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| StoreError::caused("starting the deadline ticker", e))?;
+        }
+        Ok(SqliteStore { commands: tx, tenants })
+    }
+
+    fn call<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, StoreError>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            self.commands.send(make(tx)).await.map_err(|_| StoreError::internal("the store thread stopped"))?;
+            rx.await.map_err(|_| StoreError::internal("the store thread dropped a request"))?
+        })
+    }
+}
+
+impl Store for SqliteStore {
+    fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>> {
+        let found = self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
+        let mut all: Vec<TenantState> =
+            self.tenants.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Box::pin(std::future::ready(Ok(all)))
+    }
+
+    fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {
+        self.call(move |r| Command::RegisterTenant(tenant, r))
+    }
+
+    fn commit_release(
+        &self,
+        request: ReleaseRequest,
+        key: Option<String>,
+        analysis_steps: Vec<Step>,
+        purge: PurgePlan,
+    ) -> BoxFuture<'_, Result<Committed, StoreError>> {
+        self.call(move |r| Command::CommitRelease(request, key, analysis_steps, purge, r))
+    }
+
+    fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>> {
+        self.call(move |r| Command::Rollback(id, reason, r))
+    }
+
+    fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
+        self.call(move |r| Command::Release(id, r))
+    }
+
+    fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>> {
+        self.call(move |r| Command::Releases(offset, limit, r))
+    }
+
+    fn reports(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<StoredReport>), StoreError>> {
+        self.call(move |r| Command::Reports(offset, limit, r))
+    }
+
+    fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>> {
+        self.call(move |r| Command::Convergence(id, r))
+    }
+
+    fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |r| Command::Ack(ack, r))
+    }
+
+    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
+        self.call(move |r| Command::Report(report, r))
+    }
+
+    fn record_fetch(&self, _: PopId, _: TenantId, _: Generation) -> BoxFuture<'_, Result<(), StoreError>> {
+        // One process: the engine's in-memory ledger is the whole truth.
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn fetched(&self, _: PopId, _: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
+        self.call(move |r| Command::DueEffects(now, limit, r))
+    }
+
+    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |r| Command::RecordAttempt(effect, step, retry_at, r))
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    tenants: Arc<RwLock<HashMap<TenantId, TenantState>>>,
+    open: OpenReleases,
+    /// PoP → last time it acknowledged anything (mirrors the `pops` table).
+    pops: HashMap<PopId, u64>,
+    settings: StoreSettings,
+    metrics: Arc<Metrics>,
+}
+
+/// Generations are stored as SQLite integers (i64): refuse the ones above that range.
+fn sql_gen(g: Generation) -> Result<i64, StoreError> {
+    i64::try_from(g.0).map_err(|_| Refusal::Unprocessable(format!("generation {g} is beyond the store's range")).into())
+}
+
+fn corrupt(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::corrupt("a stored value", source)
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let mut acks = Vec::new();
+            for cmd in batch {
+                match cmd {
+                    Command::Ack(ack, reply) => acks.push((ack, reply)),
+                    other => {
+                        self.flush_acks(std::mem::take(&mut acks));
+                        self.execute(other);
+                    }
+                }
+            }
+            self.flush_acks(acks);
+        }
+    }
+
+    fn execute(&mut self, cmd: Command) {
+        match cmd {
+            Command::RegisterTenant(t, reply) => {
+                let _ = reply.send(self.register_tenant(t));
+            }
+            Command::CommitRelease(req, key, steps, purge, reply) => {
+                let _ = reply.send(self.commit_release(req, key, steps, purge));
+            }
+            Command::Rollback(id, reason, reply) => {
+                let _ = reply.send(self.rollback(&id, &reason, false, None));
+            }
+            Command::Release(id, reply) => {
+                let _ = reply.send(load::load_release(&self.conn, &id));
+            }
+            Command::Releases(offset, limit, reply) => {
+                let _ = reply.send(load::list_releases(&self.conn, offset, limit));
+            }
+            Command::Reports(offset, limit, reply) => {
+                let _ = reply.send(load::list_reports(&self.conn, offset, limit));
+            }
+            Command::Convergence(id, reply) => {
+                let _ = reply.send(self.convergence(&id));
+            }
+            Command::Report(report, reply) => {
+                let _ = reply.send(self.record_report(report));
+            }
+            Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
+            Command::DueEffects(now, limit, reply) => {
+                let _ = reply.send(self.due_effects(now, limit));
+            }
+            Command::RecordAttempt(effect, step, retry_at, reply) => {
+                let _ = reply.send(self.record_attempt(effect, step, retry_at));
+            }
+            Command::Tick => {
+                if let Err(e) = self.enforce_deadline(now_ms()) {
+                    tracing::error!(cause = %e.chain(), "enforcing the convergence deadline failed");
+                }
+            }
+        }
+    }
+
+    fn tenant(&self, id: &TenantId) -> Option<TenantState> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    fn publish(&self, states: impl IntoIterator<Item = TenantState>) {
+        let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        for state in states {
+            map.insert(state.id.clone(), state);
+        }
+    }
+}
+
+/// Reads a typed enum stored as its wire name.
+fn enum_column<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::internal(format!("stored data does not validate: {what} {text:?}")))
+}

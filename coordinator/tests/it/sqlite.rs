@@ -1,0 +1,39 @@
+//! Regressions specific to the SQLite store, injected from outside through the database
+//! file itself.
+
+use axum::http::StatusCode;
+
+use crate::support::*;
+
+/// Regression: a failure after the commit (here, refining the stored log) must not keep
+/// manifests at the old generation nor break later releases.
+#[tokio::test]
+async fn a_failure_after_the_commit_still_publishes_the_new_generation() {
+    let app = test_app_on(Backend::Sqlite);
+    add_tenant(&app.router, "a").await;
+    // Inject the failure from outside: any rewrite of a stored, non-empty log aborts.
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refine_fails BEFORE UPDATE OF execution_log ON releases
+         WHEN OLD.execution_log <> '{}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    release(&app.router, &["a"]).await;
+    let m = fetch_manifest(&app.router, "pop-1", "a").await;
+    assert_eq!(m.headers["etag"], "\"2\"", "the manifest serves the committed generation");
+    release(&app.router, &["a"]).await;
+    assert_eq!(generation(&app.router, "a").await, 3);
+}
+
+/// Regression: a tenant that moved under a release (another writer on the same database) is
+/// a 409 naming it, not a 500.
+#[tokio::test]
+async fn a_tenant_changed_during_the_release_is_a_conflict() {
+    let app = test_app_on(Backend::Sqlite);
+    add_tenant(&app.router, "a").await;
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    conn.execute("UPDATE tenants SET generation = 7 WHERE id = 'a'", []).unwrap();
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a changed during the release"), "{}", a.text);
+}

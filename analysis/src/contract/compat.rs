@@ -5,8 +5,8 @@
 //! differ: a struct without `additionalProperties` produces only its declared fields (serde
 //! never emits others) while a reader without it ignores unknown fields; a field with a
 //! `default` is always written even though it is not `required`; `uniqueItems` is
-//! not a constraint (serde sets deduplicate); `float`/`double` are not ranges; integer
-//! formats are. Unions are matched alternative by alternative, and a failing alternative is
+//! not a constraint (serde sets deduplicate); `float` is a range (f32s), `double` is not; integer
+//! formats are ranges too. Unions are matched alternative by alternative, and a failing alternative is
 //! explained against the reader alternative with the same variant identity (tag value or
 //! external key), never by position.
 //!

@@ -271,6 +271,13 @@ pub fn integer_format_bounds(format: &str) -> Option<(i128, i128)> {
 }
 
 fn format_range(format: &str) -> Option<(f64, f64)> {
+    // An f32 field: serde refuses a number beyond f32's range (with serde_json's
+    // `float_roundtrip`, which the coordinator's build turns on), so `double` → `float`
+    // narrows like an integer width does.
+    if format == "float" {
+        let max = f64::from(f32::MAX);
+        return Some((-max, max));
+    }
     let (lo, hi) = integer_format_bounds(format)?;
     // u128's upper end does not fit i128; as a float it is the next power of two.
     let hi = if format == "uint128" { u128::MAX as f64 } else { hi as f64 };
@@ -279,7 +286,7 @@ fn format_range(format: &str) -> Option<(f64, f64)> {
 
 /// Formats that do not constrain what serde accepts (number widths are ranges, above).
 pub(crate) fn format_constrains(format: &str) -> bool {
-    !matches!(format, "float" | "double") && format_range(format).is_none()
+    format != "double" && format_range(format).is_none()
 }
 
 /// `a` implies `b` (every string in format `a` is in format `b`).

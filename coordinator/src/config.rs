@@ -22,6 +22,8 @@
 //! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
 //! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
 //! | soft purges | | | `fastly.soft_purge` | `false` |
+//! | the edge's `edgegen_hosts` Config Store, kept in line with the tenants (needs the Fastly service) | | `EDGEGEN_HOSTS_STORE_ID` | `fastly.hosts_store_id` | off |
+//! | entries that Config Store may hold | | `EDGEGEN_HOSTS_MAX_ENTRIES` | `fastly.hosts_max_entries` | `500` |
 //! | tenant database shards | | | `[shards]` `tenant = "path.db"` or `"postgres://..."` | none |
 //! | shared PostgreSQL shards: app role, tenant setting | | | `[shard_rls]` `role`, `tenant_setting` | none |
 //!
@@ -145,6 +147,9 @@ pub struct FastlyConfig {
     pub api_url: String,
     /// Soft purges.
     pub soft_purge: bool,
+    /// The `edgegen_hosts` Config Store every registration syncs, if the coordinator owns
+    /// the host map.
+    pub hosts: Option<crate::outbox::HostsStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +160,8 @@ struct FileFastly {
     api_url: Option<String>,
     #[serde(default)]
     soft_purge: bool,
+    hosts_store_id: Option<String>,
+    hosts_max_entries: Option<u64>,
 }
 
 impl fmt::Debug for Config {
@@ -308,7 +315,29 @@ impl Config {
             number("EDGEGEN_BODY_LIMIT_BYTES", file.body_limit_bytes.map(|b| b as u64), 1 << 20)? as usize;
 
         let file_fastly = file.fastly.unwrap_or_default();
+        let hosts = match env.var("EDGEGEN_HOSTS_STORE_ID").or(file_fastly.hosts_store_id) {
+            None => None,
+            Some(id) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                bail!(
+                    "EDGEGEN_HOSTS_STORE_ID (or fastly.hosts_store_id): {id:?} is not a Fastly Config Store id (alphanumeric)"
+                )
+            }
+            Some(store_id) => {
+                let max = number(
+                    "EDGEGEN_HOSTS_MAX_ENTRIES",
+                    file_fastly.hosts_max_entries,
+                    crate::hostmap::DEFAULT_MAX_ENTRIES as u64,
+                )?;
+                if max == 0 {
+                    bail!("EDGEGEN_HOSTS_MAX_ENTRIES (or fastly.hosts_max_entries) must be at least 1");
+                }
+                Some(crate::outbox::HostsStore { store_id, max_entries: usize::try_from(max).unwrap_or(usize::MAX) })
+            }
+        };
         let fastly = match env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id) {
+            None if hosts.is_some() => {
+                bail!("EDGEGEN_HOSTS_STORE_ID is set but no Fastly service is (FASTLY_SERVICE_ID or fastly.service_id)")
+            }
             None => None,
             Some(service_id) => Some(FastlyConfig {
                 token: env.var("FASTLY_API_TOKEN").or(file_fastly.token).ok_or_else(|| {
@@ -319,6 +348,7 @@ impl Config {
                     .or(file_fastly.api_url)
                     .unwrap_or_else(|| crate::fastly::DEFAULT_API_URL.into()),
                 soft_purge: file_fastly.soft_purge,
+                hosts,
                 service_id,
             }),
         };

@@ -271,6 +271,7 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome() {
         client: client(addr, Duration::from_secs(10)),
         service: "SVC1".into(),
         soft: true,
+        hosts: None,
     };
     let router = router_with_cdn(dir.path(), None, None, Some(std::sync::Arc::new(cdn)));
     for t in ["a", "b"] {

@@ -138,6 +138,7 @@ fn settings(
         auto_rollback,
         convergence_deadline_ms,
         cdn_service,
+        hosts_max_entries: None,
         outbox_wake,
     }
 }
@@ -197,6 +198,7 @@ pub fn router_shared(
         tokio::spawn(edgegen_coordinator::outbox::run_worker(
             Arc::clone(&store),
             Arc::clone(cdn),
+            Arc::clone(&metrics),
             wake,
             std::future::pending(),
         ));

@@ -93,4 +93,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     done_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
+-- A registration's host-map sync has no release (databases made before it required one).
+ALTER TABLE outbox ALTER COLUMN release_id DROP NOT NULL;
 ";

@@ -75,7 +75,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(schema::SCHEMA)?;
+        schema::create(&conn)?;
 
         let tenants = Arc::new(RwLock::new(load::load_tenants(&conn)?));
         let open = load::load_open_releases(&conn)?;

@@ -19,10 +19,10 @@
 //! | auto-rollback: distinct paths reported | | `EDGEGEN_AUTO_ROLLBACK_MIN_PATHS` | `auto_rollback.min_paths` | `1` |
 //! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
 //! | Fastly service to purge after releases | | `FASTLY_SERVICE_ID` | `fastly.service_id` | off |
-//! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
+//! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service or a hosts store |
 //! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
 //! | soft purges | | | `fastly.soft_purge` | `false` |
-//! | the edge's `edgegen_hosts` Config Store, kept in line with the tenants (needs the Fastly service) | | `EDGEGEN_HOSTS_STORE_ID` | `fastly.hosts_store_id` | off |
+//! | the edge's `edgegen_hosts` Config Store, kept in line with the tenants | | `EDGEGEN_HOSTS_STORE_ID` | `fastly.hosts_store_id` | off |
 //! | entries that Config Store may hold | | `EDGEGEN_HOSTS_MAX_ENTRIES` | `fastly.hosts_max_entries` | `500` |
 //! | tenant database shards | | | `[shards]` `tenant = "path.db"` or `"postgres://..."` | none |
 //! | shared PostgreSQL shards: app role, tenant setting | | | `[shard_rls]` `role`, `tenant_setting` | none |
@@ -136,11 +136,12 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
-/// The CDN the coordinator purges after each release.
+/// The Fastly account the coordinator calls: the service it purges after each release
+/// and/or the `edgegen_hosts` Config Store it keeps in line with the tenants.
 #[derive(Clone)]
 pub struct FastlyConfig {
-    /// Service id.
-    pub service_id: String,
+    /// Service id (`None`: no purges).
+    pub service_id: Option<String>,
     /// API token (never printed).
     pub token: String,
     /// API base URL.
@@ -334,14 +335,14 @@ impl Config {
                 Some(crate::outbox::HostsStore { store_id, max_entries: usize::try_from(max).unwrap_or(usize::MAX) })
             }
         };
-        let fastly = match env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id) {
-            None if hosts.is_some() => {
-                bail!("EDGEGEN_HOSTS_STORE_ID is set but no Fastly service is (FASTLY_SERVICE_ID or fastly.service_id)")
-            }
-            None => None,
-            Some(service_id) => Some(FastlyConfig {
+        let fastly = match (env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id), hosts) {
+            (None, None) => None,
+            (service_id, hosts) => Some(FastlyConfig {
                 token: env.var("FASTLY_API_TOKEN").or(file_fastly.token).ok_or_else(|| {
-                    anyhow::anyhow!("a Fastly service is configured but FASTLY_API_TOKEN (or fastly.token) is not set")
+                    anyhow::anyhow!(
+                        "a Fastly service or hosts Config Store is configured but FASTLY_API_TOKEN (or fastly.token) \
+                         is not set"
+                    )
                 })?,
                 api_url: env
                     .var("FASTLY_API_URL")
@@ -488,6 +489,39 @@ mod tests {
         assert_eq!(c.auto_rollback, None);
         let flags = Flags { listen: Some("127.0.0.1:3".into()), ..flags };
         assert_eq!(Config::resolve(&flags, &env).unwrap().listen.port(), 3);
+    }
+
+    #[test]
+    fn a_hosts_store_needs_a_token_but_no_service() {
+        let resolve = |extra: [(&'static str, &'static str); 3]| {
+            let env = [SECRETS[0], SECRETS[1], SECRETS[2], extra[0], extra[1], extra[2]];
+            Config::resolve(&Flags::default(), &env)
+        };
+        let c = resolve([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("FASTLY_API_TOKEN", "t"), ("X", "")]).unwrap();
+        let fastly = c.fastly.unwrap();
+        assert_eq!(fastly.service_id, None);
+        assert_eq!(
+            fastly.hosts,
+            Some(crate::outbox::HostsStore {
+                store_id: "hosts01".into(),
+                max_entries: crate::hostmap::DEFAULT_MAX_ENTRIES
+            })
+        );
+        let c = resolve([
+            ("EDGEGEN_HOSTS_STORE_ID", "hosts01"),
+            ("FASTLY_API_TOKEN", "t"),
+            ("EDGEGEN_HOSTS_MAX_ENTRIES", "3"),
+        ]);
+        assert_eq!(c.unwrap().fastly.unwrap().hosts.unwrap().max_entries, 3);
+
+        let err = |extra| resolve(extra).unwrap_err().to_string();
+        let no_token = err([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("X", ""), ("Y", "")]);
+        assert!(no_token.contains("FASTLY_API_TOKEN (or fastly.token) is not set"), "{no_token}");
+        let bad_id = err([("EDGEGEN_HOSTS_STORE_ID", "hosts/01"), ("FASTLY_API_TOKEN", "t"), ("X", "")]);
+        assert!(bad_id.starts_with("EDGEGEN_HOSTS_STORE_ID (or fastly.hosts_store_id): \"hosts/01\""), "{bad_id}");
+        let zero =
+            err([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("FASTLY_API_TOKEN", "t"), ("EDGEGEN_HOSTS_MAX_ENTRIES", "0")]);
+        assert!(zero.contains("EDGEGEN_HOSTS_MAX_ENTRIES (or fastly.hosts_max_entries) must be at least 1"), "{zero}");
     }
 
     #[test]

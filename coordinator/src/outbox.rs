@@ -139,8 +139,8 @@ pub fn purge_outcome(outcome: &PurgeAttempt, attempt: u32, now: u64, duration_ms
 pub struct Cdn {
     /// The API client.
     pub client: crate::fastly::FastlyClient,
-    /// The service id.
-    pub service: String,
+    /// The service id (`None`: the coordinator only keeps the host map).
+    pub service: Option<String>,
     /// Soft purges (mark stale) instead of hard ones.
     pub soft: bool,
     /// The `edgegen_hosts` Config Store the coordinator keeps in line with its tenants, if
@@ -232,13 +232,30 @@ async fn deliver_purge(
     effect: &Effect,
     keys: &[String],
 ) -> Result<(), crate::store::StoreError> {
+    let Some(service) = &cdn.service else {
+        // Written while a service was configured; this process has none.
+        let detail = format!(
+            "{} surrogate key(s) not purged: no Fastly service is configured now (FASTLY_SERVICE_ID); \
+             the generation bump still invalidates them",
+            keys.len()
+        );
+        let step = Step {
+            step: PURGE_STEP.into(),
+            phase: Phase::EdgeNodeInvalidation,
+            status: StepStatus::Failed,
+            detail,
+            duration_ms: 0.0,
+        };
+        tracing::warn!(release = ?effect.release, "CDN purge given up: no Fastly service is configured");
+        return store.record_attempt(effect.id, Some(step), None).await;
+    };
     let started = Instant::now();
-    let report = cdn.client.purge(&cdn.service, keys, cdn.soft).await;
+    let report = cdn.client.purge(service, keys, cdn.soft).await;
     let attempt = PurgeAttempt {
         keys: keys.len(),
         failed: report.failed().map(|r| format!("{} ({})", r.key, r.error.as_deref().unwrap_or("?"))).collect(),
         calls: report.calls,
-        service: cdn.service.clone(),
+        service: service.clone(),
         soft: cdn.soft,
     };
     let (step, retry) =

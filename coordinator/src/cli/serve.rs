@@ -52,7 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         pop_live_window_ms: config.pop_live_window_ms,
         auto_rollback: config.auto_rollback,
         convergence_deadline_ms: config.convergence_deadline_ms,
-        cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
+        cdn_service: config.fastly.as_ref().and_then(|f| f.service_id.clone()),
         hosts_max_entries: config.fastly.as_ref().and_then(|f| f.hosts.as_ref()).map(|h| h.max_entries),
         outbox_wake: Some(Arc::clone(&outbox_wake)),
     };

@@ -37,7 +37,7 @@ fn settings(max_entries: usize) -> StoreSettings {
 fn worker_cdn(api: &ConfigStoreApi, max_entries: usize) -> Cdn {
     Cdn {
         client: FastlyClient::new(&api.url(), config_store_api::TOKEN, Duration::from_secs(10)).unwrap(),
-        service: "svcLocal01".into(),
+        service: None,
         soft: false,
         hosts: Some(HostsStore { store_id: STORE.into(), max_entries }),
     }

@@ -186,7 +186,7 @@ pub fn router_shared(
             settings(
                 auto_rollback,
                 convergence_deadline_ms,
-                cdn.as_ref().map(|c| c.service.clone()),
+                cdn.as_ref().and_then(|c| c.service.clone()),
                 Some(Arc::clone(&wake)),
             ),
             Arc::clone(&metrics),

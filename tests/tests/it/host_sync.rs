@@ -214,7 +214,6 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
 /// The environment of a coordinator that owns the host map in `api`'s store `STORE`.
 fn owning_env(api: &ConfigStoreApi, max_entries: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("FASTLY_SERVICE_ID", "svcLocal01".to_owned()),
         ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
         ("FASTLY_API_URL", api.url()),
         ("EDGEGEN_HOSTS_STORE_ID", STORE.to_owned()),

@@ -306,5 +306,21 @@ mod tests {
             prop_assert!(drift(&map, &repaired).is_empty());
             prop_assert_eq!(d.is_empty(), actual == wanted);
         }
+
+        /// For all registered tenants (hosts unique, as registration enforces), a new
+        /// tenant and a limit: the registration's count check refuses exactly when the
+        /// host map of all tenants plus the new one breaks the entry limit.
+        #[test]
+        fn the_registration_check_agrees_with_the_host_map(
+            hosts in prop::collection::btree_set("[a-z]{1,3}\\.test", 0..12),
+            split in 0usize..12,
+            max in 1usize..14,
+        ) {
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let (old, new) = hosts.split_at(split.min(hosts.len()));
+            let (a, b) = old.split_at(old.len() / 2);
+            let all = [tenant("acme", a), tenant("beta", b), tenant("newco", new)];
+            prop_assert_eq!(check_registration(old.len(), new.len(), max).is_ok(), desired(&all, max).is_ok());
+        }
     }
 }

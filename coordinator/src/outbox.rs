@@ -266,6 +266,15 @@ async fn deliver_purge(
     store.record_attempt(effect.id, Some(step), retry).await
 }
 
+/// The host map of the tenants registered now.
+async fn desired_now(
+    store: &dyn Store,
+    max_entries: usize,
+) -> Result<Result<hostmap::HostMap, hostmap::HostMapError>, crate::store::StoreError> {
+    let tenants: Vec<_> = store.tenants().await?.into_iter().map(crate::domain::TenantState::view).collect();
+    Ok(hostmap::desired(&tenants, max_entries))
+}
+
 /// One attempt at the host-map sync: the host map of every tenant registered now, written
 /// to the Config Store. A [`HostMapError`] is final (retrying cannot fix the tenants); API
 /// failures are retried.
@@ -279,10 +288,15 @@ async fn deliver_host_sync(
     let result = match &cdn.hosts {
         None => Err((true, "no hosts Config Store is configured (EDGEGEN_HOSTS_STORE_ID)".to_owned())),
         Some(hosts) => {
-            let tenants: Vec<_> = store.tenants().await?.into_iter().map(crate::domain::TenantState::view).collect();
-            match hostmap::desired(&tenants, hosts.max_entries) {
+            let desired = desired_now(store, hosts.max_entries).await?;
+            match desired {
                 Err(e) => Err((true, format!("edgegen_hosts: {e}; nothing was written"))),
                 Ok(desired) => match hostsync::reconcile(&cdn.client, &hosts.store_id, &desired, false).await {
+                    // Another replica may have synced a newer registration meanwhile, which
+                    // this (older) map undid: sync again until the map held still.
+                    Ok(_) if desired_now(store, hosts.max_entries).await?.as_ref() != Ok(&desired) => {
+                        Err((false, "the tenants changed during the sync; syncing again".to_owned()))
+                    }
                     Ok(done) => {
                         tracing::info!(
                             store = %hosts.store_id,

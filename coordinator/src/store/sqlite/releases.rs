@@ -60,11 +60,6 @@ impl Writer {
             params![t.id.as_str(), t.schema_version.to_string(), t.contract_hash.to_string(), now],
         )?;
         tx.commit()?;
-        if self.settings.hosts_max_entries.is_some()
-            && let Some(wake) = &self.settings.outbox_wake
-        {
-            wake.notify_one();
-        }
         let state = TenantState {
             id: t.id.clone(),
             hosts: t.hosts.clone(),
@@ -74,6 +69,12 @@ impl Writer {
             release_id: None,
         };
         self.publish([state]);
+        // After the publish: the worker's sync reads the tenants from memory.
+        if self.settings.hosts_max_entries.is_some()
+            && let Some(wake) = &self.settings.outbox_wake
+        {
+            wake.notify_one();
+        }
         Ok(Tenant {
             id: t.id,
             hosts: t.hosts,

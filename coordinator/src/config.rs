@@ -19,9 +19,11 @@
 //! | auto-rollback: distinct paths reported | | `EDGEGEN_AUTO_ROLLBACK_MIN_PATHS` | `auto_rollback.min_paths` | `1` |
 //! | auto-rollback: convergence deadline, ms | | `EDGEGEN_CONVERGENCE_DEADLINE_MS` | `convergence_deadline_ms` | off |
 //! | Fastly service to purge after releases | | `FASTLY_SERVICE_ID` | `fastly.service_id` | off |
-//! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service |
+//! | Fastly API token | | `FASTLY_API_TOKEN` | `fastly.token` | required with a service or a hosts store |
 //! | Fastly API base URL | | `FASTLY_API_URL` | `fastly.api_url` | `https://api.fastly.com` |
 //! | soft purges | | | `fastly.soft_purge` | `false` |
+//! | the edge's `edgegen_hosts` Config Store, kept in line with the tenants | | `EDGEGEN_HOSTS_STORE_ID` | `fastly.hosts_store_id` | off |
+//! | entries that Config Store may hold | | `EDGEGEN_HOSTS_MAX_ENTRIES` | `fastly.hosts_max_entries` | `500` |
 //! | tenant database shards | | | `[shards]` `tenant = "path.db"` or `"postgres://..."` | none |
 //! | shared PostgreSQL shards: app role, tenant setting | | | `[shard_rls]` `role`, `tenant_setting` | none |
 //!
@@ -134,17 +136,21 @@ impl fmt::Debug for PostgresUrl {
     }
 }
 
-/// The CDN the coordinator purges after each release.
+/// The Fastly account the coordinator calls: the service it purges after each release
+/// and/or the `edgegen_hosts` Config Store it keeps in line with the tenants.
 #[derive(Clone)]
 pub struct FastlyConfig {
-    /// Service id.
-    pub service_id: String,
+    /// Service id (`None`: no purges).
+    pub service_id: Option<String>,
     /// API token (never printed).
     pub token: String,
     /// API base URL.
     pub api_url: String,
     /// Soft purges.
     pub soft_purge: bool,
+    /// The `edgegen_hosts` Config Store every registration syncs, if the coordinator owns
+    /// the host map.
+    pub hosts: Option<crate::outbox::HostsStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +161,8 @@ struct FileFastly {
     api_url: Option<String>,
     #[serde(default)]
     soft_purge: bool,
+    hosts_store_id: Option<String>,
+    hosts_max_entries: Option<u64>,
 }
 
 impl fmt::Debug for Config {
@@ -308,17 +316,40 @@ impl Config {
             number("EDGEGEN_BODY_LIMIT_BYTES", file.body_limit_bytes.map(|b| b as u64), 1 << 20)? as usize;
 
         let file_fastly = file.fastly.unwrap_or_default();
-        let fastly = match env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id) {
+        let hosts = match env.var("EDGEGEN_HOSTS_STORE_ID").or(file_fastly.hosts_store_id) {
             None => None,
-            Some(service_id) => Some(FastlyConfig {
+            Some(id) if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                bail!(
+                    "EDGEGEN_HOSTS_STORE_ID (or fastly.hosts_store_id): {id:?} is not a Fastly Config Store id (alphanumeric)"
+                )
+            }
+            Some(store_id) => {
+                let max = number(
+                    "EDGEGEN_HOSTS_MAX_ENTRIES",
+                    file_fastly.hosts_max_entries,
+                    crate::hostmap::DEFAULT_MAX_ENTRIES as u64,
+                )?;
+                if max == 0 {
+                    bail!("EDGEGEN_HOSTS_MAX_ENTRIES (or fastly.hosts_max_entries) must be at least 1");
+                }
+                Some(crate::outbox::HostsStore { store_id, max_entries: usize::try_from(max).unwrap_or(usize::MAX) })
+            }
+        };
+        let fastly = match (env.var("FASTLY_SERVICE_ID").or(file_fastly.service_id), hosts) {
+            (None, None) => None,
+            (service_id, hosts) => Some(FastlyConfig {
                 token: env.var("FASTLY_API_TOKEN").or(file_fastly.token).ok_or_else(|| {
-                    anyhow::anyhow!("a Fastly service is configured but FASTLY_API_TOKEN (or fastly.token) is not set")
+                    anyhow::anyhow!(
+                        "a Fastly service or hosts Config Store is configured but FASTLY_API_TOKEN (or fastly.token) \
+                         is not set"
+                    )
                 })?,
                 api_url: env
                     .var("FASTLY_API_URL")
                     .or(file_fastly.api_url)
                     .unwrap_or_else(|| crate::fastly::DEFAULT_API_URL.into()),
                 soft_purge: file_fastly.soft_purge,
+                hosts,
                 service_id,
             }),
         };
@@ -458,6 +489,39 @@ mod tests {
         assert_eq!(c.auto_rollback, None);
         let flags = Flags { listen: Some("127.0.0.1:3".into()), ..flags };
         assert_eq!(Config::resolve(&flags, &env).unwrap().listen.port(), 3);
+    }
+
+    #[test]
+    fn a_hosts_store_needs_a_token_but_no_service() {
+        let resolve = |extra: [(&'static str, &'static str); 3]| {
+            let env = [SECRETS[0], SECRETS[1], SECRETS[2], extra[0], extra[1], extra[2]];
+            Config::resolve(&Flags::default(), &env)
+        };
+        let c = resolve([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("FASTLY_API_TOKEN", "t"), ("X", "")]).unwrap();
+        let fastly = c.fastly.unwrap();
+        assert_eq!(fastly.service_id, None);
+        assert_eq!(
+            fastly.hosts,
+            Some(crate::outbox::HostsStore {
+                store_id: "hosts01".into(),
+                max_entries: crate::hostmap::DEFAULT_MAX_ENTRIES
+            })
+        );
+        let c = resolve([
+            ("EDGEGEN_HOSTS_STORE_ID", "hosts01"),
+            ("FASTLY_API_TOKEN", "t"),
+            ("EDGEGEN_HOSTS_MAX_ENTRIES", "3"),
+        ]);
+        assert_eq!(c.unwrap().fastly.unwrap().hosts.unwrap().max_entries, 3);
+
+        let err = |extra| resolve(extra).unwrap_err().to_string();
+        let no_token = err([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("X", ""), ("Y", "")]);
+        assert!(no_token.contains("FASTLY_API_TOKEN (or fastly.token) is not set"), "{no_token}");
+        let bad_id = err([("EDGEGEN_HOSTS_STORE_ID", "hosts/01"), ("FASTLY_API_TOKEN", "t"), ("X", "")]);
+        assert!(bad_id.starts_with("EDGEGEN_HOSTS_STORE_ID (or fastly.hosts_store_id): \"hosts/01\""), "{bad_id}");
+        let zero =
+            err([("EDGEGEN_HOSTS_STORE_ID", "hosts01"), ("FASTLY_API_TOKEN", "t"), ("EDGEGEN_HOSTS_MAX_ENTRIES", "0")]);
+        assert!(zero.contains("EDGEGEN_HOSTS_MAX_ENTRIES (or fastly.hosts_max_entries) must be at least 1"), "{zero}");
     }
 
     #[test]

@@ -37,6 +37,19 @@ pub struct TenantState {
     pub release_id: Option<ReleaseId>,
 }
 
+impl TenantState {
+    /// The tenant as the API shows it.
+    pub fn view(self) -> edgegen_shared::api::Tenant {
+        edgegen_shared::api::Tenant {
+            id: self.id,
+            hosts: self.hosts,
+            generation: self.generation,
+            schema_version: self.schema_version,
+            contract_hash: self.contract_hash,
+        }
+    }
+}
+
 /// SHA-256 of the canonical JSON of a release request: what idempotency compares.
 ///
 /// # Errors

@@ -96,6 +96,24 @@ pub fn desired(tenants: &[Tenant], max_entries: usize) -> Result<HostMap, HostMa
     Ok(map)
 }
 
+/// Whether registering a tenant with `adding` hosts, when the tenants already have
+/// `existing` (each host belongs to one tenant, so the store holds one entry per host),
+/// keeps the `edgegen_hosts` Config Store within `max_entries`; the refusal names the limit.
+///
+/// # Errors
+/// The refusal's message.
+pub fn check_registration(existing: usize, adding: usize, max_entries: usize) -> Result<(), String> {
+    let entries = existing.saturating_add(adding);
+    if entries > max_entries {
+        return Err(format!(
+            "hosts: registering these {adding} host(s) would give the edgegen_hosts Config Store {entries} \
+             entries; it holds at most {max_entries} (fastly.hosts_max_entries, Fastly's limit for the \
+             account); nothing was registered"
+        ));
+    }
+    Ok(())
+}
+
 /// One difference between the coordinator's host map and a store's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -257,6 +275,9 @@ mod tests {
         let err = desired(&[tenant("acme", &hosts)], 3).unwrap_err();
         assert_eq!(err, HostMapError::TooManyEntries { entries: 4, max: 3 });
         assert!(desired(&[tenant("acme", &hosts)], 4).is_ok(), "exactly at the limit is fine");
+        assert_eq!(check_registration(3, 1, 4), Ok(()), "a registration may reach the limit");
+        let refusal = check_registration(3, 2, 4).unwrap_err();
+        assert!(refusal.contains("5 entries") && refusal.contains("at most 4"), "{refusal}");
 
         let long = format!("{}.test", "a".repeat(MAX_KEY_CHARS));
         let err = desired(&[tenant("acme", &[&long])], 10).unwrap_err();
@@ -284,6 +305,22 @@ mod tests {
             prop_assert_eq!(&repaired, &wanted);
             prop_assert!(drift(&map, &repaired).is_empty());
             prop_assert_eq!(d.is_empty(), actual == wanted);
+        }
+
+        /// For all registered tenants (hosts unique, as registration enforces), a new
+        /// tenant and a limit: the registration's count check refuses exactly when the
+        /// host map of all tenants plus the new one breaks the entry limit.
+        #[test]
+        fn the_registration_check_agrees_with_the_host_map(
+            hosts in prop::collection::btree_set("[a-z]{1,3}\\.test", 0..12),
+            split in 0usize..12,
+            max in 1usize..14,
+        ) {
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let (old, new) = hosts.split_at(split.min(hosts.len()));
+            let (a, b) = old.split_at(old.len() / 2);
+            let all = [tenant("acme", a), tenant("beta", b), tenant("newco", new)];
+            prop_assert_eq!(check_registration(old.len(), new.len(), max).is_ok(), desired(&all, max).is_ok());
         }
     }
 }

@@ -19,6 +19,7 @@ pub struct Metrics {
     manifests_served: AtomicU64,
     manifests_not_modified: AtomicU64,
     releases_converged: AtomicU64,
+    host_syncs: [AtomicU64; 3],
     convergence_buckets: [AtomicU64; CONVERGENCE_BUCKETS_MS.len()],
     convergence_sum_ms: AtomicU64,
     http_status: [AtomicU64; 500],
@@ -37,6 +38,7 @@ impl Default for Metrics {
             manifests_served: AtomicU64::new(0),
             manifests_not_modified: AtomicU64::new(0),
             releases_converged: AtomicU64::new(0),
+            host_syncs: std::array::from_fn(|_| AtomicU64::new(0)),
             convergence_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             convergence_sum_ms: AtomicU64::new(0),
             http_status: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -84,6 +86,11 @@ impl Metrics {
         if let Some(i) = CONVERGENCE_BUCKETS_MS.iter().position(|b| latency_ms <= *b) {
             self.convergence_buckets[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// A host-map sync attempt ended with `outcome`.
+    pub fn host_sync(&self, outcome: crate::outbox::HostSyncOutcome) {
+        self.host_syncs[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// An HTTP response with `status` was sent.
@@ -142,6 +149,17 @@ impl Metrics {
                 ("{result=\"not_modified\"}", self.manifests_not_modified.load(Relaxed)),
             ],
         );
+        use crate::outbox::HostSyncOutcome as H;
+        counter(
+            &mut out,
+            "edgegen_host_syncs_total",
+            "Attempts to sync the edgegen_hosts Config Store after registrations, by outcome.",
+            &[
+                ("{outcome=\"synced\"}", self.host_syncs[H::Synced as usize].load(Relaxed)),
+                ("{outcome=\"retrying\"}", self.host_syncs[H::Retrying as usize].load(Relaxed)),
+                ("{outcome=\"failed\"}", self.host_syncs[H::Failed as usize].load(Relaxed)),
+            ],
+        );
 
         let name = "edgegen_convergence_latency_ms";
         let _ =
@@ -183,7 +201,10 @@ mod tests {
         m.http_status(200);
         m.http_status(200);
         m.http_status(404);
+        m.host_sync(crate::outbox::HostSyncOutcome::Retrying);
         let text = m.render();
+        assert!(text.contains("edgegen_host_syncs_total{outcome=\"retrying\"} 1\n"));
+        assert!(text.contains("edgegen_host_syncs_total{outcome=\"synced\"} 0\n"));
         assert!(text.contains("edgegen_releases_total{kind=\"release\"} 1\n"));
         assert!(text.contains("edgegen_convergence_latency_ms_bucket{le=\"100\"} 0\n"));
         assert!(text.contains("edgegen_convergence_latency_ms_bucket{le=\"250\"} 1\n"));

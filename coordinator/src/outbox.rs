@@ -1,9 +1,12 @@
-//! Durable post-commit effects. A release or rollback writes its effects (today: the CDN
-//! purge of its plan's surrogate keys and of its tenants' `edgegen-manifest/{tenant}` keys)
-//! to the store's outbox in the same transaction as the commit; [`run_worker`] delivers
-//! each at least once, with exponential backoff, and records the real outcome of every
-//! attempt in the release's execution log. A crash between the commit and the purge only
-//! delays the purge: the next process finds the effect still due.
+//! Durable post-commit effects. A release or rollback writes its effects (the CDN purge of
+//! its plan's surrogate keys and of its tenants' `edgegen-manifest/{tenant}` keys) to the
+//! store's outbox in the same transaction as the commit, and a tenant registration writes
+//! the sync of the edge's `edgegen_hosts` Config Store (when the coordinator owns it) in the
+//! same transaction as the registration; [`run_worker`] delivers each at least once, with
+//! exponential backoff. The outcome of every purge attempt is recorded in the release's
+//! execution log; that of every host-map sync in `edgegen_host_syncs_total` at `/metrics`
+//! and a log line (a registration has no execution log). A crash between the commit and the
+//! delivery only delays it: the next process finds the effect still due.
 //!
 //! Pure parts (the effect's wire form, the backoff schedule, the step text) are functions
 //! of values; the worker is the thin shell that calls the CDN and the store.
@@ -18,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::execlog::PURGE_STEP;
+use crate::hostmap;
+use crate::hostsync;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// What an effect does (stored as JSON in the outbox).
@@ -29,6 +35,10 @@ pub enum EffectKind {
         /// The keys, in plan order.
         keys: Vec<String>,
     },
+    /// Make the `edgegen_hosts` Config Store hold the host map of all tenants registered
+    /// at delivery time ([`crate::hostsync::reconcile`]): idempotent, so one sync covers
+    /// every registration before it.
+    SyncHosts,
 }
 
 /// An effect due for delivery.
@@ -36,8 +46,8 @@ pub enum EffectKind {
 pub struct Effect {
     /// The outbox row.
     pub id: i64,
-    /// The release (or rollback) that wrote it.
-    pub release: ReleaseId,
+    /// The release (or rollback) that wrote it; `None` for a registration's host sync.
+    pub release: Option<ReleaseId>,
     /// What to do.
     pub kind: EffectKind,
     /// Attempts made so far.
@@ -129,10 +139,48 @@ pub fn purge_outcome(outcome: &PurgeAttempt, attempt: u32, now: u64, duration_ms
 pub struct Cdn {
     /// The API client.
     pub client: crate::fastly::FastlyClient,
-    /// The service id.
-    pub service: String,
+    /// The service id (`None`: the coordinator only keeps the host map).
+    pub service: Option<String>,
     /// Soft purges (mark stale) instead of hard ones.
     pub soft: bool,
+    /// The `edgegen_hosts` Config Store the coordinator keeps in line with its tenants, if
+    /// it owns one.
+    pub hosts: Option<HostsStore>,
+}
+
+/// The edge's `edgegen_hosts` Config Store, owned by the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsStore {
+    /// Its id (`fastly config-store list`).
+    pub store_id: String,
+    /// Entries it may hold ([`crate::hostmap::DEFAULT_MAX_ENTRIES`] unless raised).
+    pub max_entries: usize,
+}
+
+/// How a host-map sync attempt ended, for the log and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSyncOutcome {
+    // The discriminants index the counters of [`Metrics`].
+    /// The store holds the tenants' host map (repaired, or already in sync).
+    Synced = 0,
+    /// The attempt failed; another follows after a backoff.
+    Retrying = 1,
+    /// Given up: the tenants break a Config Store limit, or every attempt failed.
+    Failed = 2,
+}
+
+/// What to do after the `attempt`-th host-map sync attempt (1-based) that ended with
+/// `result` (`Err(true)`: a final error, `Err(false)`: one worth retrying): the outcome and
+/// when to try again.
+pub fn host_sync_outcome(result: Result<(), bool>, attempt: u32, now: u64) -> (HostSyncOutcome, Option<u64>) {
+    match result {
+        Ok(()) => (HostSyncOutcome::Synced, None),
+        Err(true) => (HostSyncOutcome::Failed, None),
+        Err(false) => match backoff_ms(attempt) {
+            Some(delay) => (HostSyncOutcome::Retrying, Some(now + delay)),
+            None => (HostSyncOutcome::Failed, None),
+        },
+    }
 }
 
 /// How often the worker looks for due effects when nothing wakes it.
@@ -145,12 +193,13 @@ const BATCH: usize = 64;
 pub async fn run_worker(
     store: Arc<dyn Store>,
     cdn: Arc<Cdn>,
+    metrics: Arc<Metrics>,
     wake: Arc<tokio::sync::Notify>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
-        if let Err(e) = deliver_due(&*store, &cdn).await {
+        if let Err(e) = deliver_due(&*store, &cdn, &metrics).await {
             tracing::error!(cause = %e.chain(), "outbox pass failed");
         }
         tokio::select! {
@@ -165,28 +214,116 @@ pub async fn run_worker(
 ///
 /// # Errors
 /// When the store fails (the effects stay due).
-pub async fn deliver_due(store: &dyn Store, cdn: &Cdn) -> Result<usize, crate::store::StoreError> {
+pub async fn deliver_due(store: &dyn Store, cdn: &Cdn, metrics: &Metrics) -> Result<usize, crate::store::StoreError> {
     let due = store.due_effects(now_ms(), BATCH).await?;
     let n = due.len();
     for effect in due {
-        let EffectKind::CdnPurge { keys } = &effect.kind;
-        let started = Instant::now();
-        let report = cdn.client.purge(&cdn.service, keys, cdn.soft).await;
-        let attempt = PurgeAttempt {
-            keys: keys.len(),
-            failed: report.failed().map(|r| format!("{} ({})", r.key, r.error.as_deref().unwrap_or("?"))).collect(),
-            calls: report.calls,
-            service: cdn.service.clone(),
-            soft: cdn.soft,
-        };
-        let (step, retry) =
-            purge_outcome(&attempt, effect.attempts + 1, now_ms(), started.elapsed().as_secs_f64() * 1000.0);
-        if step.status != StepStatus::Ok {
-            tracing::warn!(release = %effect.release, detail = %step.detail, "CDN purge attempt failed");
+        match &effect.kind {
+            EffectKind::CdnPurge { keys } => deliver_purge(store, cdn, &effect, keys).await?,
+            EffectKind::SyncHosts => deliver_host_sync(store, cdn, metrics, &effect).await?,
         }
-        store.record_attempt(effect.id, step, retry).await?;
     }
     Ok(n)
+}
+
+async fn deliver_purge(
+    store: &dyn Store,
+    cdn: &Cdn,
+    effect: &Effect,
+    keys: &[String],
+) -> Result<(), crate::store::StoreError> {
+    let Some(service) = &cdn.service else {
+        // Written while a service was configured; this process has none.
+        let detail = format!(
+            "{} surrogate key(s) not purged: no Fastly service is configured now (FASTLY_SERVICE_ID); \
+             the generation bump still invalidates them",
+            keys.len()
+        );
+        let step = Step {
+            step: PURGE_STEP.into(),
+            phase: Phase::EdgeNodeInvalidation,
+            status: StepStatus::Failed,
+            detail,
+            duration_ms: 0.0,
+        };
+        tracing::warn!(release = ?effect.release, "CDN purge given up: no Fastly service is configured");
+        return store.record_attempt(effect.id, Some(step), None).await;
+    };
+    let started = Instant::now();
+    let report = cdn.client.purge(service, keys, cdn.soft).await;
+    let attempt = PurgeAttempt {
+        keys: keys.len(),
+        failed: report.failed().map(|r| format!("{} ({})", r.key, r.error.as_deref().unwrap_or("?"))).collect(),
+        calls: report.calls,
+        service: service.clone(),
+        soft: cdn.soft,
+    };
+    let (step, retry) =
+        purge_outcome(&attempt, effect.attempts + 1, now_ms(), started.elapsed().as_secs_f64() * 1000.0);
+    if step.status != StepStatus::Ok {
+        tracing::warn!(release = ?effect.release, detail = %step.detail, "CDN purge attempt failed");
+    }
+    store.record_attempt(effect.id, Some(step), retry).await
+}
+
+/// The host map of the tenants registered now.
+async fn desired_now(
+    store: &dyn Store,
+    max_entries: usize,
+) -> Result<Result<hostmap::HostMap, hostmap::HostMapError>, crate::store::StoreError> {
+    let tenants: Vec<_> = store.tenants().await?.into_iter().map(crate::domain::TenantState::view).collect();
+    Ok(hostmap::desired(&tenants, max_entries))
+}
+
+/// One attempt at the host-map sync: the host map of every tenant registered now, written
+/// to the Config Store. A [`HostMapError`] is final (retrying cannot fix the tenants); API
+/// failures are retried.
+async fn deliver_host_sync(
+    store: &dyn Store,
+    cdn: &Cdn,
+    metrics: &Metrics,
+    effect: &Effect,
+) -> Result<(), crate::store::StoreError> {
+    let attempt = effect.attempts + 1;
+    let result = match &cdn.hosts {
+        None => Err((true, "no hosts Config Store is configured (EDGEGEN_HOSTS_STORE_ID)".to_owned())),
+        Some(hosts) => {
+            let desired = desired_now(store, hosts.max_entries).await?;
+            match desired {
+                Err(e) => Err((true, format!("edgegen_hosts: {e}; nothing was written"))),
+                Ok(desired) => match hostsync::reconcile(&cdn.client, &hosts.store_id, &desired, false).await {
+                    // Another replica may have synced a newer registration meanwhile, which
+                    // this (older) map undid: sync again until the map held still.
+                    Ok(_) if desired_now(store, hosts.max_entries).await?.as_ref() != Ok(&desired) => {
+                        Err((false, "the tenants changed during the sync; syncing again".to_owned()))
+                    }
+                    Ok(done) => {
+                        tracing::info!(
+                            store = %hosts.store_id,
+                            hosts = desired.len(),
+                            changed = done.drift.len(),
+                            attempt,
+                            "host map synced"
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err((false, e.to_string())),
+                },
+            }
+        }
+    };
+    let (outcome, retry) =
+        host_sync_outcome(result.as_ref().map(|_| ()).map_err(|(fatal, _)| *fatal), attempt, now_ms());
+    if let Err((_, why)) = &result {
+        match outcome {
+            HostSyncOutcome::Retrying => {
+                tracing::warn!(attempt, retry_at = ?retry, "host map sync failed, retrying: {why}")
+            }
+            _ => tracing::error!(attempt, "host map sync given up: {why}"),
+        }
+    }
+    metrics.host_sync(outcome);
+    store.record_attempt(effect.id, None, retry).await
 }
 
 #[cfg(test)]
@@ -213,6 +350,14 @@ mod tests {
         assert!(step.detail.contains("1 of 4") && step.detail.contains("HTTP 500"), "{}", step.detail);
         let (step, retry) = purge_outcome(&a, MAX_ATTEMPTS, 1000, 2.0);
         assert_eq!((step.status, retry), (StepStatus::Failed, None));
+    }
+
+    #[test]
+    fn host_syncs_retry_api_failures_and_stop_on_a_bad_host_map() {
+        assert_eq!(host_sync_outcome(Ok(()), 3, 1000), (HostSyncOutcome::Synced, None));
+        assert_eq!(host_sync_outcome(Err(false), 1, 1000), (HostSyncOutcome::Retrying, Some(1100)));
+        assert_eq!(host_sync_outcome(Err(false), MAX_ATTEMPTS, 1000), (HostSyncOutcome::Failed, None));
+        assert_eq!(host_sync_outcome(Err(true), 1, 1000), (HostSyncOutcome::Failed, None));
     }
 
     #[test]

@@ -180,16 +180,6 @@ fn release_id(raw: &str) -> Result<ReleaseId, AppError> {
     ReleaseId::new(raw).map_err(|e| AppError::bad_request("invalid_release_id", e.to_string()))
 }
 
-fn tenant_view(s: TenantState) -> Tenant {
-    Tenant {
-        id: s.id,
-        hosts: s.hosts,
-        generation: s.generation,
-        schema_version: s.schema_version,
-        contract_hash: s.contract_hash,
-    }
-}
-
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", security(("admin" = [])),
     request_body = NewTenant,
     responses((status = 201, description = "Registered at generation 1", body = Tenant),
@@ -209,7 +199,7 @@ async fn register_tenant(
     responses((status = 200, description = "Every tenant, sorted by id", body = Vec<Tenant>),
         (status = 500, description = "The store failed", body = ErrorBody)))]
 async fn list_tenants(State(state): State<AppState>) -> Result<Json<Vec<Tenant>>, AppError> {
-    Ok(Json(state.store.tenants().await?.into_iter().map(tenant_view).collect()))
+    Ok(Json(state.store.tenants().await?.into_iter().map(TenantState::view).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{id}", tag = "tenants", security(("admin" = [])),
@@ -223,7 +213,7 @@ async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> R
         .tenant(id.clone())
         .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {id} does not exist")))?;
-    Ok(Json(tenant_view(tenant)))
+    Ok(Json(tenant.view()))
 }
 
 #[utoipa::path(post, path = "/v1/releases/plan", tag = "releases", security(("admin" = [])),

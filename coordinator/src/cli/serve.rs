@@ -52,7 +52,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         pop_live_window_ms: config.pop_live_window_ms,
         auto_rollback: config.auto_rollback,
         convergence_deadline_ms: config.convergence_deadline_ms,
-        cdn_service: config.fastly.as_ref().map(|f| f.service_id.clone()),
+        cdn_service: config.fastly.as_ref().and_then(|f| f.service_id.clone()),
+        hosts_max_entries: config.fastly.as_ref().and_then(|f| f.hosts.as_ref()).map(|h| h.max_entries),
         outbox_wake: Some(Arc::clone(&outbox_wake)),
     };
     let store: Arc<dyn Store> = match &config.store {
@@ -81,6 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("Fastly client: {e}"))?,
                 service: f.service_id.clone(),
                 soft: f.soft_purge,
+                hosts: f.hosts.clone(),
             })),
         },
     };
@@ -101,7 +103,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = state.cdn.clone().map(|cdn| {
             let store = Arc::clone(&state.store);
-            tokio::spawn(crate::outbox::run_worker(store, cdn, outbox_wake, async move {
+            let metrics = Arc::clone(&state.metrics);
+            tokio::spawn(crate::outbox::run_worker(store, cdn, metrics, outbox_wake, async move {
                 let _ = worker_stopped.await;
             }))
         });

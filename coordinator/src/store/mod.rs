@@ -106,6 +106,10 @@ pub struct StoreSettings {
     pub convergence_deadline_ms: Option<u64>,
     /// The CDN service releases purge through (its effects go to the outbox), if any.
     pub cdn_service: Option<String>,
+    /// `Some(max entries)` when the coordinator owns the edge's `edgegen_hosts` Config
+    /// Store: a registration is refused past that many hosts in all, and writes the
+    /// store's sync ([`crate::outbox::EffectKind::SyncHosts`]) to the outbox.
+    pub hosts_max_entries: Option<usize>,
     /// Woken after each commit that wrote an outbox effect.
     pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -140,7 +144,8 @@ pub trait Store: Send + Sync + 'static {
     fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>>;
     /// Every tenant's current state, sorted by id.
     fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>>;
-    /// Registers a tenant at generation 1.
+    /// Registers a tenant at generation 1 (and, with [`StoreSettings::hosts_max_entries`],
+    /// writes the host-map sync to the outbox in the same transaction).
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
     /// Commits a release: every listed tenant to its next generation, in one transaction,
     /// with the outbox effects `purge` yields (when a CDN is configured). `analysis_steps`
@@ -180,8 +185,13 @@ pub trait Store: Send + Sync + 'static {
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;
     /// Outbox effects due at `now` (Unix ms), oldest first, at most `limit`.
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>>;
-    /// Records an attempt at an effect: `step` (its outcome) replaces the release's
-    /// execution-log step of that name; `retry_at` schedules another attempt, `None` ends
-    /// the effect (delivered, or given up).
-    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records an attempt at an effect: `step` (its outcome, for a release's effect)
+    /// replaces the release's execution-log step of that name; `retry_at` schedules another
+    /// attempt, `None` ends the effect (delivered, or given up).
+    fn record_attempt(
+        &self,
+        effect: i64,
+        step: Option<Step>,
+        retry_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
 }

@@ -17,6 +17,7 @@ mod cli;
 mod crash;
 mod examples;
 mod fastly;
+mod host_outbox;
 mod live_check;
 mod openapi;
 mod replicas;

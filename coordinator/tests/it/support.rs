@@ -138,6 +138,7 @@ fn settings(
         auto_rollback,
         convergence_deadline_ms,
         cdn_service,
+        hosts_max_entries: None,
         outbox_wake,
     }
 }
@@ -185,7 +186,7 @@ pub fn router_shared(
             settings(
                 auto_rollback,
                 convergence_deadline_ms,
-                cdn.as_ref().map(|c| c.service.clone()),
+                cdn.as_ref().and_then(|c| c.service.clone()),
                 Some(Arc::clone(&wake)),
             ),
             Arc::clone(&metrics),
@@ -197,6 +198,7 @@ pub fn router_shared(
         tokio::spawn(edgegen_coordinator::outbox::run_worker(
             Arc::clone(&store),
             Arc::clone(cdn),
+            Arc::clone(&metrics),
             wake,
             std::future::pending(),
         ));

@@ -2,7 +2,8 @@
 //!
 //! Starts the coordinator (SQLite in a temporary directory; the tenants' shards in its
 //! `[shards]`), the demo origin (users and profiles, one SQLite shard per tenant) and three
-//! PoPs (the release edge wasm under Viceroy), registers twelve tenants, then:
+//! PoPs (the release edge wasm under Viceroy), registers twelve tenants (the coordinator
+//! writes their hosts to the PoPs' `edgegen_hosts`), then:
 //! 1. sends every tenant's request through every PoP (MISS, then HIT; routing by Host;
 //!    client `edgegen-*` headers never reach the origin);
 //! 2. migrates every shard to 1.8.3 (`profiles.encryption_key_version`, NOT NULL) and asks
@@ -15,7 +16,10 @@
 //!    live data before it commits; prints the execution log;
 //! 3. deploys the origin's 1.8.3 build and keeps traffic on every PoP until each one has
 //!    fetched the new manifests and acknowledged: the release converges; prints the
-//!    convergence summary with measured figures.
+//!    convergence summary with measured figures;
+//! 4. registers a thirteenth tenant while the PoPs run: the coordinator owns the PoPs'
+//!    `edgegen_hosts` (through the local stand-in for Fastly's Config Store API, whose JSON
+//!    file Viceroy re-reads on each request), so every PoP serves it without a restart.
 //!
 //! Without `--once` it keeps the stack up until Ctrl-C, printing the dashboard's URL
 //! (`/ui`) and copy-paste commands.
@@ -26,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use edgegen_shared::{SecretKey, TenantId};
+use edgegen_tests::config_store_api::{self, ConfigStoreApi};
 use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator};
 use edgegen_tests::demo_origin::{Build, DemoOrigin};
 use edgegen_tests::process::free_port;
@@ -48,6 +53,10 @@ const TENANTS: [&str; 12] = [
     "aperture",
 ];
 const POPS: usize = 3;
+/// The tenant registered after the PoPs are up (its shard exists from the start).
+const LATE_TENANT: &str = "initrode";
+/// The id of the PoPs' `edgegen_hosts` Config Store at the Fastly API stand-in.
+const HOSTS_STORE: &str = "demoHosts01";
 /// The tenant whose shard still holds profiles on the retired `trial` plan.
 const LEGACY_TENANT: &str = "initech";
 const SCHEMA_FROM: &str = include_str!("../../demo/schema-1.8.2.sql");
@@ -91,7 +100,8 @@ async fn run(once: bool) -> anyhow::Result<()> {
     let (v1, v2) = (Build::V1.contract_schema(), Build::V2.contract_schema());
     let (c1, c2) = (Build::V1.contract_hash(), Build::V2.contract_hash());
     let data = tempfile::Builder::new().prefix("edgegen-demo-").tempdir()?;
-    let tenant_ids: Vec<TenantId> = TENANTS.iter().map(|t| TenantId::new(*t)).collect::<Result<_, _>>()?;
+    let tenant_ids: Vec<TenantId> =
+        TENANTS.iter().chain([&LATE_TENANT]).map(|t| TenantId::new(*t)).collect::<Result<_, _>>()?;
     std::fs::create_dir_all(data.path().join("shards"))?;
     let origin = DemoOrigin::start(&data.path().join("shards"), &tenant_ids)?;
     let mut config = String::from("[shards]\n");
@@ -110,15 +120,26 @@ async fn run(once: bool) -> anyhow::Result<()> {
     std::fs::write(&config_path, config)?;
     let data_dir = data.path().join("coordinator");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    // The PoPs' host map: a JSON file behind the Fastly Config Store API stand-in, written
+    // only by the coordinator.
+    let hosts_api = ConfigStoreApi::start(500)?; // Fastly's entries per store on paid accounts
+    let hosts_file = data.path().join("edgegen_hosts.json");
+    hosts_api.add_store(HOSTS_STORE, &hosts_file, &[])?;
+    let env = [
+        ("EDGEGEN_CONFIG", config_path.to_string_lossy().into_owned()),
+        ("FASTLY_API_URL", hosts_api.url()),
+        ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
+        ("EDGEGEN_HOSTS_STORE_ID", HOSTS_STORE.to_owned()),
+    ];
     let coordinator = tokio::task::spawn_blocking(move || {
-        Coordinator::start_on(&data_dir, addr, &[("EDGEGEN_CONFIG", config_path.to_string_lossy().as_ref())])
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Coordinator::start_on(&data_dir, addr, &env)
     })
     .await??;
-    let hosts: Vec<(String, TenantId)> =
-        TENANTS.iter().map(|t| Ok((format!("{t}.localhost"), TenantId::new(*t)?))).collect::<anyhow::Result<_>>()?;
     let mut edges = Vec::new();
     for p in 1..=POPS {
-        let config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), hosts.clone(), &format!("pop-{p}"));
+        let mut config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), Vec::new(), &format!("pop-{p}"));
+        config.hosts_file = Some(hosts_file.clone());
         edges.push(tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??);
     }
     println!(
@@ -139,6 +160,15 @@ async fn run(once: bool) -> anyhow::Result<()> {
         "\n1. {} tenants registered at generation 1 (schema 1.8.2, contract {}…)",
         TENANTS.len(),
         &c1.to_string()[..19]
+    );
+    let synced = Instant::now();
+    while hosts_api.items(HOSTS_STORE).len() < TENANTS.len() {
+        ensure!(synced.elapsed() < Duration::from_secs(15), "the coordinator did not write the tenants' hosts");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "   edgegen_hosts: {} hosts written by the coordinator (outbox -> Fastly Config Store API stand-in -> the PoPs' JSON store)",
+        hosts_api.items(HOSTS_STORE).len()
     );
 
     let client = reqwest::Client::new();
@@ -254,7 +284,39 @@ async fn run(once: bool) -> anyhow::Result<()> {
         );
     }
     ensure!(conv["converged"] == true, "the release did not converge: {conv}");
-    println!("\nall checks passed: the release converged.");
+
+    println!("\n4. a tenant registered while the PoPs run: {LATE_TENANT} (schema 1.8.3)");
+    let late_probe = edgegen_shared::probe::mint(&TenantId::new(LATE_TENANT)?, now, now + 3600, &probe_key)?;
+    let before = get(&client, &edges[0], LATE_TENANT, &late_probe).await?;
+    ensure!(before.status == 404, "{LATE_TENANT}.localhost answered {} before its registration", before.status);
+    println!("   before: {LATE_TENANT}.localhost -> {} on pop-1", before.status);
+    let body = json!({"id": LATE_TENANT, "hosts": [format!("{LATE_TENANT}.localhost")], "schema_version": "1.8.3",
+        "contract_hash": c2, "contract_schema": v2});
+    let registered = Instant::now();
+    coordinator.admin(Method::POST, "/v1/tenants", Some(body)).await?;
+    for (i, edge) in edges.iter().enumerate() {
+        loop {
+            let seen = get(&client, edge, LATE_TENANT, &late_probe).await?;
+            if seen.status == 200 && seen.tenant == LATE_TENANT {
+                println!(
+                    "   pop-{} -> 200 {} for {LATE_TENANT}, {} ms after the registration (same Viceroy PID {})",
+                    i + 1,
+                    seen.cache,
+                    registered.elapsed().as_millis(),
+                    edge.pid()
+                );
+                break;
+            }
+            ensure!(
+                registered.elapsed() < Duration::from_secs(15),
+                "pop-{} still answers {} for {LATE_TENANT}",
+                i + 1,
+                seen.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    println!("\nall checks passed: the release converged; a tenant was added live.");
 
     if once {
         return Ok(());
@@ -272,6 +334,10 @@ async fn run(once: bool) -> anyhow::Result<()> {
     println!("  cargo run -q -p edgegen-coordinator -- status {id} --watch");
     println!("  cargo run -q -p edgegen-coordinator -- rollback {id}");
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-    println!("\nstopping: coordinator PID {}, {} Viceroy PoPs, sample origin", coordinator.pid(), edges.len());
+    println!(
+        "\nstopping: coordinator PID {}, {} Viceroy PoPs, sample origin, Config Store API stand-in",
+        coordinator.pid(),
+        edges.len()
+    );
     Ok(())
 }

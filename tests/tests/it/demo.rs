@@ -5,7 +5,14 @@ fn demo_once_passes() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgegen-demo")).arg("--once").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("all checks passed: the release converged."), "{stdout}");
+    assert!(stdout.contains("all checks passed: the release converged; a tenant was added live."), "{stdout}");
+    // The coordinator wrote the PoPs' host map, and the thirteenth tenant, registered after
+    // the PoPs started, was served by each of them.
+    assert!(stdout.contains("edgegen_hosts: 12 hosts written by the coordinator"), "{stdout}");
+    for pop in 1..=3 {
+        let served = |l: &str| l.starts_with(&format!("   pop-{pop} -> 200 ")) && l.contains(" for initrode, ");
+        assert!(stdout.lines().any(served), "{stdout}");
+    }
     // The live-data contract check caught initech's legacy `trial` plan before the commit,
     // then passed for every tenant after the data fix.
     assert!(

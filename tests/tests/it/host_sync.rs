@@ -210,3 +210,100 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--store-id: \"a/b\""), "{}", text(&out));
 }
+
+/// The environment of a coordinator that owns the host map in `api`'s store `STORE`.
+fn owning_env(api: &ConfigStoreApi, max_entries: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
+        ("FASTLY_API_URL", api.url()),
+        ("EDGEGEN_HOSTS_STORE_ID", STORE.to_owned()),
+        ("EDGEGEN_HOSTS_MAX_ENTRIES", max_entries.to_owned()),
+    ]
+}
+
+async fn start_owning(data: &Path, addr: std::net::SocketAddr, env: &[(&'static str, String)]) -> Coordinator {
+    let (data, env) = (data.to_owned(), env.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Coordinator::start_on(&data, addr, &env)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// Polls until `host` routes to `tenant` through `edge` (the outbox delivers asynchronously).
+async fn await_route(edge: &Viceroy, host: &str, tenant: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let got = route(edge, host).await;
+        if got == (200, tenant.to_owned()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{host} still routes to {got:?}, not {tenant}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The `edgegen_host_syncs_total` sample with `outcome`.
+async fn host_syncs(c: &Coordinator, outcome: &str) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", c.addr())).await.unwrap().text().await.unwrap();
+    let prefix = format!("edgegen_host_syncs_total{{outcome=\"{outcome}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{text}"))
+}
+
+#[tokio::test]
+async fn a_registration_reaches_the_pops_through_the_outbox_even_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ConfigStoreApi::start(500).unwrap();
+    let file = dir.path().join("edgegen_hosts.json");
+    api.add_store(STORE, &file, &[]).unwrap();
+    let env = owning_env(&api, "3");
+    let data = dir.path().join("coordinator");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], edgegen_tests::process::free_port().unwrap()).into();
+    let coordinator = start_owning(&data, addr, &env).await;
+
+    let origin = SampleOrigin::start(Stamp { schema_version: "1.8.2".into(), contract_hash: contract() }).unwrap();
+    let mut config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), Vec::new(), "local-1");
+    config.hosts_file = Some(file.clone());
+    let pop = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap();
+    let pid = pop.pid();
+    assert_eq!(route(&pop, "acme.localhost").await.0, 404);
+
+    // Registered while the PoP runs: served without `sync hosts` and without a restart.
+    register(&coordinator, "acme", &["acme.localhost", "www.acme.localhost"]).await.unwrap();
+    await_route(&pop, "acme.localhost", "acme").await;
+    await_route(&pop, "www.acme.localhost", "acme").await;
+    assert_eq!(host_syncs(&coordinator, "synced").await, 1);
+
+    // Past the store's entry limit (3): refused with the limit named, nothing registered.
+    let err = register(&coordinator, "big", &["b1.localhost", "b2.localhost"]).await.unwrap_err().to_string();
+    assert!(err.contains("HTTP 422") && err.contains("4 entries; it holds at most 3"), "{err}");
+    assert!(coordinator.admin(Method::GET, "/v1/tenants/big", None).await.is_err());
+
+    // The Config Store API accepts writes but loses them: the registration commits, the
+    // sync is attempted and scheduled again; SIGKILL before it can succeed.
+    api.lose_writes(true);
+    register(&coordinator, "beta", &["beta.localhost"]).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while host_syncs(&coordinator, "retrying").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no failed attempt recorded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(coordinator); // SIGKILL to the PID we started
+    api.lose_writes(false);
+    assert_eq!(route(&pop, "beta.localhost").await.0, 404, "not delivered before the kill");
+
+    // The restarted process finds the effect still due and delivers it.
+    let coordinator = start_owning(&data, addr, &env).await;
+    await_route(&pop, "beta.localhost", "beta").await;
+    assert_eq!(route(&pop, "acme.localhost").await, (200, "acme".into()));
+    assert!(host_syncs(&coordinator, "synced").await >= 1);
+    let expected: std::collections::BTreeMap<String, String> =
+        [("acme.localhost", "acme"), ("beta.localhost", "beta"), ("www.acme.localhost", "acme")]
+            .iter()
+            .map(|(h, t)| ((*h).to_owned(), (*t).to_owned()))
+            .collect();
+    assert_eq!(api.items(STORE), expected);
+    assert_eq!(pop.pid(), pid, "the same PoP process throughout");
+}

@@ -166,7 +166,7 @@ impl Store for PostgresStore {
     }
 
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {
-        self.call(move |c, _| releases::register_tenant(c, tenant))
+        self.call(move |c, inner| releases::register_tenant(c, &inner.settings, tenant))
     }
 
     fn commit_release(
@@ -283,7 +283,7 @@ impl Store for PostgresStore {
             for r in rows {
                 out.push(Effect {
                     id: r.get(0),
-                    release: ReleaseId::new(r.get::<_, String>(1)).map_err(corrupt)?,
+                    release: r.get::<_, Option<String>>(1).map(ReleaseId::new).transpose().map_err(corrupt)?,
                     kind: serde_json::from_str(r.get(2))?,
                     attempts: u32::try_from(r.get::<_, i64>(3)).unwrap_or(u32::MAX),
                 });
@@ -293,10 +293,15 @@ impl Store for PostgresStore {
         })
     }
 
-    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn record_attempt(
+        &self,
+        effect: i64,
+        step: Option<Step>,
+        retry_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |c, _| {
             let mut tx = c.transaction()?;
-            let release: String = tx
+            let release: Option<String> = tx
                 .query_opt("SELECT release_id FROM outbox WHERE id = $1 FOR UPDATE", &[&effect])?
                 .ok_or_else(|| StoreError::internal(format!("outbox effect {effect} vanished")))?
                 .get(0);
@@ -310,7 +315,9 @@ impl Store for PostgresStore {
                     &[&(now_ms() as i64), &effect],
                 )?,
             };
-            edit_log(&mut tx, &release, |log| execlog::replace_step(log, step))?;
+            if let (Some(release), Some(step)) = (release, step) {
+                edit_log(&mut tx, &release, |log| execlog::replace_step(log, step))?;
+            }
             tx.commit()?;
             Ok(())
         })

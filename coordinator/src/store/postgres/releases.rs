@@ -15,12 +15,19 @@ use crate::clock::now_ms;
 use crate::domain::{self, Refusal, ReleaseFacts};
 use crate::execlog::{self, LogBuilder};
 use crate::outbox::EffectKind;
-use crate::store::{Committed, PurgePlan, StoreError};
+use crate::store::{Committed, PurgePlan, StoreError, StoreSettings};
 
-pub(super) fn register_tenant(c: &mut Client, t: NewTenant) -> Result<Tenant, StoreError> {
+/// Key of the transaction-level advisory lock that serializes registrations when the
+/// coordinator owns the host map, so two replicas cannot both pass the entry-limit check.
+const HOST_MAP_LOCK: i64 = 0x6564_6765_686f_7374; // "edgehost"
+
+pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTenant) -> Result<Tenant, StoreError> {
     domain::check_new_tenant(&t)?;
     let now = now_ms() as i64;
     let mut tx = c.transaction()?;
+    if settings.hosts_max_entries.is_some() {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&HOST_MAP_LOCK])?;
+    }
     if tx.query_opt("SELECT 1 FROM tenants WHERE id = $1", &[&t.id.as_str()])?.is_some() {
         return Err(Refusal::Conflict(format!("tenant {} is already registered", t.id)).into());
     }
@@ -29,6 +36,15 @@ pub(super) fn register_tenant(c: &mut Client, t: NewTenant) -> Result<Tenant, St
             let owner: String = owner.get(0);
             return Err(Refusal::Conflict(format!("hosts[{i}]: {host} already belongs to tenant {owner}")).into());
         }
+    }
+    if let Some(max) = settings.hosts_max_entries {
+        let existing: i64 = tx.query_one("SELECT COUNT(*) FROM tenant_hosts", &[])?.get(0);
+        crate::hostmap::check_registration(existing as usize, t.hosts.len(), max).map_err(Refusal::Unprocessable)?;
+        let effect = serde_json::to_string(&EffectKind::SyncHosts)?;
+        tx.execute(
+            "INSERT INTO outbox (release_id, effect, attempts, next_attempt_at) VALUES (NULL, $1, 0, $2)",
+            &[&effect, &now],
+        )?;
     }
     let hosts = serde_json::to_string(&t.hosts)?;
     let schema_doc = t.contract_schema.as_ref().map(|v| v.to_string());
@@ -59,6 +75,11 @@ pub(super) fn register_tenant(c: &mut Client, t: NewTenant) -> Result<Tenant, St
         other => other?,
     }
     tx.commit()?;
+    if settings.hosts_max_entries.is_some()
+        && let Some(wake) = &settings.outbox_wake
+    {
+        wake.notify_one();
+    }
     Ok(Tenant {
         id: t.id,
         hosts: t.hosts,

@@ -86,11 +86,13 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE INDEX IF NOT EXISTS reports_by_tenant ON reports (tenant_id, generation);
 CREATE TABLE IF NOT EXISTS outbox (
     id BIGSERIAL PRIMARY KEY,
-    release_id TEXT NOT NULL REFERENCES releases(id),
+    release_id TEXT REFERENCES releases(id),
     effect TEXT NOT NULL,
     attempts BIGINT NOT NULL DEFAULT 0,
     next_attempt_at BIGINT NOT NULL,
     done_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
+-- A registration's host-map sync has no release (databases made before it required one).
+ALTER TABLE outbox ALTER COLUMN release_id DROP NOT NULL;
 ";

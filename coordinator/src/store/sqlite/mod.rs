@@ -47,7 +47,7 @@ enum Command {
     /// Periodic: enforce the convergence deadline.
     Tick,
     DueEffects(u64, usize, Reply<Vec<Effect>>),
-    RecordAttempt(i64, Step, Option<u64>, Reply<()>),
+    RecordAttempt(i64, Option<Step>, Option<u64>, Reply<()>),
 }
 
 /// How often the convergence deadline is checked.
@@ -75,7 +75,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(schema::SCHEMA)?;
+        schema::create(&conn)?;
 
         let tenants = Arc::new(RwLock::new(load::load_tenants(&conn)?));
         let open = load::load_open_releases(&conn)?;
@@ -186,7 +186,12 @@ impl Store for SqliteStore {
         self.call(move |r| Command::DueEffects(now, limit, r))
     }
 
-    fn record_attempt(&self, effect: i64, step: Step, retry_at: Option<u64>) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn record_attempt(
+        &self,
+        effect: i64,
+        step: Option<Step>,
+        retry_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |r| Command::RecordAttempt(effect, step, retry_at, r))
     }
 }

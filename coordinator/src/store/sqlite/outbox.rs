@@ -1,6 +1,6 @@
-//! The outbox table: effects written inside a release's transaction ([`enqueue`]), taken
-//! when due, and each attempt's outcome recorded together with the release's execution-log
-//! step in one transaction.
+//! The outbox table: effects written inside a release's or a registration's transaction
+//! ([`enqueue`]), taken when due, and each attempt's outcome recorded together with the
+//! release's execution-log step (a registration's effect has none) in one transaction.
 
 use edgegen_shared::ReleaseId;
 use edgegen_shared::api::{ExecutionLog, Step};
@@ -11,11 +11,17 @@ use crate::execlog;
 use crate::outbox::{Effect, EffectKind};
 use crate::store::StoreError;
 
-/// Writes `effect` for `release`, due at once, on `tx` (the release's transaction).
-pub(super) fn enqueue(tx: &Connection, release: &ReleaseId, effect: &EffectKind, now: u64) -> Result<(), StoreError> {
+/// Writes `effect` for `release` (`None`: a registration), due at once, on `tx` (the
+/// transaction that wrote the release or the tenant).
+pub(super) fn enqueue(
+    tx: &Connection,
+    release: Option<&ReleaseId>,
+    effect: &EffectKind,
+    now: u64,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO outbox (release_id, effect, attempts, next_attempt_at) VALUES (?1, ?2, 0, ?3)",
-        params![release.as_str(), serde_json::to_string(effect)?, now as i64],
+        params![release.map(ReleaseId::as_str), serde_json::to_string(effect)?, now as i64],
     )?;
     Ok(())
 }
@@ -38,14 +44,14 @@ impl Writer {
              WHERE done_at IS NULL AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now as i64, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, release, effect, attempts) = row?;
             out.push(Effect {
                 id,
-                release: ReleaseId::new(release).map_err(corrupt)?,
+                release: release.map(ReleaseId::new).transpose().map_err(corrupt)?,
                 kind: serde_json::from_str(&effect)?,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
             });
@@ -53,10 +59,15 @@ impl Writer {
         Ok(out)
     }
 
-    pub(super) fn record_attempt(&mut self, effect: i64, step: Step, retry_at: Option<u64>) -> Result<(), StoreError> {
+    pub(super) fn record_attempt(
+        &mut self,
+        effect: i64,
+        step: Option<Step>,
+        retry_at: Option<u64>,
+    ) -> Result<(), StoreError> {
         let now = crate::clock::now_ms() as i64;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let release: String = tx
+        let release: Option<String> = tx
             .query_row("SELECT release_id FROM outbox WHERE id = ?1", [effect], |r| r.get(0))
             .optional()?
             .ok_or_else(|| StoreError::internal(format!("outbox effect {effect} vanished")))?;
@@ -70,7 +81,9 @@ impl Writer {
                 params![now, effect],
             )?,
         };
-        replace_step(&tx, &release, step)?;
+        if let (Some(release), Some(step)) = (release, step) {
+            replace_step(&tx, &release, step)?;
+        }
         tx.commit()?;
         Ok(())
     }

@@ -38,6 +38,12 @@ impl Writer {
                 return Err(Refusal::Conflict(format!("hosts[{i}]: {host} already belongs to tenant {owner}")).into());
             }
         }
+        if let Some(max) = self.settings.hosts_max_entries {
+            let existing: i64 = tx.query_row("SELECT COUNT(*) FROM tenant_hosts", [], |r| r.get(0))?;
+            crate::hostmap::check_registration(existing as usize, t.hosts.len(), max)
+                .map_err(Refusal::Unprocessable)?;
+            super::outbox::enqueue(&tx, None, &EffectKind::SyncHosts, now as u64)?;
+        }
         let hosts = serde_json::to_string(&t.hosts)?;
         let schema_doc = t.contract_schema.as_ref().map(|v| v.to_string());
         tx.execute(
@@ -63,6 +69,12 @@ impl Writer {
             release_id: None,
         };
         self.publish([state]);
+        // After the publish: the worker's sync reads the tenants from memory.
+        if self.settings.hosts_max_entries.is_some()
+            && let Some(wake) = &self.settings.outbox_wake
+        {
+            wake.notify_one();
+        }
         Ok(Tenant {
             id: t.id,
             hosts: t.hosts,
@@ -200,7 +212,7 @@ impl Writer {
         let live = live_pops(&tx, now, self.settings.pop_live_window_ms)?;
         let service = self.settings.cdn_service.clone();
         if service.is_some() {
-            super::outbox::enqueue(&tx, id, &EffectKind::CdnPurge { keys: purge_keys.clone() }, now)?;
+            super::outbox::enqueue(&tx, Some(id), &EffectKind::CdnPurge { keys: purge_keys.clone() }, now)?;
         }
         let tail = execlog::CommitTail {
             kind,

@@ -1,5 +1,7 @@
-//! The SQLite schema, created on open (`CREATE ... IF NOT EXISTS`): the only DDL of the
-//! SQLite store.
+//! The SQLite schema, created on open (`CREATE ... IF NOT EXISTS`), and the one migration
+//! of an older database: the only DDL of the SQLite store.
+
+use rusqlite::Connection;
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -75,9 +77,13 @@ CREATE TABLE IF NOT EXISTS reports (
     received_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS reports_by_tenant ON reports (tenant_id, generation);
+";
+
+/// The outbox. `release_id` is NULL for a registration's host-map sync.
+const OUTBOX: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
-    release_id TEXT NOT NULL REFERENCES releases(id),
+    release_id TEXT REFERENCES releases(id),
     effect TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER NOT NULL,
@@ -85,3 +91,68 @@ CREATE TABLE IF NOT EXISTS outbox (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
 ";
+
+/// Creates what is missing; rebuilds an outbox made when every effect had a release
+/// (`release_id NOT NULL`), keeping its rows.
+pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(OUTBOX)?;
+    let release_required: bool =
+        conn.query_row("SELECT \"notnull\" FROM pragma_table_info('outbox') WHERE name = 'release_id'", [], |r| {
+            r.get(0)
+        })?;
+    if release_required {
+        // The rename takes the old index along; it goes with the old table.
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE outbox RENAME TO outbox_before_host_sync;
+             {OUTBOX}
+             INSERT INTO outbox (id, release_id, effect, attempts, next_attempt_at, done_at)
+               SELECT id, release_id, effect, attempts, next_attempt_at, done_at FROM outbox_before_host_sync;
+             DROP TABLE outbox_before_host_sync;
+             {OUTBOX}
+             COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outbox_that_required_a_release_is_rebuilt_with_its_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(&OUTBOX.replace("release_id TEXT REFERENCES", "release_id TEXT NOT NULL REFERENCES"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO releases (seq, id, kind, status, committed_at, execution_log)
+               VALUES (1, 'rel-1', 'release', 'committed', 1, '{}');
+             INSERT INTO outbox (release_id, effect, next_attempt_at) VALUES ('rel-1', '{}', 5);",
+        )
+        .unwrap();
+        assert!(
+            conn.execute("INSERT INTO outbox (release_id, effect, next_attempt_at) VALUES (NULL, '{}', 5)", [])
+                .is_err()
+        );
+        create(&conn).unwrap();
+        create(&conn).unwrap(); // idempotent
+        conn.execute("INSERT INTO outbox (release_id, effect, next_attempt_at) VALUES (NULL, '{}', 6)", []).unwrap();
+        let rows: Vec<(Option<String>, i64)> = conn
+            .prepare("SELECT release_id, next_attempt_at FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows, [(Some("rel-1".to_owned()), 5), (None, 6)]);
+        let indexed: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'outbox_due'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(indexed, 1);
+    }
+}

@@ -7,7 +7,9 @@
 //! Phases of one request ([`handle`]): routing (duplicate `Host` → 400, tenant from `Host`
 //! only), request hygiene (unkeyed, `edgegen-*`, hop-by-hop and `Connection`-nominated
 //! headers dropped; bodies of GET/HEAD dropped), manifest (trusted from the cache while
-//! fresh, else fetched and verified, acknowledged once per generation), then either
+//! fresh, else revalidated with `If-None-Match` — a 304's lease must verify against the held
+//! manifest — or fetched and verified; kept while the coordinator is unreachable until its
+//! signed stale bound; acknowledged once per generation), then either
 //! pass/bypass (with §4.4 invalidation after unsafe methods) or the cache: lookup (through a
 //! Vary index when the URL varies), reuse if fresh, serve stale while revalidating in the
 //! background ([`Deferred`], run by [`run_deferred`] after the response is sent), revalidate

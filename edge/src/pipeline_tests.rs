@@ -677,6 +677,8 @@ enum Coordinator {
     ForeignLease,
     /// Answers 304 with a lease replayed from a minute ago.
     ReplayedLease,
+    /// Answers 304 without a lease.
+    NoLease,
 }
 
 /// Replaces the harness's coordinator with one whose manifests carry a 300 s stale bound and
@@ -704,12 +706,16 @@ fn leasing(h: &mut H) -> Rc<Cell<Coordinator>> {
             Coordinator::Failing => return Ok(Fetched { status: 503, headers: Headers::new(), body: Vec::new() }),
             Coordinator::Up => Lease::new(&manifest("acme", now), now, 1000, 300_000),
             Coordinator::ForeignLease => Lease::new(&manifest("beta", now), now, 1000, 300_000),
-            Coordinator::ReplayedLease => Lease::new(&manifest("acme", now), now - 60_000, 1000, 300_000),
+            Coordinator::ReplayedLease | Coordinator::NoLease => {
+                Lease::new(&manifest("acme", now), now - 60_000, 1000, 300_000)
+            }
         };
         let etag = format!("\"{}\"", generation.get());
         if headers.iter().any(|(n, v)| *n == "if-none-match" && *v == etag) {
             let mut h = Headers::new();
-            h.append(LEASE_HEADER, lease.sign(&key).into_bytes());
+            if m.get() != Coordinator::NoLease {
+                h.append(LEASE_HEADER, lease.sign(&key).into_bytes());
+            }
             return Ok(Fetched { status: 304, headers: h, body: Vec::new() });
         }
         Ok(Fetched { status: 200, headers: Headers::new(), body: manifest("acme", now).sign(&key).into_bytes() })
@@ -744,7 +750,7 @@ fn a_stale_manifest_is_revalidated_and_a_304_lease_extends_it() {
 
 #[test]
 fn a_replayed_or_other_tenant_lease_is_refused_and_the_manifest_fetched_in_full() {
-    for bad in [Coordinator::ForeignLease, Coordinator::ReplayedLease] {
+    for bad in [Coordinator::ForeignLease, Coordinator::ReplayedLease, Coordinator::NoLease] {
         let mut h = h(ok("max-age=600"));
         let mode = leasing(&mut h);
         h.get("/a", &[]);
@@ -753,7 +759,11 @@ fn a_replayed_or_other_tenant_lease_is_refused_and_the_manifest_fetched_in_full(
         assert_eq!(h.get("/a", &[]).body, "body 1", "{bad:?}");
         assert_eq!(h.p.coordinator_headers.len(), 3, "{bad:?}: conditional, refused, then in full");
         assert_eq!(conditional(&h, 2), None, "{bad:?}");
-        let refused = if bad == Coordinator::ForeignLease { "another tenant" } else { "no longer current" };
+        let refused = match bad {
+            Coordinator::ForeignLease => "another tenant",
+            Coordinator::ReplayedLease => "no longer current",
+            _ => "without a lease",
+        };
         assert!(h.p.logs.iter().any(|l| l.contains("refused") && l.contains(refused)), "{bad:?}: {:?}", h.p.logs);
     }
 }
@@ -780,7 +790,8 @@ fn an_unreachable_coordinator_keeps_the_last_verified_manifest_until_its_stale_b
         } else {
             assert_eq!((seen.status, seen.body.as_str(), h.origin_hits()), (200, "body 2", 2), "{down:?}: BYPASS");
         }
-        // The coordinator back: the held manifest (past its bound) is revalidated and used.
+        // The coordinator back (the expired entry is gone): fetched in full, the cache is used
+        // again under the same generation.
         mode.set(Coordinator::Up);
         h.get("/a", &[]);
         let hits = h.origin_hits();

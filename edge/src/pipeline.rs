@@ -247,7 +247,7 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
     if probing && req.path == STATE_PATH {
         return Handled::now(state_response(&tenant, env, &loaded));
     }
-    let (manifest, fetched_at) = match loaded {
+    let (manifest, held) = match loaded {
         Ok(m) => m,
         Err(reason) => {
             p.log(&format!("no valid manifest for tenant {tenant}: {reason}"));
@@ -259,7 +259,7 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
         }
     };
     let scope = manifest.scope();
-    let manifest_age = Some(now.saturating_sub(fetched_at));
+    let manifest_age = Some(now.saturating_sub(held.confirmed_at));
 
     let safe = matches!(req.method.as_str(), "GET" | "HEAD");
     if safe {
@@ -1193,7 +1193,8 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
     let _ = cached.store(&req, &r.target, index, fetched, now, false);
 }
 
-/// The tenant's manifest and when this PoP last confirmed it: from the cache while fresh;
+/// The tenant's manifest and its [`Held`] record (when this PoP last confirmed it, until
+/// when it is fresh and usable): from the cache while fresh;
 /// past its max age, revalidated with `If-None-Match` (a 304 whose signed lease verifies
 /// against the held manifest extends it; any other lease is refused and the manifest is
 /// fetched in full); while the coordinator cannot be reached or fails (5xx), the last
@@ -1202,7 +1203,7 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
 ///
 /// # Errors
 /// Why no trustworthy manifest is available (the request is then bypassed, or answered 503).
-pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Result<(Manifest, u64), String> {
+pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Result<(Manifest, Held), String> {
     let now = env.now_ms;
     let cap = env.settings.manifest_max_age_cap_ms;
     let key = format!("edgegen/manifest/{tenant}").into_bytes();
@@ -1218,7 +1219,7 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
     if let Some((m, h, _)) = &held
         && h.standing(now) == Standing::Fresh
     {
-        return Ok((m.clone(), h.confirmed_at));
+        return Ok((m.clone(), *h));
     }
     let etag = held.as_ref().map(|(m, _, _)| format!("\"{}\"", m.generation.0));
     let mut answer = ask_coordinator(p, env, tenant, etag.as_deref());
@@ -1231,7 +1232,7 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
             let extended = h.extended(&lease, now, cap);
             keep_manifest(p, &key, &extended, body, now, tenant);
             acknowledge(p, env, m);
-            return Ok((m.clone(), now));
+            return Ok((m.clone(), extended));
         }
         (Some(Err(reason)), _) => {
             // Never trusted: a lease that does not vouch for exactly the held manifest, now.
@@ -1246,9 +1247,10 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
             if !m.is_current(now, MANIFEST_SKEW_MS) {
                 return Err(format!("manifest issued at {} is not current at {now}", m.issued_at));
             }
-            keep_manifest(p, &key, &Held::fetched(&m, now, cap), &resp.body, now, tenant);
+            let held = Held::fetched(&m, now, cap);
+            keep_manifest(p, &key, &held, &resp.body, now, tenant);
             acknowledge(p, env, &m);
-            return Ok((m, now));
+            return Ok((m, held));
         }
         Ok(resp) if resp.status < 500 => return Err(format!("coordinator answered {}", resp.status)),
         Ok(resp) => format!("coordinator answered {}", resp.status),
@@ -1262,7 +1264,7 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
                 "{reason}; keeping generation {} of {tenant} until its stale bound {}",
                 m.generation.0, h.stale_until
             ));
-            Ok((m, h.confirmed_at))
+            Ok((m, h))
         }
         _ => Err(reason),
     }
@@ -1323,13 +1325,16 @@ fn acknowledge<P: Platform>(p: &mut P, env: &Env, m: &Manifest) {
     }
 }
 
-fn state_response<B>(tenant: &TenantId, env: &Env, loaded: &Result<(Manifest, u64), String>) -> Response<B> {
+fn state_response<B>(tenant: &TenantId, env: &Env, loaded: &Result<(Manifest, Held), String>) -> Response<B> {
     let manifest = match loaded {
-        Ok((m, fetched_at)) => serde_json::json!({
+        Ok((m, held)) => serde_json::json!({
             "valid": true,
             "manifest": m,
-            "fetched_at": fetched_at,
-            "age_ms": env.now_ms.saturating_sub(*fetched_at),
+            "fetched_at": held.confirmed_at,
+            "age_ms": env.now_ms.saturating_sub(held.confirmed_at),
+            "fresh_until": held.fresh_until,
+            "stale_until": held.stale_until,
+            "standing": format!("{:?}", held.standing(env.now_ms)).to_lowercase(),
         }),
         Err(reason) => serde_json::json!({ "valid": false, "reason": reason }),
     };

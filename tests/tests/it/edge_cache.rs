@@ -205,6 +205,8 @@ async fn revalidated_by_lease_and_kept_until_the_stale_bound_without_a_coordinat
         s.edge.log_tail(20)
     );
     assert_eq!(s.origin.hits("acme", "/users/1"), 1);
+    let state = get(&s, "acme", "/.edgegen/state", Some(&t), &[]).await.body;
+    assert_eq!(state["manifest"]["standing"], "stale", "{state}");
     tokio::time::sleep(Duration::from_millis(3200).saturating_sub(revalidated.elapsed())).await;
     let seen = get(&s, "acme", "/users/1", Some(&t), &[]).await;
     assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("BYPASS")), "past max_stale");

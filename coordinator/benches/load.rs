@@ -4,7 +4,8 @@
 //! run, from a client in this process (sharing the machine's cores with the servers):
 //!
 //! - commit latency p50/p99 of releases of 1, 100 and 1,000 tenants (sequential, durable);
-//! - manifest GET throughput with 64 concurrent keep-alive clients;
+//! - manifest GET throughput with 64 concurrent keep-alive clients, full (200, signed body)
+//!   and conditional (`If-None-Match` on the current generation: 304 with a signed lease);
 //! - ack ingest throughput with 64 concurrent clients;
 //! - automatic rollback: an edge report against a 100-tenant release triggers its rollback
 //!   (policy: 1 report); time from the report's arrival to the rollback's durable commit.
@@ -62,6 +63,7 @@ fn serve(dir: &std::path::Path, store: Option<&str>, n: usize) -> (ChildGuard, S
 struct Figures {
     commit_p99_ms: Vec<(usize, f64, f64)>,
     manifests_per_s: f64,
+    revalidations_per_s: f64,
     acks_per_s: f64,
     rollback_p50_ms: f64,
 }
@@ -102,6 +104,12 @@ async fn main() {
         sqlite.manifests_per_s,
         pg.manifests_per_s,
         sqlite.manifests_per_s / pg.manifests_per_s
+    );
+    println!(
+        "| manifest 304 + lease/s, one replica | {:.0} | {:.0} | {:.2} |",
+        sqlite.revalidations_per_s,
+        pg.revalidations_per_s,
+        sqlite.revalidations_per_s / pg.revalidations_per_s
     );
     println!(
         "| ack POST/s (SQLite: one process; PostgreSQL: aggregate of three) | {:.0} | {:.0} | {:.2} |",
@@ -173,6 +181,43 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
         }
     })
     .await;
+    // Conditional refresh: every tenant's current ETag (outside the measurement), then
+    // requests holding it, answered 304 with a signed lease.
+    let mut etags = Vec::with_capacity(TENANTS);
+    let (mut body_bytes, mut lease_bytes) = (0, 0);
+    for i in 0..TENANTS {
+        let r = http.get(format!("{base}/v1/edge/manifests/t{i}")).bearer_auth(EDGE).send().await.unwrap();
+        etags.push(r.headers()["etag"].to_str().unwrap().to_owned());
+        body_bytes = r.bytes().await.unwrap().len();
+    }
+    let etags = Arc::new(etags);
+    let b = base.clone();
+    let revalidations = throughput(&http, secs, move |http, i| {
+        let url = format!("{b}/v1/edge/manifests/t{}", i % TENANTS);
+        let etag = etags[i % TENANTS].clone();
+        let pop = format!("pop-{}", i % CONCURRENCY);
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(url)
+                .bearer_auth(EDGE)
+                .header("edgegen-pop", pop)
+                .header("if-none-match", etag)
+                .send()
+                .await
+                .unwrap();
+            let ok = r.status() == 304 && r.headers().contains_key("edgegen-lease");
+            let _ = r.bytes().await;
+            ok
+        }
+    })
+    .await;
+    let r = http.get(format!("{base}/v1/edge/manifests/t0")).bearer_auth(EDGE).send().await.unwrap();
+    let etag = r.headers()["etag"].clone();
+    let r = http.get(format!("{base}/v1/edge/manifests/t0")).bearer_auth(EDGE).header("if-none-match", etag);
+    if let Some(lease) = r.send().await.unwrap().headers().get("edgegen-lease") {
+        lease_bytes = lease.len();
+    }
     // An ack is accepted only from a PoP served that manifest: every (PoP, tenant) pair the
     // ack mix uses fetches its manifest once first (outside the measurement).
     let pairs = CONCURRENCY * TENANTS / gcd(CONCURRENCY, TENANTS);
@@ -196,7 +241,11 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
     })
     .await;
     println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
-    println!("| manifest GET (signed, 200) | {manifests:.0} |");
+    println!("| manifest GET (signed, 200; body {body_bytes} bytes) | {manifests:.0} |");
+    println!(
+        "| manifest GET with If-None-Match (304 + lease; lease {lease_bytes} bytes) | {revalidations:.0} ({:.2}x the 200 path) |",
+        revalidations / manifests
+    );
     println!("| ack POST (durable; over {} replica(s)) | {acks:.0} |", bases.len());
 
     let mut trigger_to_commit = Vec::new();
@@ -260,6 +309,7 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
     Figures {
         commit_p99_ms: commits,
         manifests_per_s: manifests,
+        revalidations_per_s: revalidations,
         acks_per_s: acks,
         rollback_p50_ms: percentile(&trigger_to_commit, 50.0),
     }

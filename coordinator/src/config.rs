@@ -10,6 +10,8 @@
 //! | edge bearer token (≥ 16 bytes) | | `EDGEGEN_EDGE_TOKEN` | `edge_token` | required |
 //! | manifest signing key (≥ 32 bytes) | | `EDGEGEN_MANIFEST_KEY` | `manifest_key` | required |
 //! | manifest max age, ms | | `EDGEGEN_MANIFEST_MAX_AGE_MS` | `manifest_max_age_ms` | `1000` |
+//! | manifest stale bound, ms (how long a PoP cut off from the coordinator keeps its last verified manifest) | | `EDGEGEN_MANIFEST_MAX_STALE_MS` | `manifest_max_stale_ms` | `300000` |
+//! | per-tenant ages (max age at most the global one) | | | `[tenant_leases.<tenant>]` `max_age_ms`, `max_stale_ms` | the global ages |
 //! | PoP live window, ms | | `EDGEGEN_POP_LIVE_WINDOW_MS` | `pop_live_window_ms` | `30000` |
 //! | request timeout, ms | | `EDGEGEN_REQUEST_TIMEOUT_MS` | `request_timeout_ms` | `10000` |
 //! | request body limit, bytes | | `EDGEGEN_BODY_LIMIT_BYTES` | `body_limit_bytes` | `1048576` |
@@ -64,6 +66,88 @@ pub const DEFAULT_MIN_POPS: u32 = 2;
 /// Default of [`AutoRollback::min_paths`].
 pub const DEFAULT_MIN_PATHS: u32 = 1;
 
+/// Default of `manifest_max_stale_ms`: five minutes. Long enough that a coordinator restart,
+/// a deploy or a short network partition (minutes) never turns into an origin outage, short
+/// enough that a PoP cut off from the coordinator stops serving a superseded generation
+/// within minutes of a commit (invariant 3's bound under a partition).
+pub const DEFAULT_MAX_STALE_MS: u64 = 300_000;
+
+/// The two ages of a tenant's manifest: re-check after `max_age_ms`; keep using the last
+/// verified manifest while the coordinator cannot be reached until `max_stale_ms` after it
+/// was issued (or after the last lease extending it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestAges {
+    /// Re-check after this long.
+    pub max_age_ms: u64,
+    /// Usable this long after issue while the coordinator cannot be reached.
+    pub max_stale_ms: u64,
+}
+
+impl ManifestAges {
+    /// Checks the bounds the edge enforces: `1 ≤ max_age ≤ MAX_MAX_AGE_MS` and
+    /// `max_age ≤ max_stale ≤ MAX_MAX_STALE_MS`.
+    ///
+    /// # Errors
+    /// A message naming `what` and the broken bound.
+    pub fn checked(max_age_ms: u64, max_stale_ms: u64, what: &str) -> anyhow::Result<ManifestAges> {
+        let max_age = edgegen_shared::manifest::MAX_MAX_AGE_MS;
+        let max_stale = edgegen_shared::manifest::MAX_MAX_STALE_MS;
+        if max_age_ms == 0 || max_age_ms > max_age {
+            bail!("{what} max age must be 1-{max_age} ms (the edge refuses longer ones); got {max_age_ms}");
+        }
+        if max_stale_ms < max_age_ms || max_stale_ms > max_stale {
+            bail!("{what} max stale must be between its max age ({max_age_ms}) and {max_stale} ms; got {max_stale_ms}");
+        }
+        Ok(ManifestAges { max_age_ms, max_stale_ms })
+    }
+}
+
+/// The ages of every tenant's manifests and leases: the global ones, and per-tenant
+/// overrides (`[tenant_leases.<tenant>]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeasePolicy {
+    /// The ages of tenants without an override.
+    pub global: ManifestAges,
+    /// Per-tenant ages. A tenant's max age is never longer than the global one, so the
+    /// convergence bound (the global max age) holds for every tenant.
+    pub tenants: std::collections::BTreeMap<edgegen_shared::TenantId, ManifestAges>,
+}
+
+impl LeasePolicy {
+    /// The same ages for every tenant.
+    pub fn global(ages: ManifestAges) -> LeasePolicy {
+        LeasePolicy { global: ages, tenants: std::collections::BTreeMap::new() }
+    }
+
+    /// The ages of `tenant`'s manifests.
+    pub fn ages(&self, tenant: &edgegen_shared::TenantId) -> ManifestAges {
+        self.tenants.get(tenant).copied().unwrap_or(self.global)
+    }
+
+    /// Resolves `[tenant_leases.*]` over the global ages.
+    fn resolve(
+        global: ManifestAges,
+        file: &std::collections::BTreeMap<String, FileTenantLease>,
+    ) -> anyhow::Result<LeasePolicy> {
+        let mut tenants = std::collections::BTreeMap::new();
+        for (id, lease) in file {
+            let what = format!("tenant_leases.{id}:");
+            let tenant = edgegen_shared::TenantId::new(id).map_err(|e| anyhow::anyhow!("{what} {e}"))?;
+            let max_age_ms = lease.max_age_ms.unwrap_or(global.max_age_ms);
+            if max_age_ms > global.max_age_ms {
+                bail!(
+                    "{what} max_age_ms ({max_age_ms}) must not exceed the global manifest max age ({}): \
+                     the convergence bound is the global one",
+                    global.max_age_ms
+                );
+            }
+            let max_stale_ms = lease.max_stale_ms.unwrap_or(global.max_stale_ms);
+            tenants.insert(tenant, ManifestAges::checked(max_age_ms, max_stale_ms, &what)?);
+        }
+        Ok(LeasePolicy { global, tenants })
+    }
+}
+
 /// Resolved coordinator settings.
 #[derive(Clone)]
 pub struct Config {
@@ -79,8 +163,10 @@ pub struct Config {
     pub edge_token: String,
     /// Manifest signing key.
     pub manifest_key: SecretKey,
-    /// `max_age_ms` of every manifest.
+    /// `max_age_ms` of every manifest (the global one of [`Config::leases`]).
     pub manifest_max_age_ms: u64,
+    /// The ages of every tenant's manifests and leases.
+    pub leases: LeasePolicy,
     /// A PoP counts as live if it acknowledged something within this window.
     pub pop_live_window_ms: u64,
     /// Per-request timeout.
@@ -175,6 +261,7 @@ impl fmt::Debug for Config {
             .field("edge_token", &"<redacted>")
             .field("manifest_key", &self.manifest_key)
             .field("manifest_max_age_ms", &self.manifest_max_age_ms)
+            .field("leases", &self.leases)
             .field("pop_live_window_ms", &self.pop_live_window_ms)
             .field("request_timeout", &self.request_timeout)
             .field("body_limit_bytes", &self.body_limit_bytes)
@@ -197,6 +284,9 @@ struct FileConfig {
     edge_token: Option<String>,
     manifest_key: Option<String>,
     manifest_max_age_ms: Option<u64>,
+    manifest_max_stale_ms: Option<u64>,
+    #[serde(default)]
+    tenant_leases: std::collections::BTreeMap<String, FileTenantLease>,
     pop_live_window_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     body_limit_bytes: Option<usize>,
@@ -210,6 +300,13 @@ struct FileConfig {
     /// Release analysis settings (also read by `edgegen plan` / `lint-schema`).
     #[serde(default)]
     analysis: crate::analysis::AnalysisConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTenantLease {
+    max_age_ms: Option<u64>,
+    max_stale_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,10 +402,13 @@ impl Config {
             }
         };
         let manifest_max_age_ms = number("EDGEGEN_MANIFEST_MAX_AGE_MS", file.manifest_max_age_ms, 1000)?;
-        let max = edgegen_shared::manifest::MAX_MAX_AGE_MS;
-        if manifest_max_age_ms == 0 || manifest_max_age_ms > max {
-            bail!("manifest max age must be 1-{max} ms (the edge refuses longer ones); got {manifest_max_age_ms}");
-        }
+        let manifest_max_stale_ms = number(
+            "EDGEGEN_MANIFEST_MAX_STALE_MS",
+            file.manifest_max_stale_ms,
+            DEFAULT_MAX_STALE_MS.max(manifest_max_age_ms),
+        )?;
+        let global = ManifestAges::checked(manifest_max_age_ms, manifest_max_stale_ms, "manifest")?;
+        let leases = LeasePolicy::resolve(global, &file.tenant_leases)?;
         let pop_live_window_ms = number("EDGEGEN_POP_LIVE_WINDOW_MS", file.pop_live_window_ms, 30_000)?;
         let request_timeout =
             Duration::from_millis(number("EDGEGEN_REQUEST_TIMEOUT_MS", file.request_timeout_ms, 10_000)?);
@@ -388,6 +488,7 @@ impl Config {
             edge_token,
             manifest_key,
             manifest_max_age_ms,
+            leases,
             pop_live_window_ms,
             request_timeout,
             body_limit_bytes,
@@ -543,6 +644,42 @@ mod tests {
         let flags = Flags { config: Some(path), ..Flags::default() };
         let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
         assert!(msg.contains("unknown field `manifest_max_age`"), "{msg}");
+    }
+
+    #[test]
+    fn lease_ages_default_globally_and_per_tenant_within_bounds() {
+        let c = Config::resolve(&Flags::default(), &SECRETS).unwrap();
+        assert_eq!(c.leases.global, ManifestAges { max_age_ms: 1000, max_stale_ms: DEFAULT_MAX_STALE_MS });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Config::resolve(&Flags { config: Some(path.clone()), ..Flags::default() }, &SECRETS)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let c = resolve(
+            "manifest_max_age_ms = 2000\nmanifest_max_stale_ms = 60000\n\
+             [tenant_leases.acme]\nmax_stale_ms = 600000\n[tenant_leases.beta]\nmax_age_ms = 500\n",
+        )
+        .unwrap();
+        let id = |t: &str| edgegen_shared::TenantId::new(t).unwrap();
+        assert_eq!(c.leases.ages(&id("acme")), ManifestAges { max_age_ms: 2000, max_stale_ms: 600_000 });
+        assert_eq!(c.leases.ages(&id("beta")), ManifestAges { max_age_ms: 500, max_stale_ms: 60_000 });
+        assert_eq!(c.leases.ages(&id("other")), ManifestAges { max_age_ms: 2000, max_stale_ms: 60_000 });
+        for (text, named) in [
+            ("manifest_max_stale_ms = 999\n", "manifest max stale must be between its max age (1000)"),
+            ("manifest_max_stale_ms = 86400001\n", "manifest max stale must be between"),
+            ("[tenant_leases.acme]\nmax_age_ms = 5000\n", "tenant_leases.acme: max_age_ms (5000) must not exceed"),
+            ("[tenant_leases.acme]\nmax_age_ms = 0\n", "tenant_leases.acme: max age must be 1-"),
+            ("[tenant_leases.acme]\nmax_stale_ms = 10\n", "tenant_leases.acme: max stale must be between"),
+            ("[tenant_leases.\"Bad Id\"]\nmax_stale_ms = 10\n", "tenant_leases.Bad Id:"),
+            ("[tenant_leases.acme]\nmax_stale = 10\n", "unknown field `max_stale`"),
+        ] {
+            let msg = resolve(text).unwrap_err();
+            assert!(msg.contains(named), "{text:?}: {msg}");
+        }
+        let env = [SECRETS[0], SECRETS[1], SECRETS[2], ("EDGEGEN_MANIFEST_MAX_STALE_MS", "1000")];
+        assert_eq!(Config::resolve(&Flags::default(), &env).unwrap().leases.global.max_stale_ms, 1000);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgegen_shared::api::{ErrorBody, NewTenant, Release, ReleaseRequest, Tenant};
+use edgegen_shared::lease::{LEASE_HEADER, Lease};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
 use edgegen_shared::{Ack, PopId, ReleaseId, Report, SecretKey, TenantId};
 use tower_http::timeout::TimeoutLayer;
@@ -47,8 +48,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Manifest signing key.
     pub manifest_key: SecretKey,
-    /// `max_age_ms` of every manifest.
-    pub manifest_max_age_ms: u64,
+    /// The ages of every tenant's manifests and leases.
+    pub leases: Arc<crate::config::LeasePolicy>,
     /// Settings of release analysis (`[analysis]` of edgegen.toml).
     pub analysis: Arc<crate::analysis::AnalysisConfig>,
     /// The CDN the outbox purges through, if configured (the worker is started by the
@@ -329,7 +330,8 @@ async fn convergence(State(state): State<AppState>, Path(id): Path<String>) -> R
         ("If-None-Match" = Option<String>, Header, description = "ETags held (the quoted generation)")),
     responses((status = 200, description = "The signed manifest", body = crate::openapi::SignedManifest,
             headers(("etag" = String, description = "The quoted generation"))),
-        (status = 304, description = "The held generation is current", headers(("etag" = String))),
+        (status = 304, description = "The held generation is current: a fresh signed lease extends it",
+            headers(("etag" = String), ("edgegen-lease" = String, description = "The signed lease (shared::lease)"))),
         (status = 404, description = "No such tenant", body = ErrorBody)))]
 async fn manifest(
     State(state): State<AppState>,
@@ -356,9 +358,7 @@ async fn manifest(
         state.engine().manifest_served(pop, current.id.clone(), current.generation).await?;
     }
     let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
-    if not_modified {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
-    }
+    let ages = state.leases.ages(&current.id);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         tenant: current.id,
@@ -367,9 +367,24 @@ async fn manifest(
         contract_hash: current.contract_hash,
         release_id: current.release_id,
         issued_at: now_ms(),
-        max_age_ms: state.manifest_max_age_ms,
-        max_stale_ms: None,
+        max_age_ms: ages.max_age_ms,
+        max_stale_ms: Some(ages.max_stale_ms),
     };
+    if not_modified {
+        // The lease vouches for exactly this manifest's state (tenant, generation, schema,
+        // contract, release), so it extends only a PoP that holds this very manifest.
+        let lease = Lease::new(&manifest, manifest.issued_at, ages.max_age_ms, ages.max_stale_ms);
+        let lease_value = HeaderValue::from_str(&lease.sign(&state.manifest_key)).map_err(AppError::internal)?;
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag_value),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                (header::HeaderName::from_static(LEASE_HEADER), lease_value),
+            ],
+        )
+            .into_response());
+    }
     let body = manifest.sign(&state.manifest_key);
     Ok((
         StatusCode::OK,

@@ -18,6 +18,7 @@
 pub mod decision;
 pub mod fields;
 pub mod freshness;
+pub mod held;
 pub mod memory;
 pub mod pipeline;
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use crate::pipeline::{Entry, Fetched, Platform, Request};
 
 type Backend = Box<dyn FnMut(&Request) -> Result<Fetched, String>>;
-type Coordinator = Box<dyn FnMut(&str) -> Result<Fetched, String>>;
+type Coordinator = Box<dyn FnMut(&str, &[(&str, &str)]) -> Result<Fetched, String>>;
 /// A stored entry: user metadata, body, and until when it is kept (Unix ms).
 type Stored = (Vec<u8>, Rc<[u8]>, u64);
 
@@ -39,12 +39,13 @@ impl MemoryPlatform {
         origin: impl FnMut(&Request) -> Result<Fetched, String> + 'static,
         coordinator: impl FnMut(&str) -> Result<Fetched, String> + 'static,
     ) -> Self {
+        let mut coordinator = coordinator;
         MemoryPlatform {
             now_ms,
             hosts: HashMap::new(),
             entries: HashMap::new(),
             origin: Box::new(origin),
-            coordinator: Box::new(coordinator),
+            coordinator: Box::new(move |path, _| coordinator(path)),
             origin_requests: Vec::new(),
             posts: Vec::new(),
             coordinator_headers: Vec::new(),
@@ -55,6 +56,15 @@ impl MemoryPlatform {
     /// Replaces the origin.
     pub fn set_origin(&mut self, origin: impl FnMut(&Request) -> Result<Fetched, String> + 'static) {
         self.origin = Box::new(origin);
+    }
+
+    /// Replaces the coordinator with one that also sees the request headers (conditional
+    /// requests).
+    pub fn set_coordinator(
+        &mut self,
+        coordinator: impl FnMut(&str, &[(&str, &str)]) -> Result<Fetched, String> + 'static,
+    ) {
+        self.coordinator = Box::new(coordinator);
     }
 
     /// The number of live entries.
@@ -96,7 +106,7 @@ impl Platform for MemoryPlatform {
 
     fn coordinator_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Fetched, String> {
         self.coordinator_headers.push(headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect());
-        (self.coordinator)(path)
+        (self.coordinator)(path, headers)
     }
 
     fn coordinator_post(&mut self, path: &str, json: String) {

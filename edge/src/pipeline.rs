@@ -7,7 +7,9 @@
 //! Phases of one request ([`handle`]): routing (duplicate `Host` → 400, tenant from `Host`
 //! only), request hygiene (unkeyed, `edgegen-*`, hop-by-hop and `Connection`-nominated
 //! headers dropped; bodies of GET/HEAD dropped), manifest (trusted from the cache while
-//! fresh, else fetched and verified, acknowledged once per generation), then either
+//! fresh, else revalidated with `If-None-Match` — a 304's lease must verify against the held
+//! manifest — or fetched and verified; kept while the coordinator is unreachable until its
+//! signed stale bound; acknowledged once per generation), then either
 //! pass/bypass (with §4.4 invalidation after unsafe methods) or the cache: lookup (through a
 //! Vary index when the URL varies), reuse if fresh, serve stale while revalidating in the
 //! background ([`Deferred`], run by [`run_deferred`] after the response is sent), revalidate
@@ -17,6 +19,7 @@
 //! another generation.
 
 use edgegen_shared::key::{CacheKey, KeyDeriver, KeyScope, NormalizedRequest, RequestParts};
+use edgegen_shared::lease::{self, LEASE_HEADER, Lease, Standing};
 use edgegen_shared::manifest::{self, Manifest};
 use edgegen_shared::metadata::ObjectMetadata;
 use edgegen_shared::surrogate::{self, SurrogateKey};
@@ -25,6 +28,7 @@ use edgegen_shared::{Ack, PopId, Report, ReportKind, SecretKey, TenantId, probe}
 use crate::decision::{self, ContractCheck, Found, Outcome};
 use crate::fields::{Directives, Headers, decimal, format_http_date, parse_http_date, split_list, strip_hop_by_hop};
 use crate::freshness::{self, Exchange, Timing};
+use crate::held::Held;
 use crate::settings::{NoManifest, Settings};
 use crate::stored::{Record, StoredHead, is_stored_header};
 use crate::{STATE_PATH, TenantResolution, error_body, host_key, is_edgegen_header, is_unkeyed_request_header};
@@ -243,7 +247,7 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
     if probing && req.path == STATE_PATH {
         return Handled::now(state_response(&tenant, env, &loaded));
     }
-    let (manifest, fetched_at) = match loaded {
+    let (manifest, held) = match loaded {
         Ok(m) => m,
         Err(reason) => {
             p.log(&format!("no valid manifest for tenant {tenant}: {reason}"));
@@ -255,7 +259,7 @@ pub fn handle<P: Platform>(p: &mut P, env: &Env, mut req: Request) -> Handled<P:
         }
     };
     let scope = manifest.scope();
-    let manifest_age = Some(now.saturating_sub(fetched_at));
+    let manifest_age = Some(now.saturating_sub(held.confirmed_at));
 
     let safe = matches!(req.method.as_str(), "GET" | "HEAD");
     if safe {
@@ -1189,45 +1193,111 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
     let _ = cached.store(&req, &r.target, index, fetched, now, false);
 }
 
-/// The tenant's manifest and when this PoP fetched it: from the cache while fresh, else from
-/// the coordinator (concurrent requests wait on one fetch), verified before use. A newer
-/// generation than the last acknowledged one is acknowledged once.
+/// The tenant's manifest and its [`Held`] record (when this PoP last confirmed it, until
+/// when it is fresh and usable): from the cache while fresh;
+/// past its max age, revalidated with `If-None-Match` (a 304 whose signed lease verifies
+/// against the held manifest extends it; any other lease is refused and the manifest is
+/// fetched in full); while the coordinator cannot be reached or fails (5xx), the last
+/// verified manifest is kept until its signed stale bound ([`Held`]). A newer generation than
+/// the last acknowledged one is acknowledged once.
 ///
 /// # Errors
-/// Why no trustworthy manifest is available (the request is then bypassed).
-pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Result<(Manifest, u64), String> {
+/// Why no trustworthy manifest is available (the request is then bypassed, or answered 503).
+pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Result<(Manifest, Held), String> {
     let now = env.now_ms;
+    let cap = env.settings.manifest_max_age_cap_ms;
     let key = format!("edgegen/manifest/{tenant}").into_bytes();
-    if let Some((meta, body)) = p.lookup(&key, true)? {
-        let fetched_at = meta.get(..8).map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-        let body = p.read_body(body)?;
-        if let Ok(m) = manifest::verify(&body, &env.manifest_key, tenant)
-            && m.is_fresh(fetched_at, now)
-            && fetched_at + env.settings.manifest_max_age_cap_ms > now
-        {
-            return Ok((m, fetched_at));
+    let held = match p.lookup(&key, true)? {
+        Some((meta, body)) => {
+            let body = p.read_body(body)?;
+            manifest::verify(&body, &env.manifest_key, tenant)
+                .ok()
+                .and_then(|m| Held::decode(&meta, &m).map(|h| (m, h, body)))
         }
+        None => None,
+    };
+    if let Some((m, h, _)) = &held
+        && h.standing(now) == Standing::Fresh
+    {
+        return Ok((m.clone(), *h));
     }
-    let resp = p
-        // The PoP names itself: the coordinator accepts its acknowledgement of this
-        // generation only because it served it this manifest.
-        .coordinator_get(&format!("/v1/edge/manifests/{tenant}"), &[(edgegen_shared::wire::POP_HEADER, &env.pop)])
-        .map_err(|e| format!("coordinator unreachable: {e}"))?;
-    if resp.status != 200 {
-        return Err(format!("coordinator answered {}", resp.status));
+    let etag = held.as_ref().map(|(m, _, _)| format!("\"{}\"", m.generation.0));
+    let mut answer = ask_coordinator(p, env, tenant, etag.as_deref());
+    let leased = match (&answer, &held) {
+        (Ok(resp), Some((m, _, _))) if resp.status == 304 => Some(lease_of(resp, env, m)),
+        _ => None,
+    };
+    match (leased, &held) {
+        (Some(Ok(lease)), Some((m, h, body))) => {
+            let extended = h.extended(&lease, now, cap);
+            keep_manifest(p, &key, &extended, body, now, tenant);
+            acknowledge(p, env, m);
+            return Ok((m.clone(), extended));
+        }
+        (Some(Err(reason)), _) => {
+            // Never trusted: a lease that does not vouch for exactly the held manifest, now.
+            p.log(&format!("manifest lease for {tenant} refused ({reason}); fetching the manifest in full"));
+            answer = ask_coordinator(p, env, tenant, None);
+        }
+        _ => {}
     }
-    let m = manifest::verify(&resp.body, &env.manifest_key, tenant).map_err(|e| e.to_string())?;
-    if !m.is_current(now, MANIFEST_SKEW_MS) {
-        return Err(format!("manifest issued at {} is not current at {now}", m.issued_at));
+    let reason = match answer {
+        Ok(resp) if resp.status == 200 => {
+            let m = manifest::verify(&resp.body, &env.manifest_key, tenant).map_err(|e| e.to_string())?;
+            if !m.is_current(now, MANIFEST_SKEW_MS) {
+                return Err(format!("manifest issued at {} is not current at {now}", m.issued_at));
+            }
+            let held = Held::fetched(&m, now, cap);
+            keep_manifest(p, &key, &held, &resp.body, now, tenant);
+            acknowledge(p, env, &m);
+            return Ok((m, held));
+        }
+        Ok(resp) if resp.status < 500 => return Err(format!("coordinator answered {}", resp.status)),
+        Ok(resp) => format!("coordinator answered {}", resp.status),
+        Err(e) => format!("coordinator unreachable: {e}"),
+    };
+    // The coordinator cannot confirm anything: keep the last verified manifest while its
+    // signed stale bound allows, never after.
+    match held {
+        Some((m, h, _)) if h.standing(now) == Standing::Stale => {
+            p.log(&format!(
+                "{reason}; keeping generation {} of {tenant} until its stale bound {}",
+                m.generation.0, h.stale_until
+            ));
+            Ok((m, h))
+        }
+        _ => Err(reason),
     }
-    let keep_ms = m.max_age_ms.min(env.settings.manifest_max_age_cap_ms);
+}
+
+/// `GET` of the tenant's manifest, conditional on `etag` if given. The PoP names itself: the
+/// coordinator accepts its acknowledgement of a generation only because it served it.
+fn ask_coordinator<P: Platform>(
+    p: &mut P,
+    env: &Env,
+    tenant: &TenantId,
+    etag: Option<&str>,
+) -> Result<Fetched, String> {
+    let mut headers = vec![(edgegen_shared::wire::POP_HEADER, env.pop.as_str())];
+    if let Some(etag) = etag {
+        headers.push(("if-none-match", etag));
+    }
+    p.coordinator_get(&format!("/v1/edge/manifests/{tenant}"), &headers)
+}
+
+/// The verified lease of a 304 answer for the held manifest `m`.
+fn lease_of(resp: &Fetched, env: &Env, m: &Manifest) -> Result<Lease, String> {
+    let header = resp.headers.get(LEASE_HEADER).ok_or_else(|| "304 without a lease".to_owned())?;
+    lease::verify(header, &env.manifest_key, m, env.now_ms, MANIFEST_SKEW_MS).map_err(|e| e.to_string())
+}
+
+/// Stores the verified manifest `body` with its [`Held`] record, kept until its stale bound.
+fn keep_manifest<P: Platform>(p: &mut P, key: &[u8], held: &Held, body: &[u8], now: u64, tenant: &TenantId) {
     let surrogate = [SurrogateKey::manifest(tenant)];
     let strs: Vec<&str> = surrogate.iter().map(SurrogateKey::as_str).collect();
-    if let Err(e) = p.insert(&key, &now.to_be_bytes(), &resp.body, keep_ms.div_ceil(1000).max(1), &strs) {
+    if let Err(e) = p.insert(key, &held.encode(), body, held.keep_secs(now), &strs) {
         p.log(&format!("manifest cache write failed: {e}"));
     }
-    acknowledge(p, env, &m);
-    Ok((m, now))
 }
 
 /// Posts an ack if `m` is newer than the last generation this PoP acknowledged for the tenant.
@@ -1255,13 +1325,16 @@ fn acknowledge<P: Platform>(p: &mut P, env: &Env, m: &Manifest) {
     }
 }
 
-fn state_response<B>(tenant: &TenantId, env: &Env, loaded: &Result<(Manifest, u64), String>) -> Response<B> {
+fn state_response<B>(tenant: &TenantId, env: &Env, loaded: &Result<(Manifest, Held), String>) -> Response<B> {
     let manifest = match loaded {
-        Ok((m, fetched_at)) => serde_json::json!({
+        Ok((m, held)) => serde_json::json!({
             "valid": true,
             "manifest": m,
-            "fetched_at": fetched_at,
-            "age_ms": env.now_ms.saturating_sub(*fetched_at),
+            "fetched_at": held.confirmed_at,
+            "age_ms": env.now_ms.saturating_sub(held.confirmed_at),
+            "fresh_until": held.fresh_until,
+            "stale_until": held.stale_until,
+            "standing": format!("{:?}", held.standing(env.now_ms)).to_lowercase(),
         }),
         Err(reason) => serde_json::json!({ "valid": false, "reason": reason }),
     };

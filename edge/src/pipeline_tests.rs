@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use edgegen_shared::lease::{LEASE_HEADER, Lease};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
 use edgegen_shared::{ContractHash, Generation, SchemaVersion};
 
@@ -659,6 +660,161 @@ fn manifests_are_trusted_while_fresh_and_acknowledged_once_per_generation() {
     // Every manifest request names this PoP: the coordinator accepts its acks only then.
     assert!(!h.p.coordinator_headers.is_empty());
     for headers in &h.p.coordinator_headers {
-        assert_eq!(headers, &[("edgegen-pop".to_owned(), h.env.pop.clone())]);
+        assert_eq!(headers[0], ("edgegen-pop".to_owned(), h.env.pop.clone()));
     }
+}
+
+/// How the scripted coordinator of the lease tests behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coordinator {
+    /// Answers 200, or 304 with a fresh lease when the held generation is current.
+    Up,
+    /// Cannot be reached.
+    Down,
+    /// Answers 503.
+    Failing,
+    /// Answers 304 with a valid lease issued for another tenant.
+    ForeignLease,
+    /// Answers 304 with a lease replayed from a minute ago.
+    ReplayedLease,
+    /// Answers 304 without a lease.
+    NoLease,
+}
+
+/// Replaces the harness's coordinator with one whose manifests carry a 300 s stale bound and
+/// which answers conditional requests with leases, as `mode` says.
+fn leasing(h: &mut H) -> Rc<Cell<Coordinator>> {
+    let mode = Rc::new(Cell::new(Coordinator::Up));
+    let (clock, generation, m) = (h.clock.clone(), h.generation.clone(), mode.clone());
+    h.p.set_coordinator(move |path, headers| {
+        let key = SecretKey::new("m", KEY).unwrap();
+        let manifest = |tenant: &str, issued_at: u64| Manifest {
+            format: MANIFEST_FORMAT,
+            tenant: TenantId::new(tenant).unwrap(),
+            generation: Generation(generation.get()),
+            schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            contract_hash: contract(),
+            release_id: None,
+            issued_at,
+            max_age_ms: 1000,
+            max_stale_ms: Some(300_000),
+        };
+        assert_eq!(path, "/v1/edge/manifests/acme");
+        let now = clock.get();
+        let lease = match m.get() {
+            Coordinator::Down => return Err("connection refused".into()),
+            Coordinator::Failing => return Ok(Fetched { status: 503, headers: Headers::new(), body: Vec::new() }),
+            Coordinator::Up => Lease::new(&manifest("acme", now), now, 1000, 300_000),
+            Coordinator::ForeignLease => Lease::new(&manifest("beta", now), now, 1000, 300_000),
+            Coordinator::ReplayedLease | Coordinator::NoLease => {
+                Lease::new(&manifest("acme", now), now - 60_000, 1000, 300_000)
+            }
+        };
+        let etag = format!("\"{}\"", generation.get());
+        if headers.iter().any(|(n, v)| *n == "if-none-match" && *v == etag) {
+            let mut h = Headers::new();
+            if m.get() != Coordinator::NoLease {
+                h.append(LEASE_HEADER, lease.sign(&key).into_bytes());
+            }
+            return Ok(Fetched { status: 304, headers: h, body: Vec::new() });
+        }
+        Ok(Fetched { status: 200, headers: Headers::new(), body: manifest("acme", now).sign(&key).into_bytes() })
+    });
+    mode
+}
+
+fn conditional(h: &H, n: usize) -> Option<String> {
+    h.p.coordinator_headers[n].iter().find(|(name, _)| name == "if-none-match").map(|(_, v)| v.clone())
+}
+
+#[test]
+fn a_stale_manifest_is_revalidated_and_a_304_lease_extends_it() {
+    let mut h = h(ok("max-age=600"));
+    leasing(&mut h);
+    assert_eq!(h.get("/a", &[]).body, "body 1");
+    assert_eq!(conditional(&h, 0), None, "nothing held: unconditional");
+    h.advance(2);
+    assert_eq!(h.get("/a", &[]).body, "body 1", "HIT: same generation");
+    assert_eq!(h.p.coordinator_headers.len(), 2);
+    assert_eq!(conditional(&h, 1).as_deref(), Some("\"7\""), "past max age: revalidated with the generation");
+    h.get("/a", &[]);
+    assert_eq!(h.p.coordinator_headers.len(), 2, "the lease made the held manifest fresh again");
+    assert_eq!(h.p.posts.iter().filter(|(p, _)| p == "/v1/edge/acks").count(), 1);
+    assert!(!h.p.logs.iter().any(|l| l.contains("refused")), "{:?}", h.p.logs);
+    // A new generation gets the full manifest, and a new scope.
+    h.generation.set(8);
+    h.advance(2);
+    assert_eq!(h.get("/a", &[]).body, "body 2");
+    assert_eq!(h.origin_hits(), 2);
+}
+
+#[test]
+fn a_replayed_or_other_tenant_lease_is_refused_and_the_manifest_fetched_in_full() {
+    for bad in [Coordinator::ForeignLease, Coordinator::ReplayedLease, Coordinator::NoLease] {
+        let mut h = h(ok("max-age=600"));
+        let mode = leasing(&mut h);
+        h.get("/a", &[]);
+        mode.set(bad);
+        h.advance(2);
+        assert_eq!(h.get("/a", &[]).body, "body 1", "{bad:?}");
+        assert_eq!(h.p.coordinator_headers.len(), 3, "{bad:?}: conditional, refused, then in full");
+        assert_eq!(conditional(&h, 2), None, "{bad:?}");
+        let refused = match bad {
+            Coordinator::ForeignLease => "another tenant",
+            Coordinator::ReplayedLease => "no longer current",
+            _ => "without a lease",
+        };
+        assert!(h.p.logs.iter().any(|l| l.contains("refused") && l.contains(refused)), "{bad:?}: {:?}", h.p.logs);
+    }
+}
+
+#[test]
+fn an_unreachable_coordinator_keeps_the_last_verified_manifest_until_its_stale_bound() {
+    for (down, unavailable) in [(Coordinator::Down, false), (Coordinator::Failing, false), (Coordinator::Down, true)] {
+        let settings: &[(&str, &str)] = if unavailable { &[("no_manifest", "unavailable")] } else { &[] };
+        let mut h = h_with(settings, ok("max-age=600"));
+        let mode = leasing(&mut h);
+        h.get("/a", &[]);
+        mode.set(down);
+        // Manifest issued at NOW with a 300 s stale bound: still used at NOW + 299 s.
+        for _ in 0..3 {
+            h.advance(99);
+            let seen = h.get("/a", &[]);
+            assert_eq!((seen.status, seen.body.as_str(), h.origin_hits()), (200, "body 1", 1), "{down:?}: HIT");
+        }
+        assert!(h.p.logs.iter().any(|l| l.contains("keeping generation 7")), "{:?}", h.p.logs);
+        h.advance(3);
+        let seen = h.get("/a", &[]);
+        if unavailable {
+            assert_eq!((seen.status, h.origin_hits()), (503, 1), "{down:?}: past max_stale, 503");
+        } else {
+            assert_eq!((seen.status, seen.body.as_str(), h.origin_hits()), (200, "body 2", 2), "{down:?}: BYPASS");
+        }
+        // The coordinator back (the expired entry is gone): fetched in full, the cache is used
+        // again under the same generation.
+        mode.set(Coordinator::Up);
+        h.get("/a", &[]);
+        let hits = h.origin_hits();
+        assert_eq!(h.get("/a", &[]).body, "body 1", "cached again under the same generation");
+        assert_eq!(h.origin_hits(), hits);
+    }
+}
+
+#[test]
+fn a_lease_moves_the_stale_bound_forward() {
+    let mut h = h(ok("max-age=6000"));
+    let mode = leasing(&mut h);
+    h.get("/a", &[]);
+    h.advance(200);
+    h.get("/a", &[]); // revalidated: a lease issued at NOW + 200 s
+    mode.set(Coordinator::Down);
+    h.advance(299);
+    assert_eq!(
+        (h.get("/a", &[]).body.as_str(), h.origin_hits()),
+        ("body 1", 1),
+        "NOW + 499 s: within the lease's bound"
+    );
+    h.advance(2);
+    h.get("/a", &[]);
+    assert_eq!(h.origin_hits(), 2, "NOW + 501 s: past the lease's bound, BYPASS");
 }

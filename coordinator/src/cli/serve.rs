@@ -70,7 +70,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store,
         metrics,
         manifest_key: config.manifest_key.clone(),
-        manifest_max_age_ms: config.manifest_max_age_ms,
+        leases: Arc::new(config.leases.clone()),
         analysis: Arc::new(config.analysis.clone()),
         shards: Arc::new(config.shards.clone()),
         shard_rls: Arc::new(config.shard_rls.clone()),

@@ -265,6 +265,53 @@ async fn manifests_are_signed_with_etag_and_304() {
     );
 }
 
+/// A 304 carries a fresh signed lease that extends exactly the manifest the PoP holds: it
+/// verifies against the current manifest, and is refused for another tenant's manifest or
+/// for the previous generation of the same tenant.
+#[tokio::test]
+async fn not_modified_carries_a_lease_for_exactly_the_current_manifest() {
+    use edgegen_shared::lease::{self, LEASE_HEADER, LeaseError, Standing};
+    let app = test_app_on(BACKEND);
+    add_tenant(&app.router, "acme").await;
+    add_tenant(&app.router, "beta").await;
+    let key = SecretKey::new("test", MANIFEST_KEY).unwrap();
+    let fetch = |tenant: &'static str| {
+        let router = app.router.clone();
+        let key = key.clone();
+        async move {
+            let a = send(&router, "GET", &format!("/v1/edge/manifests/{tenant}"), Some(EDGE), None).await;
+            assert_eq!(a.status, StatusCode::OK);
+            edgegen_shared::manifest::verify(a.text.as_bytes(), &key, &TenantId::new(tenant).unwrap()).unwrap()
+        }
+    };
+    let first = fetch("acme").await;
+    assert_eq!((first.max_age_ms, first.max_stale_ms), (1000, Some(300_000)), "manifests carry both ages");
+    let other = fetch("beta").await;
+    release(&app.router, &["acme"]).await;
+    let current = fetch("acme").await;
+
+    let a =
+        send_with(&app.router, "GET", "/v1/edge/manifests/acme", Some(EDGE), None, &[("if-none-match", "\"2\"")]).await;
+    assert_eq!(a.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(a.headers["etag"], "\"2\"");
+    let header = a.headers[LEASE_HEADER].to_str().unwrap().to_owned();
+    let now = edgegen_coordinator::clock::now_ms();
+    let leased = lease::verify(&header, &key, &current, now, 1000).unwrap();
+    assert_eq!((leased.generation.0, leased.max_age_ms, leased.max_stale_ms), (2, 1000, 300_000));
+    assert!(leased.issued_at >= current.issued_at, "the lease is issued on the revalidation, not copied");
+    assert_eq!(lease::standing(leased.issued_at, leased.fresh_until(), leased.stale_until(), now), Standing::Fresh);
+    assert_eq!(lease::verify(&header, &key, &other, now, 1000), Err(LeaseError::WrongTenant));
+    assert_eq!(lease::verify(&header, &key, &first, now, 1000), Err(LeaseError::WrongManifest));
+    // Replayed after its max age (plus skew), it is no longer current.
+    assert_eq!(lease::verify(&header, &key, &current, now + 2_500, 1000), Err(LeaseError::NotCurrent));
+
+    // An old ETag gets the full manifest, and no lease.
+    let a =
+        send_with(&app.router, "GET", "/v1/edge/manifests/acme", Some(EDGE), None, &[("if-none-match", "\"1\"")]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.headers.get(LEASE_HEADER).is_none());
+}
+
 #[tokio::test]
 async fn convergence_follows_acks_of_live_pops() {
     let app = test_app_on(BACKEND);

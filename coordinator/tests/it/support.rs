@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use edgegen_coordinator::config::AutoRollback;
+use edgegen_coordinator::config::{AutoRollback, LeasePolicy, ManifestAges};
 use edgegen_coordinator::metrics::Metrics;
 use edgegen_coordinator::server::{AppState, RouterSettings, app};
 use edgegen_coordinator::store::postgres::PostgresStore;
@@ -218,7 +218,7 @@ pub fn router_over(
         store,
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
-        manifest_max_age_ms: 1000,
+        leases: Arc::new(LeasePolicy::global(ManifestAges { max_age_ms: 1000, max_stale_ms: 300_000 })),
         analysis: Arc::new(Default::default()),
         cdn,
         shards: Arc::new(shards),

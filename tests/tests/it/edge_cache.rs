@@ -30,13 +30,24 @@ const TENANTS: [&str; 2] = ["acme", "beta"];
 /// Origin at build 1.8.2/contract 1, coordinator with both tenants registered at that state
 /// (or no coordinator at all), one PoP.
 async fn stack(with_coordinator: bool, settings: &[(&str, &str)]) -> Stack {
-    stack_with(with_coordinator, settings, false).await
+    stack_with(with_coordinator, settings, false, &[]).await
 }
 
-async fn stack_with(with_coordinator: bool, settings: &[(&str, &str)], test_hooks: bool) -> Stack {
+/// A stack whose coordinator (if any) runs with `coordinator_env`.
+async fn stack_with(
+    with_coordinator: bool,
+    settings: &[(&str, &str)],
+    test_hooks: bool,
+    coordinator_env: &[(&str, &str)],
+) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
-    let coordinator = if with_coordinator { Some(Coordinator::start(dir.path()).unwrap()) } else { None };
+    let coordinator = if with_coordinator {
+        let addr = ([127, 0, 0, 1], edgegen_tests::process::free_port().unwrap()).into();
+        Some(Coordinator::start_on(dir.path(), addr, coordinator_env).unwrap())
+    } else {
+        None
+    };
     if let Some(c) = &coordinator {
         for t in TENANTS {
             let body = json!({"id": t, "hosts": [format!("{t}.test")], "schema_version": "1.8.2", "contract_hash": contract(1)});
@@ -164,6 +175,44 @@ async fn coordinator_down_means_bypass_with_nothing_cached() {
     assert_eq!(strict.origin.hits("acme", "/users/1"), 0);
 }
 
+/// Past its max age the PoP revalidates (304 + lease) and keeps its cache; with the
+/// coordinator gone it keeps serving from the cache under its last verified manifest until
+/// the manifest's stale bound (3 s here), then bypasses.
+#[tokio::test]
+async fn revalidated_by_lease_and_kept_until_the_stale_bound_without_a_coordinator() {
+    let mut s = stack_with(true, &[], false, &[("EDGEGEN_MANIFEST_MAX_STALE_MS", "3000")]).await;
+    let t = token("acme", 300);
+    assert_eq!(get(&s, "acme", "/users/1", Some(&t), &[]).await.cache.as_deref(), Some("MISS"));
+    past_max_age().await;
+    assert_eq!(
+        get(&s, "acme", "/users/1", Some(&t), &[]).await.cache.as_deref(),
+        Some("HIT"),
+        "{}",
+        s.edge.log_tail(20)
+    );
+    let revalidated = std::time::Instant::now(); // the lease was issued before this
+    let coordinator = s.coordinator.take().unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", coordinator.addr())).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("edgegen_manifests_total{result=\"not_modified\"} 1\n"), "{metrics}");
+    drop(coordinator); // SIGKILL to its PID
+
+    // The lease is usable until 3 s after its issue, no longer.
+    past_max_age().await;
+    assert_eq!(
+        get(&s, "acme", "/users/1", Some(&t), &[]).await.cache.as_deref(),
+        Some("HIT"),
+        "within max_stale: {}",
+        s.edge.log_tail(20)
+    );
+    assert_eq!(s.origin.hits("acme", "/users/1"), 1);
+    let state = get(&s, "acme", "/.edgegen/state", Some(&t), &[]).await.body;
+    assert_eq!(state["manifest"]["standing"], "stale", "{state}");
+    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(revalidated.elapsed())).await;
+    let seen = get(&s, "acme", "/users/1", Some(&t), &[]).await;
+    assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("BYPASS")), "past max_stale");
+    assert_eq!(s.origin.hits("acme", "/users/1"), 2);
+}
+
 #[tokio::test]
 async fn tenants_never_share_an_object_and_unkeyed_headers_never_reach_the_origin() {
     let s = stack(true, &[]).await;
@@ -241,7 +290,7 @@ async fn cookie_and_no_store_responses_are_never_stored() {
 /// the test wasm's hook: from outside, every scope change also changes the key.
 #[tokio::test]
 async fn an_object_with_stale_metadata_is_rejected_and_overwritten() {
-    let s = stack_with(true, &[], true).await;
+    let s = stack_with(true, &[], true, &[]).await;
     let t = token("acme", 300);
     let planted = reqwest::Client::new()
         .get(s.edge.url("/users/7"))

@@ -138,9 +138,14 @@ async fn origin_left_on_the_old_build_is_rolled_back_automatically() {
     assert_eq!(conv["converged"], true, "{conv}");
 }
 
-/// The coordinator dies (SIGKILL) right after committing a release. While no manifest can
-/// be confirmed the PoPs answer BYPASS — never a cached object of either generation — and
-/// after a restart on the same data the release is there, whole, and converges.
+/// The coordinator's stale bound in the kill test: short, so the test shows it ends.
+const STALE_BOUND: [(&str, &str); 1] = [("EDGEGEN_MANIFEST_MAX_STALE_MS", "1500")];
+
+/// The coordinator dies (SIGKILL) right after committing a release. The PoPs keep their last
+/// verified manifest only until its signed stale bound (`max_stale`, 1.5 s here, measured from
+/// the manifest's issue, so before commit + 1.5 s); after it they answer BYPASS — never a
+/// cached object of either generation — and after a restart on the same data the release is
+/// there, whole, and converges.
 #[tokio::test]
 async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +154,7 @@ async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
     let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
     let data = dir.path().to_owned();
     let coordinator =
-        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &[])).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &STALE_BOUND)).await.unwrap().unwrap();
     register(&coordinator, &tenants).await;
     let pops = [edge(origin.addr(), addr, &tenants, "pop-1").await, edge(origin.addr(), addr, &tenants, "pop-2").await];
     for pop in &pops {
@@ -164,15 +169,15 @@ async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
     origin.set_stamp(stamp("1.8.3", 2));
     drop(coordinator); // SIGKILL to its PID
 
-    // Reads for 2 s: after the bound (commit + 1 s) nothing of generation 1 may be served,
-    // and nothing can come from the cache without a confirmed manifest.
+    // Reads for 2.5 s: after the stale bound (before commit + 1.5 s) nothing of generation 1
+    // may be served, and nothing can come from the cache without a confirmed manifest.
     let mut bypassed = 0;
-    while commit.elapsed() < Duration::from_secs(2) {
+    while commit.elapsed() < Duration::from_millis(2500) {
         for pop in &pops {
             for t in tenants {
                 let (status, cache, generation) = read(pop, t).await;
                 assert_eq!(status, 200, "the origin still answers");
-                if commit.elapsed() > Duration::from_millis(1050) {
+                if commit.elapsed() > Duration::from_millis(1550) {
                     assert_eq!(
                         cache, "BYPASS",
                         "{t}: after the bound without a coordinator only BYPASS is possible (got {cache} {generation:?})"
@@ -186,7 +191,7 @@ async fn coordinator_killed_mid_rollout_never_makes_a_pop_serve_stale() {
 
     let data = dir.path().to_owned();
     let restarted =
-        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &[])).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &STALE_BOUND)).await.unwrap().unwrap();
     let id = release["id"].as_str().unwrap();
     let stored: Value = restarted.admin(Method::GET, &format!("/v1/releases/{id}"), None).await.unwrap();
     assert_eq!(stored["tenants"].as_array().unwrap().len(), 2, "the release survived whole");

@@ -1,0 +1,168 @@
+//! The PoP's record of its last verified manifest: when it was last confirmed, until when it
+//! is fresh and until when it may still be used while the coordinator cannot be reached.
+//! Stored as the user metadata of the manifest's Core Cache entry (`edgegen/manifest/{tenant}`,
+//! the signed body beside it) and decided here, without I/O; [`crate::pipeline::load_manifest`]
+//! does the fetching.
+//!
+//! - **Fresh** is measured on the PoP's clock from the last confirmation (the full fetch or
+//!   the 304 whose lease verified), for the manifest's or lease's `max_age_ms`, capped by the
+//!   edge's `manifest_max_age_cap_ms`.
+//! - **Stale until** is the coordinator's signed `issued_at + max_stale_ms` of the newest
+//!   verified statement (manifest or lease): a release committed at `c` is never contradicted
+//!   later than `c + max_stale`, however long the PoP is cut off.
+//!
+//! Metadata layout (32 bytes, big-endian u64s): confirmed at, fresh until, stale until,
+//! generation. A shorter record (an older edge's 8-byte fetch time) decodes as expired, so
+//! it is re-fetched, never trusted past its max age.
+
+use edgegen_shared::lease::{self, Lease, Standing};
+use edgegen_shared::manifest::Manifest;
+
+/// When the held manifest was confirmed and how long it may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// When this PoP last confirmed the manifest (fetch or verified lease), its own clock, ms.
+    pub confirmed_at: u64,
+    /// Until when (exclusive) it is used without asking the coordinator.
+    pub fresh_until: u64,
+    /// Until when (exclusive) it may be used while the coordinator cannot be reached.
+    pub stale_until: u64,
+    /// The generation it states (checked against the body on decode).
+    pub generation: u64,
+}
+
+/// Length of an encoded [`Held`].
+pub const HELD_LEN: usize = 32;
+
+impl Held {
+    /// A manifest fetched in full at `now`.
+    pub fn fetched(m: &Manifest, now: u64, cap_ms: u64) -> Held {
+        Held {
+            confirmed_at: now,
+            fresh_until: now.saturating_add(m.max_age_ms.min(cap_ms)),
+            stale_until: m.stale_until(),
+            generation: m.generation.0,
+        }
+    }
+
+    /// The held manifest extended by a verified `lease` at `now`. The stale bound never moves
+    /// back (a lease with a shorter stale age than an earlier statement keeps the later end).
+    pub fn extended(&self, lease: &Lease, now: u64, cap_ms: u64) -> Held {
+        Held {
+            confirmed_at: now,
+            fresh_until: now.saturating_add(lease.max_age_ms.min(cap_ms)),
+            stale_until: lease.stale_until().max(self.stale_until),
+            generation: self.generation,
+        }
+    }
+
+    /// What the PoP may do with the manifest at `now`.
+    pub fn standing(&self, now: u64) -> Standing {
+        lease::standing(self.confirmed_at, self.fresh_until, self.stale_until, now)
+    }
+
+    /// How long the Core Cache must keep the entry from `now`: until the stale bound, whole
+    /// seconds rounded up, at least one.
+    pub fn keep_secs(&self, now: u64) -> u64 {
+        self.stale_until.max(self.fresh_until).saturating_sub(now).div_ceil(1000).max(1)
+    }
+
+    /// The metadata bytes.
+    pub fn encode(&self) -> [u8; HELD_LEN] {
+        let mut out = [0; HELD_LEN];
+        for (chunk, n) in
+            out.chunks_exact_mut(8).zip([self.confirmed_at, self.fresh_until, self.stale_until, self.generation])
+        {
+            chunk.copy_from_slice(&n.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes metadata for the held manifest `m`: `None` if it is not a [`Held`] record or
+    /// names another generation (then the entry is treated as expired).
+    pub fn decode(meta: &[u8], m: &Manifest) -> Option<Held> {
+        let bytes: &[u8; HELD_LEN] = meta.try_into().ok()?;
+        let mut n = bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])));
+        let held =
+            Held { confirmed_at: n.next()?, fresh_until: n.next()?, stale_until: n.next()?, generation: n.next()? };
+        (held.generation == m.generation.0).then_some(held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgegen_shared::ids::{ContractHash, Generation, SchemaVersion, TenantId};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn manifest(issued_at: u64) -> Manifest {
+        Manifest {
+            format: 1,
+            tenant: TenantId::new("acme").unwrap(),
+            generation: Generation(7),
+            schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            contract_hash: ContractHash::from_digest([0xab; 32]),
+            release_id: None,
+            issued_at,
+            max_age_ms: 1_000,
+            max_stale_ms: Some(300_000),
+        }
+    }
+
+    #[test]
+    fn fresh_then_stale_until_the_signed_bound_then_expired() {
+        let m = manifest(10_000);
+        let h = Held::fetched(&m, 10_050, 60_000);
+        assert_eq!(h.standing(10_050), Standing::Fresh);
+        assert_eq!(h.standing(11_049), Standing::Fresh);
+        assert_eq!(h.standing(11_050), Standing::Stale);
+        assert_eq!(h.standing(309_999), Standing::Stale, "measured from the coordinator's issued_at");
+        assert_eq!(h.standing(310_000), Standing::Expired);
+        assert_eq!(h.keep_secs(10_050), 300, "the entry outlives max_age: it is kept until the stale bound");
+        assert_eq!(Held::fetched(&m, 10_050, 200).standing(10_250), Standing::Stale, "the edge cap shortens fresh");
+        let old = Manifest { max_stale_ms: None, ..m.clone() };
+        assert_eq!(
+            Held::fetched(&old, 10_050, 60_000).standing(11_050),
+            Standing::Expired,
+            "no stale bound, no stale use"
+        );
+    }
+
+    #[test]
+    fn a_lease_extends_from_its_issue_and_never_shortens_the_bound() {
+        let m = manifest(10_000);
+        let h = Held::fetched(&m, 10_000, 60_000);
+        let lease = Lease::new(&m, 200_000, 1_000, 300_000);
+        let e = h.extended(&lease, 200_010, 60_000);
+        assert_eq!((e.confirmed_at, e.fresh_until, e.stale_until), (200_010, 201_010, 500_000));
+        let short = Lease::new(&m, 200_000, 1_000, 1_000);
+        assert_eq!(h.extended(&short, 200_010, 60_000).stale_until, 310_000);
+    }
+
+    #[test]
+    fn older_records_and_other_generations_do_not_decode() {
+        let m = manifest(10_000);
+        let h = Held::fetched(&m, 10_000, 60_000);
+        assert_eq!(Held::decode(&h.encode(), &m), Some(h));
+        assert_eq!(Held::decode(&10_000u64.to_be_bytes(), &m), None);
+        let newer = Manifest { generation: Generation(8), ..m.clone() };
+        assert_eq!(Held::decode(&h.encode(), &newer), None);
+    }
+
+    proptest! {
+        /// For all records, encoding round-trips, and the entry is kept at least as long as
+        /// the manifest may be used.
+        #[test]
+        fn round_trips_and_is_kept_while_usable(
+            confirmed_at in 0u64..1 << 50, fresh in 1u64..60_000, stale in 0u64..86_400_000, now in 0u64..1 << 50,
+        ) {
+            let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale, generation: 3 };
+            let m = Manifest { generation: Generation(3), ..manifest(0) };
+            prop_assert_eq!(Held::decode(&h.encode(), &m), Some(h));
+            if h.standing(now) != Standing::Expired {
+                prop_assert!(now + h.keep_secs(now) * 1000 >= h.stale_until.max(h.fresh_until));
+            }
+        }
+    }
+}

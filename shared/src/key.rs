@@ -453,8 +453,8 @@ pub fn normalize_path(path: &str) -> Result<String, KeyError> {
     }
     let mut decoded = String::with_capacity(path.len());
     normalize_percent(path, &mut decoded);
-    // Most paths have no dot segment: keep the decoded copy, no second one.
-    if decoded[1..].split('/').any(|s| s == "." || s == "..") { Ok(remove_dot_segments(&decoded)) } else { Ok(decoded) }
+    // Most paths have no dot segment (one starts with "/."): keep the decoded copy, no second one.
+    if decoded.contains("/.") { Ok(remove_dot_segments(&decoded)) } else { Ok(decoded) }
 }
 
 /// RFC 3986 §5.2.4 for an absolute path.

@@ -454,7 +454,7 @@ pub fn normalize_path(path: &str) -> Result<String, KeyError> {
     let mut decoded = String::with_capacity(path.len());
     normalize_percent(path, &mut decoded);
     // Most paths have no dot segment (one starts with "/."): keep the decoded copy, no second one.
-    if decoded.contains("/.") { Ok(remove_dot_segments(&decoded)) } else { Ok(decoded) }
+    if decoded.as_bytes().windows(2).any(|w| w == b"/.") { Ok(remove_dot_segments(&decoded)) } else { Ok(decoded) }
 }
 
 /// RFC 3986 §5.2.4 for an absolute path.

@@ -354,6 +354,10 @@ impl Target {
 
     /// The key of the variant `headers` select among a URL's Vary `names`.
     fn variant_key(&self, keys: &KeyDeriver, names: &[String], headers: &Headers) -> Option<CacheKey> {
+        if let [name] = names {
+            // The usual `Vary: Accept-Encoding`: no list to build.
+            return keys.derive_with_vary(&self.primary, &[(name.as_str(), normalized_vary_value(name, headers))]).ok();
+        }
         let values: Vec<(&str, Option<String>)> =
             names.iter().map(|n| (n.as_str(), normalized_vary_value(n, headers))).collect();
         keys.derive_with_vary(&self.primary, &values).ok()

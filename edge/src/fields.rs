@@ -11,9 +11,50 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// An ordered list of header field lines; names are kept lower-case.
+/// An ordered list of header field lines; names are kept lower-case (the common ones as
+/// static strings, see [`field_name`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, Vec<u8>)>);
+pub struct Headers(Vec<(Cow<'static, str>, Vec<u8>)>);
+
+/// Field names common enough on the HIT path (request, stored head, what the edge sets) to be
+/// kept without a copy of their own.
+const COMMON_NAMES: [&str; 26] = [
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "authorization",
+    "cache-control",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "cookie",
+    "date",
+    "etag",
+    "expires",
+    "host",
+    "if-modified-since",
+    "if-none-match",
+    "last-modified",
+    "location",
+    "range",
+    "server",
+    "strict-transport-security",
+    "user-agent",
+    "vary",
+    "x-content-type-options",
+];
+
+/// `name` in lower case: a common name as its static spelling (no allocation), any other
+/// as a lower-cased copy.
+fn field_name(name: &str) -> Cow<'static, str> {
+    match COMMON_NAMES.iter().find(|c| c.len() == name.len() && c.eq_ignore_ascii_case(name)) {
+        Some(common) => Cow::Borrowed(common),
+        None => Cow::Owned(name.to_ascii_lowercase()),
+    }
+}
 
 impl Headers {
     /// An empty list.
@@ -21,16 +62,14 @@ impl Headers {
         Headers(Vec::new())
     }
 
-    /// Appends a field line (the name is lower-cased).
-    pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.0.push((name.to_ascii_lowercase(), value.into()));
+    /// An empty list with room for `n` lines.
+    pub fn with_capacity(n: usize) -> Self {
+        Headers(Vec::with_capacity(n))
     }
 
-    /// Appends a field line whose name the caller already holds in lower case (decoding a
-    /// stored head): no second copy of the name.
-    pub fn append_lowercase(&mut self, name: String, value: Vec<u8>) {
-        debug_assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
-        self.0.push((name, value));
+    /// Appends a field line (the name is lower-cased).
+    pub fn append(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.0.push((field_name(name), value.into()));
     }
 
     /// Replaces every line of `name` by one line.
@@ -96,7 +135,7 @@ impl Headers {
 
     /// The lines, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_slice()))
     }
 
     /// The number of lines.
@@ -112,7 +151,19 @@ impl Headers {
 
 impl FromIterator<(String, Vec<u8>)> for Headers {
     fn from_iter<I: IntoIterator<Item = (String, Vec<u8>)>>(iter: I) -> Self {
-        Headers(iter.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect())
+        Headers(
+            iter.into_iter()
+                .map(|(mut n, v)| {
+                    let name = field_name(&n);
+                    if let Cow::Owned(_) = name {
+                        // Reuse the caller's copy rather than keep a second one.
+                        n.make_ascii_lowercase();
+                        return (Cow::Owned(n), v);
+                    }
+                    (name, v)
+                })
+                .collect(),
+        )
     }
 }
 
@@ -417,6 +468,15 @@ mod tests {
             h.append(n, v.as_bytes());
         }
         h
+    }
+
+    #[test]
+    fn names_are_lower_case_whether_common_or_not() {
+        assert!(matches!(field_name("Content-Type"), Cow::Borrowed("content-type")));
+        assert_eq!(field_name("X-Custom-Thing"), "x-custom-thing");
+        let h: Headers = [("ETag".to_owned(), b"1".to_vec()), ("X-A".to_owned(), b"2".to_vec())].into_iter().collect();
+        assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), ["etag", "x-a"]);
+        assert_eq!(h.get("etag"), Some("1"));
     }
 
     #[test]

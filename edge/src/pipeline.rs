@@ -356,11 +356,15 @@ impl Target {
         Ok(Target { primary })
     }
 
-    fn variant(&self, names: &[String], headers: &Headers) -> Option<NormalizedRequest> {
+    /// The key of the variant `headers` select among a URL's Vary `names`.
+    fn variant_key(&self, keys: &KeyDeriver, names: &[String], headers: &Headers) -> Option<CacheKey> {
+        if let [name] = names {
+            // The usual `Vary: Accept-Encoding`: no list to build.
+            return keys.derive_with_vary(&self.primary, &[(name.as_str(), normalized_vary_value(name, headers))]).ok();
+        }
         let values: Vec<(&str, Option<String>)> =
             names.iter().map(|n| (n.as_str(), normalized_vary_value(n, headers))).collect();
-        let pairs: Vec<(&str, Option<&str>)> = values.iter().map(|(n, v)| (*n, v.as_deref())).collect();
-        self.primary.with_vary(&pairs).ok()
+        keys.derive_with_vary(&self.primary, &values).ok()
     }
 }
 
@@ -559,10 +563,9 @@ impl<P: Platform> Cached<'_, P> {
                 (None, None, true)
             }
             Found::Variants { names, variants } => {
-                let Some(variant) = target.variant(&names, &req.headers) else {
+                let Some(key) = target.variant_key(&self.keys, &names, &req.headers) else {
                     return (None, Some((names, variants)), false);
                 };
-                let key = self.keys.derive(&variant);
                 let found = self.p.lookup(key.as_bytes(), true).ok().flatten();
                 let index = Some((names, variants));
                 match found.map(|(meta, body)| (decision::judge_found(&meta, self.scope), body)) {
@@ -877,12 +880,11 @@ impl<P: Platform> Cached<'_, P> {
         let key = if names.is_empty() {
             primary_key
         } else {
-            let Some(variant) = target.variant(&names, &req.headers) else {
+            let Some(key) = target.variant_key(&self.keys, &names, &req.headers) else {
                 result.headers = fetched.headers;
                 result.body = fetched.body;
                 return result;
             };
-            let key = self.keys.derive(&variant);
             let mut variants = match index {
                 Some((old_names, variants)) if old_names == names => variants,
                 _ => Vec::new(),
@@ -1153,8 +1155,8 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
     let key = if names.is_empty() {
         primary_key
     } else {
-        match r.target.variant(&names, &r.origin_req.headers) {
-            Some(v) => cached.keys.derive(&v),
+        match r.target.variant_key(&cached.keys, &names, &r.origin_req.headers) {
+            Some(key) => key,
             None => return,
         }
     };

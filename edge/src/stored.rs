@@ -124,8 +124,11 @@ impl<'a> Reader<'a> {
         let n = self.u16()?;
         self.take(n)
     }
+    fn str(&mut self) -> Result<&'a str, StoredError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| StoredError::BadName)
+    }
     fn text(&mut self) -> Result<String, StoredError> {
-        Ok(std::str::from_utf8(self.bytes()?).map_err(|_| StoredError::BadName)?.to_owned())
+        Ok(self.str()?.to_owned())
     }
 }
 
@@ -199,14 +202,14 @@ impl Record {
                 let flags = r.u8()?;
                 let timing = Timing { no_cache: flags & 1 != 0, must_revalidate: flags & 2 != 0, ..timing };
                 let count = r.u16()?;
-                let mut headers = Headers::new();
+                let mut headers = Headers::with_capacity(count.min(64));
                 for _ in 0..count {
-                    let name = r.text()?;
+                    let name = r.str()?;
                     // Stored names were lower-cased when stored; anything else is not ours.
                     if name.bytes().any(|b| b.is_ascii_uppercase()) {
                         return Err(StoredError::BadName);
                     }
-                    headers.append_lowercase(name, r.bytes()?.to_vec());
+                    headers.append(name, r.bytes()?);
                 }
                 Record::Object(StoredHead { metadata, status, body_len, timing, headers })
             }

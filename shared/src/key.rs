@@ -42,6 +42,7 @@
 //! - Vary headers: names lower-cased and sorted, each at most once; values with surrounding
 //!   spaces and tabs removed; an absent header and an empty one are different keys.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,24 @@ impl KeyDeriver {
     }
 }
 
+impl KeyDeriver {
+    /// The key of `request` with other vary values: equal to deriving
+    /// [`NormalizedRequest::with_vary`]'s request, without copying the path and query.
+    ///
+    /// # Errors
+    /// [`KeyError`] naming the vary header that cannot be keyed.
+    pub fn derive_with_vary<S: AsRef<str>>(
+        &self,
+        request: &NormalizedRequest,
+        vary: &[(&str, Option<S>)],
+    ) -> Result<CacheKey, KeyError> {
+        let vary = normalize_vary_borrowed(vary)?;
+        let mut hasher = self.0.clone();
+        encode_target(&mut hasher, request, vary.len(), vary.iter().map(|(name, value)| (name.as_ref(), *value)));
+        Ok(CacheKey(hasher.finalize().into()))
+    }
+}
+
 impl fmt::Debug for KeyDeriver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyDeriver")
@@ -329,13 +348,24 @@ fn encode_scope(sink: &mut impl Absorb, scope: &KeyScope) {
 }
 
 fn encode_request(sink: &mut impl Absorb, request: &NormalizedRequest) {
+    let vary = request.vary.iter().map(|(name, value)| (name.as_str(), value.as_deref()));
+    encode_target(sink, request, vary.len(), vary);
+}
+
+/// The request's method, path and query, then `count` normalized vary pairs.
+fn encode_target<'a>(
+    sink: &mut impl Absorb,
+    request: &NormalizedRequest,
+    count: usize,
+    vary: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) {
     let mut enc = Encoder::resume(sink);
     enc.field(request.method.as_bytes())
         .field(request.path.as_bytes())
         .field(request.query.as_bytes())
-        .u64(request.vary.len() as u64);
-    for (name, value) in &request.vary {
-        enc.field(name.as_bytes()).optional(value.as_deref().map(str::as_bytes));
+        .u64(count as u64);
+    for (name, value) in vary {
+        enc.field(name.as_bytes()).optional(value.map(str::as_bytes));
     }
 }
 
@@ -423,7 +453,8 @@ pub fn normalize_path(path: &str) -> Result<String, KeyError> {
     }
     let mut decoded = String::with_capacity(path.len());
     normalize_percent(path, &mut decoded);
-    Ok(remove_dot_segments(&decoded))
+    // Most paths have no dot segment (one starts with "/."): keep the decoded copy, no second one.
+    if decoded.as_bytes().windows(2).any(|w| w == b"/.") { Ok(remove_dot_segments(&decoded)) } else { Ok(decoded) }
 }
 
 /// RFC 3986 §5.2.4 for an absolute path.
@@ -464,18 +495,29 @@ fn remove_dot_segments(path: &str) -> String {
 /// [`KeyError`] for an over-long or malformed query.
 pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     validate_target("query", query, MAX_QUERY_LEN)?;
-    let mut params: Vec<String> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mut out = String::with_capacity(p.len());
-            normalize_percent(p, &mut out);
-            out
-        })
-        .collect();
+    // Every parameter is normalized into one buffer; `spans` are their ranges in it.
+    let mut decoded = String::with_capacity(query.len());
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        let start = decoded.len();
+        normalize_percent(p, &mut decoded);
+        spans.push((start, decoded.len()));
+    }
+    let param = |&(start, end): &(usize, usize)| &decoded[start..end];
     // `sort_by` is stable: parameters with equal names keep their order.
-    params.sort_by(|a, b| param_name(a).cmp(param_name(b)));
-    Ok(params.join("&"))
+    spans.sort_by(|a, b| param_name(param(a)).cmp(param_name(param(b))));
+    if spans.len() <= 1 {
+        // No separator to add: the buffer is the query.
+        return Ok(decoded);
+    }
+    let mut out = String::with_capacity(decoded.len() + spans.len());
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(param(span));
+    }
+    Ok(out)
 }
 
 fn param_name(param: &str) -> &str {
@@ -490,6 +532,18 @@ fn normalize_method(method: &str) -> Result<String, KeyError> {
 }
 
 fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<String>)>, KeyError> {
+    Ok(normalize_vary_borrowed(vary)?
+        .into_iter()
+        .map(|(name, value)| (name.into_owned(), value.map(str::to_owned)))
+        .collect())
+}
+
+/// [`normalize_vary`] without copying what is already normalized: names are copied only to
+/// lower-case them, values are the trimmed input.
+#[allow(clippy::type_complexity)]
+fn normalize_vary_borrowed<'a, S: AsRef<str>>(
+    vary: &'a [(&'a str, Option<S>)],
+) -> Result<Vec<(Cow<'a, str>, Option<&'a str>)>, KeyError> {
     if vary.len() > MAX_VARY_HEADERS {
         return Err(KeyError::TooManyVary { count: vary.len(), max: MAX_VARY_HEADERS });
     }
@@ -502,21 +556,26 @@ fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<S
         let value = match value {
             None => None,
             Some(v) => {
-                let v = v.trim_matches([' ', '\t']);
+                let v = v.as_ref().trim_matches([' ', '\t']);
                 if v.len() > MAX_VARY_VALUE_LEN {
                     return Err(KeyError::TooLong { field: "vary", len: v.len(), max: MAX_VARY_VALUE_LEN });
                 }
                 if let Some(offset) = v.bytes().position(|b| b != b'\t' && (b < 0x20 || b == 0x7F)) {
                     return Err(KeyError::InvalidByte { field: "vary", offset, byte: v.as_bytes()[offset] });
                 }
-                Some(v.to_owned())
+                Some(v)
             }
         };
-        out.push((name.to_ascii_lowercase(), value));
+        let name: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.to_ascii_lowercase().into()
+        } else {
+            (*name).into()
+        };
+        out.push((name, value));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(KeyError::DuplicateVary(pair[0].0.clone()));
+        return Err(KeyError::DuplicateVary(pair[0].0.to_string()));
     }
     Ok(out)
 }
@@ -588,6 +647,21 @@ mod tests {
         let again = NormalizedRequest::new(&RequestParts { vary: &vary, ..parts }).unwrap();
         assert_eq!(primary.with_vary(&vary).unwrap(), again);
         assert!(primary.with_vary(&[("*", None)]).is_err());
+        let scope = KeyScope {
+            tenant: TenantId::new("acme").unwrap(),
+            schema_version: SchemaVersion::new("1.8.3").unwrap(),
+            contract_hash: ContractHash::from_digest([7; 32]),
+            generation: Generation(9),
+        };
+        let deriver = KeyDeriver::new(&scope);
+        assert_eq!(deriver.derive_with_vary(&primary, &vary).unwrap(), CacheKey::derive(&scope, &again));
+        let unsorted = [("x-lang", Some("EN")), ("accept-encoding", Some("gzip"))];
+        assert_eq!(
+            deriver.derive_with_vary(&primary, &unsorted).unwrap(),
+            deriver.derive(&primary.with_vary(&unsorted).unwrap())
+        );
+        assert!(deriver.derive_with_vary(&primary, &[("*", None::<&str>)]).is_err());
+        assert!(deriver.derive_with_vary(&primary, &[("a", None::<&str>), ("A", None)]).is_err());
     }
 
     #[test]

@@ -188,6 +188,21 @@ impl ReportTally {
             && self.pops >= policy.min_pops as usize
             && self.paths >= policy.min_paths as usize
     }
+
+    /// The reason recorded on the automatic rollback this tally fired (both stores write it).
+    pub fn rollback_reason(&self, policy: &crate::config::AutoRollback) -> String {
+        format!(
+            "automatic: {} edge report(s) from {} PoP(s) naming {} path(s) within {} s of commit (policy: {} reports, \
+             {} PoPs, {} paths)",
+            self.reports,
+            self.pops,
+            self.paths,
+            policy.window.as_secs(),
+            policy.reports,
+            policy.min_pops,
+            policy.min_paths
+        )
+    }
 }
 
 /// What the store knows about a release when asked to roll it back.

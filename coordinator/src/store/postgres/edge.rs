@@ -210,17 +210,7 @@ impl Inner {
             return Ok(None);
         }
         let id = ReleaseId::new(id).map_err(corrupt)?;
-        let reason = format!(
-            "automatic: {} edge report(s) from {} PoP(s) naming {} path(s) within {} s of commit (policy: {} reports, \
-             {} PoPs, {} paths)",
-            tally.reports,
-            tally.pops,
-            tally.paths,
-            policy.window.as_secs(),
-            policy.reports,
-            policy.min_pops,
-            policy.min_paths
-        );
+        let reason = tally.rollback_reason(&policy);
         match self.rollback(c, &id, &reason, true, Some(now)) {
             Ok(rollback) => Ok(Some(rollback.id)),
             // Another replica (or report) rolled it back first: the policy acted once.

@@ -244,17 +244,7 @@ impl Writer {
             return Ok(None);
         }
         let id = ReleaseId::new(id).map_err(corrupt)?;
-        let reason = format!(
-            "automatic: {} edge report(s) from {} PoP(s) naming {} path(s) within {} s of commit (policy: {} reports, \
-             {} PoPs, {} paths)",
-            tally.reports,
-            tally.pops,
-            tally.paths,
-            policy.window.as_secs(),
-            policy.reports,
-            policy.min_pops,
-            policy.min_paths
-        );
+        let reason = tally.rollback_reason(&policy);
         let rollback = self.rollback(&id, &reason, true, Some(now))?;
         Ok(Some(rollback.id))
     }

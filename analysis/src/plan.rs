@@ -86,14 +86,52 @@ pub const EXIT_NEEDS_RELEASE: i32 = 1;
 /// Exit code: blocked (isolation violations, unparsable or unsupported input).
 pub const EXIT_BLOCKED: i32 = 2;
 
+/// What an analysis concludes, and so what `edgegen plan` exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Nothing a release needs ([`EXIT_SAFE`]).
+    Safe,
+    /// Changes that break cached data: release them ([`EXIT_NEEDS_RELEASE`]).
+    NeedsRelease,
+    /// Isolation violations, unparsable or unsupported input ([`EXIT_BLOCKED`]).
+    Blocked,
+}
+
+impl Verdict {
+    /// The exit code `edgegen plan` returns for this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Safe => EXIT_SAFE,
+            Verdict::NeedsRelease => EXIT_NEEDS_RELEASE,
+            Verdict::Blocked => EXIT_BLOCKED,
+        }
+    }
+
+    /// The verdict's wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::NeedsRelease => "needs_release",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The result of an analysis.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     /// Input dialect.
     pub dialect: Dialect,
-    /// `safe`, `needs_release` or `blocked`.
-    pub verdict: &'static str,
-    /// The exit code the CLI returns.
+    /// The conclusion.
+    pub verdict: Verdict,
+    /// The exit code the CLI returns (`verdict.exit_code()`, kept in the JSON report).
     pub exit_code: i32,
     /// Counts per severity.
     pub summary: Summary,
@@ -144,13 +182,14 @@ pub fn report(dialect: Dialect, outcome: Result<Vec<Finding>, Blocked>) -> Repor
             Severity::Safe => summary.safe += 1,
         }
     }
-    let (verdict, exit_code) = if blocked.is_some() || summary.blocking > 0 {
-        ("blocked", EXIT_BLOCKED)
+    let verdict = if blocked.is_some() || summary.blocking > 0 {
+        Verdict::Blocked
     } else if summary.breaking + summary.risky > 0 {
-        ("needs_release", EXIT_NEEDS_RELEASE)
+        Verdict::NeedsRelease
     } else {
-        ("safe", EXIT_SAFE)
+        Verdict::Safe
     };
+    let exit_code = verdict.exit_code();
     let body: Vec<_> = findings
         .iter()
         .map(|f| serde_json::json!({"code": f.code, "severity": f.severity, "table": f.table, "column": f.column, "message": f.message}))

@@ -20,6 +20,17 @@ pub enum Dialect {
     Sqlite,
 }
 
+impl Dialect {
+    /// The dialect's name as serialized (`postgres`, `mysql`, `sqlite`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
 impl std::str::FromStr for Dialect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -10,7 +10,9 @@ use edgegen_analysis::plan::{self, Report, schema_from};
 use edgegen_analysis::{Dialect, diff};
 use edgegen_shared::TenantId;
 pub use edgegen_shared::api::{AffectedRoute, TenantPlan};
-use edgegen_shared::api::{AnalysisInput, Phase, Step, StepStatus, TenantChange};
+use edgegen_shared::api::{
+    AnalysisInput, AnalysisReport, FindingCounts, FindingLocation, Phase, PlanVerdict, Step, StepStatus, TenantChange,
+};
 use edgegen_shared::surrogate::SurrogateKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -119,6 +121,56 @@ pub struct Analysis {
     pub report: Report,
     /// Steps for the execution log, in phase order.
     pub steps: Vec<Step>,
+}
+
+/// The wire verdict of an analysis verdict.
+pub fn plan_verdict(v: plan::Verdict) -> PlanVerdict {
+    match v {
+        plan::Verdict::Safe => PlanVerdict::Safe,
+        plan::Verdict::NeedsRelease => PlanVerdict::NeedsRelease,
+        plan::Verdict::Blocked => PlanVerdict::Blocked,
+    }
+}
+
+/// The wire form of an analysis report (`POST /v1/releases/plan`'s `analysis`): the same
+/// fields `edgegen plan --json` prints, typed for the API.
+pub fn wire_report(r: &Report) -> AnalysisReport {
+    let severity = |s: edgegen_analysis::Severity| match s {
+        edgegen_analysis::Severity::Blocking => edgegen_shared::api::Severity::Blocking,
+        edgegen_analysis::Severity::Breaking => edgegen_shared::api::Severity::Breaking,
+        edgegen_analysis::Severity::Risky => edgegen_shared::api::Severity::Risky,
+        edgegen_analysis::Severity::Safe => edgegen_shared::api::Severity::Safe,
+    };
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    AnalysisReport {
+        dialect: r.dialect.as_str().to_owned(),
+        verdict: plan_verdict(r.verdict),
+        exit_code: r.exit_code,
+        summary: FindingCounts {
+            blocking: count(r.summary.blocking),
+            breaking: count(r.summary.breaking),
+            risky: count(r.summary.risky),
+            safe: count(r.summary.safe),
+        },
+        findings: r
+            .findings
+            .iter()
+            .map(|f| edgegen_shared::api::Finding {
+                code: f.code.to_owned(),
+                severity: severity(f.severity),
+                table: f.table.clone(),
+                column: f.column.clone(),
+                location: FindingLocation {
+                    file: f.location.file.clone(),
+                    line: f.location.line,
+                    column: f.location.column,
+                },
+                message: f.message.clone(),
+            })
+            .collect(),
+        blocked: r.blocked.clone(),
+        plan_hash: r.plan_hash.clone(),
+    }
 }
 
 fn codes(report: &Report, pick: impl Fn(&edgegen_analysis::Finding) -> bool) -> String {

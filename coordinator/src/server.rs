@@ -21,7 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use edgegen_shared::api::{ErrorBody, NewTenant, Release, ReleaseRequest, Tenant};
+use edgegen_shared::api::{ErrorBody, NewTenant, PlanVerdict, Release, ReleasePlan, ReleaseRequest, Tenant};
 use edgegen_shared::lease::{LEASE_HEADER, Lease};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
 use edgegen_shared::{Ack, PopId, ReleaseId, Report, SecretKey, TenantId};
@@ -226,19 +226,19 @@ async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> R
 async fn plan_release(
     State(state): State<AppState>,
     body: Result<Json<ReleaseRequest>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<ReleasePlan>, AppError> {
     let Json(request) = body?;
     let planned = state.engine().plan(&request).await?;
     let report = planned.analysis.as_ref().map(|a| &a.report);
-    Ok(Json(serde_json::json!({
-        "dry_run": true,
-        "plan_hash": planned.plan_hash,
-        "verdict": report.map_or("not_analysed", |r| r.verdict),
-        "tenants": planned.tenants,
-        "contract_verification": planned.contract.unwrap_or_else(|| "no contract_schema given".into()),
-        "analysis": report,
-        "steps": planned.analysis.as_ref().map(|a| &a.steps),
-    })))
+    Ok(Json(ReleasePlan {
+        dry_run: true,
+        plan_hash: planned.plan_hash,
+        verdict: report.map_or(PlanVerdict::NotAnalysed, |r| crate::analysis::plan_verdict(r.verdict)),
+        tenants: planned.tenants,
+        contract_verification: planned.contract.unwrap_or_else(|| "no contract_schema given".into()),
+        analysis: report.map(crate::analysis::wire_report),
+        steps: planned.analysis.map(|a| a.steps),
+    }))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {

@@ -123,6 +123,19 @@ pub struct ReportOutcome {
     pub auto_rollback: Option<ReleaseId>,
 }
 
+/// What removing a tenant did. A removed tenant leaves [`Store::tenant`] and
+/// [`Store::tenants`] (its manifest answers 404, so PoPs stop serving it from the
+/// coordinator; acks and reports for it are refused), and its hosts are freed (the host
+/// map drops them, so they no longer route to it) — but its row, generations, releases
+/// and acks stay as history, and its id is never registered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed by this call.
+    Removed,
+    /// It was removed before (the call is a repeat: nothing changed).
+    AlreadyRemoved,
+}
+
 /// A committed release, and whether this call replayed an earlier one (same idempotency key).
 pub struct Committed {
     /// The release.
@@ -147,6 +160,15 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a tenant at generation 1 (and, with [`StoreSettings::hosts_max_entries`],
     /// writes the host-map sync to the outbox in the same transaction).
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
+    /// Replaces a tenant's hosts with `hosts` (idempotent: the same list changes nothing)
+    /// under the registration's rules — a host another tenant holds is refused, naming it
+    /// and its owner; the entry limit is checked — and, when the coordinator owns the host
+    /// map, writes its sync to the outbox in the same transaction.
+    fn set_tenant_hosts(&self, id: TenantId, hosts: Vec<String>) -> BoxFuture<'_, Result<Tenant, StoreError>>;
+    /// Removes a tenant ([`Removal`] says what that keeps), refused while the release that
+    /// set its current generation is still converging; writes the host-map sync like a
+    /// registration does.
+    fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>>;
     /// Commits a release: every listed tenant to its next generation, in one transaction,
     /// with the outbox effects `purge` yields (when a CDN is configured). `analysis_steps`
     /// (from [`crate::analysis`]) replace the log's placeholders for the phases they cover.

@@ -15,7 +15,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Step, StoredReport, Tenant, TenantChange};
+use edgegen_shared::api::{
+    Convergence, NewTenant, Release, ReleaseKind, ReleaseRequest, Step, StoredReport, Tenant, TenantChange,
+};
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::domain::{Refusal, TenantState};
@@ -142,6 +144,84 @@ pub struct Committed {
     pub release: Release,
     /// True when the release already existed and nothing was bumped.
     pub replayed: bool,
+}
+
+/// What a store writes for one release or rollback in its commit transaction: the
+/// `releases` row, the tenants' new generations and the outbox purge. Built only by
+/// [`Commit::release`] and [`Commit::rollback`], so both stores commit the same facts.
+pub(crate) struct Commit<'a> {
+    /// The new release's id ([`release_id`] of `seq`).
+    pub(crate) id: &'a ReleaseId,
+    /// Its sequence number.
+    pub(crate) seq: i64,
+    /// Release or rollback.
+    pub(crate) kind: ReleaseKind,
+    /// For a rollback: the release it rolls back.
+    pub(crate) rollback_of: Option<&'a ReleaseId>,
+    /// Every tenant's change, in order.
+    pub(crate) changes: &'a [TenantChange],
+    /// The surrogate keys the outbox purges.
+    pub(crate) purge_keys: Vec<String>,
+    /// The release's idempotency key, if any.
+    pub(crate) key: Option<&'a str>,
+    /// What the idempotency key replays against (a release's request hash).
+    pub(crate) request_hash: Option<&'a str>,
+    /// For an automatic rollback: when its cause arose (Unix ms).
+    pub(crate) trigger_at: Option<u64>,
+}
+
+impl<'a> Commit<'a> {
+    /// A release: `changes` from [`crate::domain::plan_release`], purging `purge_keys`.
+    pub(crate) fn release(
+        id: &'a ReleaseId,
+        seq: i64,
+        changes: &'a [TenantChange],
+        purge_keys: Vec<String>,
+        key: Option<&'a str>,
+        request_hash: &'a str,
+    ) -> Self {
+        Commit {
+            id,
+            seq,
+            kind: ReleaseKind::Release,
+            rollback_of: None,
+            changes,
+            purge_keys,
+            key,
+            request_hash: Some(request_hash),
+            trigger_at: None,
+        }
+    }
+
+    /// A rollback of `of`: `changes` from [`crate::domain::plan_rollback`], purging
+    /// [`crate::outbox::rollback_purge_keys`]; `trigger_at` for an automatic one.
+    pub(crate) fn rollback(
+        id: &'a ReleaseId,
+        seq: i64,
+        of: &'a ReleaseId,
+        changes: &'a [TenantChange],
+        trigger_at: Option<u64>,
+    ) -> Self {
+        Commit {
+            id,
+            seq,
+            kind: ReleaseKind::Rollback,
+            rollback_of: Some(of),
+            changes,
+            purge_keys: crate::outbox::rollback_purge_keys(changes),
+            key: None,
+            request_hash: None,
+            trigger_at,
+        }
+    }
+}
+
+/// The id of the release numbered `seq` (`rel-{seq}`).
+///
+/// # Errors
+/// When the id does not validate (a sequence out of range: corrupt state).
+pub(crate) fn release_id(seq: i64) -> Result<ReleaseId, StoreError> {
+    ReleaseId::new(format!("rel-{seq}")).map_err(|e| StoreError::corrupt("a release sequence number", e))
 }
 
 /// The surrogate keys a release must purge, computed from its tenant changes inside the

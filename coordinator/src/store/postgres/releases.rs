@@ -4,9 +4,7 @@
 
 use std::time::Instant;
 
-use edgegen_shared::api::{
-    NewTenant, Phase, Release, ReleaseKind, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
-};
+use edgegen_shared::api::{NewTenant, Phase, Release, ReleaseRequest, Step, StepStatus, Tenant, TenantChange};
 use edgegen_shared::{Generation, ReleaseId, TenantId};
 use postgres::{Client, GenericClient};
 
@@ -15,7 +13,7 @@ use crate::clock::now_ms;
 use crate::domain::{self, Refusal, ReleaseFacts};
 use crate::execlog::{self, LogBuilder};
 use crate::outbox::EffectKind;
-use crate::store::{Committed, PurgePlan, Removal, StoreError, StoreSettings};
+use crate::store::{Commit, Committed, PurgePlan, Removal, StoreError, StoreSettings, release_id};
 
 /// Key of the transaction-level advisory lock that serializes tenant changes (registering,
 /// changing hosts, removing) when the coordinator owns the host map, so two replicas cannot both pass the entry-limit check.
@@ -193,20 +191,6 @@ fn wake_host_sync(settings: &StoreSettings) {
     }
 }
 
-/// What [`Inner::apply`] writes.
-struct Commit<'a> {
-    id: &'a ReleaseId,
-    seq: i64,
-    kind: ReleaseKind,
-    rollback_of: Option<&'a ReleaseId>,
-    changes: &'a [TenantChange],
-    purge_keys: Vec<String>,
-    key: Option<&'a str>,
-    request_hash: Option<&'a str>,
-    /// For an automatic rollback: when its cause arose (Unix ms).
-    trigger_at: Option<u64>,
-}
-
 impl Inner {
     fn replay(&self, c: &mut Client, key: &str, request_hash: &str) -> Result<Option<Committed>, StoreError> {
         let Some(row) = c.query_opt("SELECT id, request_hash FROM releases WHERE idempotency_key = $1", &[&key])?
@@ -246,18 +230,8 @@ impl Inner {
         let changes = domain::plan_release(&req, |id| current.get(id).cloned())?;
         let log = execlog::release_log(&req, &analysis, &changes, now)?;
         let seq: i64 = tx.query_one("SELECT nextval('release_seq')", &[])?.get(0);
-        let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &id,
-            seq,
-            kind: ReleaseKind::Release,
-            rollback_of: None,
-            changes: &changes,
-            purge_keys: purge(&changes),
-            key: key.as_deref(),
-            request_hash: Some(&request_hash),
-            trigger_at: None,
-        };
+        let id = release_id(seq)?;
+        let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         match self.apply(tx, commit, log, now, started) {
             Ok(()) => {}
             // The same key committed concurrently through another replica: replay it.
@@ -419,18 +393,8 @@ impl Inner {
         let now = now_ms();
         let log = execlog::rollback_log(id, reason, &changes, now);
         let seq: i64 = tx.query_one("SELECT nextval('release_seq')", &[])?.get(0);
-        let rollback_id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &rollback_id,
-            seq,
-            kind: ReleaseKind::Rollback,
-            rollback_of: Some(id),
-            changes: &changes,
-            purge_keys: crate::outbox::rollback_purge_keys(&changes),
-            key: None,
-            request_hash: None,
-            trigger_at,
-        };
+        let rollback_id = release_id(seq)?;
+        let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
         self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs (best effort).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use edgegen_shared::api::{
-    ExecutionLog, NewTenant, Phase, Release, ReleaseKind, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
+    ExecutionLog, NewTenant, Phase, Release, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
 };
 use edgegen_shared::{Generation, ReleaseId, TenantId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -19,7 +19,7 @@ use crate::convergence::OpenRelease;
 use crate::domain::{self, Refusal, ReleaseFacts, TenantState};
 use crate::execlog::{self, LogBuilder};
 use crate::outbox::EffectKind;
-use crate::store::{Committed, PurgePlan, Removal, StoreError, StoreSettings};
+use crate::store::{Commit, Committed, PurgePlan, Removal, StoreError, StoreSettings, release_id};
 
 impl Writer {
     pub(super) fn register_tenant(&mut self, t: NewTenant) -> Result<Tenant, StoreError> {
@@ -161,18 +161,8 @@ impl Writer {
         let changes = domain::plan_release(&req, |id| self.tenant(id))?;
         let log = execlog::release_log(&req, &analysis, &changes, now)?;
         let seq = self.next_seq()?;
-        let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let keys = purge(&changes);
-        let commit = Commit {
-            id: &id,
-            seq,
-            kind: ReleaseKind::Release,
-            rollback_of: None,
-            changes: &changes,
-            purge_keys: keys,
-            key: key.as_deref(),
-            request_hash: Some(&request_hash),
-        };
+        let id = release_id(seq)?;
+        let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         self.apply(commit, log, now, started)?;
         self.metrics.release(false, false);
         let release =
@@ -187,7 +177,7 @@ impl Writer {
     /// Writes a release (or rollback), its tenant changes and its outbox effects in one
     /// transaction, then publishes the new generations to the manifest path at once.
     fn apply(&mut self, c: Commit<'_>, log: LogBuilder, now: u64, started: Instant) -> Result<(), StoreError> {
-        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash } = c;
+        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash, trigger_at: _ } = c;
         let commit_started = Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -342,17 +332,8 @@ impl Writer {
         let now = now_ms();
         let log = execlog::rollback_log(id, reason, &changes, now);
         let seq = self.next_seq()?;
-        let rollback_id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &rollback_id,
-            seq,
-            kind: ReleaseKind::Rollback,
-            rollback_of: Some(id),
-            changes: &changes,
-            purge_keys: crate::outbox::rollback_purge_keys(&changes),
-            key: None,
-            request_hash: None,
-        };
+        let rollback_id = release_id(seq)?;
+        let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
         self.apply(commit, log, now, started)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs.
@@ -387,18 +368,6 @@ impl Writer {
             tracing::warn!(release = %id, cause = %e.chain(), "could not annotate the execution log");
         }
     }
-}
-
-/// What [`Writer::apply`] writes.
-struct Commit<'a> {
-    id: &'a ReleaseId,
-    seq: i64,
-    kind: ReleaseKind,
-    rollback_of: Option<&'a ReleaseId>,
-    changes: &'a [TenantChange],
-    purge_keys: Vec<String>,
-    key: Option<&'a str>,
-    request_hash: Option<&'a str>,
 }
 
 /// Reads back every tenant a rollback moved, inside its transaction, and checks it now

@@ -116,7 +116,15 @@ impl Modify for Common {
                 add_common_errors(path, op);
             }
         }
-        link(doc, "/v1/tenants", "post", "201", "tenant", &["show_tenant", "manifest"], "id");
+        link(
+            doc,
+            "/v1/tenants",
+            "post",
+            "201",
+            "tenant",
+            &["show_tenant", "manifest", "set_tenant_hosts", "remove_tenant"],
+            "id",
+        );
         link(doc, "/v1/releases", "post", "201", "release", &["show_release", "convergence", "rollback_release"], "id");
         release_link(doc, "/v1/tenants", "post", "201");
         release_link(doc, "/v1/tenants/{id}", "get", "200");

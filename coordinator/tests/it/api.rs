@@ -207,6 +207,44 @@ async fn a_removed_tenant_stops_routing_keeps_its_history_and_its_id() {
     assert_eq!(delete("b").await.status, StatusCode::NO_CONTENT);
 }
 
+/// For every race of a removal with a release of the same tenant (on two replicas when the
+/// store is PostgreSQL): exactly one wins — either the release commits and the removal is
+/// refused while it converges, or the removal happens and the release is refused.
+#[tokio::test]
+async fn a_removal_racing_a_release_of_the_tenant_lets_exactly_one_win() {
+    let app = test_app_on(BACKEND);
+    let tenants: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    for t in &tenants {
+        add_tenant(&app.router, t).await;
+    }
+    let mut races = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let (a, b) = (app.replicas[i % app.replicas.len()].clone(), app.replicas[(i + 1) % app.replicas.len()].clone());
+        let t = t.clone();
+        races.push(tokio::spawn(async move {
+            let path = format!("/v1/tenants/{t}");
+            let (removal, release) = tokio::join!(
+                send(&a, "DELETE", &path, Some(ADMIN), None),
+                send(&b, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&[&t]))),
+            );
+            (t, removal, release)
+        }));
+    }
+    for race in races {
+        let (t, removal, release) = race.await.unwrap();
+        match (removal.status, release.status) {
+            (StatusCode::CONFLICT, StatusCode::CREATED) => {
+                assert_eq!(generation(&app.router, &t).await, 2, "{t}: the release won");
+            }
+            (StatusCode::NO_CONTENT, StatusCode::UNPROCESSABLE_ENTITY) => {
+                let a = send(&app.router, "GET", &format!("/v1/tenants/{t}"), Some(ADMIN), None).await;
+                assert_eq!(a.status, StatusCode::NOT_FOUND, "{t}: the removal won");
+            }
+            other => panic!("{t}: {other:?}: {} / {}", removal.text, release.text),
+        }
+    }
+}
+
 #[tokio::test]
 async fn releases_are_all_or_nothing() {
     let app = test_app_on(BACKEND);

@@ -115,18 +115,21 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&HOST_MAP_LOCK])?;
     }
     // The row lock orders the removal with a release of the tenant (which locks it too).
-    let Some(row) = tx.query_opt(
-        "SELECT t.removed_at, (SELECT r.id FROM releases r WHERE r.id = t.release_id AND r.status = 'committed')
-           FROM tenants t WHERE t.id = $1 FOR UPDATE",
-        &[&id.as_str()],
-    )?
-    else {
+    let Some(row) = tx.query_opt("SELECT removed_at FROM tenants WHERE id = $1 FOR UPDATE", &[&id.as_str()])? else {
         return Err(domain::unknown_tenant(id).into());
     };
     if row.get::<_, Option<i64>>(0).is_some() {
         return Ok(Removal::AlreadyRemoved);
     }
-    domain::check_removal(id, row.get::<_, Option<&str>>(1))?;
+    // A statement of its own, so its snapshot is taken after the lock was granted: it sees
+    // a release that committed while this transaction waited for the lock (the locking
+    // statement's own snapshot predates that release).
+    let converging = tx.query_opt(
+        "SELECT r.id FROM tenants t JOIN releases r ON r.id = t.release_id
+          WHERE t.id = $1 AND r.status = 'committed'",
+        &[&id.as_str()],
+    )?;
+    domain::check_removal(id, converging.as_ref().map(|r| r.get::<_, &str>(0)))?;
     tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = $1", &[&id.as_str()])?;
     tx.execute("UPDATE tenants SET removed_at = $1, updated_at = $1 WHERE id = $2", &[&now, &id.as_str()])?;
     if settings.hosts_max_entries.is_some() {

@@ -82,18 +82,61 @@ pub fn check_host(host: &str) -> Result<(), &'static str> {
 
 /// Checks a tenant registration on its own (host syntax, duplicates, contract schema).
 pub fn check_new_tenant(t: &NewTenant) -> Result<(), Refusal> {
-    if t.hosts.is_empty() {
-        return Err(Refusal::Unprocessable("hosts: must list at least one host name".into()));
+    check_hosts(&t.hosts)?;
+    check_contract(&t.contract_hash, t.contract_schema.as_ref())?;
+    Ok(())
+}
+
+/// Checks a tenant's host list on its own (a registration's, or the set replacing its
+/// hosts): at least one host (removing them all is removing the tenant), each a valid host
+/// name, none twice.
+pub fn check_hosts(hosts: &[String]) -> Result<(), Refusal> {
+    if hosts.is_empty() {
+        return Err(Refusal::Unprocessable(
+            "hosts: must list at least one host name (to stop routing every host, remove the tenant)".into(),
+        ));
     }
     let mut seen = HashSet::new();
-    for (i, host) in t.hosts.iter().enumerate() {
+    for (i, host) in hosts.iter().enumerate() {
         check_host(host).map_err(|rule| Refusal::Unprocessable(format!("hosts[{i}]: {rule} (got {host:?})")))?;
         if !seen.insert(host) {
             return Err(Refusal::Unprocessable(format!("hosts[{i}]: {host:?} is listed twice")));
         }
     }
-    check_contract(&t.contract_hash, t.contract_schema.as_ref())?;
     Ok(())
+}
+
+/// The refusal of `hosts[index]`, which tenant `owner` holds.
+pub fn host_taken(index: usize, host: &str, owner: &str) -> Refusal {
+    Refusal::Conflict(format!("hosts[{index}]: {host} already belongs to tenant {owner}"))
+}
+
+/// The refusal of a registration under the id of a removed tenant.
+pub fn id_of_removed_tenant(id: &TenantId) -> Refusal {
+    Refusal::Conflict(format!(
+        "tenant {id} was removed; its id is not reused (its releases and generations are kept under it)"
+    ))
+}
+
+/// The refusal for an id no tenant has.
+pub fn unknown_tenant(id: &TenantId) -> Refusal {
+    Refusal::NotFound(format!("tenant {id} does not exist"))
+}
+
+/// Whether a tenant may be removed, given the release that set its current generation if
+/// that release is still converging (`committed`, neither converged nor rolled back):
+/// removal then waits, since the PoPs are still being asked to reach that generation.
+///
+/// # Errors
+/// The refusal, naming the release and what to do.
+pub fn check_removal(id: &TenantId, converging: Option<&str>) -> Result<(), Refusal> {
+    match converging {
+        None => Ok(()),
+        Some(release) => Err(Refusal::Conflict(format!(
+            "tenant {id}: release {release} is still converging to its current generation; \
+             wait for it to converge (or roll it back), then remove the tenant"
+        ))),
+    }
 }
 
 /// Verifies `hash` against the schema document it claims to hash, if one is given.

@@ -96,19 +96,20 @@ pub fn desired(tenants: &[Tenant], max_entries: usize) -> Result<HostMap, HostMa
     Ok(map)
 }
 
-/// Whether registering a tenant with `adding` hosts, when the tenants already have
-/// `existing` (each host belongs to one tenant, so the store holds one entry per host),
-/// keeps the `edgegen_hosts` Config Store within `max_entries`; the refusal names the limit.
+/// Whether giving a tenant `hosts` hosts (registering it, or replacing its hosts), when the
+/// other tenants hold `others` (each host belongs to one tenant, so the store holds one
+/// entry per host), keeps the `edgegen_hosts` Config Store within `max_entries`; the
+/// refusal names the limit.
 ///
 /// # Errors
 /// The refusal's message.
-pub fn check_registration(existing: usize, adding: usize, max_entries: usize) -> Result<(), String> {
-    let entries = existing.saturating_add(adding);
+pub fn check_entries(others: usize, hosts: usize, max_entries: usize) -> Result<(), String> {
+    let entries = others.saturating_add(hosts);
     if entries > max_entries {
         return Err(format!(
-            "hosts: registering these {adding} host(s) would give the edgegen_hosts Config Store {entries} \
-             entries; it holds at most {max_entries} (fastly.hosts_max_entries, Fastly's limit for the \
-             account); nothing was registered"
+            "hosts: these {hosts} host(s) would give the edgegen_hosts Config Store {entries} entries; it \
+             holds at most {max_entries} (fastly.hosts_max_entries, Fastly's limit for the account); \
+             nothing was changed"
         ));
     }
     Ok(())
@@ -275,8 +276,8 @@ mod tests {
         let err = desired(&[tenant("acme", &hosts)], 3).unwrap_err();
         assert_eq!(err, HostMapError::TooManyEntries { entries: 4, max: 3 });
         assert!(desired(&[tenant("acme", &hosts)], 4).is_ok(), "exactly at the limit is fine");
-        assert_eq!(check_registration(3, 1, 4), Ok(()), "a registration may reach the limit");
-        let refusal = check_registration(3, 2, 4).unwrap_err();
+        assert_eq!(check_entries(3, 1, 4), Ok(()), "a registration may reach the limit");
+        let refusal = check_entries(3, 2, 4).unwrap_err();
         assert!(refusal.contains("5 entries") && refusal.contains("at most 4"), "{refusal}");
 
         let long = format!("{}.test", "a".repeat(MAX_KEY_CHARS));
@@ -308,7 +309,7 @@ mod tests {
         }
 
         /// For all registered tenants (hosts unique, as registration enforces), a new
-        /// tenant and a limit: the registration's count check refuses exactly when the
+        /// tenant and a limit: the entry check (a registration's or a host change's) refuses exactly when the
         /// host map of all tenants plus the new one breaks the entry limit.
         #[test]
         fn the_registration_check_agrees_with_the_host_map(
@@ -320,7 +321,7 @@ mod tests {
             let (old, new) = hosts.split_at(split.min(hosts.len()));
             let (a, b) = old.split_at(old.len() / 2);
             let all = [tenant("acme", a), tenant("beta", b), tenant("newco", new)];
-            prop_assert_eq!(check_registration(old.len(), new.len(), max).is_ok(), desired(&all, max).is_ok());
+            prop_assert_eq!(check_entries(old.len(), new.len(), max).is_ok(), desired(&all, max).is_ok());
         }
     }
 }

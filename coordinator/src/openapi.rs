@@ -49,6 +49,8 @@ pub struct SignedManifest {
         server::register_tenant,
         server::list_tenants,
         server::show_tenant,
+        server::set_tenant_hosts,
+        server::remove_tenant,
         server::plan_release,
         server::commit_release,
         crate::listing::list_releases,
@@ -110,11 +112,19 @@ impl Modify for Common {
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }
         for (path, item) in &mut doc.paths.paths {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
                 add_common_errors(path, op);
             }
         }
-        link(doc, "/v1/tenants", "post", "201", "tenant", &["show_tenant", "manifest"], "id");
+        link(
+            doc,
+            "/v1/tenants",
+            "post",
+            "201",
+            "tenant",
+            &["show_tenant", "manifest", "set_tenant_hosts", "remove_tenant"],
+            "id",
+        );
         link(doc, "/v1/releases", "post", "201", "release", &["show_release", "convergence", "rollback_release"], "id");
         release_link(doc, "/v1/tenants", "post", "201");
         release_link(doc, "/v1/tenants/{id}", "get", "200");

@@ -19,9 +19,11 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use edgegen_shared::api::{ErrorBody, NewTenant, PlanVerdict, Release, ReleasePlan, ReleaseRequest, Tenant};
+use edgegen_shared::api::{
+    ErrorBody, NewTenant, PlanVerdict, Release, ReleasePlan, ReleaseRequest, Tenant, TenantHosts,
+};
 use edgegen_shared::lease::{LEASE_HEADER, Lease};
 use edgegen_shared::manifest::{MANIFEST_FORMAT, Manifest};
 use edgegen_shared::{Ack, PopId, ReleaseId, Report, SecretKey, TenantId};
@@ -34,7 +36,7 @@ use crate::domain::TenantState;
 use crate::engine::Engine;
 use crate::error::AppError;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Removal, Store};
 
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -99,7 +101,8 @@ pub fn app(state: AppState, settings: &RouterSettings) -> Router {
     let edge_guard = Guard::new("edge", &settings.edge_token, &settings.admin_token);
     let admin = Router::new()
         .route("/v1/tenants", post(register_tenant).get(list_tenants))
-        .route("/v1/tenants/{id}", get(show_tenant))
+        .route("/v1/tenants/{id}", get(show_tenant).delete(remove_tenant))
+        .route("/v1/tenants/{id}/hosts", put(set_tenant_hosts))
         .route("/v1/releases/plan", post(plan_release))
         .route("/v1/releases", post(commit_release).get(crate::listing::list_releases))
         .route("/v1/releases/{id}", get(show_release))
@@ -215,6 +218,40 @@ async fn show_tenant(State(state): State<AppState>, Path(id): Path<String>) -> R
         .await?
         .ok_or_else(|| AppError::not_found("unknown_tenant", format!("tenant {id} does not exist")))?;
     Ok(Json(tenant.view()))
+}
+
+#[utoipa::path(put, path = "/v1/tenants/{id}/hosts", tag = "tenants", security(("admin" = [])),
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    request_body = TenantHosts,
+    responses((status = 200, description = "The tenant with its new hosts (the same list again changes nothing); \
+            when the coordinator owns the host map, the edgegen_hosts sync is queued", body = Tenant),
+        (status = 404, description = "No such tenant", body = ErrorBody),
+        (status = 409, description = "A host belongs to another tenant (named)", body = ErrorBody),
+        (status = 422, description = "A host breaks a rule, or the Config Store limit (named in the message)", body = ErrorBody)))]
+async fn set_tenant_hosts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TenantHosts>, JsonRejection>,
+) -> Result<Json<Tenant>, AppError> {
+    let id = tenant_id(&id)?;
+    let Json(TenantHosts { hosts }) = body?;
+    let tenant = state.store.set_tenant_hosts(id, hosts).await?;
+    tracing::info!(tenant = %tenant.id, hosts = ?tenant.hosts, "tenant hosts set");
+    Ok(Json(tenant))
+}
+
+#[utoipa::path(delete, path = "/v1/tenants/{id}", tag = "tenants", security(("admin" = [])),
+    params(("id" = TenantId, Path, description = "Tenant id")),
+    responses((status = 204, description = "Removed (or removed before): its hosts no longer route, its manifest \
+            answers 404; its releases and generations stay as history and its id is not reused"),
+        (status = 404, description = "No tenant ever had this id", body = ErrorBody),
+        (status = 409, description = "The release that set its current generation is still converging (named)", body = ErrorBody)))]
+async fn remove_tenant(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, AppError> {
+    let id = tenant_id(&id)?;
+    if state.store.remove_tenant(id.clone()).await? == Removal::Removed {
+        tracing::info!(tenant = %id, "tenant removed");
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/releases/plan", tag = "releases", security(("admin" = [])),

@@ -29,6 +29,17 @@ pub struct NewTenant {
     pub contract_schema: Option<serde_json::Value>,
 }
 
+/// The host set replacing a tenant's hosts (`PUT /v1/tenants/{id}/hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TenantHosts {
+    /// Host names routed to the tenant from now on (lower case, no port); each host belongs
+    /// to one tenant. Hosts left out stop routing to it.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::HostName>, min_items = 1))]
+    pub hosts: Vec<String>,
+}
+
 /// A tenant as the coordinator reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

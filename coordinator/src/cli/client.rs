@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edgegen_shared::api::{
-    Convergence, ExecutionLog, NewTenant, Release, ReleasePlan, ReleaseRequest, ReleaseStatus, Tenant,
+    Convergence, ExecutionLog, NewTenant, Release, ReleasePlan, ReleaseRequest, ReleaseStatus, Tenant, TenantHosts,
 };
 use edgegen_shared::{ContractHash, ReleaseId, SchemaVersion, TenantId};
 use reqwest::Method;
@@ -25,6 +25,21 @@ pub enum TenantCommand {
     List,
     /// Show one tenant.
     Show {
+        /// Tenant id.
+        id: TenantId,
+    },
+    /// Replace a tenant's hosts with the listed ones (the same list again changes nothing);
+    /// hosts left out stop routing to it.
+    Hosts {
+        /// Tenant id.
+        id: TenantId,
+        /// Every host name routed to the tenant from now on (repeat, or separate with commas).
+        #[arg(long = "host", value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+    },
+    /// Remove a tenant: its hosts stop routing and its manifest answers 404; its releases
+    /// stay as history and its id is not reused. Refused while its last release converges.
+    Remove {
         /// Tenant id.
         id: TenantId,
     },
@@ -175,7 +190,8 @@ impl Api {
                     .unwrap_or(("?", text.as_str()));
                 return Err(fail(EXIT_FAILED, format!("{message} ({code}, HTTP {})", status.as_u16())));
             }
-            let value = serde_json::from_str(&text)
+            // An answer without a body (204) reads as JSON `null`: the unit value.
+            let value = serde_json::from_str(if text.is_empty() { "null" } else { &text })
                 .with_context(|| format!("{method} {path}: unexpected response body: {text}"))?;
             Ok((status, value))
         })
@@ -250,6 +266,23 @@ pub fn tenant(cmd: TenantCommand, url: &str, json: bool) -> anyhow::Result<ExitC
                     t.contract_hash,
                     t.hosts.join(", ")
                 );
+            }
+        }
+        TenantCommand::Hosts { id, hosts } => {
+            let body = TenantHosts { hosts };
+            let (_, t): (_, Tenant) = api.call(Method::PUT, &format!("/v1/tenants/{id}/hosts"), Some(&body), &[])?;
+            if json {
+                print_json(&t)?;
+            } else {
+                println!("tenant {} now routes {}", t.id, t.hosts.join(", "));
+            }
+        }
+        TenantCommand::Remove { id } => {
+            let (_, ()) = api.call(Method::DELETE, &format!("/v1/tenants/{id}"), none, &[])?;
+            if json {
+                print_json(&serde_json::json!({ "removed": id }))?;
+            } else {
+                println!("tenant {id} removed: its hosts no longer route to it");
             }
         }
     }

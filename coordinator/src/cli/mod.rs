@@ -59,7 +59,7 @@ struct Cli {
 enum Command {
     /// Run the coordinator (admin API, edge API, /healthz, /metrics).
     Serve(serve::ServeArgs),
-    /// Register and inspect tenants.
+    /// Register, inspect, re-host and remove tenants.
     #[command(subcommand)]
     Tenant(client::TenantCommand),
     /// Commit a release: every listed tenant moves to its next generation, all or none.

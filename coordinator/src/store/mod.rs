@@ -15,7 +15,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use edgegen_shared::api::{Convergence, NewTenant, Release, ReleaseRequest, Step, StoredReport, Tenant, TenantChange};
+use edgegen_shared::api::{
+    Convergence, NewTenant, Release, ReleaseKind, ReleaseRequest, Step, StoredReport, Tenant, TenantChange,
+};
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::domain::{Refusal, TenantState};
@@ -123,12 +125,103 @@ pub struct ReportOutcome {
     pub auto_rollback: Option<ReleaseId>,
 }
 
+/// What removing a tenant did. A removed tenant leaves [`Store::tenant`] and
+/// [`Store::tenants`] (its manifest answers 404, so PoPs stop serving it from the
+/// coordinator; acks and reports for it are refused), and its hosts are freed (the host
+/// map drops them, so they no longer route to it) — but its row, generations, releases
+/// and acks stay as history, and its id is never registered again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed by this call.
+    Removed,
+    /// It was removed before (the call is a repeat: nothing changed).
+    AlreadyRemoved,
+}
+
 /// A committed release, and whether this call replayed an earlier one (same idempotency key).
 pub struct Committed {
     /// The release.
     pub release: Release,
     /// True when the release already existed and nothing was bumped.
     pub replayed: bool,
+}
+
+/// What a store writes for one release or rollback in its commit transaction: the
+/// `releases` row, the tenants' new generations and the outbox purge. Built only by
+/// [`Commit::release`] and [`Commit::rollback`], so both stores commit the same facts.
+pub(crate) struct Commit<'a> {
+    /// The new release's id ([`release_id`] of `seq`).
+    pub(crate) id: &'a ReleaseId,
+    /// Its sequence number.
+    pub(crate) seq: i64,
+    /// Release or rollback.
+    pub(crate) kind: ReleaseKind,
+    /// For a rollback: the release it rolls back.
+    pub(crate) rollback_of: Option<&'a ReleaseId>,
+    /// Every tenant's change, in order.
+    pub(crate) changes: &'a [TenantChange],
+    /// The surrogate keys the outbox purges.
+    pub(crate) purge_keys: Vec<String>,
+    /// The release's idempotency key, if any.
+    pub(crate) key: Option<&'a str>,
+    /// What the idempotency key replays against (a release's request hash).
+    pub(crate) request_hash: Option<&'a str>,
+    /// For an automatic rollback: when its cause arose (Unix ms).
+    pub(crate) trigger_at: Option<u64>,
+}
+
+impl<'a> Commit<'a> {
+    /// A release: `changes` from [`crate::domain::plan_release`], purging `purge_keys`.
+    pub(crate) fn release(
+        id: &'a ReleaseId,
+        seq: i64,
+        changes: &'a [TenantChange],
+        purge_keys: Vec<String>,
+        key: Option<&'a str>,
+        request_hash: &'a str,
+    ) -> Self {
+        Commit {
+            id,
+            seq,
+            kind: ReleaseKind::Release,
+            rollback_of: None,
+            changes,
+            purge_keys,
+            key,
+            request_hash: Some(request_hash),
+            trigger_at: None,
+        }
+    }
+
+    /// A rollback of `of`: `changes` from [`crate::domain::plan_rollback`], purging
+    /// [`crate::outbox::rollback_purge_keys`]; `trigger_at` for an automatic one.
+    pub(crate) fn rollback(
+        id: &'a ReleaseId,
+        seq: i64,
+        of: &'a ReleaseId,
+        changes: &'a [TenantChange],
+        trigger_at: Option<u64>,
+    ) -> Self {
+        Commit {
+            id,
+            seq,
+            kind: ReleaseKind::Rollback,
+            rollback_of: Some(of),
+            changes,
+            purge_keys: crate::outbox::rollback_purge_keys(changes),
+            key: None,
+            request_hash: None,
+            trigger_at,
+        }
+    }
+}
+
+/// The id of the release numbered `seq` (`rel-{seq}`).
+///
+/// # Errors
+/// When the id does not validate (a sequence out of range: corrupt state).
+pub(crate) fn release_id(seq: i64) -> Result<ReleaseId, StoreError> {
+    ReleaseId::new(format!("rel-{seq}")).map_err(|e| StoreError::corrupt("a release sequence number", e))
 }
 
 /// The surrogate keys a release must purge, computed from its tenant changes inside the
@@ -147,6 +240,15 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a tenant at generation 1 (and, with [`StoreSettings::hosts_max_entries`],
     /// writes the host-map sync to the outbox in the same transaction).
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>>;
+    /// Replaces a tenant's hosts with `hosts` (idempotent: the same list changes nothing)
+    /// under the registration's rules — a host another tenant holds is refused, naming it
+    /// and its owner; the entry limit is checked — and, when the coordinator owns the host
+    /// map, writes its sync to the outbox in the same transaction.
+    fn set_tenant_hosts(&self, id: TenantId, hosts: Vec<String>) -> BoxFuture<'_, Result<Tenant, StoreError>>;
+    /// Removes a tenant ([`Removal`] says what that keeps), refused while the release that
+    /// set its current generation is still converging; writes the host-map sync like a
+    /// registration does.
+    fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>>;
     /// Commits a release: every listed tenant to its next generation, in one transaction,
     /// with the outbox effects `purge` yields (when a CDN is configured). `analysis_steps`
     /// (from [`crate::analysis`]) replace the log's placeholders for the phases they cover.

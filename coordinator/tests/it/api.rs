@@ -97,6 +97,155 @@ async fn tenants_register_once_and_own_their_hosts() {
 }
 
 #[tokio::test]
+async fn a_tenants_hosts_are_replaced_under_the_registration_rules() {
+    let app = test_app_on(BACKEND);
+    add_tenant(&app.router, "acme").await;
+    add_tenant(&app.router, "beta").await;
+    let put = |id: &'static str, body: serde_json::Value| {
+        let router = app.router.clone();
+        async move { send(&router, "PUT", &format!("/v1/tenants/{id}/hosts"), Some(ADMIN), Some(body)).await }
+    };
+
+    // Replaced as a whole, answered with the tenant; the same list again changes nothing.
+    let a = put("acme", json!({"hosts": ["acme.test", "shop.test"]})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!((a.body["hosts"].clone(), a.body["generation"].clone()), (json!(["acme.test", "shop.test"]), json!(1)));
+    assert_eq!(put("acme", json!({"hosts": ["acme.test", "shop.test"]})).await.body, a.body, "idempotent");
+
+    // Another tenant's host: refused naming host and owner, nothing changed.
+    let a = put("beta", json!({"hosts": ["beta.test", "shop.test"]})).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(a.body["error"]["message"], "hosts[1]: shop.test already belongs to tenant acme");
+    assert_eq!(send(&app.router, "GET", "/v1/tenants/beta", Some(ADMIN), None).await.body["hosts"], json!(["beta.test"]));
+
+    // Moved: acme lets it go, then beta may take it (on every replica's view).
+    assert_eq!(put("acme", json!({"hosts": ["acme.test"]})).await.status, StatusCode::OK);
+    assert_eq!(put("beta", json!({"hosts": ["shop.test", "beta.test"]})).await.status, StatusCode::OK);
+    for replica in &app.replicas {
+        let a = send(replica, "GET", "/v1/tenants", Some(ADMIN), None).await;
+        let hosts: Vec<_> = a.body.as_array().unwrap().iter().map(|t| t["hosts"].clone()).collect();
+        assert_eq!(hosts, [json!(["acme.test"]), json!(["shop.test", "beta.test"])]);
+    }
+    let steal = json!({"id": "gamma", "hosts": ["shop.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let a = send(&app.router, "POST", "/v1/tenants", Some(ADMIN), Some(steal)).await;
+    assert_eq!(a.body["error"]["message"], "hosts[0]: shop.test already belongs to tenant beta");
+
+    // Bad input names its field; an unknown tenant is a 404.
+    for (body, status, needle) in [
+        (json!({"hosts": []}), StatusCode::UNPROCESSABLE_ENTITY, "hosts: must list at least one host name"),
+        (json!({"hosts": ["a.test", "a.test"]}), StatusCode::UNPROCESSABLE_ENTITY, "hosts[1]: \"a.test\" is listed twice"),
+        (json!({"hosts": ["Shop.test"]}), StatusCode::UNPROCESSABLE_ENTITY, "hosts[0]: may contain only"),
+        (json!({"hosts": ["a.test"], "id": "acme"}), StatusCode::BAD_REQUEST, "unknown field `id`"),
+    ] {
+        let a = put("acme", body).await;
+        assert_eq!(a.status, status, "{}", a.text);
+        assert!(a.body["error"]["message"].as_str().unwrap().contains(needle), "{}", a.text);
+    }
+    assert_eq!(put("ghost", json!({"hosts": ["g.test"]})).await.status, StatusCode::NOT_FOUND);
+    let a = send(&app.router, "PUT", "/v1/tenants/Bad_Id/hosts", Some(ADMIN), Some(json!({"hosts": ["g.test"]}))).await;
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_tenant")));
+    let a = send(&app.router, "PUT", "/v1/tenants/acme/hosts", Some(EDGE), Some(json!({"hosts": ["a.test"]}))).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "the admin token only");
+}
+
+#[tokio::test]
+async fn a_removed_tenant_stops_routing_keeps_its_history_and_its_id() {
+    let app = test_app_on(BACKEND);
+    for t in ["a", "b"] {
+        add_tenant(&app.router, t).await;
+    }
+    assert_eq!(ack(&app.router, "p1", "a", 1).await.status, StatusCode::NO_CONTENT);
+    release(&app.router, &["a"]).await;
+    let delete = |id: &'static str| {
+        let router = app.router.clone();
+        async move { send(&router, "DELETE", &format!("/v1/tenants/{id}"), Some(ADMIN), None).await }
+    };
+
+    // Refused while the release that set its generation converges: the release is named.
+    let a = delete("a").await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("release rel-1 is still converging"), "{}", a.text);
+    ack(&app.router, "p1", "a", 2).await;
+    let c = send(&app.router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await;
+    assert_eq!(c.body["status"], "converged", "{}", c.text);
+
+    // Removed: gone from the tenants and the edge API, on every replica; a repeat is a 204 too.
+    let a = delete("a").await;
+    assert_eq!((a.status, a.text.as_str()), (StatusCode::NO_CONTENT, ""));
+    assert_eq!(delete("a").await.status, StatusCode::NO_CONTENT, "idempotent");
+    for replica in &app.replicas {
+        assert_eq!(send(replica, "GET", "/v1/tenants/a", Some(ADMIN), None).await.status, StatusCode::NOT_FOUND);
+        let all = send(replica, "GET", "/v1/tenants", Some(ADMIN), None).await.body;
+        assert_eq!(all.as_array().unwrap().iter().map(|t| t["id"].clone()).collect::<Vec<_>>(), [json!("b")]);
+        let m = fetch_manifest(replica, "p1", "a").await;
+        assert_eq!(m.status, StatusCode::NOT_FOUND, "the edge bypasses a tenant it gets no manifest for");
+    }
+    let a = raw_ack(&app.router, "p1", "a", 2).await;
+    assert_eq!((a.status, a.body["error"]["message"].as_str()), (StatusCode::NOT_FOUND, Some("tenant a does not exist")));
+
+    // History stays: its release still names it.
+    let r = send(&app.router, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+    assert_eq!((r["tenants"][0]["tenant"].as_str(), r["status"].as_str()), (Some("a"), Some("converged")));
+
+    // Its host is free; its id is not reused; it cannot be released, re-hosted or rolled back.
+    let a = send(&app.router, "PUT", "/v1/tenants/b/hosts", Some(ADMIN), Some(json!({"hosts": ["b.test", "a.test"]}))).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let again = json!({"id": "a", "hosts": ["new-a.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let a = send(&app.router, "POST", "/v1/tenants", Some(ADMIN), Some(again)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a was removed; its id is not reused"));
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("not registered: a"), "{}", a.text);
+    let a = send(&app.router, "PUT", "/v1/tenants/a/hosts", Some(ADMIN), Some(json!({"hosts": ["x.test"]}))).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = send(&app.router, "POST", "/v1/releases/rel-1/rollback", Some(ADMIN), Some(json!({}))).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a no longer exists"), "{}", a.text);
+
+    assert_eq!(delete("ghost").await.status, StatusCode::NOT_FOUND, "no tenant ever had this id");
+    // A tenant still at its registered generation has nothing converging.
+    assert_eq!(delete("b").await.status, StatusCode::NO_CONTENT);
+}
+
+/// For every race of a removal with a release of the same tenant (on two replicas when the
+/// store is PostgreSQL): exactly one wins — either the release commits and the removal is
+/// refused while it converges, or the removal happens and the release is refused.
+#[tokio::test]
+async fn a_removal_racing_a_release_of_the_tenant_lets_exactly_one_win() {
+    let app = test_app_on(BACKEND);
+    let tenants: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    for t in &tenants {
+        add_tenant(&app.router, t).await;
+    }
+    let mut races = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let (a, b) = (app.replicas[i % app.replicas.len()].clone(), app.replicas[(i + 1) % app.replicas.len()].clone());
+        let t = t.clone();
+        races.push(tokio::spawn(async move {
+            let path = format!("/v1/tenants/{t}");
+            let (removal, release) = tokio::join!(
+                send(&a, "DELETE", &path, Some(ADMIN), None),
+                send(&b, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&[&t]))),
+            );
+            (t, removal, release)
+        }));
+    }
+    for race in races {
+        let (t, removal, release) = race.await.unwrap();
+        match (removal.status, release.status) {
+            (StatusCode::CONFLICT, StatusCode::CREATED) => {
+                assert_eq!(generation(&app.router, &t).await, 2, "{t}: the release won");
+            }
+            (StatusCode::NO_CONTENT, StatusCode::UNPROCESSABLE_ENTITY) => {
+                let a = send(&app.router, "GET", &format!("/v1/tenants/{t}"), Some(ADMIN), None).await;
+                assert_eq!(a.status, StatusCode::NOT_FOUND, "{t}: the removal won");
+            }
+            other => panic!("{t}: {other:?}: {} / {}", removal.text, release.text),
+        }
+    }
+}
+
+#[tokio::test]
 async fn releases_are_all_or_nothing() {
     let app = test_app_on(BACKEND);
     for t in ["a", "b", "c"] {

@@ -1,6 +1,6 @@
 //! The host-map sync as an outbox effect, on both stores (a SQLite file, a PostgreSQL
-//! database): a registration writes it in its own transaction and a refused registration
-//! writes nothing; a worker pass delivers it to the local Config Store API stand-in,
+//! database): a registration, a change of a tenant's hosts and a removal each write it in
+//! their own transaction, and a refused or empty change writes nothing; a worker pass delivers it to the local Config Store API stand-in,
 //! schedules another attempt when the API loses the write, and gives up on a host map the
 //! Config Store cannot hold. Each outcome is counted in `/metrics`.
 
@@ -13,7 +13,7 @@ use edgegen_coordinator::metrics::Metrics;
 use edgegen_coordinator::outbox::{Cdn, HostsStore, deliver_due};
 use edgegen_coordinator::store::postgres::PostgresStore;
 use edgegen_coordinator::store::sqlite::SqliteStore;
-use edgegen_coordinator::store::{Store, StoreError, StoreSettings};
+use edgegen_coordinator::store::{Removal, Store, StoreError, StoreSettings};
 use edgegen_shared::TenantId;
 use edgegen_tests::config_store_api::{self, ConfigStoreApi};
 use serde_json::json;
@@ -103,20 +103,81 @@ async fn registrations_sync_the_host_map(store: Arc<dyn Store>) {
     assert_eq!(deliver_due(&*store, &cdn, &metrics).await.unwrap(), 0, "given up");
 }
 
-#[tokio::test]
-async fn registrations_sync_the_host_map_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), settings(4), Arc::new(Metrics::default())).unwrap();
-    registrations_sync_the_host_map(Arc::new(store)).await;
+fn tenant(id: &str) -> TenantId {
+    TenantId::new(id).unwrap()
 }
 
-#[tokio::test]
-async fn registrations_sync_the_host_map_on_postgres() {
-    let (_cluster, url) = fresh_database();
-    // The synchronous client must not start inside the test's runtime.
-    let store = std::thread::spawn(move || PostgresStore::open(&url, settings(4), Arc::new(Metrics::default())))
-        .join()
-        .unwrap()
-        .unwrap();
-    registrations_sync_the_host_map(Arc::new(store)).await;
+fn hosts(list: &[&str]) -> Vec<String> {
+    list.iter().map(|h| (*h).to_owned()).collect()
 }
+
+/// Changes of hosts and a removal, on a store opened with a limit of 4 host entries.
+async fn host_changes_and_removals_sync_the_host_map(store: Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ConfigStoreApi::start(500).unwrap();
+    api.add_store(STORE, &dir.path().join("hosts.json"), &[]).unwrap();
+    let cdn = worker_cdn(&api, 4);
+    let metrics = Metrics::default();
+    register(&*store, "acme", &["a.test", "shop.test"]).await.unwrap();
+    register(&*store, "beta", &["b.test"]).await.unwrap();
+    assert_eq!(deliver_due(&*store, &cdn, &metrics).await.unwrap(), 2);
+
+    // A host moved from acme to beta: two changes, each with its effect.
+    store.set_tenant_hosts(tenant("acme"), hosts(&["a.test"])).await.unwrap();
+    store.set_tenant_hosts(tenant("beta"), hosts(&["b.test", "shop.test"])).await.unwrap();
+    assert_eq!(deliver_due(&*store, &cdn, &metrics).await.unwrap(), 2);
+    assert_eq!(api.items(STORE), items(&[("a.test", "acme"), ("b.test", "beta"), ("shop.test", "beta")]));
+
+    // The same list again, a taken host, the entry limit: no change, no effect.
+    store.set_tenant_hosts(tenant("beta"), hosts(&["b.test", "shop.test"])).await.unwrap();
+    let err = store.set_tenant_hosts(tenant("acme"), hosts(&["a.test", "b.test"])).await.unwrap_err();
+    let StoreError::Refused(Refusal::Conflict(message)) = err else { panic!("{err:?}") };
+    assert_eq!(message, "hosts[1]: b.test already belongs to tenant beta");
+    let err = store.set_tenant_hosts(tenant("acme"), hosts(&["a.test", "x.test", "y.test"])).await.unwrap_err();
+    let StoreError::Refused(Refusal::Unprocessable(message)) = err else { panic!("{err:?}") };
+    assert!(message.contains("5 entries; it holds at most 4"), "{message}");
+    assert_eq!(deliver_due(&*store, &cdn, &metrics).await.unwrap(), 0, "nothing changed, nothing to sync");
+
+    // Removed: its hosts leave the store; a repeat changes nothing.
+    assert_eq!(store.remove_tenant(tenant("acme")).await.unwrap(), Removal::Removed);
+    assert_eq!(store.remove_tenant(tenant("acme")).await.unwrap(), Removal::AlreadyRemoved);
+    assert_eq!(deliver_due(&*store, &cdn, &metrics).await.unwrap(), 1);
+    assert_eq!(api.items(STORE), items(&[("b.test", "beta"), ("shop.test", "beta")]));
+    assert_eq!(syncs(&metrics, "synced"), 5);
+}
+
+/// Runs `scenario` on a fresh SQLite store and on a fresh PostgreSQL database, both opened
+/// with a limit of 4 host entries.
+macro_rules! on_both_stores {
+    ($scenario:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path(), settings(4), Arc::new(Metrics::default())).unwrap();
+            $scenario(Arc::new(store)).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let (_cluster, url) = fresh_database();
+            // The synchronous client must not start inside the test's runtime.
+            let store =
+                std::thread::spawn(move || PostgresStore::open(&url, settings(4), Arc::new(Metrics::default())))
+                    .join()
+                    .unwrap()
+                    .unwrap();
+            $scenario(Arc::new(store)).await;
+        }
+    };
+}
+
+on_both_stores!(
+    registrations_sync_the_host_map,
+    registrations_sync_the_host_map_on_sqlite,
+    registrations_sync_the_host_map_on_postgres
+);
+on_both_stores!(
+    host_changes_and_removals_sync_the_host_map,
+    host_changes_and_removals_sync_the_host_map_on_sqlite,
+    host_changes_and_removals_sync_the_host_map_on_postgres
+);

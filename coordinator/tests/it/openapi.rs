@@ -108,7 +108,9 @@ async fn every_documented_operation_is_routed() {
 async fn tenant_and_release_answers_link_to_the_next_operations() {
     let doc = document().await;
     let links = &doc["paths"]["/v1/tenants"]["post"]["responses"]["201"]["links"];
-    assert_eq!(links["show_tenant"]["parameters"]["id"], "$response.body#/id");
+    for op in ["show_tenant", "set_tenant_hosts", "remove_tenant"] {
+        assert_eq!(links[op]["parameters"]["id"], "$response.body#/id", "{op}");
+    }
     assert_eq!(links["commit_release"]["requestBody"]["tenants"][0], "$response.body#/id");
     let links = &doc["paths"]["/v1/releases"]["post"]["responses"]["201"]["links"];
     for op in ["show_release", "convergence", "rollback_release"] {

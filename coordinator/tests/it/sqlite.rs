@@ -1,5 +1,5 @@
 //! Regressions specific to the SQLite store, injected from outside through the database
-//! file itself.
+//! file itself, and state its in-memory tenant map must find again when the file is reopened.
 
 use axum::http::StatusCode;
 
@@ -36,4 +36,27 @@ async fn a_tenant_changed_during_the_release_is_a_conflict() {
     let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
     assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a changed during the release"), "{}", a.text);
+}
+
+/// Host changes and removals are in the database, not only in the in-memory tenant map: a
+/// store opened again on the file serves the new hosts and not the removed tenant.
+#[tokio::test]
+async fn host_changes_and_removals_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = router_on(dir.path(), None, None);
+    add_tenant(&router, "a").await;
+    add_tenant(&router, "b").await;
+    let hosts = serde_json::json!({"hosts": ["b.test", "www.b.test"]});
+    assert_eq!(send(&router, "PUT", "/v1/tenants/b/hosts", Some(ADMIN), Some(hosts)).await.status, StatusCode::OK);
+    assert_eq!(send(&router, "DELETE", "/v1/tenants/a", Some(ADMIN), None).await.status, StatusCode::NO_CONTENT);
+    drop(router);
+
+    let router = router_on(dir.path(), None, None);
+    assert_eq!(send(&router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.status, StatusCode::NOT_FOUND);
+    let b = send(&router, "GET", "/v1/tenants/b", Some(ADMIN), None).await.body;
+    assert_eq!(b["hosts"], serde_json::json!(["b.test", "www.b.test"]));
+    let again =
+        serde_json::json!({"id": "a", "hosts": ["a.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
+    let a = send(&router, "POST", "/v1/tenants", Some(ADMIN), Some(again)).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "a removed id stays taken: {}", a.text);
 }

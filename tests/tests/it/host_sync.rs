@@ -2,6 +2,9 @@
 //! hosts` against the real coordinator binary, the store a JSON file that PoPs running the
 //! release edge under Viceroy read on every request. Drift is reported, repaired, and the
 //! PoPs route by the repaired map without a restart; limits are refused before any write.
+//! A coordinator that owns the map delivers registrations, host changes and removals
+//! (`edgegen tenant hosts`, `edgegen tenant remove`) to the PoPs through its outbox, also
+//! across a SIGKILL between the commit and the delivery.
 
 use std::path::Path;
 use std::process::Output;
@@ -232,6 +235,43 @@ async fn start_owning(data: &Path, addr: std::net::SocketAddr, env: &[(&'static 
     .unwrap()
 }
 
+/// A coordinator process that owns the host map in `api`'s store: what it needs to be
+/// started again on the same data and address.
+struct Owning<'a> {
+    api: &'a ConfigStoreApi,
+    data: &'a Path,
+    addr: std::net::SocketAddr,
+    env: &'a [(&'static str, String)],
+}
+
+impl Owning<'_> {
+    /// With the Config Store API losing writes, runs `change` (which commits a tenant
+    /// change), waits until its sync has failed once, SIGKILLs `coordinator` and starts it
+    /// again: the change is committed but not delivered. The API keeps losing writes until
+    /// [`Owning::lose_nothing`].
+    async fn kill_9_between_commit_and_delivery(
+        &self,
+        coordinator: Coordinator,
+        change: impl AsyncFnOnce(&Coordinator),
+    ) -> Coordinator {
+        self.api.lose_writes(true);
+        let retrying = host_syncs(&coordinator, "retrying").await;
+        change(&coordinator).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while host_syncs(&coordinator, "retrying").await == retrying {
+            assert!(std::time::Instant::now() < deadline, "no failed attempt recorded");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        drop(coordinator); // SIGKILL to the PID we started
+        start_owning(self.data, self.addr, self.env).await
+    }
+
+    /// The API applies writes again.
+    fn lose_nothing(&self) {
+        self.api.lose_writes(false);
+    }
+}
+
 /// Polls until `host` routes to `tenant` through `edge` (the outbox delivers asynchronously).
 async fn await_route(edge: &Viceroy, host: &str, tenant: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -283,24 +323,111 @@ async fn a_registration_reaches_the_pops_through_the_outbox_even_across_a_kill_9
 
     // The Config Store API accepts writes but loses them: the registration commits, the
     // sync is attempted and scheduled again; SIGKILL before it can succeed.
-    api.lose_writes(true);
-    register(&coordinator, "beta", &["beta.localhost"]).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while host_syncs(&coordinator, "retrying").await == 0 {
-        assert!(std::time::Instant::now() < deadline, "no failed attempt recorded");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    drop(coordinator); // SIGKILL to the PID we started
-    api.lose_writes(false);
+    let owning = Owning { api: &api, data: &data, addr, env: &env };
+    let coordinator = owning
+        .kill_9_between_commit_and_delivery(coordinator, async |c| {
+            register(c, "beta", &["beta.localhost"]).await.unwrap();
+        })
+        .await;
     assert_eq!(route(&pop, "beta.localhost").await.0, 404, "not delivered before the kill");
 
     // The restarted process finds the effect still due and delivers it.
-    let coordinator = start_owning(&data, addr, &env).await;
+    owning.lose_nothing();
     await_route(&pop, "beta.localhost", "beta").await;
     assert_eq!(route(&pop, "acme.localhost").await, (200, "acme".into()));
     assert!(host_syncs(&coordinator, "synced").await >= 1);
     let expected: std::collections::BTreeMap<String, String> =
         [("acme.localhost", "acme"), ("beta.localhost", "beta"), ("www.acme.localhost", "acme")]
+            .iter()
+            .map(|(h, t)| ((*h).to_owned(), (*t).to_owned()))
+            .collect();
+    assert_eq!(api.items(STORE), expected);
+    assert_eq!(pop.pid(), pid, "the same PoP process throughout");
+}
+
+/// Polls until `host` no longer routes through `edge` (404: no tenant for it).
+async fn await_no_route(edge: &Viceroy, host: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let got = route(edge, host).await;
+        if got.0 == 404 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{host} still routes to {got:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `edgegen tenant ARGS` against `coordinator`.
+async fn tenant_cli(coordinator: &Coordinator, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(workspace::coordinator_bin().unwrap());
+    cmd.arg("tenant")
+        .args(args)
+        .env("EDGEGEN_URL", format!("http://{}", coordinator.addr()))
+        .env("EDGEGEN_ADMIN_TOKEN", ADMIN_TOKEN);
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn host_changes_and_removals_reach_the_pops_through_the_outbox_even_across_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ConfigStoreApi::start(500).unwrap();
+    let file = dir.path().join("edgegen_hosts.json");
+    api.add_store(STORE, &file, &[]).unwrap();
+    let env = owning_env(&api, "10");
+    let data = dir.path().join("coordinator");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], edgegen_tests::process::free_port().unwrap()).into();
+    let coordinator = start_owning(&data, addr, &env).await;
+    register(&coordinator, "acme", &["acme.localhost", "shop.localhost"]).await.unwrap();
+    register(&coordinator, "beta", &["beta.localhost"]).await.unwrap();
+
+    let origin = SampleOrigin::start(Stamp { schema_version: "1.8.2".into(), contract_hash: contract() }).unwrap();
+    let mut config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), Vec::new(), "local-1");
+    config.hosts_file = Some(file.clone());
+    let pop = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap();
+    let pid = pop.pid();
+    await_route(&pop, "shop.localhost", "acme").await;
+
+    // A host moved from acme's set to beta's, with the CLI: it routes to beta, same PoP.
+    let out = tenant_cli(&coordinator, &["hosts", "acme", "--host", "acme.localhost"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tenant acme now routes acme.localhost"), "{}", text(&out));
+    await_no_route(&pop, "shop.localhost").await;
+    let out = tenant_cli(&coordinator, &["hosts", "beta", "--host", "beta.localhost,shop.localhost"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    await_route(&pop, "shop.localhost", "beta").await;
+
+    // A host another tenant holds: refused naming both, the PoP routes as before.
+    let out = tenant_cli(&coordinator, &["hosts", "beta", "--host", "beta.localhost,acme.localhost"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("hosts[1]: acme.localhost already belongs to tenant acme (conflict, HTTP 409)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(route(&pop, "acme.localhost").await, (200, "acme".into()));
+
+    // A change committed, then SIGKILL before its delivery: the restarted process delivers it.
+    let owning = Owning { api: &api, data: &data, addr, env: &env };
+    let coordinator = owning
+        .kill_9_between_commit_and_delivery(coordinator, async |c| {
+            let hosts = json!({"hosts": ["beta.localhost", "shop.localhost", "www.beta.localhost"]});
+            c.admin(Method::PUT, "/v1/tenants/beta/hosts", Some(hosts)).await.unwrap();
+        })
+        .await;
+    assert_eq!(route(&pop, "www.beta.localhost").await.0, 404, "not delivered before the kill");
+    owning.lose_nothing();
+    await_route(&pop, "www.beta.localhost", "beta").await;
+
+    // Removed: its host stops routing at the PoP; its manifest is gone; history stays.
+    let out = tenant_cli(&coordinator, &["remove", "acme"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    await_no_route(&pop, "acme.localhost").await;
+    assert!(coordinator.manifest("acme").await.unwrap_err().to_string().contains("404"));
+    let out = tenant_cli(&coordinator, &["remove", "acme"]).await;
+    assert!(out.status.success(), "a repeat succeeds: {}", text(&out));
+    let expected: std::collections::BTreeMap<String, String> =
+        [("beta.localhost", "beta"), ("shop.localhost", "beta"), ("www.beta.localhost", "beta")]
             .iter()
             .map(|(h, t)| ((*h).to_owned(), (*t).to_owned()))
             .collect();

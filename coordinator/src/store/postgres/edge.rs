@@ -85,7 +85,7 @@ impl Inner {
         // One statement (atomic on its own): check the tenant, store the ack, refresh the
         // PoP's last-seen; it answers the tenant's generation and whether the ack was new.
         let row = c.query_opt(
-            "WITH t AS (SELECT generation FROM tenants WHERE id = $2),
+            "WITH t AS (SELECT generation FROM tenants WHERE id = $2 AND removed_at IS NULL),
                   ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
                           SELECT $1, $2, $3, $4, $5 FROM t WHERE t.generation >= $3
                           ON CONFLICT DO NOTHING RETURNING 1),
@@ -142,7 +142,9 @@ impl Inner {
     }
 
     pub(super) fn record_report(&self, c: &mut Client, report: Report) -> Result<ReportOutcome, StoreError> {
-        if c.query_opt("SELECT 1 FROM tenants WHERE id = $1", &[&report.tenant.as_str()])?.is_none() {
+        if c.query_opt("SELECT 1 FROM tenants WHERE id = $1 AND removed_at IS NULL", &[&report.tenant.as_str()])?
+            .is_none()
+        {
             return Err(Refusal::NotFound(format!("tenant {} does not exist", report.tenant)).into());
         }
         let now = now_ms();

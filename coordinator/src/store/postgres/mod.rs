@@ -39,7 +39,7 @@ use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, Sc
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Row};
 
-use super::{BoxFuture, Committed, PurgePlan, ReportOutcome, Store, StoreError, StoreSettings};
+use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError, StoreSettings};
 use crate::clock::now_ms;
 use crate::domain::{Refusal, TenantState};
 use crate::execlog;
@@ -148,7 +148,8 @@ impl Store for PostgresStore {
     fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>> {
         self.call(move |c, _| {
             let row = c.query_opt(
-                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants WHERE id = $1",
+                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
+                 WHERE id = $1 AND removed_at IS NULL",
                 &[&id.as_str()],
             )?;
             row.map(|r| tenant_row(&r)).transpose()
@@ -158,7 +159,8 @@ impl Store for PostgresStore {
     fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
         self.call(|c, _| {
             let rows = c.query(
-                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants ORDER BY id",
+                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
+                 WHERE removed_at IS NULL ORDER BY id",
                 &[],
             )?;
             rows.iter().map(tenant_row).collect()
@@ -167,6 +169,14 @@ impl Store for PostgresStore {
 
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {
         self.call(move |c, inner| releases::register_tenant(c, &inner.settings, tenant))
+    }
+
+    fn set_tenant_hosts(&self, id: TenantId, hosts: Vec<String>) -> BoxFuture<'_, Result<Tenant, StoreError>> {
+        self.call(move |c, inner| releases::set_tenant_hosts(c, &inner.settings, &id, hosts))
+    }
+
+    fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>> {
+        self.call(move |c, inner| releases::remove_tenant(c, &inner.settings, &id))
     }
 
     fn commit_release(
@@ -345,7 +355,7 @@ fn lock_tenants(
     ids.sort_unstable();
     let rows = tx.query(
         "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+         WHERE id = ANY($1) AND removed_at IS NULL ORDER BY id FOR UPDATE",
         &[&ids],
     )?;
     rows.iter().map(|r| tenant_row(r).map(|t| (t.id.clone(), t))).collect()

@@ -1,12 +1,10 @@
-//! The write path of releases on PostgreSQL: registering tenants, committing a release or a
+//! The write path of releases on PostgreSQL: registering, re-hosting and removing tenants, committing a release or a
 //! rollback in one transaction (tenant rows locked in id order, one statement per table over
 //! `unnest`ed columns, the outbox row), and the history check inside it.
 
 use std::time::Instant;
 
-use edgegen_shared::api::{
-    NewTenant, Phase, Release, ReleaseKind, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
-};
+use edgegen_shared::api::{NewTenant, Phase, Release, ReleaseRequest, Step, StepStatus, Tenant, TenantChange};
 use edgegen_shared::{Generation, ReleaseId, TenantId};
 use postgres::{Client, GenericClient};
 
@@ -15,10 +13,10 @@ use crate::clock::now_ms;
 use crate::domain::{self, Refusal, ReleaseFacts};
 use crate::execlog::{self, LogBuilder};
 use crate::outbox::EffectKind;
-use crate::store::{Committed, PurgePlan, StoreError, StoreSettings};
+use crate::store::{Commit, Committed, PurgePlan, Removal, StoreError, StoreSettings, release_id};
 
-/// Key of the transaction-level advisory lock that serializes registrations when the
-/// coordinator owns the host map, so two replicas cannot both pass the entry-limit check.
+/// Key of the transaction-level advisory lock that serializes tenant changes (registering,
+/// changing hosts, removing) when the coordinator owns the host map, so two replicas cannot both pass the entry-limit check.
 const HOST_MAP_LOCK: i64 = 0x6564_6765_686f_7374; // "edgehost"
 
 pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTenant) -> Result<Tenant, StoreError> {
@@ -28,24 +26,14 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
     if settings.hosts_max_entries.is_some() {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&HOST_MAP_LOCK])?;
     }
-    if tx.query_opt("SELECT 1 FROM tenants WHERE id = $1", &[&t.id.as_str()])?.is_some() {
-        return Err(Refusal::Conflict(format!("tenant {} is already registered", t.id)).into());
-    }
-    for (i, host) in t.hosts.iter().enumerate() {
-        if let Some(owner) = tx.query_opt("SELECT tenant_id FROM tenant_hosts WHERE host = $1", &[host])? {
-            let owner: String = owner.get(0);
-            return Err(Refusal::Conflict(format!("hosts[{i}]: {host} already belongs to tenant {owner}")).into());
+    if let Some(row) = tx.query_opt("SELECT removed_at FROM tenants WHERE id = $1", &[&t.id.as_str()])? {
+        return Err(match row.get::<_, Option<i64>>(0) {
+            Some(_) => domain::id_of_removed_tenant(&t.id),
+            None => Refusal::Conflict(format!("tenant {} is already registered", t.id)),
         }
+        .into());
     }
-    if let Some(max) = settings.hosts_max_entries {
-        let existing: i64 = tx.query_one("SELECT COUNT(*) FROM tenant_hosts", &[])?.get(0);
-        crate::hostmap::check_registration(existing as usize, t.hosts.len(), max).map_err(Refusal::Unprocessable)?;
-        let effect = serde_json::to_string(&EffectKind::SyncHosts)?;
-        tx.execute(
-            "INSERT INTO outbox (release_id, effect, attempts, next_attempt_at) VALUES (NULL, $1, 0, $2)",
-            &[&effect, &now],
-        )?;
-    }
+    claim_hosts(&mut tx, settings, &t.id, &t.hosts, now)?;
     let hosts = serde_json::to_string(&t.hosts)?;
     let schema_doc = t.contract_schema.as_ref().map(|v| v.to_string());
     let (schema, contract) = (t.schema_version.to_string(), t.contract_hash.to_string());
@@ -55,9 +43,7 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
                created_at, updated_at) VALUES ($1, $2, 1, $3, $4, $5, NULL, $6, $6)",
             &[&t.id.as_str(), &hosts, &schema, &contract, &schema_doc, &now],
         )?;
-        for host in &t.hosts {
-            tx.execute("INSERT INTO tenant_hosts (host, tenant_id) VALUES ($1, $2)", &[host, &t.id.as_str()])?;
-        }
+        write_hosts(&mut tx, &t.id, &t.hosts)?;
         tx.execute(
             "INSERT INTO generations (tenant_id, generation, schema_version, contract_hash, release_id, created_at)
              VALUES ($1, 1, $2, $3, NULL, $4)",
@@ -75,11 +61,7 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
         other => other?,
     }
     tx.commit()?;
-    if settings.hosts_max_entries.is_some()
-        && let Some(wake) = &settings.outbox_wake
-    {
-        wake.notify_one();
-    }
+    wake_host_sync(settings);
     Ok(Tenant {
         id: t.id,
         hosts: t.hosts,
@@ -89,18 +71,127 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
     })
 }
 
-/// What [`Inner::apply`] writes.
-struct Commit<'a> {
-    id: &'a ReleaseId,
-    seq: i64,
-    kind: ReleaseKind,
-    rollback_of: Option<&'a ReleaseId>,
-    changes: &'a [TenantChange],
-    purge_keys: Vec<String>,
-    key: Option<&'a str>,
-    request_hash: Option<&'a str>,
-    /// For an automatic rollback: when its cause arose (Unix ms).
-    trigger_at: Option<u64>,
+pub(super) fn set_tenant_hosts(
+    c: &mut Client,
+    settings: &StoreSettings,
+    id: &TenantId,
+    hosts: Vec<String>,
+) -> Result<Tenant, StoreError> {
+    domain::check_hosts(&hosts)?;
+    let now = now_ms() as i64;
+    let mut tx = c.transaction()?;
+    if settings.hosts_max_entries.is_some() {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&HOST_MAP_LOCK])?;
+    }
+    let mut state =
+        lock_tenants(&mut tx, std::slice::from_ref(id))?.remove(id).ok_or_else(|| domain::unknown_tenant(id))?;
+    if state.hosts == hosts {
+        return Ok(state.view());
+    }
+    claim_hosts(&mut tx, settings, id, &hosts, now)?;
+    let json = serde_json::to_string(&hosts)?;
+    let written = (|| -> Result<(), postgres::Error> {
+        write_hosts(&mut tx, id, &hosts)?;
+        tx.execute("UPDATE tenants SET hosts = $1, updated_at = $2 WHERE id = $3", &[&json, &now, &id.as_str()])?;
+        Ok(())
+    })();
+    match written {
+        // Another replica gave one of these hosts to another tenant between our check and insert.
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Refusal::Conflict(format!("tenant {id}: one of its hosts was registered concurrently")).into());
+        }
+        other => other?,
+    }
+    tx.commit()?;
+    wake_host_sync(settings);
+    state.hosts = hosts;
+    Ok(state.view())
+}
+
+pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &TenantId) -> Result<Removal, StoreError> {
+    let now = now_ms() as i64;
+    let mut tx = c.transaction()?;
+    if settings.hosts_max_entries.is_some() {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&HOST_MAP_LOCK])?;
+    }
+    // The row lock orders the removal with a release of the tenant (which locks it too).
+    let Some(row) = tx.query_opt("SELECT removed_at FROM tenants WHERE id = $1 FOR UPDATE", &[&id.as_str()])? else {
+        return Err(domain::unknown_tenant(id).into());
+    };
+    if row.get::<_, Option<i64>>(0).is_some() {
+        return Ok(Removal::AlreadyRemoved);
+    }
+    // A statement of its own, so its snapshot is taken after the lock was granted: it sees
+    // a release that committed while this transaction waited for the lock (the locking
+    // statement's own snapshot predates that release).
+    let converging = tx.query_opt(
+        "SELECT r.id FROM tenants t JOIN releases r ON r.id = t.release_id
+          WHERE t.id = $1 AND r.status = 'committed'",
+        &[&id.as_str()],
+    )?;
+    domain::check_removal(id, converging.as_ref().map(|r| r.get::<_, &str>(0)))?;
+    tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = $1", &[&id.as_str()])?;
+    tx.execute("UPDATE tenants SET removed_at = $1, updated_at = $1 WHERE id = $2", &[&now, &id.as_str()])?;
+    if settings.hosts_max_entries.is_some() {
+        enqueue_host_sync(&mut tx, now)?;
+    }
+    tx.commit()?;
+    wake_host_sync(settings);
+    Ok(Removal::Removed)
+}
+
+/// Checks, inside a tenant change's transaction, that no other tenant holds one of `hosts`
+/// (refused naming the host and its owner); when the coordinator owns the host map (the
+/// caller holds [`HOST_MAP_LOCK`]), that the store stays within its entry limit, and
+/// writes the sync effect.
+fn claim_hosts(
+    tx: &mut impl GenericClient,
+    settings: &StoreSettings,
+    tenant: &TenantId,
+    hosts: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    for (i, host) in hosts.iter().enumerate() {
+        let sql = "SELECT tenant_id FROM tenant_hosts WHERE host = $1 AND tenant_id <> $2";
+        if let Some(owner) = tx.query_opt(sql, &[host, &tenant.as_str()])? {
+            return Err(domain::host_taken(i, host, owner.get(0)).into());
+        }
+    }
+    if let Some(max) = settings.hosts_max_entries {
+        let others: i64 =
+            tx.query_one("SELECT COUNT(*) FROM tenant_hosts WHERE tenant_id <> $1", &[&tenant.as_str()])?.get(0);
+        crate::hostmap::check_entries(others as usize, hosts.len(), max).map_err(Refusal::Unprocessable)?;
+        enqueue_host_sync(tx, now)?;
+    }
+    Ok(())
+}
+
+/// Writes the host-map sync effect (no release) to the outbox.
+fn enqueue_host_sync(tx: &mut impl GenericClient, now: i64) -> Result<(), StoreError> {
+    let effect = serde_json::to_string(&EffectKind::SyncHosts)?;
+    tx.execute(
+        "INSERT INTO outbox (release_id, effect, attempts, next_attempt_at) VALUES (NULL, $1, 0, $2)",
+        &[&effect, &now],
+    )?;
+    Ok(())
+}
+
+/// Makes `tenant_hosts` hold exactly `hosts` for `tenant`.
+fn write_hosts(tx: &mut impl GenericClient, tenant: &TenantId, hosts: &[String]) -> Result<(), postgres::Error> {
+    tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = $1", &[&tenant.as_str()])?;
+    for host in hosts {
+        tx.execute("INSERT INTO tenant_hosts (host, tenant_id) VALUES ($1, $2)", &[host, &tenant.as_str()])?;
+    }
+    Ok(())
+}
+
+/// After a committed tenant change: wakes the outbox worker when it wrote a host sync.
+fn wake_host_sync(settings: &StoreSettings) {
+    if settings.hosts_max_entries.is_some()
+        && let Some(wake) = &settings.outbox_wake
+    {
+        wake.notify_one();
+    }
 }
 
 impl Inner {
@@ -142,18 +233,8 @@ impl Inner {
         let changes = domain::plan_release(&req, |id| current.get(id).cloned())?;
         let log = execlog::release_log(&req, &analysis, &changes, now)?;
         let seq: i64 = tx.query_one("SELECT nextval('release_seq')", &[])?.get(0);
-        let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &id,
-            seq,
-            kind: ReleaseKind::Release,
-            rollback_of: None,
-            changes: &changes,
-            purge_keys: purge(&changes),
-            key: key.as_deref(),
-            request_hash: Some(&request_hash),
-            trigger_at: None,
-        };
+        let id = release_id(seq)?;
+        let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         match self.apply(tx, commit, log, now, started) {
             Ok(()) => {}
             // The same key committed concurrently through another replica: replay it.
@@ -315,18 +396,8 @@ impl Inner {
         let now = now_ms();
         let log = execlog::rollback_log(id, reason, &changes, now);
         let seq: i64 = tx.query_one("SELECT nextval('release_seq')", &[])?.get(0);
-        let rollback_id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &rollback_id,
-            seq,
-            kind: ReleaseKind::Rollback,
-            rollback_of: Some(id),
-            changes: &changes,
-            purge_keys: crate::outbox::rollback_purge_keys(&changes),
-            key: None,
-            request_hash: None,
-            trigger_at,
-        };
+        let rollback_id = release_id(seq)?;
+        let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
         self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs (best effort).

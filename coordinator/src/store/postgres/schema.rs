@@ -11,7 +11,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     contract_schema TEXT,
     release_id TEXT,
     created_at BIGINT NOT NULL,
-    updated_at BIGINT NOT NULL
+    updated_at BIGINT NOT NULL,
+    removed_at BIGINT
 );
 CREATE TABLE IF NOT EXISTS tenant_hosts (
     host TEXT PRIMARY KEY,
@@ -95,4 +96,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
 -- A registration's host-map sync has no release (databases made before it required one).
 ALTER TABLE outbox ALTER COLUMN release_id DROP NOT NULL;
+-- Tenants can be removed (databases made before that lack the column).
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS removed_at BIGINT;
 ";

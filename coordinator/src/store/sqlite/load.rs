@@ -14,8 +14,10 @@ use crate::domain::TenantState;
 use crate::store::StoreError;
 
 pub(super) fn load_tenants(conn: &Connection) -> Result<HashMap<TenantId, TenantState>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
+         WHERE removed_at IS NULL",
+    )?;
     let rows = stmt.query_map([], |row| {
         Ok((
             row.get::<_, String>(0)?,

@@ -23,7 +23,7 @@ use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BoxFuture, Committed, PurgePlan, ReportOutcome, Store, StoreError};
+use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError};
 use crate::clock::now_ms;
 use crate::convergence::OpenReleases;
 use crate::domain::{Refusal, TenantState};
@@ -36,6 +36,8 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 enum Command {
     RegisterTenant(NewTenant, Reply<Tenant>),
+    SetTenantHosts(TenantId, Vec<String>, Reply<Tenant>),
+    RemoveTenant(TenantId, Reply<Removal>),
     CommitRelease(ReleaseRequest, Option<String>, Vec<Step>, PurgePlan, Reply<Committed>),
     Rollback(ReleaseId, String, Reply<Release>),
     Release(ReleaseId, Reply<Option<Release>>),
@@ -133,6 +135,14 @@ impl Store for SqliteStore {
 
     fn register_tenant(&self, tenant: NewTenant) -> BoxFuture<'_, Result<Tenant, StoreError>> {
         self.call(move |r| Command::RegisterTenant(tenant, r))
+    }
+
+    fn set_tenant_hosts(&self, id: TenantId, hosts: Vec<String>) -> BoxFuture<'_, Result<Tenant, StoreError>> {
+        self.call(move |r| Command::SetTenantHosts(id, hosts, r))
+    }
+
+    fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>> {
+        self.call(move |r| Command::RemoveTenant(id, r))
     }
 
     fn commit_release(
@@ -243,6 +253,12 @@ impl Writer {
         match cmd {
             Command::RegisterTenant(t, reply) => {
                 let _ = reply.send(self.register_tenant(t));
+            }
+            Command::SetTenantHosts(id, hosts, reply) => {
+                let _ = reply.send(self.set_tenant_hosts(&id, hosts));
+            }
+            Command::RemoveTenant(id, reply) => {
+                let _ = reply.send(self.remove_tenant(&id));
             }
             Command::CommitRelease(req, key, steps, purge, reply) => {
                 let _ = reply.send(self.commit_release(req, key, steps, purge));

@@ -1,15 +1,15 @@
-//! The write path of releases: registering tenants, committing a release or a rollback in
-//! one `BEGIN IMMEDIATE` transaction (with its outbox effects), and the checks that run
-//! inside that transaction. The decisions come from [`crate::domain`], the log text from
-//! [`crate::execlog`].
+//! The write path of releases: registering, re-hosting and removing tenants (with the
+//! host-map sync), committing a release or a rollback in one `BEGIN IMMEDIATE` transaction
+//! (with its outbox effects), and the checks that run inside that transaction. The
+//! decisions come from [`crate::domain`], the log text from [`crate::execlog`].
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use edgegen_shared::api::{
-    ExecutionLog, NewTenant, Phase, Release, ReleaseKind, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
+    ExecutionLog, NewTenant, Phase, Release, ReleaseRequest, Step, StepStatus, Tenant, TenantChange,
 };
-use edgegen_shared::{Generation, ReleaseId};
+use edgegen_shared::{Generation, ReleaseId, TenantId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::load::{live_pops, load_release};
@@ -19,31 +19,21 @@ use crate::convergence::OpenRelease;
 use crate::domain::{self, Refusal, ReleaseFacts, TenantState};
 use crate::execlog::{self, LogBuilder};
 use crate::outbox::EffectKind;
-use crate::store::{Committed, PurgePlan, StoreError};
+use crate::store::{Commit, Committed, PurgePlan, Removal, StoreError, StoreSettings, release_id};
 
 impl Writer {
     pub(super) fn register_tenant(&mut self, t: NewTenant) -> Result<Tenant, StoreError> {
         domain::check_new_tenant(&t)?;
         let now = now_ms() as i64;
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool =
-            tx.query_row("SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)", [t.id.as_str()], |r| r.get(0))?;
-        if exists {
-            return Err(Refusal::Conflict(format!("tenant {} is already registered", t.id)).into());
+        let removed: Option<Option<i64>> =
+            tx.query_row("SELECT removed_at FROM tenants WHERE id = ?1", [t.id.as_str()], |r| r.get(0)).optional()?;
+        match removed {
+            Some(Some(_)) => return Err(domain::id_of_removed_tenant(&t.id).into()),
+            Some(None) => return Err(Refusal::Conflict(format!("tenant {} is already registered", t.id)).into()),
+            None => {}
         }
-        for (i, host) in t.hosts.iter().enumerate() {
-            let owner: Option<String> =
-                tx.query_row("SELECT tenant_id FROM tenant_hosts WHERE host = ?1", [host], |r| r.get(0)).optional()?;
-            if let Some(owner) = owner {
-                return Err(Refusal::Conflict(format!("hosts[{i}]: {host} already belongs to tenant {owner}")).into());
-            }
-        }
-        if let Some(max) = self.settings.hosts_max_entries {
-            let existing: i64 = tx.query_row("SELECT COUNT(*) FROM tenant_hosts", [], |r| r.get(0))?;
-            crate::hostmap::check_registration(existing as usize, t.hosts.len(), max)
-                .map_err(Refusal::Unprocessable)?;
-            super::outbox::enqueue(&tx, None, &EffectKind::SyncHosts, now as u64)?;
-        }
+        claim_hosts(&tx, &self.settings, &t.id, &t.hosts, now)?;
         let hosts = serde_json::to_string(&t.hosts)?;
         let schema_doc = t.contract_schema.as_ref().map(|v| v.to_string());
         tx.execute(
@@ -51,9 +41,7 @@ impl Writer {
              VALUES (?1, ?2, 1, ?3, ?4, ?5, NULL, ?6, ?6)",
             params![t.id.as_str(), hosts, t.schema_version.to_string(), t.contract_hash.to_string(), schema_doc, now],
         )?;
-        for host in &t.hosts {
-            tx.execute("INSERT INTO tenant_hosts (host, tenant_id) VALUES (?1, ?2)", params![host, t.id.as_str()])?;
-        }
+        write_hosts(&tx, &t.id, &t.hosts)?;
         tx.execute(
             "INSERT INTO generations (tenant_id, generation, schema_version, contract_hash, release_id, created_at)
              VALUES (?1, 1, ?2, ?3, NULL, ?4)",
@@ -69,12 +57,7 @@ impl Writer {
             release_id: None,
         };
         self.publish([state]);
-        // After the publish: the worker's sync reads the tenants from memory.
-        if self.settings.hosts_max_entries.is_some()
-            && let Some(wake) = &self.settings.outbox_wake
-        {
-            wake.notify_one();
-        }
+        self.wake_host_sync();
         Ok(Tenant {
             id: t.id,
             hosts: t.hosts,
@@ -82,6 +65,66 @@ impl Writer {
             schema_version: t.schema_version,
             contract_hash: t.contract_hash,
         })
+    }
+
+    pub(super) fn set_tenant_hosts(&mut self, id: &TenantId, hosts: Vec<String>) -> Result<Tenant, StoreError> {
+        domain::check_hosts(&hosts)?;
+        let mut state = self.tenant(id).ok_or_else(|| domain::unknown_tenant(id))?;
+        if state.hosts == hosts {
+            return Ok(state.view());
+        }
+        let now = now_ms() as i64;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        claim_hosts(&tx, &self.settings, id, &hosts, now)?;
+        write_hosts(&tx, id, &hosts)?;
+        tx.execute(
+            "UPDATE tenants SET hosts = ?1, updated_at = ?2 WHERE id = ?3",
+            params![serde_json::to_string(&hosts)?, now, id.as_str()],
+        )?;
+        tx.commit()?;
+        state.hosts = hosts;
+        self.publish([state.clone()]);
+        self.wake_host_sync();
+        Ok(state.view())
+    }
+
+    pub(super) fn remove_tenant(&mut self, id: &TenantId) -> Result<Removal, StoreError> {
+        let now = now_ms() as i64;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row: Option<(Option<i64>, Option<String>)> = tx
+            .query_row(
+                "SELECT t.removed_at, r.id FROM tenants t
+                   LEFT JOIN releases r ON r.id = t.release_id AND r.status = 'committed'
+                 WHERE t.id = ?1",
+                [id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let converging = match row {
+            None => return Err(domain::unknown_tenant(id).into()),
+            Some((Some(_), _)) => return Ok(Removal::AlreadyRemoved),
+            Some((None, converging)) => converging,
+        };
+        domain::check_removal(id, converging.as_deref())?;
+        tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", [id.as_str()])?;
+        tx.execute("UPDATE tenants SET removed_at = ?1, updated_at = ?1 WHERE id = ?2", params![now, id.as_str()])?;
+        if self.settings.hosts_max_entries.is_some() {
+            super::outbox::enqueue(&tx, None, &EffectKind::SyncHosts, now as u64)?;
+        }
+        tx.commit()?;
+        self.tenants.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.wake_host_sync();
+        Ok(Removal::Removed)
+    }
+
+    /// After a tenant change is committed and published (the worker's sync reads the
+    /// tenants from memory): wakes the outbox worker when the change wrote a host sync.
+    fn wake_host_sync(&self) {
+        if self.settings.hosts_max_entries.is_some()
+            && let Some(wake) = &self.settings.outbox_wake
+        {
+            wake.notify_one();
+        }
     }
 
     pub(super) fn commit_release(
@@ -118,18 +161,8 @@ impl Writer {
         let changes = domain::plan_release(&req, |id| self.tenant(id))?;
         let log = execlog::release_log(&req, &analysis, &changes, now)?;
         let seq = self.next_seq()?;
-        let id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let keys = purge(&changes);
-        let commit = Commit {
-            id: &id,
-            seq,
-            kind: ReleaseKind::Release,
-            rollback_of: None,
-            changes: &changes,
-            purge_keys: keys,
-            key: key.as_deref(),
-            request_hash: Some(&request_hash),
-        };
+        let id = release_id(seq)?;
+        let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         self.apply(commit, log, now, started)?;
         self.metrics.release(false, false);
         let release =
@@ -144,7 +177,7 @@ impl Writer {
     /// Writes a release (or rollback), its tenant changes and its outbox effects in one
     /// transaction, then publishes the new generations to the manifest path at once.
     fn apply(&mut self, c: Commit<'_>, log: LogBuilder, now: u64, started: Instant) -> Result<(), StoreError> {
-        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash } = c;
+        let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash, trigger_at: _ } = c;
         let commit_started = Instant::now();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -299,17 +332,8 @@ impl Writer {
         let now = now_ms();
         let log = execlog::rollback_log(id, reason, &changes, now);
         let seq = self.next_seq()?;
-        let rollback_id = ReleaseId::new(format!("rel-{seq}")).map_err(corrupt)?;
-        let commit = Commit {
-            id: &rollback_id,
-            seq,
-            kind: ReleaseKind::Rollback,
-            rollback_of: Some(id),
-            changes: &changes,
-            purge_keys: crate::outbox::rollback_purge_keys(&changes),
-            key: None,
-            request_hash: None,
-        };
+        let rollback_id = release_id(seq)?;
+        let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
         self.apply(commit, log, now, started)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs.
@@ -344,18 +368,6 @@ impl Writer {
             tracing::warn!(release = %id, cause = %e.chain(), "could not annotate the execution log");
         }
     }
-}
-
-/// What [`Writer::apply`] writes.
-struct Commit<'a> {
-    id: &'a ReleaseId,
-    seq: i64,
-    kind: ReleaseKind,
-    rollback_of: Option<&'a ReleaseId>,
-    changes: &'a [TenantChange],
-    purge_keys: Vec<String>,
-    key: Option<&'a str>,
-    request_hash: Option<&'a str>,
 }
 
 /// Reads back every tenant a rollback moved, inside its transaction, and checks it now
@@ -418,4 +430,39 @@ fn verify_rollback_path(tx: &Connection, changes: &[TenantChange]) -> Result<Ste
 
 fn step(name: &str, detail: String, started: Instant) -> Step {
     execlog::step(name, Phase::RollbackVerification, StepStatus::Ok, detail, started)
+}
+
+/// Checks, inside a tenant change's transaction, that no other tenant holds one of `hosts`
+/// (refused naming the host and its owner); when the coordinator owns the host map, that
+/// the store stays within its entry limit, and writes the sync effect.
+fn claim_hosts(
+    tx: &Connection,
+    settings: &StoreSettings,
+    tenant: &TenantId,
+    hosts: &[String],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut owner_of = tx.prepare_cached("SELECT tenant_id FROM tenant_hosts WHERE host = ?1 AND tenant_id <> ?2")?;
+    for (i, host) in hosts.iter().enumerate() {
+        let owner: Option<String> = owner_of.query_row([host, tenant.as_str()], |r| r.get(0)).optional()?;
+        if let Some(owner) = owner {
+            return Err(domain::host_taken(i, host, &owner).into());
+        }
+    }
+    if let Some(max) = settings.hosts_max_entries {
+        let others: i64 =
+            tx.query_row("SELECT COUNT(*) FROM tenant_hosts WHERE tenant_id <> ?1", [tenant.as_str()], |r| r.get(0))?;
+        crate::hostmap::check_entries(others as usize, hosts.len(), max).map_err(Refusal::Unprocessable)?;
+        super::outbox::enqueue(tx, None, &EffectKind::SyncHosts, now as u64)?;
+    }
+    Ok(())
+}
+
+/// Makes `tenant_hosts` hold exactly `hosts` for `tenant`.
+fn write_hosts(tx: &Connection, tenant: &TenantId, hosts: &[String]) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = ?1", [tenant.as_str()])?;
+    for host in hosts {
+        tx.execute("INSERT INTO tenant_hosts (host, tenant_id) VALUES (?1, ?2)", params![host, tenant.as_str()])?;
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
-//! The SQLite schema, created on open (`CREATE ... IF NOT EXISTS`), and the one migration
-//! of an older database: the only DDL of the SQLite store.
+//! The SQLite schema, created on open (`CREATE ... IF NOT EXISTS`), and the migrations of
+//! an older database: the only DDL of the SQLite store.
 
 use rusqlite::Connection;
 
@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     contract_schema TEXT,
     release_id TEXT,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    removed_at INTEGER
 ) STRICT;
 CREATE TABLE IF NOT EXISTS tenant_hosts (
     host TEXT PRIMARY KEY,
@@ -92,11 +93,20 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
 ";
 
-/// Creates what is missing; rebuilds an outbox made when every effect had a release
+/// Creates what is missing; adds `tenants.removed_at` to a database made before tenants
+/// could be removed; rebuilds an outbox made when every effect had a release
 /// (`release_id NOT NULL`), keeping its rows.
 pub(super) fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)?;
     conn.execute_batch(OUTBOX)?;
+    let removable: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM pragma_table_info('tenants') WHERE name = 'removed_at')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !removable {
+        conn.execute_batch("ALTER TABLE tenants ADD COLUMN removed_at INTEGER")?;
+    }
     let release_required: bool =
         conn.query_row("SELECT \"notnull\" FROM pragma_table_info('outbox') WHERE name = 'release_id'", [], |r| {
             r.get(0)
@@ -154,5 +164,21 @@ mod tests {
             })
             .unwrap();
         assert_eq!(indexed, 1);
+    }
+
+    #[test]
+    fn tenants_made_before_removal_gain_removed_at_with_their_rows() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&SCHEMA.replace(",\n    removed_at INTEGER", "")).unwrap();
+        conn.execute_batch(
+            "INSERT INTO tenants (id, hosts, generation, schema_version, contract_hash, created_at, updated_at)
+               VALUES ('acme', '[]', 1, '1.0.0', 'x', 1, 1)",
+        )
+        .unwrap();
+        assert!(conn.prepare("SELECT removed_at FROM tenants").is_err(), "the old schema lacks the column");
+        create(&conn).unwrap();
+        create(&conn).unwrap(); // idempotent
+        let removed: Option<i64> = conn.query_row("SELECT removed_at FROM tenants", [], |r| r.get(0)).unwrap();
+        assert_eq!(removed, None);
     }
 }

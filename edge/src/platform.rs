@@ -159,6 +159,25 @@ struct Secrets {
     manifest_key: SecretKey,
     probe_key: SecretKey,
     edge_token: String,
+    /// The local stack's purge token (`local-purge` builds only; `None` when not configured).
+    #[cfg(feature = "local-purge")]
+    purge_token: Option<Vec<u8>>,
+}
+
+/// The Compute purge hostcall; Viceroy applies it to its Core Cache.
+#[cfg(feature = "local-purge")]
+struct HostcallPurger;
+
+#[cfg(feature = "local-purge")]
+impl edgegen_edge::purge::Purger for HostcallPurger {
+    fn purge_surrogate_key(&mut self, key: &str, soft: bool) -> Result<(), String> {
+        let result = if soft {
+            fastly::http::purge::soft_purge_surrogate_key(key)
+        } else {
+            fastly::http::purge::purge_surrogate_key(key)
+        };
+        result.map_err(|e| e.to_string())
+    }
 }
 
 fn secrets() -> Result<Secrets, String> {
@@ -171,6 +190,8 @@ fn secrets() -> Result<Secrets, String> {
         manifest_key: SecretKey::new(MANIFEST_KEY_SECRET, get(MANIFEST_KEY_SECRET)?).map_err(|e| e.to_string())?,
         probe_key: SecretKey::new(PROBE_KEY_SECRET, get(PROBE_KEY_SECRET)?).map_err(|e| e.to_string())?,
         edge_token: String::from_utf8(get(EDGE_TOKEN_SECRET)?).map_err(|_| "edge_token is not UTF-8".to_owned())?,
+        #[cfg(feature = "local-purge")]
+        purge_token: get(edgegen_edge::purge::PURGE_TOKEN_SECRET).ok(),
     })
 }
 
@@ -251,6 +272,14 @@ pub fn handle(mut req: Request) -> (Response, After) {
         headers,
         body,
     };
+    #[cfg(feature = "local-purge")]
+    {
+        use edgegen_edge::purge;
+        let call = purge::classify(&request.method, &request.path, &request.headers, secrets.purge_token.as_deref());
+        if let Some(resp) = purge::respond(call, &mut HostcallPurger) {
+            return (to_fastly(resp), nothing());
+        }
+    }
     let env = Env { settings, pop, manifest_key: secrets.manifest_key, probe_key: secrets.probe_key, now_ms: now_ms() };
     let mut platform =
         Fastly { hosts: Some(hosts), edge_token: secrets.edge_token, pending: HashMap::new(), background: Vec::new() };

@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use edgegen_shared::{SecretKey, TenantId};
-use edgegen_tests::config_store_api::{self, ConfigStoreApi};
 use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator};
 use edgegen_tests::demo_origin::{Build, DemoOrigin};
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use edgegen_tests::process::free_port;
 use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
 use reqwest::Method;
@@ -122,13 +122,13 @@ async fn run(once: bool) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
     // The PoPs' host map: a JSON file behind the Fastly Config Store API stand-in, written
     // only by the coordinator.
-    let hosts_api = ConfigStoreApi::start(500)?; // Fastly's entries per store on paid accounts
+    let hosts_api = FastlyApi::start(500)?; // Fastly's entries per store on paid accounts
     let hosts_file = data.path().join("edgegen_hosts.json");
     hosts_api.add_store(HOSTS_STORE, &hosts_file, &[])?;
     let env = [
         ("EDGEGEN_CONFIG", config_path.to_string_lossy().into_owned()),
         ("FASTLY_API_URL", hosts_api.url()),
-        ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
+        ("FASTLY_API_TOKEN", fastly_api::TOKEN.to_owned()),
         ("EDGEGEN_HOSTS_STORE_ID", HOSTS_STORE.to_owned()),
     ];
     let coordinator = tokio::task::spawn_blocking(move || {

@@ -48,18 +48,21 @@ impl Platform for Fastly {
     }
 
     fn lookup(&mut self, key: &[u8], collapse: bool) -> Result<Option<pipeline::Entry<fastly::Body>>, String> {
+        // edgegen stores every entry without stale-while-revalidate and decides freshness from
+        // its own metadata, so the only stale entry is a soft-purged one: it is treated as
+        // absent (re-fetched, and replaced by this request's insert), as after a hard purge.
         let cache_key: cache::CacheKey = key.to_vec().into();
         if !collapse {
             let found = cache::lookup(cache_key).execute().map_err(|e| format!("cache lookup: {e}"))?;
             return match found {
-                Some(f) => {
+                Some(f) if !f.is_stale() => {
                     Ok(Some((f.user_metadata().to_vec(), f.to_stream().map_err(|e| format!("cache read: {e}"))?)))
                 }
-                None => Ok(None),
+                _ => Ok(None),
             };
         }
         let txn = Transaction::lookup(cache_key).execute().map_err(|e| format!("cache lookup: {e}"))?;
-        if let Some(found) = txn.found() {
+        if let Some(found) = txn.found().filter(|f| !f.is_stale()) {
             let body = found.to_stream().map_err(|e| format!("cache read: {e}"))?;
             return Ok(Some((found.user_metadata().to_vec(), body)));
         }

@@ -90,8 +90,16 @@ async fn read(edge: &Viceroy) -> (u64, u64) {
 
 /// A purge request at `edge` with `token`: (status, body).
 async fn purge_at(edge: &Viceroy, token: Option<&str>) -> (u16, String) {
+    purge_with(edge, token, false).await
+}
+
+/// A purge request at `edge`, soft or hard: (status, body).
+async fn purge_with(edge: &Viceroy, token: Option<&str>, soft: bool) -> (u16, String) {
     let mut req =
         reqwest::Client::new().post(edge.url("/.edgegen/purge")).header("surrogate-key", "edgegen-manifest/acme");
+    if soft {
+        req = req.header("fastly-soft-purge", "1");
+    }
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
@@ -179,6 +187,15 @@ async fn a_wrong_purge_token_changes_nothing_and_learns_nothing() {
     assert!(body.contains("edgegen-manifest/acme"), "{body}");
     let (_, refetched) = read(&edge).await;
     assert!(refetched < after, "the manifest was not purged: age {after} -> {refetched}");
+
+    // A soft purge (Viceroy marks the entry stale) also makes the next read re-fetch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, held) = read(&edge).await;
+    assert!(held >= 300, "the manifest is held again: age {held}");
+    let (status, body) = purge_with(&edge, Some(LOCAL_PURGE_TOKEN), true).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, refetched) = read(&edge).await;
+    assert!(refetched < held, "the soft purge was ignored: age {held} -> {refetched}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

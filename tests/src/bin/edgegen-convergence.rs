@@ -86,6 +86,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
+    println!(
+        "| mode | PoPs | tenants | acked | ack latency p50 | p99 | max | last old read | reads | consistent after bound | stale after bound |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for mode in &args.modes {
         run(args.pops, args.tenants, *mode).await?;
     }

@@ -12,6 +12,8 @@
 //! - [`settings`]: the edge's Config Store settings;
 //! - [`decision`]: serve or reject a found entry, the origin contract check, outcomes and
 //!   the probe's debug headers;
+//! - [`purge`]: the local stack's authenticated purge endpoint (compiled into the Fastly
+//!   shell only with the `local-purge` feature);
 //! - [`stored`]: the records stored next to each cached body (object head, Vary index,
 //!   tombstone).
 
@@ -21,8 +23,11 @@ pub mod freshness;
 pub mod held;
 pub mod memory;
 pub mod pipeline;
+// Only in local-stack builds (and native unit tests): the release wasm has no purge endpoint.
 #[cfg(test)]
 mod properties;
+#[cfg(any(test, feature = "local-purge"))]
+pub mod purge;
 pub mod settings;
 pub mod stored;
 

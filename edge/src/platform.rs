@@ -48,18 +48,21 @@ impl Platform for Fastly {
     }
 
     fn lookup(&mut self, key: &[u8], collapse: bool) -> Result<Option<pipeline::Entry<fastly::Body>>, String> {
+        // edgegen stores every entry without stale-while-revalidate and decides freshness from
+        // its own metadata, so the only stale entry is a soft-purged one: it is treated as
+        // absent (re-fetched, and replaced by this request's insert), as after a hard purge.
         let cache_key: cache::CacheKey = key.to_vec().into();
         if !collapse {
             let found = cache::lookup(cache_key).execute().map_err(|e| format!("cache lookup: {e}"))?;
             return match found {
-                Some(f) => {
+                Some(f) if !f.is_stale() => {
                     Ok(Some((f.user_metadata().to_vec(), f.to_stream().map_err(|e| format!("cache read: {e}"))?)))
                 }
-                None => Ok(None),
+                _ => Ok(None),
             };
         }
         let txn = Transaction::lookup(cache_key).execute().map_err(|e| format!("cache lookup: {e}"))?;
-        if let Some(found) = txn.found() {
+        if let Some(found) = txn.found().filter(|f| !f.is_stale()) {
             let body = found.to_stream().map_err(|e| format!("cache read: {e}"))?;
             return Ok(Some((found.user_metadata().to_vec(), body)));
         }
@@ -159,6 +162,25 @@ struct Secrets {
     manifest_key: SecretKey,
     probe_key: SecretKey,
     edge_token: String,
+    /// The local stack's purge token (`local-purge` builds only; `None` when not configured).
+    #[cfg(feature = "local-purge")]
+    purge_token: Option<Vec<u8>>,
+}
+
+/// The Compute purge hostcall; Viceroy applies it to its Core Cache.
+#[cfg(feature = "local-purge")]
+struct HostcallPurger;
+
+#[cfg(feature = "local-purge")]
+impl edgegen_edge::purge::Purger for HostcallPurger {
+    fn purge_surrogate_key(&mut self, key: &str, soft: bool) -> Result<(), String> {
+        let result = if soft {
+            fastly::http::purge::soft_purge_surrogate_key(key)
+        } else {
+            fastly::http::purge::purge_surrogate_key(key)
+        };
+        result.map_err(|e| e.to_string())
+    }
 }
 
 fn secrets() -> Result<Secrets, String> {
@@ -171,6 +193,8 @@ fn secrets() -> Result<Secrets, String> {
         manifest_key: SecretKey::new(MANIFEST_KEY_SECRET, get(MANIFEST_KEY_SECRET)?).map_err(|e| e.to_string())?,
         probe_key: SecretKey::new(PROBE_KEY_SECRET, get(PROBE_KEY_SECRET)?).map_err(|e| e.to_string())?,
         edge_token: String::from_utf8(get(EDGE_TOKEN_SECRET)?).map_err(|_| "edge_token is not UTF-8".to_owned())?,
+        #[cfg(feature = "local-purge")]
+        purge_token: get(edgegen_edge::purge::PURGE_TOKEN_SECRET).ok(),
     })
 }
 
@@ -251,6 +275,14 @@ pub fn handle(mut req: Request) -> (Response, After) {
         headers,
         body,
     };
+    #[cfg(feature = "local-purge")]
+    {
+        use edgegen_edge::purge;
+        let call = purge::classify(&request.method, &request.path, &request.headers, secrets.purge_token.as_deref());
+        if let Some(resp) = purge::respond(call, &mut HostcallPurger) {
+            return (to_fastly(resp), nothing());
+        }
+    }
     let env = Env { settings, pop, manifest_key: secrets.manifest_key, probe_key: secrets.probe_key, now_ms: now_ms() };
     let mut platform =
         Fastly { hosts: Some(hosts), edge_token: secrets.edge_token, pending: HashMap::new(), background: Vec::new() };

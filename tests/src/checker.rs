@@ -17,6 +17,8 @@ pub struct Read {
     /// When it was sent. Reads are classified by send time: the edge judges its manifest's
     /// freshness after the request was sent, so a read sent after the bound must be new.
     pub at: Instant,
+    /// The PoP read through (an index into the checker's `edge_urls`).
+    pub pop: usize,
     /// The tenant asked for.
     pub tenant: String,
     /// The generation the edge served it under (`edgegen-generation`), if any.
@@ -33,7 +35,8 @@ pub struct Checker {
 }
 
 /// Starts `concurrency` readers over `edge_urls` (PoP base URLs) × `tenants` (hosts are
-/// `{tenant}.{domain}`), all reading `path`.
+/// `{tenant}.{domain}`), all reading `path`; reader `w` reads pairs `w`, `w + concurrency`,
+/// `w + 2 × concurrency`, … so every (PoP, tenant) pair sees continuous traffic.
 ///
 /// # Errors
 /// When probe tokens cannot be minted.
@@ -70,7 +73,10 @@ pub fn start(
             let mut i = worker;
             while !stop.load(Ordering::Relaxed) {
                 let (pop, t) = (i % urls.len(), (i / urls.len()) % tenants.len());
-                i += 1;
+                // Strided, not `+ 1`: readers that all stepped to the next (PoP, tenant) would
+                // move as one window over the grid and leave each pair unread for half a sweep.
+                // With the stride, every pair is read every `pairs / concurrency` reads.
+                i += concurrency;
                 let host = format!("{}.{domain}", tenants[t]);
                 let sent = Instant::now();
                 let Ok(resp) =
@@ -84,6 +90,7 @@ pub fn start(
                 let served_tenant = body["tenant"].as_str().map(str::to_owned);
                 reads.lock().unwrap_or_else(|p| p.into_inner()).push(Read {
                     at: sent,
+                    pop,
                     tenant: tenants[t].clone(),
                     generation,
                     served_tenant,
@@ -110,7 +117,7 @@ impl Checker {
 pub struct Summary {
     /// All reads.
     pub reads: usize,
-    /// Reads later than commit + bound.
+    /// Reads later than their bound (commit + max age, or when their PoP applied the purge).
     pub after_bound: usize,
     /// Of those, served under a generation older than `new_generation` (or none).
     pub stale_after_bound: usize,
@@ -120,8 +127,22 @@ pub struct Summary {
     pub foreign: usize,
 }
 
-/// Classifies reads against a release that moved every tenant to `new_generation`.
+/// Classifies reads against a release that moved every tenant to `new_generation`, with
+/// bound commit + `bound` for every read.
 pub fn summarize(reads: &[Read], commit: Instant, bound: Duration, new_generation: u64) -> Summary {
+    summarize_with(reads, commit, new_generation, |_| Some(commit + bound))
+}
+
+/// Classifies reads against a release that moved every tenant to `new_generation`, each read
+/// against its own bound: the moment after which it must be served under the new generation
+/// (e.g. when its PoP applied the purge of its tenant's manifest; `None`: never bound, as for
+/// a PoP the purge did not reach).
+pub fn summarize_with(
+    reads: &[Read],
+    commit: Instant,
+    new_generation: u64,
+    bound: impl Fn(&Read) -> Option<Instant>,
+) -> Summary {
     let mut s = Summary { reads: reads.len(), after_bound: 0, stale_after_bound: 0, last_old: None, foreign: 0 };
     for r in reads {
         if r.served_tenant.as_deref() != Some(r.tenant.as_str()) {
@@ -135,7 +156,7 @@ pub fn summarize(reads: &[Read], commit: Instant, bound: Duration, new_generatio
         if old {
             s.last_old = Some(s.last_old.map_or(since, |l| l.max(since)));
         }
-        if since > bound {
+        if bound(r).is_some_and(|b| r.at > b) {
             s.after_bound += 1;
             s.stale_after_bound += usize::from(old);
         }

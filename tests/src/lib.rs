@@ -6,9 +6,9 @@
 
 pub mod browser;
 pub mod checker;
-pub mod config_store_api;
 pub mod coordinator;
 pub mod demo_origin;
+pub mod fastly_api;
 pub mod origin;
 pub mod postgres;
 pub mod process;

@@ -19,6 +19,9 @@ pub const VICEROY_VERSION: &str = "0.22.0";
 /// The probe key local PoPs are started with (local testing only).
 pub const PROBE_KEY: &str = "harness-probe-key-0123456789abcdef0123";
 
+/// The purge token local PoPs that take purges are started with (local testing only).
+pub const LOCAL_PURGE_TOKEN: &str = "harness-purge-token-0123456789abcdef012";
+
 /// What one local PoP is configured with.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
@@ -34,8 +37,12 @@ pub struct EdgeConfig {
     pub settings: Vec<(String, String)>,
     /// Run the test wasm (with the `test-hooks` feature) instead of the release wasm.
     pub test_hooks: bool,
+    /// Run the local-stack wasm (the `local-purge` endpoint) with this purge token in its
+    /// Secret Store, so the Fastly API stand-in can purge it once registered there
+    /// ([`crate::fastly_api::FastlyApi::add_pop`]; usually with [`LOCAL_PURGE_TOKEN`]).
+    pub purge_token: Option<String>,
     /// Read `edgegen_hosts` from this JSON file instead of `hosts` (Viceroy re-reads it on
-    /// every request, so rewriting it — e.g. through [`crate::config_store_api`] — changes
+    /// every request, so rewriting it — e.g. through [`crate::fastly_api`] — changes
     /// routing live).
     pub hosts_file: Option<PathBuf>,
 }
@@ -50,6 +57,7 @@ impl EdgeConfig {
             pop: pop.to_owned(),
             settings: Vec::new(),
             test_hooks: false,
+            purge_token: None,
             hosts_file: None,
         }
     }
@@ -86,14 +94,23 @@ impl EdgeConfig {
         for (key, value) in &self.settings {
             let _ = writeln!(toml, "{} = {}", quote(key), quote(value));
         }
-        let _ = writeln!(
+        let _ = write!(
             toml,
             "\n[local_server.secret_stores]\nedgegen_secrets = [\n  {{ key = \"manifest_key\", data = {} }},\n  \
-             {{ key = \"probe_key\", data = {} }},\n  {{ key = \"edge_token\", data = {} }},\n]",
+             {{ key = \"probe_key\", data = {} }},\n  {{ key = \"edge_token\", data = {} }},\n",
             quote(crate::coordinator::MANIFEST_KEY),
             quote(PROBE_KEY),
             quote(crate::coordinator::EDGE_TOKEN)
         );
+        if let Some(token) = &self.purge_token {
+            let _ = writeln!(
+                toml,
+                "  {{ key = {}, data = {} }},",
+                quote(edgegen_edge::purge::PURGE_TOKEN_SECRET),
+                quote(token)
+            );
+        }
+        toml.push_str("]\n");
         toml
     }
 }
@@ -158,7 +175,13 @@ impl Viceroy {
         let dir = tempfile::Builder::new().prefix("edgegen-viceroy-").tempdir()?;
         let toml = dir.path().join("fastly.toml");
         std::fs::write(&toml, config.to_fastly_toml())?;
-        let wasm = if config.test_hooks { workspace::edge_wasm_with_test_hooks()? } else { workspace::edge_wasm()? };
+        let wasm = if config.test_hooks {
+            workspace::edge_wasm_with_test_hooks()?
+        } else if config.purge_token.is_some() {
+            workspace::edge_wasm_local_stack()?
+        } else {
+            workspace::edge_wasm()?
+        };
         Self::start_with_manifest(&config.pop, &toml, &wasm, dir)
     }
 

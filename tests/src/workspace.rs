@@ -21,22 +21,34 @@ pub fn edge_wasm() -> anyhow::Result<PathBuf> {
     BUILT.get_or_init(|| build_edge().map_err(|e| format!("{e:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
-/// The edge wasm built with the `test-hooks` feature, in its own target directory so the
-/// release wasm is never replaced by it. Only tests use it.
+/// The edge wasm built with the `test-hooks` feature (and `local-purge`), in its own target
+/// directory so the release wasm is never replaced by it. Only tests use it.
 ///
 /// # Errors
 /// When the build fails.
 pub fn edge_wasm_with_test_hooks() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = target_dir().join("test-hooks");
-            cargo_build_edge(&["--features", "test-hooks", "--target-dir", &dir.to_string_lossy()])
-                .map(|()| dir.join("wasm32-wasip1/release/edgegen-edge.wasm"))
-                .map_err(|e| format!("{e:#}"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
+    BUILT.get_or_init(|| build_edge_with("test-hooks", "test-hooks,local-purge")).clone().map_err(anyhow::Error::msg)
+}
+
+/// The local stack's edge wasm: the release code plus the `local-purge` endpoint through
+/// which the Fastly API stand-in ([`crate::fastly_api`]) applies purges at each local PoP.
+/// Built in its own target directory; `cargo xtask build-edge` and `fastly compute build`
+/// never enable the feature.
+///
+/// # Errors
+/// When the build fails.
+pub fn edge_wasm_local_stack() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT.get_or_init(|| build_edge_with("local-stack", "local-purge")).clone().map_err(anyhow::Error::msg)
+}
+
+/// Builds the edge with `features` under `target/{dir}`.
+fn build_edge_with(dir: &str, features: &str) -> Result<PathBuf, String> {
+    let dir = target_dir().join(dir);
+    cargo_build_edge(&["--features", features, "--target-dir", &dir.to_string_lossy()])
+        .map(|()| dir.join("wasm32-wasip1/release/edgegen-edge.wasm"))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn cargo_build_edge(extra: &[&str]) -> anyhow::Result<()> {

@@ -729,7 +729,7 @@ fn ci() -> Result {
             "--target",
             "wasm32-wasip1",
             "--features",
-            "test-hooks",
+            "test-hooks,local-purge",
             "--",
             "-D",
             "warnings",

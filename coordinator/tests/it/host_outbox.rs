@@ -15,7 +15,7 @@ use edgegen_coordinator::store::postgres::PostgresStore;
 use edgegen_coordinator::store::sqlite::SqliteStore;
 use edgegen_coordinator::store::{Removal, Store, StoreError, StoreSettings};
 use edgegen_shared::TenantId;
-use edgegen_tests::config_store_api::{self, ConfigStoreApi};
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use serde_json::json;
 
 use crate::support::{contract, fresh_database};
@@ -34,9 +34,9 @@ fn settings(max_entries: usize) -> StoreSettings {
     }
 }
 
-fn worker_cdn(api: &ConfigStoreApi, max_entries: usize) -> Cdn {
+fn worker_cdn(api: &FastlyApi, max_entries: usize) -> Cdn {
     Cdn {
-        client: FastlyClient::new(&api.url(), config_store_api::TOKEN, Duration::from_secs(10)).unwrap(),
+        client: FastlyClient::new(&api.url(), fastly_api::TOKEN, Duration::from_secs(10)).unwrap(),
         service: None,
         soft: false,
         hosts: Some(HostsStore { store_id: STORE.into(), max_entries }),
@@ -61,7 +61,7 @@ fn items(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
 /// The scenario, on a store opened with a limit of 4 host entries.
 async fn registrations_sync_the_host_map(store: Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     api.add_store(STORE, &dir.path().join("hosts.json"), &[]).unwrap();
     let cdn = worker_cdn(&api, 4);
     let metrics = Metrics::default();
@@ -114,7 +114,7 @@ fn hosts(list: &[&str]) -> Vec<String> {
 /// Changes of hosts and a removal, on a store opened with a limit of 4 host entries.
 async fn host_changes_and_removals_sync_the_host_map(store: Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     api.add_store(STORE, &dir.path().join("hosts.json"), &[]).unwrap();
     let cdn = worker_cdn(&api, 4);
     let metrics = Metrics::default();

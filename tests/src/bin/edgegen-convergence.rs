@@ -1,51 +1,145 @@
 //! Convergence and stale reads with N real PoPs (results in BENCHMARKS.md):
 //!
-//! `cargo run --release -p edgegen-tests --bin edgegen-convergence -- PoPs [TENANTS]`
+//! `cargo run --release -p edgegen-tests --bin edgegen-convergence -- PoPs [TENANTS] [--no-push | --compare]`
 //!
-//! Starts the real coordinator, the sample origin and N Viceroy processes running the
-//! release edge wasm (one PoP each). A checker reads continuously through every PoP for
-//! every tenant with a probe token, recording the generation each response was served under
-//! (`edgegen-generation`). Mid-run, one release moves every tenant to its next generation
-//! (the origin deploys its new build at the same moment). Reported: acknowledgements
-//! (acked/total, ack latency from commit p50/p99/max), the observed staleness (the last read
-//! served under the old generation, from commit), and reads after the bound (commit +
-//! manifest max age) served under the old generation — which must be zero.
+//! Starts the real coordinator, the sample origin and N Viceroy processes (one PoP each). A
+//! checker reads continuously through every PoP for every tenant with a probe token,
+//! recording the generation each response was served under (`edgegen-generation`). Mid-run,
+//! one release moves every tenant to its next generation (the origin deploys its new build at
+//! the same moment).
+//!
+//! - **push** (the default): the coordinator purges the tenants' manifest keys through the
+//!   Fastly API stand-in, which applies the purge at every PoP (the local-stack wasm); a read
+//!   is bound to the new generation once its PoP applied the purge.
+//! - **poll** (`--no-push`): no purge; every PoP re-fetches when its manifest's max age ends
+//!   (the release wasm); a read is bound once commit + max age passed.
+//! - `--compare` runs push, then poll, in the same process on the same machine.
+//!
+//! Reported per mode: acknowledgements (acked/total, ack latency from commit p50/p99/max),
+//! the observed staleness (the last read served under the old generation, from commit), and
+//! reads past their bound served under the old generation — which must be zero. Besides its
+//! table row, each mode prints one machine-readable line:
+//! `convergence pops=N mode=push|poll p50_ms=… p99_ms=… max_ms=… stale_after_bound=N reads=N`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{bail, ensure};
 use edgegen_shared::TenantId;
 use edgegen_tests::coordinator::Coordinator;
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use edgegen_tests::origin::{SampleOrigin, Stamp};
-use edgegen_tests::viceroy::{EdgeConfig, Viceroy};
+use edgegen_tests::process::free_port;
+use edgegen_tests::viceroy::{EdgeConfig, LOCAL_PURGE_TOKEN, Viceroy};
 use reqwest::Method;
 use serde_json::json;
 
+/// How a release reaches the PoPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The outbox purges the manifest keys; the stand-in applies it at every PoP.
+    Push,
+    /// Every PoP re-fetches when its manifest's max age ends.
+    Poll,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Push => "push",
+            Mode::Poll => "poll",
+        }
+    }
+}
+
+/// The Fastly service the stand-in purges for the PoPs.
+const SERVICE: &str = "convergenceBench01";
+
+struct Args {
+    pops: usize,
+    tenants: usize,
+    modes: Vec<Mode>,
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut numbers = Vec::new();
+    let mut modes = vec![Mode::Push];
+    for arg in args {
+        match arg.as_str() {
+            "--no-push" => modes = vec![Mode::Poll],
+            "--compare" => modes = vec![Mode::Push, Mode::Poll],
+            a if a.starts_with('-') => bail!("unknown option {a:?} (expected --no-push or --compare)"),
+            a => numbers.push(
+                a.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| anyhow::anyhow!("{a:?}: PoPs and tenants are numbers from 1 to 64"))?,
+            ),
+        }
+    }
+    if numbers.len() > 2 {
+        bail!("usage: edgegen-convergence PoPs [TENANTS] [--no-push | --compare]");
+    }
+    Ok(Args { pops: numbers.first().copied().unwrap_or(4), tenants: numbers.get(1).copied().unwrap_or(4), modes })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let pops: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
-    let tenants: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let args = parse_args(std::env::args().skip(1))?;
+    println!(
+        "| mode | PoPs | tenants | acked | ack latency p50 | p99 | max | last old read | reads | consistent after bound | stale after bound |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for mode in &args.modes {
+        run(args.pops, args.tenants, *mode).await?;
+    }
+    Ok(())
+}
+
+async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
     let c1 = format!("sha256:{}", "11".repeat(32));
     let c2 = format!("sha256:{}", "22".repeat(32));
     let dir = tempfile::tempdir()?;
     let origin = SampleOrigin::start(Stamp { schema_version: "1.0.0".into(), contract_hash: c1.clone() })?;
+    let api = FastlyApi::start(500)?;
+    let env: Vec<(&str, String)> = match mode {
+        Mode::Push => vec![
+            ("FASTLY_API_URL", api.url()),
+            ("FASTLY_API_TOKEN", fastly_api::TOKEN.to_owned()),
+            ("FASTLY_SERVICE_ID", SERVICE.to_owned()),
+        ],
+        Mode::Poll => Vec::new(),
+    };
     let data = dir.path().to_owned();
-    let coordinator = tokio::task::spawn_blocking(move || Coordinator::start(&data)).await??;
+    let coordinator = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Coordinator::start_on(&data, ([127, 0, 0, 1], free_port()?).into(), &env)
+    })
+    .await??;
     let names: Vec<String> = (0..tenants).map(|i| format!("tenant-{i}")).collect();
     for t in &names {
         let body = json!({"id": t, "hosts": [format!("{t}.test")], "schema_version": "1.0.0", "contract_hash": c1});
         coordinator.admin(Method::POST, "/v1/tenants", Some(body)).await?;
     }
     let hosts: Vec<(String, TenantId)> =
-        names.iter().map(|t| (format!("{t}.test"), TenantId::new(t.as_str()).unwrap())).collect();
+        names.iter().map(|t| Ok((format!("{t}.test"), TenantId::new(t.as_str())?))).collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
     let mut edges = Vec::new();
+    let mut pop_names = Vec::new();
     for p in 0..pops {
-        let config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), hosts.clone(), &format!("pop-{}", p + 1));
-        edges.push(tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??);
+        let name = format!("pop-{}", p + 1);
+        let mut config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), hosts.clone(), &name);
+        if mode == Mode::Push {
+            config.purge_token = Some(LOCAL_PURGE_TOKEN.to_owned());
+        }
+        let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??;
+        if mode == Mode::Push {
+            api.add_pop(SERVICE, &name, &edge.url(""), LOCAL_PURGE_TOKEN);
+        }
+        edges.push(edge);
+        pop_names.push(name);
     }
-    eprintln!("{pops} PoPs up in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("{pops} PoPs up in {:.1} s ({})", started.elapsed().as_secs_f64(), mode.name());
 
     let urls: Vec<String> = edges.iter().map(|e| e.url("")).collect();
     let checker = edgegen_tests::checker::start(urls, names.clone(), "test", "/item", (2 * pops).max(4))?;
@@ -65,12 +159,35 @@ async fn main() -> anyhow::Result<()> {
     let reads = checker.stop().await;
     let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await?;
 
-    let bound = Duration::from_millis(conv["bound_ms"].as_u64().unwrap_or(1000));
-    let summary = edgegen_tests::checker::summarize(&reads, commit, bound, 2);
+    let max_age = Duration::from_millis(conv["bound_ms"].as_u64().unwrap_or(1000));
+    let summary = match mode {
+        Mode::Poll => edgegen_tests::checker::summarize(&reads, commit, max_age, 2),
+        Mode::Push => {
+            // When each PoP applied the purge of each tenant's manifest (the first after commit).
+            let mut applied: HashMap<(String, String), Instant> = HashMap::new();
+            for a in api.purges().into_iter().filter(|a| a.applied_at > commit) {
+                for key in &a.keys {
+                    if let Some(tenant) = key.strip_prefix("edgegen-manifest/") {
+                        applied.entry((a.pop.clone(), tenant.to_owned())).or_insert(a.applied_at);
+                    }
+                }
+            }
+            ensure!(
+                applied.len() == pops * tenants,
+                "the purge reached {} of {} (PoP, tenant) pairs",
+                applied.len(),
+                pops * tenants
+            );
+            edgegen_tests::checker::summarize_with(&reads, commit, 2, |r| {
+                applied.get(&(pop_names[r.pop].clone(), r.tenant.clone())).copied()
+            })
+        }
+    };
     let (after_bound, stale_after_bound, last_old) = (summary.after_bound, summary.stale_after_bound, summary.last_old);
     let ms = |v: &serde_json::Value| v.as_u64().map_or("-".to_owned(), |v| format!("{v} ms"));
     println!(
-        "| {pops} | {tenants} | {}/{} | {} | {} | {} | {} | {} | {:.2} % ({}/{}) | {} |",
+        "| {} | {pops} | {tenants} | {}/{} | {} | {} | {} | {} | {} | {:.2} % ({}/{}) | {} |",
+        mode.name(),
         conv["acked"],
         conv["total"],
         ms(&conv["p50_ms"]),
@@ -83,8 +200,17 @@ async fn main() -> anyhow::Result<()> {
         after_bound,
         stale_after_bound,
     );
+    let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_owned(), |v| v.to_string());
+    println!(
+        "convergence pops={pops} mode={} p50_ms={} p99_ms={} max_ms={} stale_after_bound={stale_after_bound} reads={}",
+        mode.name(),
+        n(&conv["p50_ms"]),
+        n(&conv["p99_ms"]),
+        n(&conv["max_ms"]),
+        summary.reads,
+    );
     ensure!(conv["converged"] == true, "not converged: {conv}");
-    ensure!(stale_after_bound == 0, "{stale_after_bound} stale reads after commit + max age");
+    ensure!(stale_after_bound == 0, "{stale_after_bound} stale reads after their bound ({})", mode.name());
     ensure!(summary.foreign == 0, "{} reads carried another tenant's data", summary.foreign);
     Ok(())
 }

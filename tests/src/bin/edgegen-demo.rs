@@ -2,7 +2,7 @@
 //!
 //! Starts the coordinator (SQLite in a temporary directory; the tenants' shards in its
 //! `[shards]`), the demo origin (users and profiles, one SQLite shard per tenant) and three
-//! PoPs (the release edge wasm under Viceroy), registers twelve tenants (the coordinator
+//! PoPs (the local-stack edge wasm under Viceroy: the release code plus the purge endpoint), registers twelve tenants (the coordinator
 //! writes their hosts to the PoPs' `edgegen_hosts`), then:
 //! 1. sends every tenant's request through every PoP (MISS, then HIT; routing by Host;
 //!    client `edgegen-*` headers never reach the origin);
@@ -15,8 +15,11 @@
 //!    After the data fix the release commits: the coordinator verifies every shard and the
 //!    live data before it commits; prints the execution log;
 //! 3. deploys the origin's 1.8.3 build and keeps traffic on every PoP until each one has
-//!    fetched the new manifests and acknowledged: the release converges; prints the
-//!    convergence summary with measured figures;
+//!    fetched the new manifests and acknowledged: the release converges. Push: the
+//!    coordinator's outbox purges the tenants' manifest keys through the Fastly API
+//!    stand-in, which applies the purge at every PoP (the local-stack wasm's purge endpoint),
+//!    so each PoP re-fetches at once instead of when its manifest expires; prints the purge
+//!    step, when each PoP applied it, and the convergence summary with measured figures;
 //! 4. registers a thirteenth tenant while the PoPs run: the coordinator owns the PoPs'
 //!    `edgegen_hosts` (through the local stand-in for Fastly's Config Store API, whose JSON
 //!    file Viceroy re-reads on each request), so every PoP serves it without a restart.
@@ -30,11 +33,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 use edgegen_shared::{SecretKey, TenantId};
-use edgegen_tests::config_store_api::{self, ConfigStoreApi};
 use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator};
 use edgegen_tests::demo_origin::{Build, DemoOrigin};
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use edgegen_tests::process::free_port;
-use edgegen_tests::viceroy::{EdgeConfig, PROBE_KEY, Viceroy};
+use edgegen_tests::viceroy::{EdgeConfig, LOCAL_PURGE_TOKEN, PROBE_KEY, Viceroy};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -55,6 +58,8 @@ const TENANTS: [&str; 12] = [
 const POPS: usize = 3;
 /// The tenant registered after the PoPs are up (its shard exists from the start).
 const LATE_TENANT: &str = "initrode";
+/// The Fastly service the PoPs form at the Fastly API stand-in (purges of it reach them all).
+const SERVICE: &str = "demoService01";
 /// The id of the PoPs' `edgegen_hosts` Config Store at the Fastly API stand-in.
 const HOSTS_STORE: &str = "demoHosts01";
 /// The tenant whose shard still holds profiles on the retired `trial` plan.
@@ -122,14 +127,17 @@ async fn run(once: bool) -> anyhow::Result<()> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
     // The PoPs' host map: a JSON file behind the Fastly Config Store API stand-in, written
     // only by the coordinator.
-    let hosts_api = ConfigStoreApi::start(500)?; // Fastly's entries per store on paid accounts
+    let api = FastlyApi::start(500)?; // Fastly's entries per store on paid accounts
     let hosts_file = data.path().join("edgegen_hosts.json");
-    hosts_api.add_store(HOSTS_STORE, &hosts_file, &[])?;
+    api.add_store(HOSTS_STORE, &hosts_file, &[])?;
     let env = [
         ("EDGEGEN_CONFIG", config_path.to_string_lossy().into_owned()),
-        ("FASTLY_API_URL", hosts_api.url()),
-        ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
+        ("FASTLY_API_URL", api.url()),
+        ("FASTLY_API_TOKEN", fastly_api::TOKEN.to_owned()),
         ("EDGEGEN_HOSTS_STORE_ID", HOSTS_STORE.to_owned()),
+        // Push: releases purge the tenants' manifest keys through the stand-in, which applies
+        // each purge at every PoP.
+        ("FASTLY_SERVICE_ID", SERVICE.to_owned()),
     ];
     let coordinator = tokio::task::spawn_blocking(move || {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -140,7 +148,10 @@ async fn run(once: bool) -> anyhow::Result<()> {
     for p in 1..=POPS {
         let mut config = EdgeConfig::new(origin.addr(), Some(coordinator.addr()), Vec::new(), &format!("pop-{p}"));
         config.hosts_file = Some(hosts_file.clone());
-        edges.push(tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??);
+        config.purge_token = Some(LOCAL_PURGE_TOKEN.to_owned());
+        let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await??;
+        api.add_pop(SERVICE, &format!("pop-{p}"), &edge.url(""), LOCAL_PURGE_TOKEN);
+        edges.push(edge);
     }
     println!(
         "edgegen demo: coordinator http://{} (PID {}), demo origin http://{} (one SQLite shard per tenant), {POPS} PoPs:",
@@ -162,13 +173,13 @@ async fn run(once: bool) -> anyhow::Result<()> {
         &c1.to_string()[..19]
     );
     let synced = Instant::now();
-    while hosts_api.items(HOSTS_STORE).len() < TENANTS.len() {
+    while api.items(HOSTS_STORE).len() < TENANTS.len() {
         ensure!(synced.elapsed() < Duration::from_secs(15), "the coordinator did not write the tenants' hosts");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!(
         "   edgegen_hosts: {} hosts written by the coordinator (outbox -> Fastly Config Store API stand-in -> the PoPs' JSON store)",
-        hosts_api.items(HOSTS_STORE).len()
+        api.items(HOSTS_STORE).len()
     );
 
     let client = reqwest::Client::new();
@@ -219,6 +230,7 @@ async fn run(once: bool) -> anyhow::Result<()> {
     origin.retire_legacy_plan(LEGACY_TENANT)?;
     println!("   data fix: {LEGACY_TENANT}'s trial profiles moved to the free plan; the release again:");
     let release = coordinator.admin(Method::POST, "/v1/releases", Some(body)).await?;
+    let committed = Instant::now();
     let id = release["id"].as_str().unwrap_or("?").to_owned();
     let log = &release["execution_log"];
     println!(
@@ -254,6 +266,29 @@ async fn run(once: bool) -> anyhow::Result<()> {
             break;
         }
     }
+    // The push: the outbox's purge of the manifest keys, as the stand-in applied it per PoP.
+    let release_now = coordinator.admin(Method::GET, &format!("/v1/releases/{id}"), None).await?;
+    for s in release_now["execution_log"]["steps"].as_array().into_iter().flatten() {
+        if s["phase"] == "edge_node_invalidation" && s["status"] != "skipped" {
+            println!(
+                "   {}: {} {}",
+                s["step"].as_str().unwrap_or(""),
+                s["status"].as_str().unwrap_or(""),
+                s["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    let manifest_keys = TENANTS.len();
+    for applied in api.purges().iter().filter(|a| a.applied_at > committed) {
+        let manifests = applied.keys.iter().filter(|k| k.starts_with("edgegen-manifest/")).count();
+        println!(
+            "   push: {} applied the purge ({} keys, {manifests}/{manifest_keys} tenant manifests) {} ms after commit \
+             returned; its next request per tenant re-fetches and acknowledges",
+            applied.pop,
+            applied.keys.len(),
+            applied.applied_at.duration_since(committed).as_millis()
+        );
+    }
     for (t, probe) in TENANTS.iter().zip(&probes).take(2) {
         let seen = get(&client, &edges[0], t, probe).await?;
         println!("   {t:<10} via pop-1 -> {} {} generation {}", seen.status, seen.cache, seen.generation);
@@ -270,8 +305,8 @@ async fn run(once: bool) -> anyhow::Result<()> {
         ms(&conv["max_ms"])
     );
     println!(
-        "   no PoP trusts a manifest longer than {} (the bound); a PoP acknowledges on its first request after its \
-         manifest expired, so acks can trail the bound without a stale read (BENCHMARKS.md: zero stale reads after it)",
+        "   no PoP trusts a manifest longer than {} (the bound); with push, a PoP re-fetches on its first request after \
+         the purge reached it, long before that (BENCHMARKS.md: zero stale reads after each PoP applied its purge)",
         ms(&conv["bound_ms"])
     );
     for p in conv["pops"].as_array().into_iter().flatten() {

@@ -13,6 +13,12 @@ fn demo_once_passes() {
         let served = |l: &str| l.starts_with(&format!("   pop-{pop} -> 200 ")) && l.contains(" for initrode, ");
         assert!(stdout.lines().any(served), "{stdout}");
     }
+    // Push: the release's purge reached every PoP through the Fastly API stand-in.
+    for pop in 1..=3 {
+        let pushed = |l: &str| l.starts_with(&format!("   push: pop-{pop} applied the purge ")) && l.contains("12/12");
+        assert!(stdout.lines().any(pushed), "{stdout}");
+    }
+    assert!(stdout.contains("purge CDN surrogate keys: ok"), "{stdout}");
     // The live-data contract check caught initech's legacy `trial` plan before the commit,
     // then passed for every tenant after the data fix.
     assert!(

@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::process::Output;
 
-use edgegen_tests::config_store_api::{self, ConfigStoreApi};
 use edgegen_tests::coordinator::{ADMIN_TOKEN, Coordinator};
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use edgegen_tests::origin::{SampleOrigin, Stamp};
 use edgegen_tests::viceroy::{EdgeConfig, Viceroy};
 use edgegen_tests::workspace;
@@ -29,17 +29,11 @@ async fn register(c: &Coordinator, id: &str, hosts: &[&str]) -> anyhow::Result<V
 }
 
 /// Runs `edgegen sync hosts --store-id STORE` against `coordinator` and `api`.
-async fn sync(coordinator: &Coordinator, api: &ConfigStoreApi, token: &str, args: &[&str]) -> Output {
+async fn sync(coordinator: &Coordinator, api: &FastlyApi, token: &str, args: &[&str]) -> Output {
     sync_store(coordinator, api, token, STORE, args).await
 }
 
-async fn sync_store(
-    coordinator: &Coordinator,
-    api: &ConfigStoreApi,
-    token: &str,
-    store: &str,
-    args: &[&str],
-) -> Output {
+async fn sync_store(coordinator: &Coordinator, api: &FastlyApi, token: &str, store: &str, args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(workspace::coordinator_bin().unwrap());
     cmd.args(["sync", "hosts", "--store-id", store])
         .args(args)
@@ -85,7 +79,7 @@ async fn sync_hosts_repairs_drift_and_the_pops_route_by_it_without_a_restart() {
     assert!(err.to_string().contains("acme.localhost already belongs to tenant acme"), "{err}");
 
     // The store as a hand-maintained map left it: one right, one stale, one misrouted, one missing.
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     let file = dir.path().join("edgegen_hosts.json");
     let stale = [("acme.localhost", "acme"), ("beta.localhost", "acme"), ("old.localhost", "gone")];
     api.add_store(STORE, &file, &stale).unwrap();
@@ -102,7 +96,7 @@ async fn sync_hosts_repairs_drift_and_the_pops_route_by_it_without_a_restart() {
     assert_eq!(route(&pops[0], "www.beta.localhost").await.0, 404, "missing before the sync");
 
     // --dry-run: the drift, exit 1, nothing written.
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &["--dry-run"]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &["--dry-run"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for line in [
@@ -117,7 +111,7 @@ async fn sync_hosts_repairs_drift_and_the_pops_route_by_it_without_a_restart() {
     assert!(!api.calls().iter().any(|c| c.starts_with("PATCH")), "{:?}", api.calls());
 
     // The repair: exit 1 (it changed something), the store is the coordinator's map.
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &["--json"]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &["--json"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["in_sync"].as_bool(), report["repaired"].as_bool()), (Some(false), Some(true)));
@@ -137,14 +131,14 @@ async fn sync_hosts_repairs_drift_and_the_pops_route_by_it_without_a_restart() {
     assert_eq!(pops.iter().map(Viceroy::pid).collect::<Vec<_>>(), pids);
 
     // In sync: exit 0.
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &[]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 host(s), in sync"), "{}", text(&out));
 
     // A tenant registered while the PoPs run is served once the map is synced.
     register(&coordinator, "gamma", &["gamma.localhost"]).await.unwrap();
     assert_eq!(route(&pops[1], "gamma.localhost").await.0, 404);
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &[]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     for pop in &pops {
         assert_eq!(route(pop, "gamma.localhost").await, (200, "gamma".into()));
@@ -153,7 +147,7 @@ async fn sync_hosts_repairs_drift_and_the_pops_route_by_it_without_a_restart() {
     // A hand edit (a host deleted in the web interface) is found and undone.
     api.edit_by_hand(STORE, "acme.localhost", None);
     assert_eq!(route(&pops[0], "acme.localhost").await.0, 404);
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &[]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("missing            acme.localhost -> acme"));
     assert_eq!(route(&pops[0], "acme.localhost").await, (200, "acme".into()));
@@ -164,11 +158,11 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = start_coordinator(dir.path()).await;
     register(&coordinator, "acme", &["a.localhost", "b.localhost", "c.localhost"]).await.unwrap();
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     api.add_store(STORE, &dir.path().join("hosts.json"), &[("z.localhost", "zed")]).unwrap();
 
     // Three hosts in a store limited to two: exit 2, the limit named, nothing written.
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &["--max-entries", "2"]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &["--max-entries", "2"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("3 hosts; a Config Store holds at most 2 entries"), "{stderr}");
@@ -177,9 +171,9 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
 
     // A store whose account allows fewer entries than --max-entries said: the API refuses
     // the whole update (exit 5, its reason shown), nothing is dropped to fit.
-    let small = ConfigStoreApi::start(2).unwrap();
+    let small = FastlyApi::start(2).unwrap();
     small.add_store(STORE, &dir.path().join("small.json"), &[]).unwrap();
-    let out = sync(&coordinator, &small, config_store_api::TOKEN, &[]).await;
+    let out = sync(&coordinator, &small, fastly_api::TOKEN, &[]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the limit is 2"), "{}", text(&out));
     assert!(small.items(STORE).is_empty());
@@ -187,7 +181,7 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
     // Writes accepted but not applied (someone else rewrites the store): the read-back
     // catches it, exit 5, naming the hosts.
     api.lose_writes(true);
-    let out = sync(&coordinator, &api, config_store_api::TOKEN, &[]).await;
+    let out = sync(&coordinator, &api, fastly_api::TOKEN, &[]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -202,22 +196,22 @@ async fn sync_hosts_refuses_a_map_over_the_limits_and_reports_api_failures() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 401"), "{}", text(&out));
 
     // An unknown store: exit 5, named.
-    let out = sync_store(&coordinator, &api, config_store_api::TOKEN, "nosuchstore", &[]).await;
+    let out = sync_store(&coordinator, &api, fastly_api::TOKEN, "nosuchstore", &[]).await;
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchstore"), "{}", text(&out));
 
     // Invalid input: no Fastly token, or a store id that is not one.
     let out = sync(&coordinator, &api, "", &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    let out = sync_store(&coordinator, &api, config_store_api::TOKEN, "a/b", &[]).await;
+    let out = sync_store(&coordinator, &api, fastly_api::TOKEN, "a/b", &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--store-id: \"a/b\""), "{}", text(&out));
 }
 
 /// The environment of a coordinator that owns the host map in `api`'s store `STORE`.
-fn owning_env(api: &ConfigStoreApi, max_entries: &str) -> Vec<(&'static str, String)> {
+fn owning_env(api: &FastlyApi, max_entries: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("FASTLY_API_TOKEN", config_store_api::TOKEN.to_owned()),
+        ("FASTLY_API_TOKEN", fastly_api::TOKEN.to_owned()),
         ("FASTLY_API_URL", api.url()),
         ("EDGEGEN_HOSTS_STORE_ID", STORE.to_owned()),
         ("EDGEGEN_HOSTS_MAX_ENTRIES", max_entries.to_owned()),
@@ -238,7 +232,7 @@ async fn start_owning(data: &Path, addr: std::net::SocketAddr, env: &[(&'static 
 /// A coordinator process that owns the host map in `api`'s store: what it needs to be
 /// started again on the same data and address.
 struct Owning<'a> {
-    api: &'a ConfigStoreApi,
+    api: &'a FastlyApi,
     data: &'a Path,
     addr: std::net::SocketAddr,
     env: &'a [(&'static str, String)],
@@ -295,7 +289,7 @@ async fn host_syncs(c: &Coordinator, outcome: &str) -> u64 {
 #[tokio::test]
 async fn a_registration_reaches_the_pops_through_the_outbox_even_across_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     let file = dir.path().join("edgegen_hosts.json");
     api.add_store(STORE, &file, &[]).unwrap();
     let env = owning_env(&api, "3");
@@ -371,7 +365,7 @@ async fn tenant_cli(coordinator: &Coordinator, args: &[&str]) -> Output {
 #[tokio::test]
 async fn host_changes_and_removals_reach_the_pops_through_the_outbox_even_across_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let api = ConfigStoreApi::start(500).unwrap();
+    let api = FastlyApi::start(500).unwrap();
     let file = dir.path().join("edgegen_hosts.json");
     api.add_store(STORE, &file, &[]).unwrap();
     let env = owning_env(&api, "10");

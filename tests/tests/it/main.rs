@@ -5,4 +5,5 @@ mod edge_cache;
 mod edge_http;
 mod edge_skeleton;
 mod host_sync;
+mod push;
 mod scenarios;

@@ -19,6 +19,10 @@ pub struct Read {
     pub at: Instant,
     /// The tenant asked for.
     pub tenant: String,
+    /// Which PoP answered (its index in the checker's URLs).
+    pub pop: usize,
+    /// The edge's `edgegen-cache` verdict (HIT, MISS, BYPASS, ...), if any.
+    pub cache: Option<String>,
     /// The generation the edge served it under (`edgegen-generation`), if any.
     pub generation: Option<u64>,
     /// The tenant the body names.
@@ -80,11 +84,14 @@ pub fn start(
                 };
                 let generation =
                     resp.headers().get("edgegen-generation").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                let cache = resp.headers().get("edgegen-cache").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
                 let served_tenant = body["tenant"].as_str().map(str::to_owned);
                 reads.lock().unwrap_or_else(|p| p.into_inner()).push(Read {
                     at: sent,
                     tenant: tenants[t].clone(),
+                    pop,
+                    cache,
                     generation,
                     served_tenant,
                 });

@@ -337,6 +337,10 @@ pub struct ConvergenceInput<'a> {
     pub bound_ms: u64,
     /// Live window.
     pub live_window_ms: u64,
+    /// The tenants' max stale (the lease bound of a PoP without a fetch record).
+    pub leases: &'a crate::config::LeasePolicy,
+    /// The fetch records of the release's tenants.
+    pub fetches: &'a [(PopId, TenantId, crate::convergence::FetchRecord)],
 }
 
 /// Computes how far a release has converged: converged when at least one PoP is live and
@@ -381,7 +385,26 @@ pub fn convergence(input: &ConvergenceInput<'_>) -> Convergence {
         max_staleness_ms,
         bound_ms: input.bound_ms,
         live_window_ms: input.live_window_ms,
+        leases: lease_groups(input),
     }
+}
+
+/// The release's PoPs by lease ([`crate::convergence::lease_groups`]).
+fn lease_groups(input: &ConvergenceInput<'_>) -> edgegen_shared::api::LeaseGroups {
+    let tenants: Vec<crate::convergence::LeaseTenant> = input
+        .tenants
+        .iter()
+        .map(|t| crate::convergence::LeaseTenant { tenant: t.clone(), max_stale_ms: input.leases.ages(t).max_stale_ms })
+        .collect();
+    let acked: Vec<(PopId, TenantId)> = input.acks.iter().map(|a| (a.pop.clone(), a.tenant.clone())).collect();
+    crate::convergence::lease_groups(&crate::convergence::LeaseInput {
+        committed_at: input.committed_at,
+        now: input.now,
+        tenants: &tenants,
+        live_pops: input.live_pops,
+        fetches: input.fetches,
+        acked: &acked,
+    })
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -532,6 +555,8 @@ mod tests {
         let ack =
             |pop: usize, tenant: &str, at: u64| AckRow { pop: pops[pop].clone(), tenant: t(tenant), received_at: at };
         let mut acks = vec![ack(0, "a", 1100), ack(0, "b", 1300), ack(0, "b", 1200), ack(1, "a", 1050)];
+        let policy =
+            crate::config::LeasePolicy::global(crate::config::ManifestAges { max_age_ms: 1000, max_stale_ms: 3000 });
         let input = |acks: &[AckRow]| {
             convergence(&ConvergenceInput {
                 release_id: &id,
@@ -543,6 +568,8 @@ mod tests {
                 now: 5000,
                 bound_ms: 1000,
                 live_window_ms: 30_000,
+                leases: &policy,
+                fetches: &[],
             })
         };
         let c = input(&acks);
@@ -550,6 +577,9 @@ mod tests {
         assert_eq!((c.acked, c.total), (1, 2));
         assert_eq!(c.pops[0].latency_ms, Some(200), "first ack per tenant counts, slowest tenant decides");
         assert_eq!(c.max_staleness_ms, 4000, "pending PoPs: stale until now");
+        assert_eq!(c.leases.confirmed, [pops[0].clone()]);
+        assert_eq!(c.leases.expired.len(), 1, "p2 has no fetch record: commit + max stale (4000) is not after now");
+        assert_eq!((c.leases.expired[0].old_until, c.leases.expired[0].tenants_unconfirmed), (4000, 1));
         acks.push(ack(1, "b", 1900));
         let c = input(&acks);
         assert!(c.converged);
@@ -569,6 +599,11 @@ mod tests {
             now: 10,
             bound_ms: 1000,
             live_window_ms: 1,
+            leases: &crate::config::LeasePolicy::global(crate::config::ManifestAges {
+                max_age_ms: 1000,
+                max_stale_ms: 300_000,
+            }),
+            fetches: &[],
         });
         assert!(!c.converged);
     }

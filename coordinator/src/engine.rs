@@ -238,19 +238,26 @@ impl Engine {
         )))
     }
 
-    /// Records that `pop` was served `tenant`'s manifest at `generation` (in memory, and
-    /// in the store the first time, so other replicas can vouch for the PoP's ack).
+    /// Records, before the answer goes out, that `pop` is being handed a statement of
+    /// `tenant`'s manifest (a manifest or a lease) at `generation` that expires at
+    /// `expires_at` (its `issued_at + max_stale`): in memory, and in the store whenever the
+    /// durable record must move ([`crate::convergence::advance`], `slack_ms` ahead), so
+    /// other replicas can vouch for the PoP's ack and the convergence report can bound
+    /// until when the PoP may serve an older generation.
     ///
     /// # Errors
-    /// When the store fails to record it.
+    /// When the store fails to record it (the statement must then not be handed out).
     pub async fn manifest_served(
         &self,
         pop: PopId,
         tenant: TenantId,
         generation: Generation,
+        expires_at: u64,
+        slack_ms: u64,
     ) -> Result<(), EngineError> {
-        if self.fetches.record(pop.clone(), tenant.clone(), generation) {
-            self.store.record_fetch(pop, tenant, generation).await?;
+        if let Some(record) = self.fetches.served(&pop, &tenant, generation, expires_at, slack_ms) {
+            self.store.record_fetch(pop.clone(), tenant.clone(), record).await?;
+            self.fetches.record(pop, tenant, record);
         }
         Ok(())
     }
@@ -261,7 +268,8 @@ impl Engine {
         let fetched = self.store.fetched(ack.pop.clone(), ack.tenant.clone()).await?;
         match fetched {
             Some(g) if g >= ack.generation => {
-                self.fetches.record(ack.pop.clone(), ack.tenant.clone(), g);
+                let known = crate::convergence::FetchRecord { generation: g, lease_until: None };
+                self.fetches.record(ack.pop.clone(), ack.tenant.clone(), known);
                 Ok(true)
             }
             _ => Ok(false),

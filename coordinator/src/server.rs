@@ -352,7 +352,7 @@ async fn rollback_release(State(state): State<AppState>, Path(id): Path<String>)
 
 #[utoipa::path(get, path = "/v1/releases/{id}/convergence", tag = "releases", security(("admin" = [])),
     params(("id" = ReleaseId, Path, description = "Release id")),
-    responses((status = 200, description = "Acknowledgements per live PoP", body = edgegen_shared::api::Convergence),
+    responses((status = 200, description = "Acknowledgements per live PoP, and every PoP by lease: confirmed, provably expired, unconfirmed (with until when it may serve the old generation)", body = edgegen_shared::api::Convergence),
         (status = 404, description = "No such release", body = ErrorBody)))]
 async fn convergence(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
     let id = release_id(&id)?;
@@ -387,15 +387,19 @@ async fn manifest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
     state.metrics.manifest(not_modified);
-    // The PoP that asked (if it named itself) was served this generation: what vouches for
-    // its acknowledgement of it.
+    let ages = state.leases.ages(&current.id);
+    let issued_at = now_ms();
+    // The PoP that asked (if it named itself) is served this generation until issued_at +
+    // max stale: recorded before the answer goes out, it vouches for the PoP's
+    // acknowledgement and bounds the convergence report's lease groups.
     if let Some(pop) = headers.get(crate::engine::POP_HEADER).and_then(|v| v.to_str().ok()) {
         let pop = PopId::new(pop)
             .map_err(|e| AppError::bad_request("invalid_pop", format!("{} header: {e}", crate::engine::POP_HEADER)))?;
-        state.engine().manifest_served(pop, current.id.clone(), current.generation).await?;
+        let expires_at = issued_at.saturating_add(ages.max_stale_ms);
+        let slack = crate::convergence::record_slack_ms(ages.max_stale_ms);
+        state.engine().manifest_served(pop, current.id.clone(), current.generation, expires_at, slack).await?;
     }
     let etag_value = HeaderValue::from_str(&etag).map_err(AppError::internal)?;
-    let ages = state.leases.ages(&current.id);
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         tenant: current.id,
@@ -403,7 +407,7 @@ async fn manifest(
         schema_version: current.schema_version,
         contract_hash: current.contract_hash,
         release_id: current.release_id,
-        issued_at: now_ms(),
+        issued_at,
         max_age_ms: ages.max_age_ms,
         max_stale_ms: Some(ages.max_stale_ms),
     };

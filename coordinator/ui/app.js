@@ -235,6 +235,8 @@ async function release(id) {
     h("span", {}, "converged"), h("span", {}, time(r.converged_at)),
     h("span", {}, "acknowledged"), h("span", { id: "acked" }, `${conv.acked} of ${conv.total} live PoPs`),
     h("span", {}, "latency"), h("span", {}, `p50 ${conv.p50_ms ?? "—"} ms, p99 ${conv.p99_ms ?? "—"} ms, max ${conv.max_ms ?? "—"} ms`),
+    h("span", {}, "leases"), h("span", { id: "leases" },
+      `${conv.leases.confirmed.length} confirmed, ${conv.leases.expired.length} provably expired, ${conv.leases.unconfirmed.length} unconfirmed`),
     r.rollback_of ? [h("span", {}, "rolls back"), h("a", { href: `#/release/${r.rollback_of}` }, r.rollback_of)] : null,
     r.rolled_back_by ? [h("span", {}, "rolled back by"), h("a", { href: `#/release/${r.rolled_back_by}` }, r.rolled_back_by)] : null,
   );
@@ -250,9 +252,17 @@ async function release(id) {
     h("tbody", {}, r.execution_log.steps.map((st) => h("tr", {},
       h("td", {}, st.phase), h("td", {}, st.step), h("td", {}, status(st.status)),
       h("td", {}, st.duration_ms.toFixed(1)), h("td", {}, st.detail)))));
+  // PoPs that have not confirmed: until when each may still serve the old generation.
+  const pending = [...conv.leases.unconfirmed.map((p) => [p, "unconfirmed"]), ...conv.leases.expired.map((p) => [p, "expired"])];
+  const leases = pending.length === 0 ? null : h("table", { id: "lease-groups" },
+    h("thead", {}, h("tr", {}, ["PoP", "group", "tenants unconfirmed", "old generation servable until"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, pending.map(([p, group]) => h("tr", {},
+      h("td", {}, h("code", {}, p.pop)), h("td", {}, group), h("td", {}, String(p.tenants_unconfirmed)),
+      h("td", {}, group === "expired" ? `${time(p.old_until)} (past)` : `${time(p.old_until)} (${p.remaining_ms} ms left)`)))));
   show(
     h("h2", {}, `Release ${r.id}`),
     h("div", { class: "card" }, facts),
+    ...(leases ? [h("div", { class: "card" }, h("h3", {}, "PoPs that have not confirmed"), leases)] : []),
     h("div", { class: "card" }, h("h3", {}, "Convergence timeline"), timeline(r, conv, rollback)),
     h("div", { class: "card" }, h("h3", {}, "Tenants"), changes),
     h("div", { class: "card" }, h("h3", {}, `Execution log ${r.execution_log.execution_id}`), log),

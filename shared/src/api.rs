@@ -318,6 +318,42 @@ pub struct Convergence {
     pub bound_ms: u64,
     /// The live window used to decide which PoPs count.
     pub live_window_ms: u64,
+    /// Every PoP that held a lease on one of the release's tenants at commit (or that
+    /// acknowledged the release), in three groups: confirmed, provably expired, unconfirmed.
+    #[serde(default)]
+    pub leases: LeaseGroups,
+}
+
+/// The PoPs of a release's convergence report by what they may still serve: a PoP that
+/// has not confirmed the release can serve the old generation only until its last
+/// statement for that tenant (manifest or lease) expires, `issued_at + max_stale` (the
+/// coordinator records that bound before it hands the statement out).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseGroups {
+    /// PoPs that acknowledged every tenant of the release at or past its generation, sorted.
+    pub confirmed: Vec<PopId>,
+    /// PoPs that did not, but whose every statement for an older generation has expired: they
+    /// can no longer serve the old generation (they bypass or fetch the new manifest).
+    pub expired: Vec<PopLease>,
+    /// PoPs that did not, and may still serve the old generation until `old_until`.
+    pub unconfirmed: Vec<PopLease>,
+}
+
+/// A PoP that has not confirmed a release, and until when it may serve the old generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PopLease {
+    /// The PoP.
+    pub pop: PopId,
+    /// Tenants of the release it has not acknowledged at or past the release's generation.
+    pub tenants_unconfirmed: usize,
+    /// Unix ms until which it may serve an older generation of one of those tenants (the
+    /// latest expiry of the statements it was handed; for a PoP without a fetch record,
+    /// commit + the tenant's max stale).
+    pub old_until: u64,
+    /// `old_until` minus the report's time (0 once expired).
+    pub remaining_ms: u64,
 }
 
 /// One PoP's progress on a release.

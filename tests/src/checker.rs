@@ -21,6 +21,8 @@ pub struct Read {
     pub pop: usize,
     /// The tenant asked for.
     pub tenant: String,
+    /// The edge's `edgegen-cache` verdict (HIT, MISS, BYPASS, ...), if any.
+    pub cache: Option<String>,
     /// The generation the edge served it under (`edgegen-generation`), if any.
     pub generation: Option<u64>,
     /// The tenant the body names.
@@ -86,12 +88,14 @@ pub fn start(
                 };
                 let generation =
                     resp.headers().get("edgegen-generation").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                let cache = resp.headers().get("edgegen-cache").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
                 let served_tenant = body["tenant"].as_str().map(str::to_owned);
                 reads.lock().unwrap_or_else(|p| p.into_inner()).push(Read {
                     at: sent,
                     pop,
                     tenant: tenants[t].clone(),
+                    cache,
                     generation,
                     served_tenant,
                 });

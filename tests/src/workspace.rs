@@ -96,11 +96,8 @@ fn build_coordinator() -> anyhow::Result<PathBuf> {
     if release {
         args.push("--release");
     }
-    let status = Command::new(&cargo)
-        .current_dir(root())
-        .args(&args)
-        .status()
-        .with_context(|| format!("running {cargo}"))?;
+    let status =
+        Command::new(&cargo).current_dir(root()).args(&args).status().with_context(|| format!("running {cargo}"))?;
     if !status.success() {
         bail!("building the edgegen binary failed ({status}); run `cargo build -p edgegen-coordinator` to see why");
     }

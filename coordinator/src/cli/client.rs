@@ -488,6 +488,25 @@ fn print_convergence(c: &Convergence) {
     for p in &c.pops {
         println!("  {:<16} {}/{} tenants  latency {}", p.pop, p.tenants_acked, p.tenants_total, ms(p.latency_ms));
     }
+    let l = &c.leases;
+    println!(
+        "leases: {} confirmed, {} provably expired, {} unconfirmed",
+        l.confirmed.len(),
+        l.expired.len(),
+        l.unconfirmed.len()
+    );
+    for p in &l.expired {
+        println!(
+            "  {:<16} expired    {} tenant(s) unconfirmed, old generation servable until {}",
+            p.pop, p.tenants_unconfirmed, p.old_until
+        );
+    }
+    for p in &l.unconfirmed {
+        println!(
+            "  {:<16} unconfirmed {} tenant(s), may serve the old generation until {} ({} ms from now)",
+            p.pop, p.tenants_unconfirmed, p.old_until, p.remaining_ms
+        );
+    }
 }
 
 /// Runs `edgegen status ID`.

@@ -49,6 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let settings = StoreSettings {
         manifest_max_age_ms: config.manifest_max_age_ms,
+        leases: config.leases.clone(),
         pop_live_window_ms: config.pop_live_window_ms,
         auto_rollback: config.auto_rollback,
         convergence_deadline_ms: config.convergence_deadline_ms,

@@ -99,6 +99,9 @@ impl From<serde_json::Error> for StoreError {
 pub struct StoreSettings {
     /// Manifest max age: the convergence bound.
     pub manifest_max_age_ms: u64,
+    /// Each tenant's max age and max stale (the convergence report's lease bound for a PoP
+    /// without a fetch record is commit + the tenant's max stale).
+    pub leases: crate::config::LeasePolicy,
     /// PoPs seen within this window count as live.
     pub pop_live_window_ms: u64,
     /// Auto-rollback policy on reports.
@@ -274,14 +277,15 @@ pub trait Store: Send + Sync + 'static {
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Stores an edge report and applies the auto-rollback policy.
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>>;
-    /// Records, where every replica can see it, that `pop` was served `tenant`'s manifest
-    /// at `generation` (called once per new generation per PoP, not per request). A
-    /// single-process store has nothing to share and does nothing.
+    /// Records durably, where every replica can see it, that `pop` was (or is about to be)
+    /// served `tenant`'s manifest up to `record` (merged: the generation and the lease bound
+    /// only grow). Called before the statement goes out, once per new generation or lease
+    /// bound ([`crate::convergence::advance`]), not per request.
     fn record_fetch(
         &self,
         pop: PopId,
         tenant: TenantId,
-        generation: Generation,
+        record: crate::convergence::FetchRecord,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The highest generation of `tenant`'s manifest any replica recorded serving `pop`.
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;

@@ -513,6 +513,66 @@ async fn convergence_follows_acks_of_live_pops() {
     assert!(metrics.contains("edgegen_convergence_latency_ms_count 1\n"));
 }
 
+/// The report's three lease groups, on short leases (max stale 1 s) so they expire during
+/// the test: a PoP that acknowledged every tenant is confirmed; one that did not may serve
+/// the old generation until its last statement's recorded bound (issued_at + max stale,
+/// written ahead by a quarter of it), then is provably expired. On PostgreSQL each PoP
+/// fetches through another replica: the bounds are shared rows.
+#[tokio::test]
+async fn convergence_separates_confirmed_expired_and_unconfirmed_pops() {
+    let ages = edgegen_coordinator::config::ManifestAges { max_age_ms: 200, max_stale_ms: 1000 };
+    let app = test_app_leased(BACKEND, None, None, edgegen_coordinator::config::LeasePolicy::global(ages));
+    let replica = |i: usize| &app.replicas[i % app.replicas.len()];
+    for t in ["a", "b"] {
+        add_tenant(&app.router, t).await;
+    }
+    let before = edgegen_coordinator::clock::now_ms();
+    for (i, pop) in ["p1", "p2", "p3"].into_iter().enumerate() {
+        for t in ["a", "b"] {
+            assert_eq!(fetch_manifest(replica(i), pop, t).await.status, StatusCode::OK);
+        }
+    }
+    // p1 and p2 are live (they acknowledged generation 1); p3 only fetched.
+    for pop in ["p1", "p2"] {
+        assert_eq!(raw_ack(&app.router, pop, "a", 1).await.status, StatusCode::NO_CONTENT);
+    }
+    let after = edgegen_coordinator::clock::now_ms();
+    release(&app.router, &["a", "b"]).await;
+    ack(replica(1), "p1", "a", 2).await;
+    ack(replica(2), "p1", "b", 2).await;
+    ack(replica(1), "p2", "b", 2).await;
+
+    let report = || async {
+        let a = send(&app.router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        serde_json::from_value::<edgegen_shared::api::Convergence>(a.body).unwrap()
+    };
+    let c = report().await;
+    let names = |pops: &[edgegen_shared::api::PopLease]| pops.iter().map(|p| p.pop.to_string()).collect::<Vec<_>>();
+    assert_eq!(c.leases.confirmed.iter().map(ToString::to_string).collect::<Vec<_>>(), ["p1"]);
+    assert_eq!(names(&c.leases.unconfirmed), ["p2", "p3"], "{:?}", c.leases);
+    assert!(c.leases.expired.is_empty());
+    // p2 acknowledged b (not a); p3 acknowledged nothing. Their bounds are those recorded
+    // when they fetched before the commit.
+    assert_eq!(c.leases.unconfirmed.iter().map(|p| p.tenants_unconfirmed).collect::<Vec<_>>(), [1, 2]);
+    for p in &c.leases.unconfirmed {
+        assert!(p.old_until >= before + 1000, "covers every statement: {p:?}");
+        assert!(p.old_until <= after + 1250, "at most a quarter max stale late: {p:?}");
+        assert!(p.remaining_ms > 0 && p.remaining_ms <= 1250, "{p:?}");
+    }
+
+    let last = c.leases.unconfirmed.iter().map(|p| p.old_until).max().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(
+        last.saturating_sub(edgegen_coordinator::clock::now_ms()) + 20,
+    ))
+    .await;
+    let c = report().await;
+    assert_eq!(names(&c.leases.expired), ["p2", "p3"], "{:?}", c.leases);
+    assert!(c.leases.unconfirmed.is_empty());
+    assert!(c.leases.expired.iter().all(|p| p.remaining_ms == 0));
+    assert!(!c.converged, "p2 is live and has not acknowledged b: expiry is not confirmation");
+}
+
 #[tokio::test]
 async fn reports_trigger_the_auto_rollback_policy() {
     let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60), min_pops: 2, min_paths: 1 };

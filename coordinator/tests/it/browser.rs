@@ -100,6 +100,8 @@ async fn dashboard_requires_the_admin_token_and_draws_the_release_timeline() {
     assert!(label.as_str().unwrap().starts_with("rollback rel-"), "{label}");
     let status = driver.js("return document.getElementById('release-status').textContent").await;
     assert_eq!(status, json!("rolled_back"));
+    let leases = driver.js("return document.getElementById('leases').textContent").await;
+    assert_eq!(leases, json!("3 confirmed, 0 provably expired, 0 unconfirmed"), "the lease groups");
     let rows = driver.js("return document.querySelectorAll('#changes tbody tr').length").await;
     assert_eq!(rows, json!(3), "per-tenant from -> to");
 

@@ -240,6 +240,11 @@ async fn edgegen_purge_cli() {
 /// The purge step of release `id` once it is no longer `pending` (the outbox worker
 /// delivers it after the commit), within `within`.
 async fn purge_step_settled(router: &Router, id: &str, within: Duration) -> Value {
+    purge_step_when(router, id, within, |step| step["status"] != "pending").await
+}
+
+/// The purge step of release `id` once `done` holds for it (or after `within`).
+async fn purge_step_when(router: &Router, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
     use crate::support::{ADMIN, send};
     let started = Instant::now();
     loop {
@@ -251,11 +256,56 @@ async fn purge_step_settled(router: &Router, id: &str, within: Duration) -> Valu
             .find(|s| s["step"] == "purge CDN surrogate keys")
             .unwrap()
             .clone();
-        if step["status"] != "pending" || started.elapsed() > within {
+        if done(&step) || started.elapsed() > within {
             return step;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The CDN API answers errors (HTTP 503) for as long as one delivery attempt lasts: the
+/// attempt fails, the execution log says so and that the outbox retries, the release
+/// stands; once the API answers again the outbox's next attempt purges every key and the
+/// log records that final outcome.
+#[tokio::test]
+async fn a_purge_the_api_refuses_is_retried_by_the_outbox_and_logged() {
+    use crate::support::{ADMIN, add_tenant, release_body, router_with_cdn, send};
+    let api = Api::default();
+    api.failures.lock().unwrap().extend([503; 10_000]);
+    let addr = serve(api.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cdn = edgegen_coordinator::server::Cdn {
+        client: client(addr, Duration::from_millis(300)),
+        service: Some("SVC1".into()),
+        soft: false,
+        hosts: None,
+    };
+    let router = router_with_cdn(dir.path(), None, None, Some(std::sync::Arc::new(cdn)));
+    add_tenant(&router, "a").await;
+    let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let failed = purge_step_when(&router, "rel-1", Duration::from_secs(5), |step| {
+        step["detail"].as_str().unwrap().starts_with("attempt 1:")
+    })
+    .await;
+    assert_eq!(failed["status"], "pending", "{failed}");
+    let detail = failed["detail"].as_str().unwrap();
+    assert!(detail.contains("HTTP 503") && detail.contains("retrying in"), "{failed}");
+    let refused = api.seen().len();
+    assert!(refused >= 1, "the API was called");
+    let tenant = send(&router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.body;
+    assert_eq!(tenant["generation"], 2, "the release stands while its purge is retried");
+
+    api.failures.lock().unwrap().clear();
+    let step = purge_step_settled(&router, "rel-1", Duration::from_secs(10)).await;
+    assert_eq!(step["status"], "ok", "{step}");
+    let detail = step["detail"].as_str().unwrap();
+    assert!(detail.contains("2 surrogate key(s) purged") && detail.contains("attempt"), "{step}");
+    assert!(!detail.starts_with("attempt 1:"), "the final outcome is a later attempt's: {step}");
+    let seen = api.seen();
+    assert!(seen.len() > refused, "purged after the refusals");
+    let body: Value = serde_json::from_str(&seen.last().unwrap().body).unwrap();
+    assert_eq!(body["surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a"]));
 }
 
 /// A release purges its plan's surrogate keys (retired generation, manifest) through the

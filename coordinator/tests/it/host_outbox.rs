@@ -25,6 +25,10 @@ const STORE: &str = "hostsStore01";
 fn settings(max_entries: usize) -> StoreSettings {
     StoreSettings {
         manifest_max_age_ms: 1000,
+        leases: edgegen_coordinator::config::LeasePolicy::global(edgegen_coordinator::config::ManifestAges {
+            max_age_ms: 1000,
+            max_stale_ms: 300_000,
+        }),
         pop_live_window_ms: 30_000,
         auto_rollback: None,
         convergence_deadline_ms: None,

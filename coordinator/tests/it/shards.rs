@@ -163,7 +163,15 @@ async fn shared_postgres_database_checks_each_tenants_view() {
         tenant_setting: Some("app.tenant".into()),
     };
     let dir = tempfile::tempdir().unwrap();
-    let router = crate::support::router_shared(dir.path(), None, None, None, shards.clone(), rls);
+    let router = crate::support::router_shared(
+        dir.path(),
+        None,
+        None,
+        None,
+        shards.clone(),
+        rls,
+        crate::support::default_leases(),
+    );
     for t in ["d", "e", "f", "g"] {
         add_tenant(&router, t).await;
     }

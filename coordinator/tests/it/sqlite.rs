@@ -43,7 +43,7 @@ async fn a_tenant_changed_during_the_release_is_a_conflict() {
 #[tokio::test]
 async fn host_changes_and_removals_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let router = router_on(dir.path(), None, None);
+    let router = router_with_cdn(dir.path(), None, None, None);
     add_tenant(&router, "a").await;
     add_tenant(&router, "b").await;
     let hosts = serde_json::json!({"hosts": ["b.test", "www.b.test"]});
@@ -51,7 +51,7 @@ async fn host_changes_and_removals_survive_a_reopen() {
     assert_eq!(send(&router, "DELETE", "/v1/tenants/a", Some(ADMIN), None).await.status, StatusCode::NO_CONTENT);
     drop(router);
 
-    let router = router_on(dir.path(), None, None);
+    let router = router_with_cdn(dir.path(), None, None, None);
     assert_eq!(send(&router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.status, StatusCode::NOT_FOUND);
     let b = send(&router, "GET", "/v1/tenants/b", Some(ADMIN), None).await.body;
     assert_eq!(b["hosts"], serde_json::json!(["b.test", "www.b.test"]));
@@ -59,4 +59,32 @@ async fn host_changes_and_removals_survive_a_reopen() {
         serde_json::json!({"id": "a", "hosts": ["a.test"], "schema_version": "1.8.2", "contract_hash": contract(1)});
     let a = send(&router, "POST", "/v1/tenants", Some(ADMIN), Some(again)).await;
     assert_eq!(a.status, StatusCode::CONFLICT, "a removed id stays taken: {}", a.text);
+}
+
+/// The lease bound of each PoP's fetch record is durable: after a restart on the same data,
+/// the convergence report states the bound recorded before the restart (the fetch time +
+/// max stale + a quarter of it), not the fallback of commit + max stale.
+#[tokio::test]
+async fn fetch_records_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = router_with_cdn(dir.path(), None, None, None);
+    add_tenant(&router, "a").await;
+    let before = edgegen_coordinator::clock::now_ms();
+    assert_eq!(fetch_manifest(&router, "pop-1", "a").await.status, StatusCode::OK);
+    drop(router);
+    // The store's writer stops once its last handle is gone; give it a moment to close.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let conn = rusqlite::Connection::open(dir.path().join("edgegen.db")).unwrap();
+    let stored: i64 = conn
+        .query_row("SELECT lease_until FROM fetches WHERE pop = 'pop-1' AND tenant_id = 'a'", [], |r| r.get(0))
+        .unwrap();
+    assert!(stored as u64 >= before + 375_000, "written a quarter max stale ahead: {stored}");
+
+    let router = router_with_cdn(dir.path(), None, None, None);
+    release(&router, &["a"]).await;
+    let c = send(&router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await.body;
+    let unconfirmed = c["leases"]["unconfirmed"].as_array().unwrap();
+    assert_eq!(unconfirmed.len(), 1, "{c}");
+    assert_eq!(unconfirmed[0]["pop"], "pop-1");
+    assert_eq!(unconfirmed[0]["old_until"].as_i64(), Some(stored), "the recorded bound, not a fallback");
 }

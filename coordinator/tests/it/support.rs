@@ -59,10 +59,33 @@ pub fn test_app_with_on(
     auto_rollback: Option<AutoRollback>,
     convergence_deadline_ms: Option<u64>,
 ) -> TestApp {
+    test_app_leased(backend, auto_rollback, convergence_deadline_ms, default_leases())
+}
+
+/// The manifest ages of the test apps unless a test chooses its own.
+pub fn default_leases() -> LeasePolicy {
+    LeasePolicy::global(ManifestAges { max_age_ms: 1000, max_stale_ms: 300_000 })
+}
+
+/// An app whose manifests carry `leases` (in the answers and in the convergence report).
+pub fn test_app_leased(
+    backend: Backend,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    leases: LeasePolicy,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     match backend {
         Backend::Sqlite => {
-            let router = router_on(dir.path(), auto_rollback, convergence_deadline_ms);
+            let router = router_shared(
+                dir.path(),
+                auto_rollback,
+                convergence_deadline_ms,
+                None,
+                Default::default(),
+                Default::default(),
+                leases,
+            );
             TestApp { router: router.clone(), replicas: vec![router], _dir: dir, _cluster: None }
         }
         Backend::Postgres => {
@@ -70,20 +93,22 @@ pub fn test_app_with_on(
             let replicas: Vec<Router> = (0..3)
                 .map(|_| {
                     let url = url.clone();
+                    let leases = leases.clone();
+                    let for_router = leases.clone();
                     // The synchronous client must not start inside the test's runtime.
                     let metrics = Arc::new(Metrics::default());
                     let for_store = Arc::clone(&metrics);
                     let store = std::thread::spawn(move || {
                         PostgresStore::open(
                             &url,
-                            settings(auto_rollback, convergence_deadline_ms, None, None),
+                            settings(auto_rollback, convergence_deadline_ms, None, None, leases),
                             for_store,
                         )
                     })
                     .join()
                     .unwrap()
                     .unwrap();
-                    router_over(Arc::new(store), metrics, None, Default::default(), Default::default())
+                    router_over(Arc::new(store), metrics, None, Default::default(), Default::default(), for_router)
                 })
                 .collect();
             TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster) }
@@ -131,9 +156,11 @@ fn settings(
     convergence_deadline_ms: Option<u64>,
     cdn_service: Option<String>,
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
+    leases: LeasePolicy,
 ) -> StoreSettings {
     StoreSettings {
         manifest_max_age_ms: 1000,
+        leases,
         pop_live_window_ms: 30_000,
         auto_rollback,
         convergence_deadline_ms,
@@ -141,14 +168,6 @@ fn settings(
         hosts_max_entries: None,
         outbox_wake,
     }
-}
-
-pub fn router_on(
-    path: &std::path::Path,
-    auto_rollback: Option<AutoRollback>,
-    convergence_deadline_ms: Option<u64>,
-) -> Router {
-    router_with_cdn(path, auto_rollback, convergence_deadline_ms, None)
 }
 
 pub fn router_with_cdn(
@@ -167,7 +186,7 @@ pub fn router_full(
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
     shards: edgegen_coordinator::shards::ShardMap,
 ) -> Router {
-    router_shared(path, auto_rollback, convergence_deadline_ms, cdn, shards, Default::default())
+    router_shared(path, auto_rollback, convergence_deadline_ms, cdn, shards, Default::default(), default_leases())
 }
 
 pub fn router_shared(
@@ -177,6 +196,7 @@ pub fn router_shared(
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
     shards: edgegen_coordinator::shards::ShardMap,
     shard_rls: edgegen_coordinator::shards::SharedRls,
+    leases: LeasePolicy,
 ) -> Router {
     let wake = Arc::new(tokio::sync::Notify::new());
     let metrics = Arc::new(Metrics::default());
@@ -188,6 +208,7 @@ pub fn router_shared(
                 convergence_deadline_ms,
                 cdn.as_ref().and_then(|c| c.service.clone()),
                 Some(Arc::clone(&wake)),
+                leases.clone(),
             ),
             Arc::clone(&metrics),
         )
@@ -203,7 +224,7 @@ pub fn router_shared(
             std::future::pending(),
         ));
     }
-    router_over(store, metrics, cdn, shards, shard_rls)
+    router_over(store, metrics, cdn, shards, shard_rls, leases)
 }
 
 /// The router of one replica over `store`.
@@ -213,12 +234,13 @@ pub fn router_over(
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
     shards: edgegen_coordinator::shards::ShardMap,
     shard_rls: edgegen_coordinator::shards::SharedRls,
+    leases: LeasePolicy,
 ) -> Router {
     let state = AppState {
         store,
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
-        leases: Arc::new(LeasePolicy::global(ManifestAges { max_age_ms: 1000, max_stale_ms: 300_000 })),
+        leases: Arc::new(leases),
         analysis: Arc::new(Default::default()),
         cdn,
         shards: Arc::new(shards),

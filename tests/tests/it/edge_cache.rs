@@ -180,7 +180,19 @@ async fn coordinator_down_means_bypass_with_nothing_cached() {
 /// the manifest's stale bound (3 s here), then bypasses.
 #[tokio::test]
 async fn revalidated_by_lease_and_kept_until_the_stale_bound_without_a_coordinator() {
-    let mut s = stack_with(true, &[], false, &[("EDGEGEN_MANIFEST_MAX_STALE_MS", "3000")]).await;
+    kept_until_the_stale_bound(&[]).await;
+}
+
+/// The same under `no_manifest = unavailable`: past the stale bound the PoP answers 503,
+/// and the origin is not asked.
+#[tokio::test]
+async fn past_the_stale_bound_a_strict_pop_answers_503() {
+    kept_until_the_stale_bound(&[("no_manifest", "unavailable")]).await;
+}
+
+async fn kept_until_the_stale_bound(edge_config: &[(&str, &str)]) {
+    let strict = edge_config.contains(&("no_manifest", "unavailable"));
+    let mut s = stack_with(true, edge_config, false, &[("EDGEGEN_MANIFEST_MAX_STALE_MS", "3000")]).await;
     let t = token("acme", 300);
     assert_eq!(get(&s, "acme", "/users/1", Some(&t), &[]).await.cache.as_deref(), Some("MISS"));
     past_max_age().await;
@@ -209,8 +221,13 @@ async fn revalidated_by_lease_and_kept_until_the_stale_bound_without_a_coordinat
     assert_eq!(state["manifest"]["standing"], "stale", "{state}");
     tokio::time::sleep(Duration::from_millis(3200).saturating_sub(revalidated.elapsed())).await;
     let seen = get(&s, "acme", "/users/1", Some(&t), &[]).await;
-    assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("BYPASS")), "past max_stale");
-    assert_eq!(s.origin.hits("acme", "/users/1"), 2);
+    if strict {
+        assert_eq!(seen.status, 503, "past max_stale, no_manifest = unavailable: {}", s.edge.log_tail(20));
+        assert_eq!(s.origin.hits("acme", "/users/1"), 1, "the origin is not asked");
+    } else {
+        assert_eq!((seen.status, seen.cache.as_deref()), (200, Some("BYPASS")), "past max_stale");
+        assert_eq!(s.origin.hits("acme", "/users/1"), 2);
+    }
 }
 
 #[tokio::test]

@@ -248,3 +248,103 @@ async fn release_under_load_has_no_stale_read_after_the_bound_and_no_foreign_dat
     assert_eq!(summary.foreign, 0, "{summary:?}");
     assert!(summary.last_old.is_none_or(|d| d <= Duration::from_millis(1100)), "{summary:?}");
 }
+
+/// The coordinator is killed (SIGKILL) mid-rollout, as soon as its convergence report shows
+/// some PoPs confirmed and some not, with three PoPs under continuous probed reads and a
+/// 3 s stale bound. Every PoP the report called confirmed keeps the new generation (no read
+/// of the old one after the kill, and it keeps serving the new one from its cache while its
+/// lease lasts); every PoP it called unconfirmed serves the old generation no later than
+/// the `old_until` the report gave it, and none serves it past commit + max stale.
+#[tokio::test]
+async fn coordinator_killed_mid_rollout_confirmed_pops_keep_the_new_generation_and_the_rest_stop_at_their_bound() {
+    const MAX_STALE_MS: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = ["acme"];
+    let origin = SampleOrigin::start(stamp("1.8.2", 1)).unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
+    let data = dir.path().to_owned();
+    let env = [("EDGEGEN_MANIFEST_MAX_STALE_MS", "3000")];
+    let coordinator =
+        tokio::task::spawn_blocking(move || Coordinator::start_on(&data, addr, &env)).await.unwrap().unwrap();
+    register(&coordinator, &tenants).await;
+    let mut pops = Vec::new();
+    for p in 1..=3 {
+        pops.push(edge(origin.addr(), addr, &tenants, &format!("pop-{p}")).await);
+    }
+    // Each PoP takes its first manifest 300 ms after the previous one, so under continuous
+    // reads their refreshes (every max age, 1 s) stay staggered: the rollout is spread.
+    for pop in &pops {
+        read(pop, "acme").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let urls = pops.iter().map(|p| p.url("")).collect();
+    let checker = edgegen_tests::checker::start(urls, vec!["acme".into()], "test", "/item", 6).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let release = release(&coordinator, &tenants).await;
+    let commit_unix = unix_ms();
+    let commit = Instant::now();
+    origin.set_stamp(stamp("1.8.3", 2));
+    let id = release["id"].as_str().unwrap().to_owned();
+    let report = loop {
+        let conv = coordinator.admin(Method::GET, &format!("/v1/releases/{id}/convergence"), None).await.unwrap();
+        let confirmed = conv["leases"]["confirmed"].as_array().unwrap().len();
+        let unconfirmed = conv["leases"]["unconfirmed"].as_array().unwrap().len();
+        if confirmed > 0 && unconfirmed > 0 {
+            break conv;
+        }
+        assert!(confirmed < 3, "every PoP confirmed before the kill: the rollout was not spread: {conv}");
+        assert!(commit.elapsed() < Duration::from_secs(3), "no PoP confirmed: {conv}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    drop(coordinator); // SIGKILL to its PID
+    let (killed, killed_unix) = (Instant::now(), unix_ms());
+    tokio::time::sleep(Duration::from_millis(MAX_STALE_MS + 1500)).await;
+    let reads = checker.stop().await;
+
+    let pop_index = |name: &str| name.strip_prefix("pop-").unwrap().parse::<usize>().unwrap() - 1;
+    let confirmed: Vec<usize> =
+        report["leases"]["confirmed"].as_array().unwrap().iter().map(|p| pop_index(p.as_str().unwrap())).collect();
+    let unconfirmed: Vec<(usize, u64)> = report["leases"]["unconfirmed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (pop_index(p["pop"].as_str().unwrap()), p["old_until"].as_u64().unwrap()))
+        .collect();
+    // Unix ms at which a read was sent (the report's bounds are Unix ms).
+    let sent_unix = |r: &edgegen_tests::checker::Read| {
+        if r.at >= killed {
+            killed_unix + (r.at - killed).as_millis() as u64
+        } else {
+            killed_unix.saturating_sub((killed - r.at).as_millis() as u64)
+        }
+    };
+    let old = |r: &edgegen_tests::checker::Read| r.generation.is_some_and(|g| g < 2);
+    for &pop in &confirmed {
+        let after: Vec<_> = reads.iter().filter(|r| r.pop == pop && r.at > killed).collect();
+        assert!(after.iter().all(|r| !old(r)), "confirmed pop-{} served generation 1 after the kill", pop + 1);
+        // Its last lease was issued less than a max age before the kill: it lasts at least
+        // 2 s more, and the PoP serves the new generation all along.
+        let within: Vec<_> = after.iter().filter(|r| r.at < killed + Duration::from_millis(1800)).collect();
+        assert!(within.len() > 10, "too few reads at pop-{}", pop + 1);
+        assert!(
+            within.iter().all(|r| r.generation == Some(2) && r.cache.as_deref() != Some("BYPASS")),
+            "confirmed pop-{} must keep serving generation 2: {:?}",
+            pop + 1,
+            within.iter().map(|r| (r.cache.clone(), r.generation)).collect::<Vec<_>>()
+        );
+    }
+    for &(pop, old_until) in &unconfirmed {
+        let late_old = reads.iter().filter(|r| r.pop == pop && old(r) && sent_unix(r) > old_until).count();
+        assert_eq!(late_old, 0, "unconfirmed pop-{} served generation 1 after its stated bound {old_until}", pop + 1);
+    }
+    let past_stale = reads.iter().filter(|r| old(r) && sent_unix(r) > commit_unix + MAX_STALE_MS).count();
+    assert_eq!(past_stale, 0, "generation 1 served past commit + max stale");
+    let foreign = reads.iter().filter(|r| r.served_tenant.as_deref() != Some("acme")).count();
+    assert_eq!(foreign, 0);
+    println!("report before the kill: {}; {} reads", report["leases"], reads.len());
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}

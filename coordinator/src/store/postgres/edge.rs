@@ -9,6 +9,7 @@ use postgres::{Client, GenericClient};
 
 use super::{DEADLINE_LOCK, Inner, corrupt, live_pops, load_release, sql_gen};
 use crate::clock::now_ms;
+use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, ConvergenceInput, Refusal};
 use crate::execlog;
 use crate::store::{ReportOutcome, StoreError};
@@ -35,6 +36,22 @@ impl Inner {
                 received_at: r.get::<_, i64>(2) as u64,
             });
         }
+        let rows = c.query(
+            "SELECT f.pop, f.tenant_id, f.generation, f.lease_until FROM release_tenants rt
+             JOIN fetches f ON f.tenant_id = rt.tenant_id WHERE rt.release_id = $1",
+            &[&release.id.as_str()],
+        )?;
+        let mut fetches = Vec::with_capacity(rows.len());
+        for r in rows {
+            fetches.push((
+                PopId::new(r.get::<_, String>(0)).map_err(corrupt)?,
+                TenantId::new(r.get::<_, String>(1)).map_err(corrupt)?,
+                FetchRecord {
+                    generation: Generation(r.get::<_, i64>(2) as u64),
+                    lease_until: r.get::<_, Option<i64>>(3).map(|u| u as u64),
+                },
+            ));
+        }
         let tenants: Vec<TenantId> = release.tenants.iter().map(|ch| ch.tenant.clone()).collect();
         Ok(domain::convergence(&ConvergenceInput {
             release_id: &release.id,
@@ -46,6 +63,8 @@ impl Inner {
             now,
             bound_ms: self.settings.manifest_max_age_ms,
             live_window_ms: self.settings.pop_live_window_ms,
+            leases: &self.settings.leases,
+            fetches: &fetches,
         }))
     }
 

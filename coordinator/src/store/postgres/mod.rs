@@ -258,13 +258,17 @@ impl Store for PostgresStore {
         &self,
         pop: PopId,
         tenant: TenantId,
-        generation: Generation,
+        record: crate::convergence::FetchRecord,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |c, _| {
+            // GREATEST ignores NULL: a row from before lease bounds were kept takes the new one
+            // (its statements were issued earlier, so they expire before it).
+            let until = record.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
             c.execute(
-                "INSERT INTO fetches (pop, tenant_id, generation) VALUES ($1, $2, $3)
-                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation)",
-                &[&pop.as_str(), &tenant.as_str(), &sql_gen(generation)?],
+                "INSERT INTO fetches (pop, tenant_id, generation, lease_until) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation),
+                   lease_until = GREATEST(fetches.lease_until, EXCLUDED.lease_until)",
+                &[&pop.as_str(), &tenant.as_str(), &sql_gen(record.generation)?, &until],
             )?;
             Ok(())
         })

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS fetches (
     generation BIGINT NOT NULL,
     PRIMARY KEY (pop, tenant_id)
 );
+-- No statement handed to the PoP for the tenant expires later (NULL: rows from before it was kept).
+ALTER TABLE fetches ADD COLUMN IF NOT EXISTS lease_until BIGINT;
 CREATE TABLE IF NOT EXISTS acks (
     pop TEXT NOT NULL,
     tenant_id TEXT NOT NULL,

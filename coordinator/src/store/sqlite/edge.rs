@@ -1,17 +1,18 @@
-//! What the edge sends: acknowledgements (group-committed), reports with the auto-rollback
-//! policy, convergence and the convergence deadline. The policies' decisions are pure
+//! What the edge sends: acknowledgements and manifest fetch records (each group-committed),
+//! reports with the auto-rollback policy, convergence and the convergence deadline. The policies' decisions are pure
 //! ([`crate::domain`], [`crate::convergence`]); this module reads and writes their inputs.
 
 use std::collections::HashSet;
 
 use edgegen_shared::api::{Convergence, Release, ReleaseKind, ReleaseStatus};
-use edgegen_shared::{Ack, PopId, ReleaseId, Report, TenantId};
+use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::load::{live_pops, load_release};
 use super::{Reply, Writer, corrupt, sql_gen};
 use crate::clock::now_ms;
 use crate::config::AutoRollback;
+use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, ConvergenceInput, Refusal};
 use crate::execlog;
 use crate::store::{ReportOutcome, StoreError};
@@ -47,6 +48,23 @@ impl Writer {
                 received_at: at as u64,
             });
         }
+        drop(stmt);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.pop, f.tenant_id, f.generation, f.lease_until FROM release_tenants rt
+             JOIN fetches f ON f.tenant_id = rt.tenant_id WHERE rt.release_id = ?1",
+        )?;
+        let rows = stmt.query_map([release.id.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+        })?;
+        let mut fetches = Vec::new();
+        for row in rows {
+            let (pop, tenant, generation, until) = row?;
+            fetches.push((
+                PopId::new(pop).map_err(corrupt)?,
+                TenantId::new(tenant).map_err(corrupt)?,
+                FetchRecord { generation: Generation(generation as u64), lease_until: until.map(|u| u as u64) },
+            ));
+        }
         let tenants: Vec<TenantId> = release.tenants.iter().map(|c| c.tenant.clone()).collect();
         Ok(domain::convergence(&ConvergenceInput {
             release_id: &release.id,
@@ -58,6 +76,8 @@ impl Writer {
             now,
             bound_ms: self.settings.manifest_max_age_ms,
             live_window_ms: self.settings.pop_live_window_ms,
+            leases: &self.settings.leases,
+            fetches: &fetches,
         }))
     }
 
@@ -177,6 +197,34 @@ impl Writer {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Writes manifest fetch records in one transaction (the bounds only grow), then
+    /// answers each caller.
+    pub(super) fn flush_fetches(&mut self, fetches: Vec<(PopId, TenantId, FetchRecord, Reply<()>)>) {
+        if fetches.is_empty() {
+            return;
+        }
+        let result = (|| -> Result<(), StoreError> {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO fetches (pop, tenant_id, generation, lease_until) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = MAX(generation, excluded.generation),
+                       lease_until = CASE WHEN excluded.lease_until IS NULL THEN lease_until
+                         ELSE MAX(COALESCE(lease_until, 0), excluded.lease_until) END",
+                )?;
+                for (pop, tenant, record, _) in &fetches {
+                    let until = record.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+                    upsert.execute(params![pop.as_str(), tenant.as_str(), sql_gen(record.generation)?, until])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        for (_, _, _, reply) in fetches {
+            let _ = reply.send(result.clone());
+        }
     }
 
     pub(super) fn record_report(&mut self, report: Report) -> Result<ReportOutcome, StoreError> {

@@ -5,8 +5,9 @@
 //! releases are serialized without lock contention: each release or rollback is one
 //! `BEGIN IMMEDIATE` transaction (all tenants or none, also across `kill -9`). Consecutive
 //! acknowledgements are group-committed: one transaction for a batch, each caller answered
-//! after that transaction is durable. The in-memory tenant map that serves manifests is
-//! updated only after a commit returned.
+//! after that transaction is durable; so are the manifest fetch records (the lease bounds
+//! of the convergence report). The in-memory tenant map that serves manifests is updated
+//! only after a commit returned.
 
 mod edge;
 mod load;
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError};
 use crate::clock::now_ms;
-use crate::convergence::OpenReleases;
+use crate::convergence::{FetchRecord, OpenReleases};
 use crate::domain::{Refusal, TenantState};
 use crate::metrics::Metrics;
 use crate::outbox::Effect;
@@ -45,6 +46,7 @@ enum Command {
     Reports(u32, u32, Reply<(u64, Vec<StoredReport>)>),
     Convergence(ReleaseId, Reply<Option<Convergence>>),
     Ack(Ack, Reply<()>),
+    Fetch(PopId, TenantId, FetchRecord, Reply<()>),
     Report(Report, Reply<ReportOutcome>),
     /// Periodic: enforce the convergence deadline.
     Tick,
@@ -183,12 +185,13 @@ impl Store for SqliteStore {
         self.call(move |r| Command::Report(report, r))
     }
 
-    fn record_fetch(&self, _: PopId, _: TenantId, _: Generation) -> BoxFuture<'_, Result<(), StoreError>> {
-        // One process: the engine's in-memory ledger is the whole truth.
-        Box::pin(std::future::ready(Ok(())))
+    fn record_fetch(&self, pop: PopId, tenant: TenantId, record: FetchRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.call(move |r| Command::Fetch(pop, tenant, record, r))
     }
 
     fn fetched(&self, _: PopId, _: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
+        // One process: the engine's in-memory ledger vouches for acks (after a restart, a
+        // PoP's next manifest request records it again).
         Box::pin(std::future::ready(Ok(None)))
     }
 
@@ -236,16 +239,20 @@ impl Writer {
                 }
             }
             let mut acks = Vec::new();
+            let mut fetches = Vec::new();
             for cmd in batch {
                 match cmd {
                     Command::Ack(ack, reply) => acks.push((ack, reply)),
+                    Command::Fetch(pop, tenant, record, reply) => fetches.push((pop, tenant, record, reply)),
                     other => {
                         self.flush_acks(std::mem::take(&mut acks));
+                        self.flush_fetches(std::mem::take(&mut fetches));
                         self.execute(other);
                     }
                 }
             }
             self.flush_acks(acks);
+            self.flush_fetches(fetches);
         }
     }
 
@@ -282,6 +289,7 @@ impl Writer {
                 let _ = reply.send(self.record_report(report));
             }
             Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
+            Command::Fetch(pop, tenant, record, reply) => self.flush_fetches(vec![(pop, tenant, record, reply)]),
             Command::DueEffects(now, limit, reply) => {
                 let _ = reply.send(self.due_effects(now, limit));
             }

@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS pops (
     first_seen INTEGER NOT NULL,
     last_seen INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS fetches (
+    pop TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    lease_until INTEGER,
+    PRIMARY KEY (pop, tenant_id)
+) STRICT, WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS acks (
     pop TEXT NOT NULL,
     tenant_id TEXT NOT NULL,

@@ -375,26 +375,49 @@ impl Target {
 pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
     let combined = headers.combined(name)?;
     if name.eq_ignore_ascii_case("accept-encoding") {
-        let mut codings: Vec<std::borrow::Cow<'_, str>> = split_list(&combined)
-            .filter_map(|member| {
-                let mut parts = member.split(';').map(str::trim);
-                let coding = parts.next()?;
-                let coding: std::borrow::Cow<'_, str> = if coding.bytes().any(|b| b.is_ascii_uppercase()) {
-                    coding.to_ascii_lowercase().into()
-                } else {
-                    coding.into()
-                };
-                let refused = parts.any(|p| {
-                    p.strip_prefix("q=")
-                        .or_else(|| p.strip_prefix("Q="))
-                        .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
-                });
-                (!refused && !coding.is_empty()).then_some(coding)
-            })
-            .collect();
-        codings.sort();
-        codings.dedup();
-        return Some(codings.join(","));
+        // Codings are case-insensitive: lower-case the whole value once (rarely needed).
+        let combined: std::borrow::Cow<'_, str> = if combined.bytes().any(|b| b.is_ascii_uppercase()) {
+            combined.to_ascii_lowercase().into()
+        } else {
+            combined
+        };
+        let accepted = split_list(&combined).filter_map(|member| {
+            let mut parts = member.split(';').map(str::trim);
+            let coding = parts.next()?;
+            let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+            (!refused && !coding.is_empty()).then_some(coding)
+        });
+        // The usual handful of codings is sorted on the stack; a longer list in a Vec.
+        let mut few = [""; 8];
+        let mut n = 0;
+        let mut more = Vec::new();
+        for coding in accepted {
+            if n < few.len() {
+                few[n] = coding;
+                n += 1;
+            } else {
+                more.push(coding);
+            }
+        }
+        let codings: &mut [&str] = if more.is_empty() {
+            &mut few[..n]
+        } else {
+            more.extend_from_slice(&few);
+            &mut more
+        };
+        codings.sort_unstable();
+        let mut out = String::with_capacity(combined.len());
+        let mut last = None;
+        for &coding in codings.iter() {
+            if last != Some(coding) {
+                if last.is_some() {
+                    out.push(',');
+                }
+                out.push_str(coding);
+                last = Some(coding);
+            }
+        }
+        return Some(out);
     }
     let joined = split_list(&combined).collect::<Vec<_>>().join(", ");
     // Language tags are case-insensitive (RFC 4647 §2.1).

@@ -227,7 +227,8 @@ impl Record {
                 let flags = r.u8()?;
                 let timing = Timing { no_cache: flags & 1 != 0, must_revalidate: flags & 2 != 0, ..timing };
                 let count = r.u16()?;
-                let mut headers = Headers::with_capacity(count.min(64));
+                // Room for the `Age` and `Content-Length` a HIT adds.
+                let mut headers = Headers::with_capacity(count.min(64) + 2);
                 for _ in 0..count {
                     let name = r.str()?;
                     // Stored names were lower-cased when stored; anything else is not ours.

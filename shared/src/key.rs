@@ -437,9 +437,12 @@ fn validate_target(field: &'static str, s: &str, max: usize) -> Result<Scanned, 
 /// Input must have passed [`validate_target`].
 fn normalize_percent(s: &str, out: &mut String) {
     let bytes = s.as_bytes();
+    // Runs without an escape are copied whole.
+    let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            out.push_str(&s[run..i]);
             let decoded = hex_value(bytes[i + 1]).unwrap_or(0) * 16 + hex_value(bytes[i + 2]).unwrap_or(0);
             if is_unreserved(decoded) {
                 out.push(decoded as char);
@@ -449,11 +452,12 @@ fn normalize_percent(s: &str, out: &mut String) {
                 out.push(bytes[i + 2].to_ascii_uppercase() as char);
             }
             i += 3;
+            run = i;
         } else {
-            out.push(bytes[i] as char);
             i += 1;
         }
     }
+    out.push_str(&s[run..]);
 }
 
 /// Normalizes a path (see the module documentation).
@@ -521,12 +525,12 @@ pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     // end) in it, so sorting compares names without searching for `=` again.
     let mut decoded = String::with_capacity(query.len());
     let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(8);
-    for p in query.split('&').filter(|p| !p.is_empty()) {
+    for p in query.split(|c| c == '&').filter(|p| !p.is_empty()) {
         let start = decoded.len();
         normalize_percent(p, &mut decoded);
         // `=` is never produced by decoding (it is reserved), so the decoded name ends at the
         // decoded text's first `=`.
-        let name_end = decoded[start..].find('=').map_or(decoded.len(), |i| start + i);
+        let name_end = decoded.as_bytes()[start..].iter().position(|&b| b == b'=').map_or(decoded.len(), |i| start + i);
         spans.push((start, name_end, decoded.len()));
     }
     let name = |&(start, name_end, _): &(usize, usize, usize)| &decoded[start..name_end];

@@ -525,7 +525,7 @@ pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     // end) in it, so sorting compares names without searching for `=` again.
     let mut decoded = String::with_capacity(query.len());
     let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(8);
-    for p in query.split(|c| c == '&').filter(|p| !p.is_empty()) {
+    for p in query.split('&').filter(|p| !p.is_empty()) {
         let start = decoded.len();
         normalize_percent(p, &mut decoded);
         // `=` is never produced by decoding (it is reserved), so the decoded name ends at the

@@ -101,10 +101,6 @@ impl ObjectMetadata {
         out
     }
 
-    /// Decodes and validates metadata.
-    ///
-    /// # Errors
-    /// [`MetadataError`] naming what is wrong.
     /// The `stored_at` of `bytes` when they are exactly the encoding of
     /// `ObjectMetadata::new(scope, stored_at)`: the HIT path's scope check, without decoding
     /// (or allocating) anything. `None` for any other bytes — another scope, or metadata that
@@ -126,6 +122,10 @@ impl ObjectMetadata {
         (same && r.0.is_empty()).then_some(stored_at)
     }
 
+    /// Decodes and validates metadata.
+    ///
+    /// # Errors
+    /// [`MetadataError`] naming what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetadataError> {
         let mut r = Reader(bytes);
         if r.take(2, "magic")? != MAGIC {

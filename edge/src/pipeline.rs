@@ -42,7 +42,7 @@ const ACKED_RECORD_SECS: u64 = 24 * 60 * 60;
 /// How long an invalidation tombstone is kept (it only has to outlive the object it replaced,
 /// which the insert already overwrote).
 const TOMBSTONE_SECS: u64 = 1;
-/// Most variants stored per URL; further variants are served, not stored.
+/// Most variants indexed per URL; a further variant replaces the oldest.
 pub const MAX_VARIANTS: usize = 16;
 
 /// A request as the pipeline sees it.
@@ -860,9 +860,10 @@ impl<P: Platform> Cached<'_, P> {
         let storable = timing.is_ok() && fetched.body.len() <= MAX_STORED_BODY && !client_no_store;
         if let ContractCheck::Mismatch { observed_schema, observed_contract } = check {
             result.mismatch = true;
-            // Only a response the edge would otherwise store is evidence worth a report: an
-            // anonymous client cannot make an unstored error page roll a release back.
-            if storable {
+            // Only a successful response the edge would otherwise store is evidence worth a
+            // report: an anonymous client cannot make an error page, a redirect or a default
+            // 404 of some layer in front of the application roll a release back.
+            if storable && (200..300).contains(&fetched.status) {
                 self.report(target, observed_schema, observed_contract);
             }
             result.headers = fetched.headers;
@@ -887,6 +888,13 @@ impl<P: Platform> Cached<'_, P> {
         // A response that aged on its way (origin Age, or a slow origin) says so (§4.2.3).
         if timing.initial_age > 0 && !fetched.headers.contains("age") {
             fetched.headers.append("age", timing.initial_age.to_string().into_bytes());
+        }
+        // A CORS answer naming one origin depends on the request's `Origin`: keyed by it even
+        // when the origin forgot `Vary: Origin`, so one site's grant is never served to another.
+        if fetched.headers.get("access-control-allow-origin").is_some_and(|o| o != "*")
+            && !fetched.headers.tokens("vary").iter().any(|n| n == "origin")
+        {
+            fetched.headers.append("vary", b"Origin".to_vec());
         }
         let mut stored_headers = fetched.headers.clone();
         let qualified = freshness::effective_directives(&fetched.headers).0.qualified_fields;
@@ -913,10 +921,14 @@ impl<P: Platform> Cached<'_, P> {
                 _ => Vec::new(),
             };
             if !variants.contains(key.as_bytes()) {
+                // At the cap the oldest variant makes room (and is invalidated): a client
+                // sending junk header values can churn the variants but never lock the
+                // URL's real variants out of the cache.
                 if variants.len() >= MAX_VARIANTS {
-                    result.headers = fetched.headers;
-                    result.body = fetched.body;
-                    return result;
+                    let evicted = variants.remove(0);
+                    if let Err(e) = self.p.insert(&evicted, &Record::Tombstone.encode(), &[], TOMBSTONE_SECS, &[]) {
+                        self.p.log(&format!("variant eviction: {e}"));
+                    }
                 }
                 variants.push(*key.as_bytes());
             }

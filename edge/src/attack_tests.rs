@@ -416,3 +416,36 @@ fn unsafe_methods_only_invalidate_this_tenants_same_origin_targets() {
     h.send(request("POST", "/form", &[]));
     assert_eq!(h.get("/victim", &[]).body, "1", "a cross-origin Content-Location invalidated");
 }
+
+#[test]
+fn vary_values_that_are_not_utf8_never_share_a_variant() {
+    let mut h = h(|req: &Request, n| {
+        let lang = req.headers.all("x-lang").next().map(<[u8]>::to_vec).unwrap_or_default();
+        let mut f = fetched(200, &[("cache-control", "max-age=600"), ("vary", "x-lang")], &format!("{n}"));
+        f.headers.append("x-seen", lang);
+        Ok(f)
+    });
+    let mut attack = request("GET", "/l", &[]);
+    attack.headers.append("x-lang", vec![0xFF]);
+    h.send(attack);
+    let mut victim = request("GET", "/l", &[]);
+    victim.headers.append("x-lang", vec![0xFE]);
+    assert_eq!(h.send(victim).body, "2", "two invalid values were read as one");
+}
+
+#[test]
+fn host_aliases_of_a_tenant_share_objects_unless_the_origin_varies_on_host() {
+    // Every host of a tenant is one cache namespace (the tenant's); an origin answering per
+    // host says so with `Vary: Host`, which keys by the canonical host the origin saw.
+    let mut h = h(|req: &Request, n| {
+        let host = req.headers.get("host").unwrap_or("?").to_owned();
+        let location = format!("https://{host}/login");
+        Ok(fetched(302, &[("cache-control", "max-age=600"), ("vary", "Host"), ("location", &location)], &format!("{n}")))
+    });
+    h.p.hosts.insert("www.a.test".into(), "acme".into());
+    let mut alias = request("GET", "/in", &[]);
+    alias.headers.set("host", b"WWW.A.TEST".to_vec());
+    assert_eq!(h.send(alias).header("location"), Some("https://www.a.test/login"));
+    assert_eq!(h.get("/in", &[]).header("location"), Some("https://a.test/login"));
+    assert_eq!(h.get("/in", &[]).body, "2");
+}

@@ -356,8 +356,12 @@ impl Target {
         Ok(Target { primary })
     }
 
-    /// The key of the variant `headers` select among a URL's Vary `names`.
+    /// The key of the variant `headers` select among a URL's Vary `names`; `None` when a
+    /// nominated field is not UTF-8 (read lossily, two different values would share a key).
     fn variant_key(&self, keys: &KeyDeriver, names: &[String], headers: &Headers) -> Option<CacheKey> {
+        if names.iter().any(|n| headers.all(n).any(|v| std::str::from_utf8(v).is_err())) {
+            return None;
+        }
         if let [name] = names {
             // The usual `Vary: Accept-Encoding`: no list to build.
             return keys.derive_with_vary(&self.primary, &[(name.as_str(), normalized_vary_value(name, headers))]).ok();

@@ -440,7 +440,11 @@ fn host_aliases_of_a_tenant_share_objects_unless_the_origin_varies_on_host() {
     let mut h = h(|req: &Request, n| {
         let host = req.headers.get("host").unwrap_or("?").to_owned();
         let location = format!("https://{host}/login");
-        Ok(fetched(302, &[("cache-control", "max-age=600"), ("vary", "Host"), ("location", &location)], &format!("{n}")))
+        Ok(fetched(
+            302,
+            &[("cache-control", "max-age=600"), ("vary", "Host"), ("location", &location)],
+            &format!("{n}"),
+        ))
     });
     h.p.hosts.insert("www.a.test".into(), "acme".into());
     let mut alias = request("GET", "/in", &[]);

@@ -147,7 +147,7 @@ pub struct RequestParts<'a> {
 /// A request after normalization: what is keyed, and what the edge forwards to the origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NormalizedRequest {
-    method: String,
+    method: Cow<'static, str>,
     path: String,
     query: String,
     vary: Vec<(String, Option<String>)>,
@@ -524,15 +524,30 @@ pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     // Every parameter is normalized into one buffer; `spans` are their (start, end of name,
     // end) in it, so sorting compares names without searching for `=` again.
     let mut decoded = String::with_capacity(query.len());
-    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(8);
+    // The usual handful of parameters is tracked on the stack; more spill to a Vec.
+    let mut few = [(0usize, 0usize, 0usize); 16];
+    let mut count = 0;
+    let mut more: Vec<(usize, usize, usize)> = Vec::new();
     for p in query.split('&').filter(|p| !p.is_empty()) {
         let start = decoded.len();
         normalize_percent(p, &mut decoded);
         // `=` is never produced by decoding (it is reserved), so the decoded name ends at the
         // decoded text's first `=`.
         let name_end = decoded.as_bytes()[start..].iter().position(|&b| b == b'=').map_or(decoded.len(), |i| start + i);
-        spans.push((start, name_end, decoded.len()));
+        let span = (start, name_end, decoded.len());
+        if count < few.len() {
+            few[count] = span;
+            count += 1;
+        } else {
+            more.push(span);
+        }
     }
+    let spans: &mut [(usize, usize, usize)] = if more.is_empty() {
+        &mut few[..count]
+    } else {
+        more.splice(0..0, few);
+        &mut more
+    };
     let name = |&(start, name_end, _): &(usize, usize, usize)| &decoded[start..name_end];
     // `sort_by` is stable: parameters with equal names keep their order.
     spans.sort_by(|a, b| name(a).cmp(name(b)));
@@ -550,11 +565,15 @@ pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     Ok(out)
 }
 
-fn normalize_method(method: &str) -> Result<String, KeyError> {
+fn normalize_method(method: &str) -> Result<Cow<'static, str>, KeyError> {
+    // The methods a cache keys are constants: no copy per request.
+    if let Some(known) = ["GET", "HEAD"].into_iter().find(|m| *m == method) {
+        return Ok(Cow::Borrowed(known));
+    }
     if method.is_empty() || method.len() > MAX_METHOD_LEN || !method.bytes().all(is_tchar) {
         return Err(KeyError::BadMethod(crate::ids::preview(method)));
     }
-    Ok(method.to_owned())
+    Ok(Cow::Owned(method.to_owned()))
 }
 
 fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<String>)>, KeyError> {
@@ -728,6 +747,28 @@ mod tests {
             assert_eq!(normalize_query(input).unwrap(), expected, "query {input:?}");
         }
         assert_eq!(normalize_query("a=%G0"), Err(KeyError::BadPercentEncoding { field: "query", offset: 2 }));
+    }
+
+    proptest::proptest! {
+        /// The query is its parameters, each percent-normalized, stably sorted by name, for
+        /// any number of parameters (past the 16 tracked on the stack too).
+        #[test]
+        fn query_is_the_stably_sorted_parameters(
+            params in proptest::collection::vec(("[a-c]{0,2}", proptest::option::of("[a-b%4Z1]{0,3}")), 0..40)
+        ) {
+            let raw: Vec<String> = params.iter().map(|(n, v)| match v {
+                Some(v) => format!("{n}={}", v.replace('%', "%41")),
+                None => n.clone(),
+            }).collect();
+            let query = raw.join("&");
+            let mut model: Vec<String> = raw.iter().filter(|p| !p.is_empty()).map(|p| {
+                let mut out = String::new();
+                normalize_percent(p, &mut out);
+                out
+            }).collect();
+            model.sort_by(|a, b| a.split('=').next().cmp(&b.split('=').next()));
+            proptest::prop_assert_eq!(normalize_query(&query).unwrap(), model.join("&"));
+        }
     }
 
     #[test]

@@ -453,3 +453,16 @@ fn host_aliases_of_a_tenant_share_objects_unless_the_origin_varies_on_host() {
     assert_eq!(h.get("/in", &[]).header("location"), Some("https://a.test/login"));
     assert_eq!(h.get("/in", &[]).body, "2");
 }
+
+#[test]
+fn accept_encoding_normalization_keeps_what_changes_acceptability() {
+    let value = |v: &str| {
+        let mut h = Headers::new();
+        h.append("accept-encoding", v.as_bytes().to_vec());
+        normalized_vary_value("accept-encoding", &h).unwrap()
+    };
+    assert_eq!(value("gzip, deflate;q=0"), value("GZIP"), "an unlisted coding is refused anyway");
+    assert_ne!(value("gzip, identity;q=0"), value("gzip"), "identity is acceptable unless refused");
+    assert_ne!(value("gzip, *;q=0"), value("gzip"));
+    assert_eq!(value("identity;q=0, gzip"), value("gzip;q=1, identity;Q=0"));
+}

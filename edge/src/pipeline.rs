@@ -374,7 +374,8 @@ impl Target {
 
 /// The value a nominated request header selects a variant by (RFC 9111 §4.1 allows
 /// normalizing): all lines combined, members trimmed; `Accept-Encoding` reduced to the set of
-/// acceptable codings, sorted, so equivalent spellings share one variant; `Accept-Language`
+/// acceptable codings (plus a refused `identity` or `*`, which change what is acceptable),
+/// sorted, so equivalent spellings share one variant; `Accept-Language`
 /// lower-cased (its order is a preference and is kept).
 pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
     let combined = headers.combined(name)?;
@@ -389,7 +390,14 @@ pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
             let mut parts = member.split(';').map(str::trim);
             let coding = parts.next()?;
             let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
-            (!refused && !coding.is_empty()).then_some(coding)
+            // A refused coding that is not listed is not acceptable anyway, except
+            // `identity` (acceptable unless refused) and `*`: their refusal is kept.
+            match (refused, coding) {
+                (true, "identity") => Some("!identity"),
+                (true, "*") => Some("!*"),
+                (false, c) if !c.is_empty() => Some(c),
+                _ => None,
+            }
         });
         // The usual handful of codings is sorted on the stack; a longer list in a Vec.
         let mut few = [""; 8];

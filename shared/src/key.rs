@@ -381,7 +381,9 @@ fn is_unreserved(b: u8) -> bool {
 
 /// RFC 9110 `tchar`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    // `#`..=`'` is `# $ % & '`, `^`..=`` ` `` is `` ^ _ ` ``.
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -768,6 +770,14 @@ mod tests {
             }).collect();
             model.sort_by(|a, b| a.split('=').next().cmp(&b.split('=').next()));
             proptest::prop_assert_eq!(normalize_query(&query).unwrap(), model.join("&"));
+        }
+    }
+
+    #[test]
+    fn tchar_is_rfc_9110s() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), expected, "{b:#x}");
         }
     }
 

@@ -299,6 +299,25 @@ fn a_cors_grant_for_one_origin_is_never_served_to_another() {
     assert_eq!(victim.header("access-control-allow-origin"), Some("https://a.test"));
     assert!(victim.headers.tokens("vary").contains(&"origin".to_owned()), "downstream caches are told too");
     assert_eq!(h.get("/api", &[("origin", "https://evil.example")]).body, "1", "each origin's grant is stored");
+    // A 304 replacing the stored fields keeps the object's `Vary: Origin`.
+    let mut reval = h_with(&[], |req: &Request, n| {
+        let status = if req.headers.contains("if-none-match") { 304 } else { 200 };
+        Ok(fetched(
+            status,
+            &[
+                ("cache-control", "max-age=1"),
+                ("etag", "\"v1\""),
+                ("vary", "accept-encoding"),
+                ("access-control-allow-origin", "https://app.example"),
+            ],
+            &format!("{n}"),
+        ))
+    });
+    reval.get("/api", &[("origin", "https://app.example")]);
+    reval.advance(5);
+    let revalidated = reval.get("/api", &[("origin", "https://app.example")]);
+    assert_eq!((revalidated.status, revalidated.body.as_str()), (200, "1"));
+    assert!(revalidated.headers.tokens("vary").contains(&"origin".to_owned()), "{:?}", revalidated.headers);
     // A wildcard grant is the same for everyone: one object.
     let mut star = h_with(&[], echo(200, &[("cache-control", "max-age=600"), ("access-control-allow-origin", "*")]));
     star.get("/pub", &[("origin", "https://x.example")]);

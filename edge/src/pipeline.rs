@@ -775,6 +775,7 @@ impl<P: Platform> Cached<'_, P> {
         for (n, v) in update.iter() {
             headers.append(n, v.to_vec());
         }
+        vary_on_cors_origin(&mut headers);
         let mut with_age = headers.clone();
         if let Some(age) = not_modified.get("age") {
             with_age.set("age", age.as_bytes().to_vec());
@@ -901,13 +902,7 @@ impl<P: Platform> Cached<'_, P> {
         if timing.initial_age > 0 && !fetched.headers.contains("age") {
             fetched.headers.append("age", timing.initial_age.to_string().into_bytes());
         }
-        // A CORS answer naming one origin depends on the request's `Origin`: keyed by it even
-        // when the origin forgot `Vary: Origin`, so one site's grant is never served to another.
-        if fetched.headers.get("access-control-allow-origin").is_some_and(|o| o != "*")
-            && !fetched.headers.tokens("vary").iter().any(|n| n == "origin")
-        {
-            fetched.headers.append("vary", b"Origin".to_vec());
-        }
+        vary_on_cors_origin(&mut fetched.headers);
         let mut stored_headers = fetched.headers.clone();
         let qualified = freshness::effective_directives(&fetched.headers).0.qualified_fields;
         stored_headers.retain(|n| is_stored_header(n) && !qualified.iter().any(|q| q == n));
@@ -998,6 +993,17 @@ struct StoreResult {
 pub fn report_marker(tenant: &TenantId, generation: u64, kind: ReportKind) -> Vec<u8> {
     let kind = serde_json::to_string(&kind).unwrap_or_default();
     format!("edgegen/reported/{tenant}/{generation}/{}", kind.trim_matches('"')).into_bytes()
+}
+
+/// A CORS answer naming one origin depends on the request's `Origin`: it is keyed by it (and
+/// says so) even when the origin forgot `Vary: Origin`, so one site's grant is never served
+/// to another.
+fn vary_on_cors_origin(headers: &mut Headers) {
+    if headers.get("access-control-allow-origin").is_some_and(|o| o != "*")
+        && !headers.tokens("vary").iter().any(|n| n == "origin")
+    {
+        headers.append("vary", b"Origin".to_vec());
+    }
 }
 
 /// The request header names a response varies on, lower case, de-duplicated.

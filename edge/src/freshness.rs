@@ -25,9 +25,11 @@ const MAX_KEEP_SECS: u64 = 365 * 86_400;
 
 /// Errors a client can provoke with the parts of its request that are not keyed (oversized or
 /// malformed headers, meta characters, method overrides, a body: the CPDoS attacks), or that
-/// an origin answers for one request's sake: never stored, whatever their freshness, so one
-/// client's bad request is never every client's answer for the URL.
-pub const REQUEST_ERROR_STATUSES: [u16; 9] = [400, 408, 411, 413, 417, 421, 431, 494, 500];
+/// an origin answers for one client's sake (403 from a WAF or an IP rule, 406 from content
+/// negotiation on a field the response does not `Vary` on, 429 for this client's rate):
+/// never stored, whatever their freshness, so one client's request is never every client's
+/// answer for the URL.
+pub const REQUEST_ERROR_STATUSES: [u16; 12] = [400, 403, 406, 408, 411, 413, 417, 421, 429, 431, 494, 500];
 
 /// Statuses whose caching rules the edge implements, for `must-understand` (RFC 9111 §5.2.2.3).
 const UNDERSTOOD_STATUSES: [u16; 17] =

@@ -67,13 +67,12 @@ pub enum Found {
 /// Judges a found entry by its stored metadata against the manifest's scope. Anything
 /// unreadable is rejected: unknown is uncached (invariant 5).
 pub fn judge_found(user_metadata: &[u8], scope: &KeyScope) -> Found {
-    match Record::decode(user_metadata) {
-        Ok(Record::Object(head)) if head.metadata.matches(scope) => Found::Serve(head),
-        Ok(Record::VaryIndex { metadata, names, variants }) if metadata.matches(scope) => {
-            Found::Variants { names, variants }
-        }
+    // Only a record of exactly this scope is decoded past its metadata.
+    match Record::decode_in_scope(user_metadata, scope) {
+        Ok(Record::Object(head)) => Found::Serve(head),
+        Ok(Record::VaryIndex { names, variants, .. }) => Found::Variants { names, variants },
         Ok(Record::Tombstone) => Found::Absent,
-        _ => Found::Reject,
+        Err(_) => Found::Reject,
     }
 }
 

@@ -50,8 +50,17 @@ const COMMON_NAMES: [&str; 26] = [
 /// `name` in lower case: a common name as its static spelling (no allocation), any other
 /// as a lower-cased copy.
 fn field_name(name: &str) -> Cow<'static, str> {
-    match COMMON_NAMES.iter().find(|c| c.len() == name.len() && c.eq_ignore_ascii_case(name)) {
+    // Names usually arrive lower case (HTTP/2, stored heads, the edge's own): an exact
+    // comparison first, the case-insensitive one only when needed.
+    let lower = !name.bytes().any(|b| b.is_ascii_uppercase());
+    let common = if lower {
+        COMMON_NAMES.iter().find(|c| **c == name)
+    } else {
+        COMMON_NAMES.iter().find(|c| c.len() == name.len() && c.eq_ignore_ascii_case(name))
+    };
+    match common {
         Some(common) => Cow::Borrowed(common),
+        None if lower => Cow::Owned(name.to_owned()),
         None => Cow::Owned(name.to_ascii_lowercase()),
     }
 }

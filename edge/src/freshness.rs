@@ -23,6 +23,14 @@ pub const STALE_KEEP_SECS: u64 = 60;
 /// Upper bound of how long the platform keeps any object (one year).
 const MAX_KEEP_SECS: u64 = 365 * 86_400;
 
+/// Errors a client can provoke with the parts of its request that are not keyed (oversized or
+/// malformed headers, meta characters, method overrides, a body: the CPDoS attacks), or that
+/// an origin answers for one client's sake (403 from a WAF or an IP rule, 406 from content
+/// negotiation on a field the response does not `Vary` on, 429 for this client's rate):
+/// never stored, whatever their freshness, so one client's request is never every client's
+/// answer for the URL.
+pub const REQUEST_ERROR_STATUSES: [u16; 12] = [400, 403, 406, 408, 411, 413, 417, 421, 429, 431, 494, 500];
+
 /// Statuses whose caching rules the edge implements, for `must-understand` (RFC 9111 §5.2.2.3).
 const UNDERSTOOD_STATUSES: [u16; 17] =
     [200, 203, 204, 300, 301, 302, 303, 307, 308, 400, 404, 405, 410, 414, 500, 501, 502];
@@ -50,6 +58,8 @@ pub enum NotStored {
     Status,
     /// No explicit freshness (and no opted-in heuristic).
     NoFreshness,
+    /// An error the request itself can provoke ([`REQUEST_ERROR_STATUSES`]; deliberate).
+    RequestError,
     /// `Set-Cookie`: one client's session is never stored for others (deliberate).
     SetCookie,
     /// An authenticated request without `public`, `s-maxage` or `must-revalidate` (§3.5).
@@ -191,6 +201,9 @@ pub fn storable(status: u16, headers: &Headers, ex: &Exchange) -> Result<Timing,
     if !(200..=599).contains(&status) || status == 206 || status == 304 {
         return Err(NotStored::Status);
     }
+    if REQUEST_ERROR_STATUSES.contains(&status) {
+        return Err(NotStored::RequestError);
+    }
     if headers.contains("set-cookie") {
         return Err(NotStored::SetCookie);
     }
@@ -272,11 +285,18 @@ mod tests {
     #[test]
     fn statuses() {
         let lines = h(&[("cache-control", "max-age=60")]);
-        for status in [200, 203, 204, 299, 301, 302, 400, 404, 410, 500, 503, 599] {
+        for status in [200, 203, 204, 299, 301, 302, 404, 410, 501, 502, 503, 599] {
             assert!(storable(status, &lines, &ex()).is_ok(), "{status}");
         }
         for status in [100, 206, 304, 600] {
             assert_eq!(storable(status, &lines, &ex()), Err(NotStored::Status), "{status}");
+        }
+        // CPDoS: errors an unkeyed part of the request can provoke, even when the origin
+        // (or a blanket header rule) marks them fresh.
+        let blanket = h(&[("cache-control", "public, max-age=31536000"), ("surrogate-control", "max-age=3600")]);
+        for status in REQUEST_ERROR_STATUSES {
+            assert_eq!(storable(status, &lines, &ex()), Err(NotStored::RequestError), "{status}");
+            assert_eq!(storable(status, &blanket, &ex()), Err(NotStored::RequestError), "{status}");
         }
     }
 

@@ -123,7 +123,7 @@ pub fn is_edgegen_header(name: &str) -> bool {
 /// Client headers that change what an origin produces without being part of the key (host,
 /// scheme, port, path and method overrides, forwarding claims, framework TLS hints): dropped
 /// before the origin sees the request, so it serves exactly the request the edge keyed.
-pub const UNKEYED_REQUEST_HEADERS: [&str; 34] = [
+pub const UNKEYED_REQUEST_HEADERS: [&str; 52] = [
     "x-forwarded-host",
     "x-host",
     "x-forwarded-server",
@@ -158,6 +158,26 @@ pub const UNKEYED_REQUEST_HEADERS: [&str; 34] = [
     "x-client-ip",
     "true-client-ip",
     "forwarded",
+    "x-forwarded",
+    "forwarded-for",
+    "x-forwarded-hostname",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "fastly-ssl",
+    "x-arr-ssl",
+    "x-http-destinationurl",
+    // Framework-internal routing headers (Next.js) a client must never set: route/cache
+    // selection and middleware bypass.
+    "x-middleware-prefetch",
+    "x-middleware-subrequest",
+    "x-now-route-matches",
+    "x-invoke-path",
+    "x-invoke-query",
+    "x-invoke-output",
 ];
 
 /// Whether a client request header must be dropped before the origin sees it: edgegen's
@@ -237,10 +257,18 @@ mod tests {
             "X-Forwarded-Prefix",
             "X-Forwarded-Port",
             "edgegen_tenant",
+            "X-Middleware-Subrequest",
+            "x_middleware_prefetch",
+            "X-Now-Route-Matches",
+            "X-Invoke-Path",
+            "Fastly-Client-IP",
+            "CF-Connecting-IP",
+            "X-Cluster-Client-IP",
+            "X-Forwarded",
         ] {
             assert!(is_unkeyed_request_header(name), "{name}");
         }
-        for name in ["accept", "accept-encoding", "x-forwarded-hostx", "x-forwarded", "user-agent"] {
+        for name in ["accept", "accept-encoding", "x-forwarded-hostx", "x-forwardedx", "user-agent"] {
             assert!(!is_unkeyed_request_header(name), "{name}");
         }
     }

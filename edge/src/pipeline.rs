@@ -42,7 +42,7 @@ const ACKED_RECORD_SECS: u64 = 24 * 60 * 60;
 /// How long an invalidation tombstone is kept (it only has to outlive the object it replaced,
 /// which the insert already overwrote).
 const TOMBSTONE_SECS: u64 = 1;
-/// Most variants stored per URL; further variants are served, not stored.
+/// Most variants indexed per URL; a further variant replaces the oldest.
 pub const MAX_VARIANTS: usize = 16;
 
 /// A request as the pipeline sees it.
@@ -356,8 +356,12 @@ impl Target {
         Ok(Target { primary })
     }
 
-    /// The key of the variant `headers` select among a URL's Vary `names`.
+    /// The key of the variant `headers` select among a URL's Vary `names`; `None` when a
+    /// nominated field is not UTF-8 (read lossily, two different values would share a key).
     fn variant_key(&self, keys: &KeyDeriver, names: &[String], headers: &Headers) -> Option<CacheKey> {
+        if names.iter().any(|n| headers.all(n).any(|v| std::str::from_utf8(v).is_err())) {
+            return None;
+        }
         if let [name] = names {
             // The usual `Vary: Accept-Encoding`: no list to build.
             return keys.derive_with_vary(&self.primary, &[(name.as_str(), normalized_vary_value(name, headers))]).ok();
@@ -370,31 +374,62 @@ impl Target {
 
 /// The value a nominated request header selects a variant by (RFC 9111 §4.1 allows
 /// normalizing): all lines combined, members trimmed; `Accept-Encoding` reduced to the set of
-/// acceptable codings, sorted, so equivalent spellings share one variant; `Accept-Language`
+/// acceptable codings (plus a refused `identity` or `*`, which change what is acceptable),
+/// sorted, so equivalent spellings share one variant; `Accept-Language`
 /// lower-cased (its order is a preference and is kept).
 pub fn normalized_vary_value(name: &str, headers: &Headers) -> Option<String> {
     let combined = headers.combined(name)?;
     if name.eq_ignore_ascii_case("accept-encoding") {
-        let mut codings: Vec<std::borrow::Cow<'_, str>> = split_list(&combined)
-            .filter_map(|member| {
-                let mut parts = member.split(';').map(str::trim);
-                let coding = parts.next()?;
-                let coding: std::borrow::Cow<'_, str> = if coding.bytes().any(|b| b.is_ascii_uppercase()) {
-                    coding.to_ascii_lowercase().into()
-                } else {
-                    coding.into()
-                };
-                let refused = parts.any(|p| {
-                    p.strip_prefix("q=")
-                        .or_else(|| p.strip_prefix("Q="))
-                        .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
-                });
-                (!refused && !coding.is_empty()).then_some(coding)
-            })
-            .collect();
-        codings.sort();
-        codings.dedup();
-        return Some(codings.join(","));
+        // Codings are case-insensitive: lower-case the whole value once (rarely needed).
+        let combined: std::borrow::Cow<'_, str> = if combined.bytes().any(|b| b.is_ascii_uppercase()) {
+            combined.to_ascii_lowercase().into()
+        } else {
+            combined
+        };
+        let accepted = split_list(&combined).filter_map(|member| {
+            let mut parts = member.split(';').map(str::trim);
+            let coding = parts.next()?;
+            let refused = parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+            // A refused coding that is not listed is not acceptable anyway, except
+            // `identity` (acceptable unless refused) and `*`: their refusal is kept.
+            match (refused, coding) {
+                (true, "identity") => Some("!identity"),
+                (true, "*") => Some("!*"),
+                (false, c) if !c.is_empty() => Some(c),
+                _ => None,
+            }
+        });
+        // The usual handful of codings is sorted on the stack; a longer list in a Vec.
+        let mut few = [""; 8];
+        let mut n = 0;
+        let mut more = Vec::new();
+        for coding in accepted {
+            if n < few.len() {
+                few[n] = coding;
+                n += 1;
+            } else {
+                more.push(coding);
+            }
+        }
+        let codings: &mut [&str] = if more.is_empty() {
+            &mut few[..n]
+        } else {
+            more.extend_from_slice(&few);
+            &mut more
+        };
+        codings.sort_unstable();
+        let mut out = String::with_capacity(combined.len());
+        let mut last = None;
+        for &coding in codings.iter() {
+            if last != Some(coding) {
+                if last.is_some() {
+                    out.push(',');
+                }
+                out.push_str(coding);
+                last = Some(coding);
+            }
+        }
+        return Some(out);
     }
     let joined = split_list(&combined).collect::<Vec<_>>().join(", ");
     // Language tags are case-insensitive (RFC 4647 §2.1).
@@ -740,6 +775,7 @@ impl<P: Platform> Cached<'_, P> {
         for (n, v) in update.iter() {
             headers.append(n, v.to_vec());
         }
+        vary_on_cors_origin(&mut headers);
         let mut with_age = headers.clone();
         if let Some(age) = not_modified.get("age") {
             with_age.set("age", age.as_bytes().to_vec());
@@ -837,9 +873,10 @@ impl<P: Platform> Cached<'_, P> {
         let storable = timing.is_ok() && fetched.body.len() <= MAX_STORED_BODY && !client_no_store;
         if let ContractCheck::Mismatch { observed_schema, observed_contract } = check {
             result.mismatch = true;
-            // Only a response the edge would otherwise store is evidence worth a report: an
-            // anonymous client cannot make an unstored error page roll a release back.
-            if storable {
+            // Only a successful response the edge would otherwise store is evidence worth a
+            // report: an anonymous client cannot make an error page, a redirect or a default
+            // 404 of some layer in front of the application roll a release back.
+            if storable && (200..300).contains(&fetched.status) {
                 self.report(target, observed_schema, observed_contract);
             }
             result.headers = fetched.headers;
@@ -865,6 +902,7 @@ impl<P: Platform> Cached<'_, P> {
         if timing.initial_age > 0 && !fetched.headers.contains("age") {
             fetched.headers.append("age", timing.initial_age.to_string().into_bytes());
         }
+        vary_on_cors_origin(&mut fetched.headers);
         let mut stored_headers = fetched.headers.clone();
         let qualified = freshness::effective_directives(&fetched.headers).0.qualified_fields;
         stored_headers.retain(|n| is_stored_header(n) && !qualified.iter().any(|q| q == n));
@@ -890,10 +928,14 @@ impl<P: Platform> Cached<'_, P> {
                 _ => Vec::new(),
             };
             if !variants.contains(key.as_bytes()) {
+                // At the cap the oldest variant makes room (and is invalidated): a client
+                // sending junk header values can churn the variants but never lock the
+                // URL's real variants out of the cache.
                 if variants.len() >= MAX_VARIANTS {
-                    result.headers = fetched.headers;
-                    result.body = fetched.body;
-                    return result;
+                    let evicted = variants.remove(0);
+                    if let Err(e) = self.p.insert(&evicted, &Record::Tombstone.encode(), &[], TOMBSTONE_SECS, &[]) {
+                        self.p.log(&format!("variant eviction: {e}"));
+                    }
                 }
                 variants.push(*key.as_bytes());
             }
@@ -951,6 +993,17 @@ struct StoreResult {
 pub fn report_marker(tenant: &TenantId, generation: u64, kind: ReportKind) -> Vec<u8> {
     let kind = serde_json::to_string(&kind).unwrap_or_default();
     format!("edgegen/reported/{tenant}/{generation}/{}", kind.trim_matches('"')).into_bytes()
+}
+
+/// A CORS answer naming one origin depends on the request's `Origin`: it is keyed by it (and
+/// says so) even when the origin forgot `Vary: Origin`, so one site's grant is never served
+/// to another.
+fn vary_on_cors_origin(headers: &mut Headers) {
+    if headers.get("access-control-allow-origin").is_some_and(|o| o != "*")
+        && !headers.tokens("vary").iter().any(|n| n == "origin")
+    {
+        headers.append("vary", b"Origin".to_vec());
+    }
 }
 
 /// The request header names a response varies on, lower case, de-duplicated.

@@ -54,6 +54,32 @@ proptest! {
     }
 
     #[test]
+    fn scoped_decoding_equals_decoding_then_matching(
+        generation in 6u64..9,
+        tenant in prop::sample::select(vec!["acme", "beta"]),
+        index in any::<bool>(),
+        corrupt in proptest::option::of((any::<prop::sample::Index>(), 1u8..=255)),
+    ) {
+        let current = scope("acme", 7, 1);
+        let stored = scope(tenant, generation, 1);
+        let mut bytes = if index {
+            Record::VaryIndex { metadata: ObjectMetadata::new(&stored, 3), names: vec!["accept".into()], variants: vec![[1; 32]] }.encode()
+        } else {
+            object(&stored, 60, 0, 0)
+        };
+        if let Some((at, flip)) = corrupt {
+            let at = at.index(bytes.len());
+            bytes[at] ^= flip;
+        }
+        let expected = Record::decode(&bytes).ok().filter(|r| match r {
+            Record::Object(head) => head.metadata.matches(&current),
+            Record::VaryIndex { metadata, .. } => metadata.matches(&current),
+            Record::Tombstone => true,
+        });
+        prop_assert_eq!(Record::decode_in_scope(&bytes, &current).ok(), expected);
+    }
+
+    #[test]
     fn another_scope_is_never_a_candidate(
         generation in 0u64..20,
         contract in 0u8..3,

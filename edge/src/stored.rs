@@ -15,6 +15,7 @@
 //! VaryIndex: `u16` name count, names (`u16` + bytes), `u16` variant count, 32-byte keys.
 //! Decoding checks every length; anything that does not decode is treated as stale.
 
+use edgegen_shared::key::KeyScope;
 use edgegen_shared::metadata::{MetadataError, ObjectMetadata};
 
 use crate::fields::{HOP_BY_HOP, Headers};
@@ -82,6 +83,9 @@ pub enum StoredError {
     /// A header name that is not UTF-8.
     #[error("stored record: header name is not UTF-8")]
     BadName,
+    /// Stored under another scope (tenant, generation, schema or contract).
+    #[error("stored record: another scope's")]
+    OtherScope,
     /// Bytes after the end.
     #[error("stored record: trailing bytes")]
     Trailing,
@@ -181,13 +185,34 @@ impl Record {
     /// # Errors
     /// [`StoredError`] for anything malformed.
     pub fn decode(bytes: &[u8]) -> Result<Record, StoredError> {
+        Record::decode_with(bytes, |m| Ok(ObjectMetadata::decode(m)?))
+    }
+
+    /// Decodes a record only if it was stored under exactly `scope` (the lookup path):
+    /// the metadata is compared as bytes, not decoded, and a record of any other scope stops
+    /// the decoding there. Equal to `decode` followed by `matches(scope)` (property-tested).
+    ///
+    /// # Errors
+    /// [`StoredError::OtherScope`] for another scope, [`StoredError`] for anything malformed.
+    pub fn decode_in_scope(bytes: &[u8], scope: &KeyScope) -> Result<Record, StoredError> {
+        Record::decode_with(bytes, |m| {
+            ObjectMetadata::stored_at_in_scope(m, scope)
+                .map(|stored_at| ObjectMetadata::new(scope, stored_at))
+                .ok_or(StoredError::OtherScope)
+        })
+    }
+
+    fn decode_with(
+        bytes: &[u8],
+        metadata: impl Fn(&[u8]) -> Result<ObjectMetadata, StoredError>,
+    ) -> Result<Record, StoredError> {
         let mut r = Reader(bytes);
         if r.u8()? != VERSION {
             return Err(StoredError::Unknown);
         }
         let record = match r.u8()? {
             1 => {
-                let metadata = ObjectMetadata::decode(r.bytes()?)?;
+                let metadata = metadata(r.bytes()?)?;
                 let status = r.u16()? as u16;
                 let body_len = r.u64()?;
                 let timing = Timing {
@@ -202,7 +227,8 @@ impl Record {
                 let flags = r.u8()?;
                 let timing = Timing { no_cache: flags & 1 != 0, must_revalidate: flags & 2 != 0, ..timing };
                 let count = r.u16()?;
-                let mut headers = Headers::with_capacity(count.min(64));
+                // Room for the `Age` and `Content-Length` a HIT adds.
+                let mut headers = Headers::with_capacity(count.min(64) + 2);
                 for _ in 0..count {
                     let name = r.str()?;
                     // Stored names were lower-cased when stored; anything else is not ours.
@@ -214,7 +240,7 @@ impl Record {
                 Record::Object(StoredHead { metadata, status, body_len, timing, headers })
             }
             2 => {
-                let metadata = ObjectMetadata::decode(r.bytes()?)?;
+                let metadata = metadata(r.bytes()?)?;
                 let names = (0..r.u16()?).map(|_| r.text()).collect::<Result<_, _>>()?;
                 let count = r.u16()?;
                 let mut variants = Vec::with_capacity(count.min(64));

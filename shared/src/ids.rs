@@ -197,9 +197,57 @@ impl SchemaVersion {
     }
 }
 
+impl SchemaVersion {
+    /// The canonical text form, `MAJOR.MINOR.PATCH`, without allocating (what keys and
+    /// stored metadata absorb on every request).
+    pub fn text(&self) -> SchemaText {
+        let mut text = SchemaText { bytes: [0; 32], len: 0 };
+        for (i, part) in [self.major, self.minor, self.patch].into_iter().enumerate() {
+            if i > 0 {
+                text.push(b'.');
+            }
+            let mut digits = [0u8; 10];
+            let mut n = part;
+            let mut start = digits.len();
+            loop {
+                start -= 1;
+                digits[start] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            for &d in &digits[start..] {
+                text.push(d);
+            }
+        }
+        text
+    }
+}
+
+/// A [`SchemaVersion`]'s text on the stack: three `u32` and two dots fit in 32 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaText {
+    bytes: [u8; 32],
+    len: u8,
+}
+
+impl SchemaText {
+    fn push(&mut self, b: u8) {
+        self.bytes[usize::from(self.len)] = b;
+        self.len += 1;
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and dots are ever pushed.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
 impl fmt::Display for SchemaVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&format!("{}.{}.{}", self.major, self.minor, self.patch))
+        f.pad(self.text().as_str())
     }
 }
 
@@ -387,6 +435,19 @@ mod tests {
             assert_eq!(err.field, "schema_version", "{bad:?}");
         }
         assert!(SchemaVersion::new("1.10.0").unwrap() > SchemaVersion::new("1.9.9").unwrap());
+    }
+
+    proptest::proptest! {
+        /// The stack-built text form is the decimal `MAJOR.MINOR.PATCH` and parses back.
+        #[test]
+        fn schema_text_is_canonical(major: u32, minor: u32, patch: u32) {
+            let v = SchemaVersion { major, minor, patch };
+            let text = format!("{major}.{minor}.{patch}");
+            let stacked = v.text();
+            proptest::prop_assert_eq!(stacked.as_str(), text.as_str());
+            proptest::prop_assert_eq!(format!("{v:>40}"), format!("{text:>40}"), "padding still applies");
+            proptest::prop_assert_eq!(SchemaVersion::new(&text).unwrap(), v);
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub struct RequestParts<'a> {
 /// A request after normalization: what is keyed, and what the edge forwards to the origin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NormalizedRequest {
-    method: String,
+    method: Cow<'static, str>,
     path: String,
     query: String,
     vary: Vec<(String, Option<String>)>,
@@ -241,9 +241,15 @@ impl KeyDeriver {
         request: &NormalizedRequest,
         vary: &[(&str, Option<S>)],
     ) -> Result<CacheKey, KeyError> {
-        let vary = normalize_vary_borrowed(vary)?;
         let mut hasher = self.0.clone();
-        encode_target(&mut hasher, request, vary.len(), vary.iter().map(|(name, value)| (name.as_ref(), *value)));
+        if let [(name, value)] = vary {
+            // The usual single `Vary` name: nothing to sort, no list to build.
+            let (name, value) = normalize_vary_pair(name, value.as_ref().map(AsRef::as_ref))?;
+            encode_target(&mut hasher, request, 1, std::iter::once((name.as_ref(), value)));
+        } else {
+            let vary = normalize_vary_borrowed(vary)?;
+            encode_target(&mut hasher, request, vary.len(), vary.iter().map(|(name, value)| (name.as_ref(), *value)));
+        }
         Ok(CacheKey(hasher.finalize().into()))
     }
 }
@@ -342,7 +348,7 @@ fn encode(sink: &mut impl Absorb, scope: &KeyScope, request: &NormalizedRequest)
 fn encode_scope(sink: &mut impl Absorb, scope: &KeyScope) {
     Encoder::new(sink, KEY_DOMAIN)
         .field(scope.tenant.as_str().as_bytes())
-        .field(scope.schema_version.to_string().as_bytes())
+        .field(scope.schema_version.text().as_str().as_bytes())
         .field(scope.contract_hash.digest())
         .u64(scope.generation.0);
 }
@@ -375,49 +381,70 @@ fn is_unreserved(b: u8) -> bool {
 
 /// RFC 9110 `tchar`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    // `#`..=`'` is `# $ % & '`, `^`..=`` ` `` is `` ^ _ ` ``.
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'..=b'`' | b'|' | b'~')
 }
 
 fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// What one validating pass over a path or query saw (so nothing scans it again).
+#[derive(Debug, Default)]
+struct Scanned {
+    /// An encoded slash (`%2F`).
+    encoded_slash: bool,
+    /// The offset of the first literal `?`.
+    question: Option<usize>,
+    /// A literal `;`.
+    semicolon: bool,
+}
+
 /// Checks that every byte is visible ASCII other than `#` and that every `%` starts a valid
-/// escape. Returns whether the input contains an encoded slash.
-fn validate_target(field: &'static str, s: &str, max: usize) -> Result<bool, KeyError> {
+/// escape, noting encoded slashes, `?` and `;` on the way.
+fn validate_target(field: &'static str, s: &str, max: usize) -> Result<Scanned, KeyError> {
     if s.len() > max {
         return Err(KeyError::TooLong { field, len: s.len(), max });
     }
     let bytes = s.as_bytes();
-    let mut encoded_slash = false;
+    let mut seen = Scanned::default();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
         if !(0x21..=0x7E).contains(&b) || b == b'#' {
             return Err(KeyError::InvalidByte { field, offset: i, byte: b });
         }
-        if b == b'%' {
-            let (Some(hi), Some(lo)) =
-                (bytes.get(i + 1).and_then(|&h| hex_value(h)), bytes.get(i + 2).and_then(|&l| hex_value(l)))
-            else {
-                return Err(KeyError::BadPercentEncoding { field, offset: i });
-            };
-            encoded_slash |= hi * 16 + lo == b'/';
-            i += 3;
-        } else {
-            i += 1;
+        match b {
+            b'%' => {
+                let (Some(hi), Some(lo)) =
+                    (bytes.get(i + 1).and_then(|&h| hex_value(h)), bytes.get(i + 2).and_then(|&l| hex_value(l)))
+                else {
+                    return Err(KeyError::BadPercentEncoding { field, offset: i });
+                };
+                seen.encoded_slash |= hi * 16 + lo == b'/';
+                i += 3;
+                continue;
+            }
+            b'?' if seen.question.is_none() => seen.question = Some(i),
+            b';' => seen.semicolon = true,
+            _ => {}
         }
+        i += 1;
     }
-    Ok(encoded_slash)
+    Ok(seen)
 }
 
 /// Decodes escapes of unreserved characters and upper-cases the hex of the others.
 /// Input must have passed [`validate_target`].
 fn normalize_percent(s: &str, out: &mut String) {
     let bytes = s.as_bytes();
+    // Runs without an escape are copied whole.
+    let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            out.push_str(&s[run..i]);
             let decoded = hex_value(bytes[i + 1]).unwrap_or(0) * 16 + hex_value(bytes[i + 2]).unwrap_or(0);
             if is_unreserved(decoded) {
                 out.push(decoded as char);
@@ -427,11 +454,12 @@ fn normalize_percent(s: &str, out: &mut String) {
                 out.push(bytes[i + 2].to_ascii_uppercase() as char);
             }
             i += 3;
+            run = i;
         } else {
-            out.push(bytes[i] as char);
             i += 1;
         }
     }
+    out.push_str(&s[run..]);
 }
 
 /// Normalizes a path (see the module documentation).
@@ -442,13 +470,13 @@ pub fn normalize_path(path: &str) -> Result<String, KeyError> {
     if !path.starts_with('/') {
         return Err(KeyError::PathNotAbsolute(crate::ids::preview(path)));
     }
-    let encoded_slash = validate_target("path", path, MAX_PATH_LEN)?;
+    let seen = validate_target("path", path, MAX_PATH_LEN)?;
     // A '?' ends the path in a request target: one inside a path would make two different
     // (path, query) splits send the same target to the origin.
-    if let Some(offset) = path.find('?') {
+    if let Some(offset) = seen.question {
         return Err(KeyError::InvalidByte { field: "path", offset, byte: b'?' });
     }
-    if encoded_slash || path.contains(';') {
+    if seen.encoded_slash || seen.semicolon {
         return Ok(path.to_owned());
     }
     let mut decoded = String::with_capacity(path.len());
@@ -495,40 +523,59 @@ fn remove_dot_segments(path: &str) -> String {
 /// [`KeyError`] for an over-long or malformed query.
 pub fn normalize_query(query: &str) -> Result<String, KeyError> {
     validate_target("query", query, MAX_QUERY_LEN)?;
-    // Every parameter is normalized into one buffer; `spans` are their ranges in it.
+    // Every parameter is normalized into one buffer; `spans` are their (start, end of name,
+    // end) in it, so sorting compares names without searching for `=` again.
     let mut decoded = String::with_capacity(query.len());
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
+    // The usual handful of parameters is tracked on the stack; more spill to a Vec.
+    let mut few = [(0usize, 0usize, 0usize); 16];
+    let mut count = 0;
+    let mut more: Vec<(usize, usize, usize)> = Vec::new();
     for p in query.split('&').filter(|p| !p.is_empty()) {
         let start = decoded.len();
         normalize_percent(p, &mut decoded);
-        spans.push((start, decoded.len()));
+        // `=` is never produced by decoding (it is reserved), so the decoded name ends at the
+        // decoded text's first `=`.
+        let name_end = decoded.as_bytes()[start..].iter().position(|&b| b == b'=').map_or(decoded.len(), |i| start + i);
+        let span = (start, name_end, decoded.len());
+        if count < few.len() {
+            few[count] = span;
+            count += 1;
+        } else {
+            more.push(span);
+        }
     }
-    let param = |&(start, end): &(usize, usize)| &decoded[start..end];
+    let spans: &mut [(usize, usize, usize)] = if more.is_empty() {
+        &mut few[..count]
+    } else {
+        more.splice(0..0, few);
+        &mut more
+    };
+    let name = |&(start, name_end, _): &(usize, usize, usize)| &decoded[start..name_end];
     // `sort_by` is stable: parameters with equal names keep their order.
-    spans.sort_by(|a, b| param_name(param(a)).cmp(param_name(param(b))));
+    spans.sort_by(|a, b| name(a).cmp(name(b)));
     if spans.len() <= 1 {
         // No separator to add: the buffer is the query.
         return Ok(decoded);
     }
     let mut out = String::with_capacity(decoded.len() + spans.len());
-    for (i, span) in spans.iter().enumerate() {
+    for (i, &(start, _, end)) in spans.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(param(span));
+        out.push_str(&decoded[start..end]);
     }
     Ok(out)
 }
 
-fn param_name(param: &str) -> &str {
-    param.split_once('=').map_or(param, |(name, _)| name)
-}
-
-fn normalize_method(method: &str) -> Result<String, KeyError> {
+fn normalize_method(method: &str) -> Result<Cow<'static, str>, KeyError> {
+    // The methods a cache keys are constants: no copy per request.
+    if let Some(known) = ["GET", "HEAD"].into_iter().find(|m| *m == method) {
+        return Ok(Cow::Borrowed(known));
+    }
     if method.is_empty() || method.len() > MAX_METHOD_LEN || !method.bytes().all(is_tchar) {
         return Err(KeyError::BadMethod(crate::ids::preview(method)));
     }
-    Ok(method.to_owned())
+    Ok(Cow::Owned(method.to_owned()))
 }
 
 fn normalize_vary(vary: &[(&str, Option<&str>)]) -> Result<Vec<(String, Option<String>)>, KeyError> {
@@ -549,35 +596,37 @@ fn normalize_vary_borrowed<'a, S: AsRef<str>>(
     }
     let mut out = Vec::with_capacity(vary.len());
     for (name, value) in vary {
-        // `Vary: *` means "never the same response": such a response must not be cached at all.
-        if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) || *name == "*" {
-            return Err(KeyError::BadVaryName(crate::ids::preview(name)));
-        }
-        let value = match value {
-            None => None,
-            Some(v) => {
-                let v = v.as_ref().trim_matches([' ', '\t']);
-                if v.len() > MAX_VARY_VALUE_LEN {
-                    return Err(KeyError::TooLong { field: "vary", len: v.len(), max: MAX_VARY_VALUE_LEN });
-                }
-                if let Some(offset) = v.bytes().position(|b| b != b'\t' && (b < 0x20 || b == 0x7F)) {
-                    return Err(KeyError::InvalidByte { field: "vary", offset, byte: v.as_bytes()[offset] });
-                }
-                Some(v)
-            }
-        };
-        let name: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            name.to_ascii_lowercase().into()
-        } else {
-            (*name).into()
-        };
-        out.push((name, value));
+        out.push(normalize_vary_pair(name, value.as_ref().map(AsRef::as_ref))?);
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     if let Some(pair) = out.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(KeyError::DuplicateVary(pair[0].0.to_string()));
     }
     Ok(out)
+}
+
+/// One vary header as keyed: the name checked and lower-cased, the value trimmed and checked.
+fn normalize_vary_pair<'a>(name: &'a str, value: Option<&'a str>) -> Result<(Cow<'a, str>, Option<&'a str>), KeyError> {
+    // `Vary: *` means "never the same response": such a response must not be cached at all.
+    if name.is_empty() || name.len() > 256 || !name.bytes().all(is_tchar) || name == "*" {
+        return Err(KeyError::BadVaryName(crate::ids::preview(name)));
+    }
+    let value = match value {
+        None => None,
+        Some(v) => {
+            let v = v.trim_matches([' ', '\t']);
+            if v.len() > MAX_VARY_VALUE_LEN {
+                return Err(KeyError::TooLong { field: "vary", len: v.len(), max: MAX_VARY_VALUE_LEN });
+            }
+            if let Some(offset) = v.bytes().position(|b| b != b'\t' && (b < 0x20 || b == 0x7F)) {
+                return Err(KeyError::InvalidByte { field: "vary", offset, byte: v.as_bytes()[offset] });
+            }
+            Some(v)
+        }
+    };
+    let name: Cow<'a, str> =
+        if name.bytes().any(|b| b.is_ascii_uppercase()) { name.to_ascii_lowercase().into() } else { name.into() };
+    Ok((name, value))
 }
 
 #[cfg(test)]
@@ -700,6 +749,36 @@ mod tests {
             assert_eq!(normalize_query(input).unwrap(), expected, "query {input:?}");
         }
         assert_eq!(normalize_query("a=%G0"), Err(KeyError::BadPercentEncoding { field: "query", offset: 2 }));
+    }
+
+    proptest::proptest! {
+        /// The query is its parameters, each percent-normalized, stably sorted by name, for
+        /// any number of parameters (past the 16 tracked on the stack too).
+        #[test]
+        fn query_is_the_stably_sorted_parameters(
+            params in proptest::collection::vec(("[a-c]{0,2}", proptest::option::of("[a-b%4Z1]{0,3}")), 0..40)
+        ) {
+            let raw: Vec<String> = params.iter().map(|(n, v)| match v {
+                Some(v) => format!("{n}={}", v.replace('%', "%41")),
+                None => n.clone(),
+            }).collect();
+            let query = raw.join("&");
+            let mut model: Vec<String> = raw.iter().filter(|p| !p.is_empty()).map(|p| {
+                let mut out = String::new();
+                normalize_percent(p, &mut out);
+                out
+            }).collect();
+            model.sort_by(|a, b| a.split('=').next().cmp(&b.split('=').next()));
+            proptest::prop_assert_eq!(normalize_query(&query).unwrap(), model.join("&"));
+        }
+    }
+
+    #[test]
+    fn tchar_is_rfc_9110s() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), expected, "{b:#x}");
+        }
     }
 
     #[test]

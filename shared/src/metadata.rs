@@ -85,7 +85,8 @@ impl ObjectMetadata {
 
     /// Encodes the metadata.
     pub fn encode(&self) -> Vec<u8> {
-        let schema = self.schema_version.to_string();
+        let schema = self.schema_version.text();
+        let schema = schema.as_str();
         let mut out = Vec::with_capacity(4 + self.tenant.as_str().len() + schema.len() + 48);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
@@ -98,6 +99,27 @@ impl ObjectMetadata {
         out.extend_from_slice(&self.generation.0.to_be_bytes());
         out.extend_from_slice(&self.stored_at.to_be_bytes());
         out
+    }
+
+    /// The `stored_at` of `bytes` when they are exactly the encoding of
+    /// `ObjectMetadata::new(scope, stored_at)`: the HIT path's scope check, without decoding
+    /// (or allocating) anything. `None` for any other bytes — another scope, or metadata that
+    /// does not decode — so it agrees with `decode(bytes)?.matches(scope)` (property-tested).
+    pub fn stored_at_in_scope(bytes: &[u8], scope: &KeyScope) -> Option<u64> {
+        let tenant = scope.tenant.as_str().as_bytes();
+        let schema = scope.schema_version.text();
+        let schema = schema.as_str().as_bytes();
+        let mut r = Reader(bytes);
+        let same = r.take(2, "magic").ok()? == MAGIC
+            && r.take(1, "version").ok()? == [VERSION]
+            && r.take(1, "tenant").ok()? == [tenant.len() as u8]
+            && r.take(tenant.len(), "tenant").ok()? == tenant
+            && r.take(1, "schema_version").ok()? == [schema.len() as u8]
+            && r.take(schema.len(), "schema_version").ok()? == schema
+            && r.take(32, "contract_hash").ok()? == scope.contract_hash.digest()
+            && r.array("generation").ok()? == scope.generation.0.to_be_bytes();
+        let stored_at = u64::from_be_bytes(r.array("stored_at").ok()?);
+        (same && r.0.is_empty()).then_some(stored_at)
     }
 
     /// Decodes and validates metadata.
@@ -212,5 +234,55 @@ mod tests {
         assert!(!m.matches(&KeyScope { tenant: TenantId::new("beta").unwrap(), ..scope.clone() }));
         assert!(!m.matches(&KeyScope { schema_version: SchemaVersion::new("1.8.2").unwrap(), ..scope.clone() }));
         assert!(!m.matches(&KeyScope { contract_hash: ContractHash::from_digest([8; 32]), ..scope }));
+    }
+
+    fn scope_of(m: &ObjectMetadata) -> KeyScope {
+        KeyScope {
+            tenant: m.tenant.clone(),
+            schema_version: m.schema_version,
+            contract_hash: m.contract_hash,
+            generation: m.generation,
+        }
+    }
+
+    proptest::proptest! {
+        /// The HIT path's byte-level scope check agrees with decoding and `matches`, for
+        /// metadata of any scope and for every single-byte corruption of it.
+        #[test]
+        fn stored_at_in_scope_agrees_with_decode(
+            tenants in proptest::sample::subsequence(vec!["acme", "acme-eu", "beta"], 2),
+            versions in proptest::sample::subsequence(vec!["1.8.3", "1.8.30", "0.0.0", "4294967295.1.10"], 2),
+            digests in proptest::sample::subsequence(vec![1u8, 2], 2),
+            generations in proptest::sample::subsequence(vec![0u64, 7, u64::MAX], 2),
+            stored_at in proptest::prelude::any::<u64>(),
+            pick in proptest::prelude::any::<[bool; 4]>(),
+            corrupt in proptest::option::of((proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255)),
+            cut in proptest::option::of(proptest::prelude::any::<proptest::sample::Index>()),
+        ) {
+            let stored = ObjectMetadata {
+                tenant: TenantId::new(tenants[0]).unwrap(),
+                schema_version: SchemaVersion::new(versions[0]).unwrap(),
+                contract_hash: ContractHash::from_digest([digests[0]; 32]),
+                generation: Generation(generations[0]),
+                stored_at,
+            };
+            let current = KeyScope {
+                tenant: TenantId::new(tenants[usize::from(pick[0])]).unwrap(),
+                schema_version: SchemaVersion::new(versions[usize::from(pick[1])]).unwrap(),
+                contract_hash: ContractHash::from_digest([digests[usize::from(pick[2])]; 32]),
+                generation: Generation(generations[usize::from(pick[3])]),
+            };
+            let mut bytes = stored.encode();
+            if let Some((at, flip)) = corrupt {
+                let at = at.index(bytes.len());
+                bytes[at] ^= flip;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut.index(bytes.len()));
+            }
+            let expected = ObjectMetadata::decode(&bytes).ok().filter(|m| m.matches(&current)).map(|m| m.stored_at);
+            proptest::prop_assert_eq!(ObjectMetadata::stored_at_in_scope(&bytes, &current), expected);
+            proptest::prop_assert_eq!(ObjectMetadata::stored_at_in_scope(&stored.encode(), &scope_of(&stored)), Some(stored_at));
+        }
     }
 }

@@ -207,6 +207,10 @@ async fn fat_gets_and_override_headers_never_reach_the_origin() {
         ("x_original_url", "/admin"),
         ("connection", "x-nominated"),
         ("x-nominated", "1"),
+        ("x-middleware-subrequest", "middleware"),
+        ("x-now-route-matches", "1"),
+        ("fastly-client-ip", "10.0.0.1"),
+        ("cf-connecting-ip", "10.0.0.1"),
     ];
     let seen = s.send(Method::GET, t, &headers, Some("smuggled body")).await;
     assert_eq!(seen.status, 200, "{}", s.edge.log_tail(20));
@@ -268,4 +272,66 @@ async fn stale_serving_never_crosses_a_release() {
     let after = s.get(t, &[]).await;
     assert_eq!(after.status, 503, "generation 1's object was served stale: {}", after.body);
     assert_ne!(after.body, old.body);
+}
+
+/// Sends one raw HTTP/1.1 request (for request forms `reqwest` never produces) and returns
+/// the response text, empty when the platform closed the connection.
+fn raw(s: &Stack, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(s.edge.addr()).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = stream.read_to_string(&mut out);
+    out
+}
+
+/// An absolute-form request target names another authority than `Host`: the tenant still
+/// comes from `Host` only, the origin never sees the other authority, and the answer is the
+/// one a plain request for that path gets.
+#[tokio::test]
+async fn absolute_form_targets_never_choose_the_tenant() {
+    let s = stack().await;
+    let t = "/abs?h=Cache-Control:max-age%3D60";
+    let out = raw(&s, &format!("GET http://evil.test{t} HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n"));
+    let served = out.starts_with("HTTP/1.1 200");
+    assert!(served || out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    if served {
+        assert_eq!(s.hits(t), 1, "served for acme (the origin counts per tenant): {out}");
+        assert!(!out.contains("evil.test"), "the other authority reached the origin: {out}");
+    }
+    let plain = s.get(t, &[]).await;
+    assert_eq!(plain.n(), 1, "one object for the path, whatever the request form");
+    // The other way round: a known tenant's authority in the target, an unknown Host.
+    let out = raw(
+        &s,
+        "GET http://acme.test/abs2?h=Cache-Control:max-age%3D60 HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(!out.starts_with("HTTP/1.1 200"), "an unknown Host was served as acme: {out}");
+    assert_eq!(s.hits("/abs2?h=Cache-Control:max-age%3D60"), 0);
+}
+
+/// CPDoS: an error the origin marks cacheable (here for every request) is never stored, so
+/// an attacker's malformed request cannot become every client's answer.
+#[tokio::test]
+async fn request_provoked_errors_are_never_stored() {
+    let s = stack().await;
+    for status in [400, 431, 500] {
+        // Parameters in key order: the origin counts the target as the edge forwards it.
+        let t = format!("/cpdos?h=Cache-Control:public,max-age%3D600&status={status}");
+        assert_eq!(s.get(&t, &[("x-oversized", &"x".repeat(4000))]).await.status, status);
+        assert_eq!(s.get(&t, &[]).await.status, status);
+        assert_eq!(s.hits(&t), 2, "status {status} was stored");
+    }
+}
+
+/// A CORS grant for one origin, sent without `Vary: Origin`, is keyed by `Origin` anyway.
+#[tokio::test]
+async fn a_cors_grant_is_keyed_by_origin() {
+    let s = stack().await;
+    let t = "/cors?h=Cache-Control:max-age%3D60&h=Access-Control-Allow-Origin:https://app.example";
+    let app = s.get(t, &[("origin", "https://app.example")]).await;
+    assert!(app.header("vary").is_some_and(|v| v.to_ascii_lowercase().contains("origin")), "{:?}", app.headers);
+    s.get(t, &[("origin", "https://evil.example")]).await;
+    assert_eq!(s.get(t, &[("origin", "https://app.example")]).await.n(), app.n());
+    assert_eq!(s.hits(t), 2, "one object per Origin");
 }

@@ -1,0 +1,237 @@
+//! Each replica's copy of the tenants' current state (the manifest path), validated against
+//! the database before every read, with one round trip shared by all concurrent readers.
+//!
+//! **Why a read is never older than an acknowledged commit.** Every transaction that
+//! changes a tenant bumps the one-row `tenant_epoch` and stamps the tenants it changed with
+//! the new value ([`super::bump_epoch`]); the row stays locked until that transaction ends,
+//! so epochs are handed out in commit order, and a snapshot that reads epoch `N` sees
+//! exactly the changes stamped `1..=N`. A *round* is one statement, one snapshot:
+//! `tenant_epoch` joined with the tenants stamped after the cache's epoch; applying it
+//! brings the cache to the snapshot's state (by induction: a tenant the round does not
+//! return has not changed since the previous round). A reader waits for a round that
+//! *started after the reader arrived* ([`Rounds`]), so if a commit was acknowledged to
+//! anyone before the reader arrived — on any replica — that round's snapshot includes it.
+//! Rounds are single-flight: readers arriving while a round runs all wait for the next
+//! one, so the database sees one cheap query per round, not one per request. A failed
+//! round fails its readers (the cache is not served unvalidated).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use edgegen_shared::TenantId;
+use postgres::{Client, NoTls};
+use tokio::sync::watch;
+
+use crate::domain::TenantState;
+use crate::store::StoreError;
+
+/// The single-flight rule, without I/O: which round a reader needs, and when the
+/// refresher starts the next one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Rounds {
+    /// The last round started (0: none yet).
+    started: u64,
+    /// The highest round a reader waits for.
+    wanted: u64,
+}
+
+impl Rounds {
+    /// A reader arrives: it needs the first round that starts from now on (a round
+    /// already running began before it arrived and may miss a commit acknowledged since).
+    pub(super) fn arrive(&mut self) -> u64 {
+        let need = self.started + 1;
+        self.wanted = self.wanted.max(need);
+        need
+    }
+
+    /// The refresher starts the next round if a reader waits for one: its number.
+    pub(super) fn start(&mut self) -> Option<u64> {
+        (self.wanted > self.started).then(|| {
+            self.started += 1;
+            self.started
+        })
+    }
+}
+
+/// The outcome of the latest completed round.
+#[derive(Clone)]
+struct Done {
+    round: u64,
+    failure: Option<StoreError>,
+}
+
+struct Shared {
+    rounds: Mutex<(Rounds, bool)>,
+    wake: Condvar,
+    done: watch::Sender<Done>,
+    map: RwLock<HashMap<TenantId, TenantState>>,
+}
+
+/// The cache and its refresher thread (stopped on drop).
+pub(super) struct TenantCache {
+    shared: Arc<Shared>,
+}
+
+impl TenantCache {
+    /// Starts the refresher thread, which keeps its own connection to `url`.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub(super) fn start(url: &str) -> Result<Self, StoreError> {
+        let shared = Arc::new(Shared {
+            rounds: Mutex::new((Rounds::default(), false)),
+            wake: Condvar::new(),
+            done: watch::Sender::new(Done { round: 0, failure: None }),
+            map: RwLock::new(HashMap::new()),
+        });
+        let (thread_shared, url) = (Arc::clone(&shared), url.to_owned());
+        std::thread::Builder::new()
+            .name("edgegen-tenant-cache".into())
+            .spawn(move || refresher(&thread_shared, &url))
+            .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
+        Ok(TenantCache { shared })
+    }
+
+    /// The state of each of `ids` that exists, as of a snapshot taken after this call
+    /// began.
+    ///
+    /// # Errors
+    /// When that round failed (the database is unreachable).
+    pub(super) async fn tenants(&self, ids: &[TenantId]) -> Result<Vec<TenantState>, StoreError> {
+        self.validated().await?;
+        let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
+        Ok(ids.iter().filter_map(|id| map.get(id).cloned()).collect())
+    }
+
+    /// Waits for a round that started after this call began.
+    async fn validated(&self) -> Result<(), StoreError> {
+        let need = {
+            let mut guard = self.shared.rounds.lock().unwrap_or_else(|p| p.into_inner());
+            let need = guard.0.arrive();
+            self.shared.wake.notify_one();
+            need
+        };
+        let mut done = self.shared.done.subscribe();
+        let outcome = done
+            .wait_for(|d| d.round >= need)
+            .await
+            .map_err(|_| StoreError::internal("the tenant cache stopped"))?
+            .failure
+            .clone();
+        outcome.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for TenantCache {
+    fn drop(&mut self) {
+        self.shared.rounds.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Runs rounds while readers wait for them, until the cache is dropped. The connection is
+/// opened on first use and again after a failure.
+fn refresher(shared: &Shared, url: &str) {
+    let mut client: Option<Client> = None;
+    // The epoch the map reflects (-1: nothing loaded yet; stored epochs start at 0).
+    let mut epoch: i64 = -1;
+    loop {
+        let round = {
+            let mut guard = shared.rounds.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if guard.1 {
+                    return;
+                }
+                if let Some(round) = guard.0.start() {
+                    break round;
+                }
+                guard = shared.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let failure = match refresh(&mut client, url, epoch) {
+            Ok((now, changed)) => {
+                if !changed.is_empty() {
+                    let mut map = shared.map.write().unwrap_or_else(|p| p.into_inner());
+                    for state in changed {
+                        map.insert(state.id.clone(), state);
+                    }
+                }
+                epoch = now;
+                None
+            }
+            Err(e) => {
+                client = None;
+                Some(e)
+            }
+        };
+        shared.done.send_replace(Done { round, failure });
+    }
+}
+
+/// One round: the current epoch and the tenants stamped after `since`, from one snapshot.
+fn refresh(client: &mut Option<Client>, url: &str, since: i64) -> Result<(i64, Vec<TenantState>), StoreError> {
+    let c = match client {
+        Some(c) => c,
+        None => {
+            client.insert(Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?)
+        }
+    };
+    let rows = c.query(
+        "SELECT t.id, t.hosts, t.generation, t.schema_version, t.contract_hash, t.release_id, e.n
+         FROM tenant_epoch e LEFT JOIN tenants t ON t.epoch > $1",
+        &[&since],
+    )?;
+    let now: i64 = rows.first().ok_or_else(|| StoreError::internal("the tenant_epoch row is missing"))?.get(6);
+    let mut changed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.get::<_, Option<&str>>(0).is_some() {
+            changed.push(super::tenant_row(row)?);
+        }
+    }
+    Ok((now, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounds;
+
+    #[test]
+    fn a_reader_never_joins_a_round_that_started_before_it_arrived() {
+        let mut r = Rounds::default();
+        assert_eq!(r.start(), None, "no reader, no round");
+        let a = r.arrive();
+        let b = r.arrive();
+        assert_eq!((a, b), (1, 1), "readers before a round share it");
+        assert_eq!(r.start(), Some(1));
+        // Round 1 runs: a reader arriving now needs round 2.
+        let c = r.arrive();
+        assert_eq!(c, 2);
+        assert_eq!(r.start(), Some(2));
+        assert_eq!(r.start(), None, "nobody waits for round 3");
+    }
+
+    proptest::proptest! {
+        /// For all interleavings of arrivals and round starts, each reader needs a round
+        /// numbered after every round started before it arrived, and the refresher keeps
+        /// starting rounds until every reader's round has started.
+        #[test]
+        fn every_reader_waits_for_a_later_round(steps in proptest::collection::vec(proptest::bool::ANY, 0..200)) {
+            let mut r = Rounds::default();
+            let mut needs = Vec::new();
+            for arrive in steps {
+                if arrive {
+                    let started_before = r.started;
+                    let need = r.arrive();
+                    proptest::prop_assert!(need > started_before);
+                    needs.push(need);
+                } else {
+                    let _ = r.start();
+                }
+            }
+            while r.start().is_some() {}
+            for need in needs {
+                proptest::prop_assert!(r.started >= need, "round {need} never started");
+            }
+        }
+    }
+}

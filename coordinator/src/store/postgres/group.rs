@@ -1,5 +1,5 @@
 //! Group commit on PostgreSQL: callers queue small writes of one kind (acks, manifest
-//! fetches); a few writer threads each take every queued write (up to [`MAX_BATCH`]), run
+//! fetches; also the lookups that vouch for acks, batched the same way); a few writer threads each take every queued write (up to [`MAX_BATCH`]), run
 //! them as one transaction on one pooled connection, and answer each caller only after
 //! that transaction committed. Under load one commit serves many callers; alone, a write
 //! costs what it did before (the writer takes it at once).

@@ -92,6 +92,8 @@ struct Inner {
     acks: group::Group<Ack, ()>,
     /// First fetches of a manifest generation by a PoP, group-committed.
     fetches: group::Group<Fetch, ()>,
+    /// Lookups of the fetch that vouches for an ack, batched the same way.
+    vouchers: group::Group<(PopId, TenantId), Option<Generation>>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -119,9 +121,11 @@ impl PostgresStore {
         let cache = tenant_cache::TenantCache::start(url)?;
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
-        let inner = Arc::new(Inner { pool, cache, acks, fetches, settings, metrics });
+        let (vouchers, voucher_readers) = group::Group::new();
+        let inner = Arc::new(Inner { pool, cache, acks, fetches, vouchers, settings, metrics });
         ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
         fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;
+        voucher_readers.start("vouchers", &Arc::downgrade(&inner), read_fetches)?;
         if deadline.is_some() {
             // A weak handle: the ticker never keeps the store alive after it is dropped.
             let weak = Arc::downgrade(&inner);
@@ -271,13 +275,7 @@ impl Store for PostgresStore {
     }
 
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
-        self.call(move |c, _| {
-            let row = c.query_opt(
-                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
-                &[&pop.as_str(), &tenant.as_str()],
-            )?;
-            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
-        })
+        Box::pin(self.inner.vouchers.write((pop, tenant)))
     }
 
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
@@ -371,6 +369,19 @@ fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchR
         )?;
     }
     Ok(results)
+}
+
+/// Reads a batch of recorded fetches in one query: per (PoP, tenant), the highest
+/// generation any replica served it.
+fn read_fetches(_: &Inner, c: &mut Client, keys: &[(PopId, TenantId)]) -> group::BatchResult<Option<Generation>> {
+    let pops: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+    let tenants: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
+    let rows = c.query(
+        "SELECT f.generation FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(pop, tenant_id, ord)
+         LEFT JOIN fetches f ON f.pop = k.pop AND f.tenant_id = k.tenant_id ORDER BY k.ord",
+        &[&pops, &tenants],
+    )?;
+    Ok(rows.iter().map(|r| Ok(r.get::<_, Option<i64>>(0).map(|g| Generation(g as u64)))).collect())
 }
 
 /// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with.

@@ -11,15 +11,20 @@
 //! return has not changed since the previous round). A reader waits for a round that
 //! *started after the reader arrived* ([`Rounds`]), so if a commit was acknowledged to
 //! anyone before the reader arrived — on any replica — that round's snapshot includes it.
-//! Rounds are single-flight: readers arriving while a round runs all wait for the next
-//! one, so the database sees one cheap query per round, not one per request. A failed
-//! round fails its readers (the cache is not served unvalidated).
+//! Rounds are shared: readers arriving while a round runs all wait for the next one, so
+//! the database sees one cheap query per round, not one per request. Up to [`REFRESHERS`]
+//! rounds overlap (each on its own connection), so a reader never queues behind more than
+//! the round trip its own round takes; rounds may finish out of order, so each cached state
+//! keeps the epoch it was stamped with and is only replaced by a newer one, and a reader is
+//! released by any finished round numbered at or after the one it needs (it also started
+//! after the reader arrived). A failed round fails its readers (the cache is not served
+//! unvalidated).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use edgegen_shared::TenantId;
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 use tokio::sync::watch;
 
 use crate::domain::TenantState;
@@ -53,7 +58,18 @@ impl Rounds {
     }
 }
 
-/// The outcome of the latest completed round.
+/// Rounds that may run at once (one connection each).
+pub(super) const REFRESHERS: usize = 8;
+
+/// Cached states, each with the epoch it was stamped with, and the epoch up to which every
+/// change is applied.
+#[derive(Default)]
+struct Map {
+    complete_to: i64,
+    states: HashMap<TenantId, (i64, TenantState)>,
+}
+
+/// The outcome of the highest-numbered completed round.
 #[derive(Clone)]
 struct Done {
     round: u64,
@@ -64,7 +80,7 @@ struct Shared {
     rounds: Mutex<(Rounds, bool)>,
     wake: Condvar,
     done: watch::Sender<Done>,
-    map: RwLock<HashMap<TenantId, TenantState>>,
+    map: RwLock<Map>,
 }
 
 /// The cache and its refresher thread (stopped on drop).
@@ -82,13 +98,16 @@ impl TenantCache {
             rounds: Mutex::new((Rounds::default(), false)),
             wake: Condvar::new(),
             done: watch::Sender::new(Done { round: 0, failure: None }),
-            map: RwLock::new(HashMap::new()),
+            // -1: nothing loaded yet (stored epochs start at 0).
+            map: RwLock::new(Map { complete_to: -1, states: HashMap::new() }),
         });
-        let (thread_shared, url) = (Arc::clone(&shared), url.to_owned());
-        std::thread::Builder::new()
-            .name("edgegen-tenant-cache".into())
-            .spawn(move || refresher(&thread_shared, &url))
-            .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
+        for n in 0..REFRESHERS {
+            let (thread_shared, url) = (Arc::clone(&shared), url.to_owned());
+            std::thread::Builder::new()
+                .name(format!("edgegen-tenant-cache-{n}"))
+                .spawn(move || refresher(&thread_shared, &url))
+                .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
+        }
         Ok(TenantCache { shared })
     }
 
@@ -100,7 +119,7 @@ impl TenantCache {
     pub(super) async fn tenants(&self, ids: &[TenantId]) -> Result<Vec<TenantState>, StoreError> {
         self.validated().await?;
         let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
-        Ok(ids.iter().filter_map(|id| map.get(id).cloned()).collect())
+        Ok(ids.iter().filter_map(|id| map.states.get(id).map(|(_, state)| state.clone())).collect())
     }
 
     /// Waits for a round that started after this call began.
@@ -125,16 +144,14 @@ impl TenantCache {
 impl Drop for TenantCache {
     fn drop(&mut self) {
         self.shared.rounds.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
     }
 }
 
 /// Runs rounds while readers wait for them, until the cache is dropped. The connection is
 /// opened on first use and again after a failure.
 fn refresher(shared: &Shared, url: &str) {
-    let mut client: Option<Client> = None;
-    // The epoch the map reflects (-1: nothing loaded yet; stored epochs start at 0).
-    let mut epoch: i64 = -1;
+    let mut client: Option<(Client, Statement)> = None;
     loop {
         let round = {
             let mut guard = shared.rounds.lock().unwrap_or_else(|p| p.into_inner());
@@ -148,15 +165,20 @@ fn refresher(shared: &Shared, url: &str) {
                 guard = shared.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let failure = match refresh(&mut client, url, epoch) {
+        let since = shared.map.read().unwrap_or_else(|p| p.into_inner()).complete_to;
+        let failure = match refresh(&mut client, url, since) {
             Ok((now, changed)) => {
-                if !changed.is_empty() {
-                    let mut map = shared.map.write().unwrap_or_else(|p| p.into_inner());
-                    for state in changed {
-                        map.insert(state.id.clone(), state);
+                let mut map = shared.map.write().unwrap_or_else(|p| p.into_inner());
+                for (epoch, state) in changed {
+                    match map.states.get(&state.id) {
+                        // A round that finished first already applied a newer state.
+                        Some((held, _)) if *held >= epoch => {}
+                        _ => {
+                            map.states.insert(state.id.clone(), (epoch, state));
+                        }
                     }
                 }
-                epoch = now;
+                map.complete_to = map.complete_to.max(now);
                 None
             }
             Err(e) => {
@@ -164,28 +186,41 @@ fn refresher(shared: &Shared, url: &str) {
                 Some(e)
             }
         };
-        shared.done.send_replace(Done { round, failure });
+        shared.done.send_if_modified(|done| {
+            let newer = round > done.round;
+            if newer {
+                *done = Done { round, failure };
+            }
+            newer
+        });
     }
 }
 
-/// One round: the current epoch and the tenants stamped after `since`, from one snapshot.
-fn refresh(client: &mut Option<Client>, url: &str, since: i64) -> Result<(i64, Vec<TenantState>), StoreError> {
-    let c = match client {
-        Some(c) => c,
+/// The round's query, prepared once per connection (one round trip per round, not two).
+const ROUND: &str = "SELECT t.id, t.hosts, t.generation, t.schema_version, t.contract_hash, t.release_id, e.n, t.epoch
+     FROM tenant_epoch e LEFT JOIN tenants t ON t.epoch > $1";
+
+/// One round: the current epoch and the tenants stamped after `since` (with their stamp),
+/// from one snapshot.
+fn refresh(
+    client: &mut Option<(Client, Statement)>,
+    url: &str,
+    since: i64,
+) -> Result<(i64, Vec<(i64, TenantState)>), StoreError> {
+    let (c, round) = match client {
+        Some(open) => open,
         None => {
-            client.insert(Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?)
+            let mut c = Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?;
+            let round = c.prepare(ROUND)?;
+            client.insert((c, round))
         }
     };
-    let rows = c.query(
-        "SELECT t.id, t.hosts, t.generation, t.schema_version, t.contract_hash, t.release_id, e.n
-         FROM tenant_epoch e LEFT JOIN tenants t ON t.epoch > $1",
-        &[&since],
-    )?;
+    let rows = c.query(&*round, &[&since])?;
     let now: i64 = rows.first().ok_or_else(|| StoreError::internal("the tenant_epoch row is missing"))?.get(6);
     let mut changed = Vec::with_capacity(rows.len());
     for row in &rows {
         if row.get::<_, Option<&str>>(0).is_some() {
-            changed.push(super::tenant_row(row)?);
+            changed.push((row.get::<_, i64>(7), super::tenant_row(row)?));
         }
     }
     Ok((now, changed))

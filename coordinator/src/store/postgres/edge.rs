@@ -161,11 +161,15 @@ impl Inner {
         }
         // Releases that a new ack's PoP has now acknowledged for every tenant.
         let completed = c.query(
+            // The first tenant the PoP has not acknowledged (`LIMIT 1`: the scan of a
+            // release's tenants stops there, usually at its first row) rules a release out.
             "SELECT DISTINCT r.id FROM unnest($1::text[], $2::text[], $3::bigint[]) AS n(pop, tenant_id, generation)
              JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation <= n.generation
              JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
-             WHERE NOT EXISTS (SELECT 1 FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
-               SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation))",
+             LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
+               SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
+               LIMIT 1) m ON TRUE
+             WHERE m.missing IS NULL",
             &[&new_pops, &new_tenants, &new_generations],
         )?;
         for row in completed {

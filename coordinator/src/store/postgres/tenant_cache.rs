@@ -6,9 +6,10 @@
 //! the new value ([`super::bump_epoch`]); the row stays locked until that transaction ends,
 //! so epochs are handed out in commit order, and a snapshot that reads epoch `N` sees
 //! exactly the changes stamped `1..=N`. A *round* is one statement, one snapshot:
-//! `tenant_epoch` joined with the tenants stamped after the cache's epoch; applying it
-//! brings the cache to the snapshot's state (by induction: a tenant the round does not
-//! return has not changed since the previous round). A reader waits for a round that
+//! `tenant_epoch` joined with the tenants stamped after `since`, the epoch up to which the
+//! cache holds every change; applying it brings every tenant to at least the snapshot's
+//! state (changes stamped up to `since` were held already, the rest the round returned),
+//! after which the cache holds every change up to the snapshot's epoch. A reader waits for a round that
 //! *started after the reader arrived* ([`Rounds`]), so if a commit was acknowledged to
 //! anyone before the reader arrived — on any replica — that round's snapshot includes it.
 //! Rounds are shared: readers arriving while a round runs all wait for the next one, so
@@ -30,7 +31,7 @@ use tokio::sync::watch;
 use crate::domain::TenantState;
 use crate::store::StoreError;
 
-/// The single-flight rule, without I/O: which round a reader needs, and when the
+/// The shared-round rule, without I/O: which round a reader needs, and when the
 /// refresher starts the next one.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct Rounds {

@@ -85,13 +85,8 @@ impl Engine {
         &self,
         tenants: &[TenantId],
     ) -> Result<std::collections::HashMap<TenantId, crate::domain::TenantState>, EngineError> {
-        let mut out = std::collections::HashMap::new();
-        for id in tenants {
-            if let Some(state) = self.store.tenant(id.clone()).await? {
-                out.insert(id.clone(), state);
-            }
-        }
-        Ok(out)
+        let states = self.store.tenants_of(tenants.to_vec()).await?;
+        Ok(states.into_iter().map(|s| (s.id.clone(), s)).collect())
     }
 
     /// Runs the request's analysis off the async threads (a large schema takes CPU time).
@@ -165,12 +160,13 @@ impl Engine {
         // The tenants' live data against the new contract ([`crate::live_check`]): a tenant
         // whose sampled responses the new contract cannot read refuses the release (policy
         // `block`) or is recorded (policy `warn`).
-        let mut hosts = Vec::with_capacity(request.tenants.len());
-        for tenant in &request.tenants {
-            if let Some(state) = self.store.tenant(tenant.clone()).await? {
-                hosts.push((tenant.as_str().to_owned(), state.hosts));
-            }
-        }
+        let hosts: Vec<(String, Vec<String>)> = self
+            .store
+            .tenants_of(request.tenants.clone())
+            .await?
+            .into_iter()
+            .map(|state| (state.id.as_str().to_owned(), state.hosts))
+            .collect();
         let analysed_contract = request.analysis.as_ref().and(request.contract_schema.as_ref());
         match crate::live_check::before_commit(&self.analysis, &hosts, analysed_contract).await {
             Ok(step) => steps.extend(step),

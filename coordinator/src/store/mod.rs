@@ -6,7 +6,9 @@
 //! across crashes, and writes a release's post-commit effects ([`crate::outbox`]) in the
 //! same transaction. Reads that must be fast (the manifest path, [`Store::tenant`]) never
 //! return a state older than a commit already acknowledged: the SQLite store serves them
-//! from memory, updated right after a commit is durable with nothing fallible in between.
+//! from memory, updated right after a commit is durable with nothing fallible in between;
+//! each PostgreSQL replica serves them from a cache validated, per read, by a database
+//! snapshot taken after the read arrived (one query shared by concurrent reads).
 
 pub mod postgres;
 pub mod sqlite;
@@ -238,6 +240,17 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant's current state (the manifest path): never older than the last commit
     /// acknowledged to any caller.
     fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>>;
+    /// The current state of each of `ids` that exists (one read for all: the same
+    /// guarantee as [`Store::tenant`]).
+    fn tenants_of(&self, ids: Vec<TenantId>) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.extend(self.tenant(id).await?);
+            }
+            Ok(out)
+        })
+    }
     /// Every tenant's current state, sorted by id.
     fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>>;
     /// Registers a tenant at generation 1 (and, with [`StoreSettings::hosts_max_entries`],

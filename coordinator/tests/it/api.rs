@@ -658,6 +658,64 @@ async fn concurrent_releases_never_skip_or_reuse_a_generation() {
     }
 }
 
+/// The generation a manifest answer carries (its ETag is the quoted generation).
+fn etag_generation(a: &Answer) -> u64 {
+    a.headers["etag"].to_str().unwrap().trim_matches('"').parse().unwrap()
+}
+
+/// Manifests never go back: once a commit (or a registration) has been acknowledged
+/// through one replica, a manifest served by any replica carries it — every time, while
+/// other readers keep each replica's validation rounds busy (so a round that started before
+/// the commit is in flight when the read arrives).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_after_an_acknowledged_commit_is_never_older_on_any_replica() {
+    let app = test_app_on(BACKEND);
+    let n = app.replicas.len();
+    let manifest_generation = |router: axum::Router, tenant: String| async move {
+        let a = send(&router, "GET", &format!("/v1/edge/manifests/{tenant}"), Some(EDGE), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{tenant}: {}", a.text);
+        etag_generation(&a)
+    };
+    for i in 0..5 {
+        let id = format!("fresh{i}");
+        add_tenant(&app.replicas[i % n], &id).await;
+        assert_eq!(manifest_generation(app.replicas[(i + 1) % n].clone(), id).await, 1, "registration seen");
+    }
+    add_tenant(&app.router, "hot").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for k in 0..8 {
+        let (router, stop) = (app.replicas[k % n].clone(), std::sync::Arc::clone(&stop));
+        pollers.push(tokio::spawn(async move {
+            let mut last = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let a = send(&router, "GET", "/v1/edge/manifests/hot", Some(EDGE), None).await;
+                assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+                let g = etag_generation(&a);
+                assert!(g >= last, "a replica's manifest went back from generation {last} to {g}");
+                last = g;
+                // An in-memory store answers without ever being pending: let the committer run.
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    for i in 0..60 {
+        let committed = release(&app.replicas[i % n], &["hot"]).await;
+        let to = committed["tenants"][0]["to_generation"].as_u64().unwrap();
+        let reads: Vec<_> = (0..n)
+            .map(|r| tokio::spawn(manifest_generation(app.replicas[(i + 1 + r) % n].clone(), "hot".to_owned())))
+            .collect();
+        for (r, read) in reads.into_iter().enumerate() {
+            let seen = read.await.unwrap();
+            assert!(seen >= to, "release {i}: replica {} served generation {seen} after {to} was acknowledged", (i + 1 + r) % n);
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pollers {
+        p.await.unwrap();
+    }
+}
+
 /// `server::run` on a real socket: answers over TCP and returns once shutdown resolves.
 #[tokio::test]
 async fn serves_on_a_real_socket_and_shuts_down_gracefully() {

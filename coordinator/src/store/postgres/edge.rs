@@ -7,6 +7,7 @@ use edgegen_shared::api::{Convergence, ExecutionLog, Release, ReleaseKind, Relea
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 use postgres::{Client, GenericClient};
 
+use super::group::BatchResult;
 use super::{DEADLINE_LOCK, Inner, corrupt, live_pops, load_release, sql_gen};
 use crate::clock::now_ms;
 use crate::convergence::FetchRecord;
@@ -97,46 +98,99 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn record_ack(&self, c: &mut Client, ack: &Ack) -> Result<(), StoreError> {
+    /// Records a batch of acknowledgements in one transaction ([`super::group`]): each is
+    /// checked against its tenant's generation, stored once (a retry or another replica's
+    /// copy is a no-op) and refreshes its PoP's last-seen; after the commit, the releases the
+    /// new acks completed for their PoPs are checked for convergence (acks that landed on
+    /// other replicas count too: they are rows).
+    pub(super) fn record_acks(&self, c: &mut Client, acks: &[Ack]) -> BatchResult<()> {
         let now = now_ms() as i64;
-        let generation = sql_gen(ack.generation)?;
-        let observed = i64::try_from(ack.observed_at).unwrap_or(i64::MAX);
-        // One statement (atomic on its own): check the tenant, store the ack, refresh the
-        // PoP's last-seen; it answers the tenant's generation and whether the ack was new.
-        let row = c.query_opt(
-            "WITH t AS (SELECT generation FROM tenants WHERE id = $2 AND removed_at IS NULL),
+        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(acks.len());
+        let (mut pops, mut tenants, mut generations, mut observed, mut ords) = (vec![], vec![], vec![], vec![], vec![]);
+        for (i, ack) in acks.iter().enumerate() {
+            match sql_gen(ack.generation) {
+                Ok(g) => {
+                    pops.push(ack.pop.as_str());
+                    tenants.push(ack.tenant.as_str());
+                    generations.push(g);
+                    observed.push(i64::try_from(ack.observed_at).unwrap_or(i64::MAX));
+                    ords.push(i as i64);
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let mut tx = c.transaction()?;
+        // One statement for the batch: each ack joined with its tenant's generation, the
+        // valid ones inserted in key order (concurrent batches lock in one order), and for
+        // each whether it was new.
+        let rows = tx.query(
+            "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                          AS i(pop, tenant_id, generation, observed_at, ord)),
+                  t AS (SELECT i.*, tn.generation AS current FROM i
+                         LEFT JOIN tenants tn ON tn.id = i.tenant_id AND tn.removed_at IS NULL),
                   ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
-                          SELECT $1, $2, $3, $4, $5 FROM t WHERE t.generation >= $3
-                          ON CONFLICT DO NOTHING RETURNING 1),
-                  seen AS (INSERT INTO pops (id, first_seen, last_seen) SELECT $1, $5, $5 FROM t WHERE t.generation >= $3
-                           ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
-             SELECT t.generation, (SELECT COUNT(*) FROM ins) FROM t",
-            &[&ack.pop.as_str(), &ack.tenant.as_str(), &generation, &observed, &now],
+                          SELECT pop, tenant_id, generation, observed_at, $6 FROM t WHERE t.current >= t.generation
+                          ORDER BY pop, tenant_id, generation
+                          ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation)
+             SELECT t.ord, t.current, ins.pop IS NOT NULL FROM t
+             LEFT JOIN ins ON ins.pop = t.pop AND ins.tenant_id = t.tenant_id AND ins.generation = t.generation",
+            &[&pops, &tenants, &generations, &observed, &ords, &now],
         )?;
-        let Some(row) = row else {
-            return Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into());
-        };
-        let current = Generation(row.get::<_, i64>(0) as u64);
-        if ack.generation > current {
-            return Err(Refusal::Unprocessable(format!(
-                "generation: tenant {} is at generation {current}; a PoP cannot have seen {}",
-                ack.tenant, ack.generation
-            ))
-            .into());
+        let mut seen: Vec<&str> = Vec::with_capacity(rows.len());
+        let (mut new_pops, mut new_tenants, mut new_generations) = (vec![], vec![], vec![]);
+        let mut accepted = 0;
+        for row in &rows {
+            let i = usize::try_from(row.get::<_, i64>(0)).map_err(|e| StoreError::caused("an ack's position", e))?;
+            let ack = acks.get(i).ok_or_else(|| StoreError::internal("an ack's position is out of range"))?;
+            let Some(current) = row.get::<_, Option<i64>>(1) else {
+                results[i] = Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into());
+                continue;
+            };
+            let current = Generation(current as u64);
+            if ack.generation > current {
+                results[i] = Err(Refusal::Unprocessable(format!(
+                    "generation: tenant {} is at generation {current}; a PoP cannot have seen {}",
+                    ack.tenant, ack.generation
+                ))
+                .into());
+                continue;
+            }
+            accepted += 1;
+            seen.push(ack.pop.as_str());
+            if row.get::<_, bool>(2) {
+                new_pops.push(ack.pop.as_str());
+                new_tenants.push(ack.tenant.as_str());
+                new_generations.push(sql_gen(ack.generation)?);
+            }
         }
-        self.metrics.acks(1);
-        if row.get::<_, i64>(1) == 0 {
-            // Already stored (a retry, or another replica): it completes nothing new.
-            return Ok(());
+        seen.sort_unstable();
+        seen.dedup();
+        if !seen.is_empty() {
+            // In id order, so concurrent batches lock the PoPs' rows in one order.
+            tx.execute(
+                "INSERT INTO pops (id, first_seen, last_seen) SELECT id, $2, $2 FROM unnest($1::text[]) AS p(id)
+                 ORDER BY id ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen)",
+                &[&seen, &now],
+            )?;
         }
-        // Releases of this tenant that this PoP has now acknowledged completely: check them
-        // (acks that landed on other replicas count too: they are rows).
+        tx.commit()?;
+        self.metrics.acks(accepted);
+        if new_pops.is_empty() {
+            return Ok(results);
+        }
+        // Releases that a new ack's PoP has now acknowledged for every tenant.
         let completed = c.query(
-            "SELECT r.id FROM releases r JOIN release_tenants rt ON rt.release_id = r.id
-             WHERE rt.tenant_id = $1 AND rt.to_generation <= $2 AND r.status = 'committed'
-               AND NOT EXISTS (SELECT 1 FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
-                 SELECT 1 FROM acks a WHERE a.pop = $3 AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation))",
-            &[&ack.tenant.as_str(), &generation, &ack.pop.as_str()],
+            // The first tenant the PoP has not acknowledged (`LIMIT 1`: the scan of a
+            // release's tenants stops there, usually at its first row) rules a release out.
+            "SELECT DISTINCT r.id FROM unnest($1::text[], $2::text[], $3::bigint[]) AS n(pop, tenant_id, generation)
+             JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation <= n.generation
+             JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
+             LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
+               SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
+               LIMIT 1) m ON TRUE
+             WHERE m.missing IS NULL",
+            &[&new_pops, &new_tenants, &new_generations],
         )?;
         for row in completed {
             let id = ReleaseId::new(row.get::<_, String>(0)).map_err(corrupt)?;
@@ -144,7 +198,7 @@ impl Inner {
                 tracing::error!(cause = %e.chain(), release = %id, "convergence check failed");
             }
         }
-        Ok(())
+        Ok(results)
     }
 
     fn converge_if_done(&self, c: &mut Client, id: &ReleaseId) -> Result<(), StoreError> {

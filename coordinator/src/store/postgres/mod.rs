@@ -3,9 +3,12 @@
 //! SQLite store applies ([`crate::domain`], [`crate::execlog`], [`crate::outbox`]); this
 //! module only sequences SQL, and every guarantee across replicas rests on the database:
 //!
-//! - **Manifests never go back.** Manifest reads go through to the database
-//!   ([`Store::tenant`] is one indexed `SELECT`): a commit is acknowledged to its caller
-//!   only after `COMMIT` returned, so every later read on any replica sees it.
+//! - **Manifests never go back.** Once a release's commit has been acknowledged to its
+//!   caller, a manifest served by any replica carries the new generation. Each replica
+//!   serves [`Store::tenant`] from its own cache, but only after a validation round that
+//!   *started after the read arrived* brought the cache up to a database snapshot taken
+//!   then; every tenant write bumps a one-row epoch, so the round is one cheap query
+//!   shared by all concurrent readers ([`tenant_cache`] has the argument).
 //! - **No collisions.** Release ids come from one sequence (`rel-{nextval}`); a release
 //!   locks its tenants' rows (`SELECT … ORDER BY id FOR UPDATE`) and plans from the locked
 //!   rows, so concurrent releases through different replicas serialize per tenant and
@@ -21,12 +24,17 @@
 //!   counts as "not triggered"); outbox effects are claimed with `FOR UPDATE SKIP LOCKED`
 //!   and a lease, so each attempt is made by one replica.
 //!
-//! Connections come from a small pool; each call runs on a blocking thread.
+//! Connections come from a small pool; each call runs on a blocking thread. Acks and the
+//! fetch records that vouch for them are group-committed ([`group`]): one transaction per
+//! batch, each caller answered after it committed. The manifest path reads the replica's
+//! validated cache ([`tenant_cache`]) on its own connection.
 
 mod edge;
+mod group;
 mod pool;
 mod releases;
 mod schema;
+mod tenant_cache;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,6 +86,14 @@ fn sql_gen(g: Generation) -> Result<i64, StoreError> {
 
 struct Inner {
     pool: pool::Pool,
+    /// The manifest path's tenant states, validated per read ([`tenant_cache`]).
+    cache: tenant_cache::TenantCache,
+    /// Acks, group-committed.
+    acks: group::Group<Ack, ()>,
+    /// First fetches of a manifest generation by a PoP, group-committed.
+    fetches: group::Group<Fetch, ()>,
+    /// Lookups of the fetch that vouches for an ack, batched the same way.
+    vouchers: group::Group<(PopId, TenantId), Option<Generation>>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -102,7 +118,14 @@ impl PostgresStore {
         created?;
         pool.put(c);
         let deadline = settings.convergence_deadline_ms;
-        let inner = Arc::new(Inner { pool, settings, metrics });
+        let cache = tenant_cache::TenantCache::start(url)?;
+        let (acks, ack_writers) = group::Group::new();
+        let (fetches, fetch_writers) = group::Group::new();
+        let (vouchers, voucher_readers) = group::Group::new();
+        let inner = Arc::new(Inner { pool, cache, acks, fetches, vouchers, settings, metrics });
+        ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
+        fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;
+        voucher_readers.start("vouchers", &Arc::downgrade(&inner), read_fetches)?;
         if deadline.is_some() {
             // A weak handle: the ticker never keeps the store alive after it is dropped.
             let weak = Arc::downgrade(&inner);
@@ -146,14 +169,11 @@ impl Inner {
 
 impl Store for PostgresStore {
     fn tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Option<TenantState>, StoreError>> {
-        self.call(move |c, _| {
-            let row = c.query_opt(
-                "SELECT id, hosts, generation, schema_version, contract_hash, release_id FROM tenants
-                 WHERE id = $1 AND removed_at IS NULL",
-                &[&id.as_str()],
-            )?;
-            row.map(|r| tenant_row(&r)).transpose()
-        })
+        Box::pin(async move { Ok(self.inner.cache.tenants(std::slice::from_ref(&id)).await?.pop()) })
+    }
+
+    fn tenants_of(&self, ids: Vec<TenantId>) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
+        Box::pin(async move { self.inner.cache.tenants(&ids).await })
     }
 
     fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantState>, StoreError>> {
@@ -247,7 +267,7 @@ impl Store for PostgresStore {
     }
 
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(move |c, s| s.record_ack(c, &ack))
+        Box::pin(self.inner.acks.write(ack))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
@@ -260,28 +280,16 @@ impl Store for PostgresStore {
         tenant: TenantId,
         record: crate::convergence::FetchRecord,
     ) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(move |c, _| {
-            // GREATEST ignores NULL: a row from before lease bounds were kept takes the new one
-            // (its statements were issued earlier, so they expire before it).
-            let until = record.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
-            c.execute(
-                "INSERT INTO fetches (pop, tenant_id, generation, lease_until) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation),
-                   lease_until = GREATEST(fetches.lease_until, EXCLUDED.lease_until)",
-                &[&pop.as_str(), &tenant.as_str(), &sql_gen(record.generation)?, &until],
-            )?;
-            Ok(())
-        })
+        Box::pin(self.inner.fetches.write(Fetch {
+            pop,
+            tenant,
+            generation: record.generation,
+            lease_until: record.lease_until,
+        }))
     }
 
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
-        self.call(move |c, _| {
-            let row = c.query_opt(
-                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
-                &[&pop.as_str(), &tenant.as_str()],
-            )?;
-            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
-        })
+        Box::pin(self.inner.vouchers.write((pop, tenant)))
     }
 
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
@@ -336,6 +344,72 @@ impl Store for PostgresStore {
             Ok(())
         })
     }
+}
+
+/// That a PoP was served a tenant's manifest at a generation.
+struct Fetch {
+    pop: PopId,
+    tenant: TenantId,
+    generation: Generation,
+    /// No statement handed to the PoP expires after this (Unix ms), when known.
+    lease_until: Option<u64>,
+}
+
+/// Records a batch of fetches in one statement: per (PoP, tenant), the highest generation
+/// and the latest lease bound (rows in key order, so concurrent batches lock them in one
+/// order). `GREATEST` ignores NULL: a row from before lease bounds were kept takes the new
+/// one (its statements were issued earlier, so they expire before it).
+fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchResult<()> {
+    let mut results = Vec::with_capacity(fetches.len());
+    let mut highest: std::collections::BTreeMap<(&str, &str), (i64, Option<i64>)> = std::collections::BTreeMap::new();
+    for f in fetches {
+        match sql_gen(f.generation) {
+            Ok(g) => {
+                let until = f.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+                let entry = highest.entry((f.pop.as_str(), f.tenant.as_str())).or_insert((g, until));
+                *entry = (entry.0.max(g), entry.1.max(until));
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    let (mut pops, mut tenants, mut generations, mut untils) = (vec![], vec![], vec![], vec![]);
+    for ((pop, tenant), (g, until)) in highest {
+        pops.push(pop);
+        tenants.push(tenant);
+        generations.push(g);
+        untils.push(until);
+    }
+    if !pops.is_empty() {
+        c.execute(
+            "INSERT INTO fetches (pop, tenant_id, generation, lease_until)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ORDER BY 1, 2
+             ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation),
+               lease_until = GREATEST(fetches.lease_until, EXCLUDED.lease_until)",
+            &[&pops, &tenants, &generations, &untils],
+        )?;
+    }
+    Ok(results)
+}
+
+/// Reads a batch of recorded fetches in one query: per (PoP, tenant), the highest
+/// generation any replica served it.
+fn read_fetches(_: &Inner, c: &mut Client, keys: &[(PopId, TenantId)]) -> group::BatchResult<Option<Generation>> {
+    let pops: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+    let tenants: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
+    let rows = c.query(
+        "SELECT f.generation FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(pop, tenant_id, ord)
+         LEFT JOIN fetches f ON f.pop = k.pop AND f.tenant_id = k.tenant_id ORDER BY k.ord",
+        &[&pops, &tenants],
+    )?;
+    Ok(rows.iter().map(|r| Ok(r.get::<_, Option<i64>>(0).map(|g| Generation(g as u64)))).collect())
+}
+
+/// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with.
+/// The epoch row stays locked until `tx` ends, so epochs are handed out in commit order:
+/// call it after locking (or inserting) the tenants' rows, never before.
+fn bump_epoch(tx: &mut impl GenericClient) -> Result<i64, postgres::Error> {
+    Ok(tx.query_one("UPDATE tenant_epoch SET n = n + 1 RETURNING n", &[])?.get(0))
 }
 
 fn tenant_row(r: &Row) -> Result<TenantState, StoreError> {

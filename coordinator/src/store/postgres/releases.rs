@@ -49,6 +49,9 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
              VALUES ($1, 1, $2, $3, NULL, $4)",
             &[&t.id.as_str(), &schema, &contract, &now],
         )?;
+        // The new row first, then the epoch row (the order every tenant write takes).
+        let epoch = super::bump_epoch(&mut tx)?;
+        tx.execute("UPDATE tenants SET epoch = $1 WHERE id = $2", &[&epoch, &t.id.as_str()])?;
         Ok(())
     })();
     match written {
@@ -92,7 +95,12 @@ pub(super) fn set_tenant_hosts(
     let json = serde_json::to_string(&hosts)?;
     let written = (|| -> Result<(), postgres::Error> {
         write_hosts(&mut tx, id, &hosts)?;
-        tx.execute("UPDATE tenants SET hosts = $1, updated_at = $2 WHERE id = $3", &[&json, &now, &id.as_str()])?;
+        // The row is locked (above), then the epoch row: the order every tenant write takes.
+        let epoch = super::bump_epoch(&mut tx)?;
+        tx.execute(
+            "UPDATE tenants SET hosts = $1, updated_at = $2, epoch = $3 WHERE id = $4",
+            &[&json, &now, &epoch, &id.as_str()],
+        )?;
         Ok(())
     })();
     match written {
@@ -131,7 +139,12 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
     )?;
     domain::check_removal(id, converging.as_ref().map(|r| r.get::<_, &str>(0)))?;
     tx.execute("DELETE FROM tenant_hosts WHERE tenant_id = $1", &[&id.as_str()])?;
-    tx.execute("UPDATE tenants SET removed_at = $1, updated_at = $1 WHERE id = $2", &[&now, &id.as_str()])?;
+    // Stamped like any tenant write, so every replica's manifest cache drops the tenant.
+    let epoch = super::bump_epoch(&mut tx)?;
+    tx.execute(
+        "UPDATE tenants SET removed_at = $1, updated_at = $1, epoch = $2 WHERE id = $3",
+        &[&now, &epoch, &id.as_str()],
+    )?;
     if settings.hosts_max_entries.is_some() {
         enqueue_host_sync(&mut tx, now)?;
     }
@@ -277,14 +290,26 @@ impl Inner {
         // One statement per table for all tenants (arrays unnested server-side): the
         // round trips of a 1,000-tenant release stay constant.
         let cols = Columns::of(changes)?;
+        // The tenants' rows are locked already (`lock_tenants`): the epoch row comes second
+        // in every transaction, so the two locks never deadlock.
+        let epoch = super::bump_epoch(&mut tx).map_err(StoreError::from)?;
         let moved = tx
             .query(
                 "UPDATE tenants t SET generation = u.to_gen, schema_version = u.schema, contract_hash = u.contract,
-                   release_id = $1, updated_at = $2
+                   release_id = $1, updated_at = $2, epoch = $8
                  FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[])
                    AS u(id, from_gen, to_gen, schema, contract)
                  WHERE t.id = u.id AND t.generation = u.from_gen RETURNING t.id",
-                &[&id.as_str(), &now_i, &cols.tenants, &cols.from, &cols.to, &cols.to_schema, &cols.to_contract],
+                &[
+                    &id.as_str(),
+                    &now_i,
+                    &cols.tenants,
+                    &cols.from,
+                    &cols.to,
+                    &cols.to_schema,
+                    &cols.to_contract,
+                    &epoch,
+                ],
             )
             .map_err(StoreError::from)?;
         if moved.len() != changes.len() {

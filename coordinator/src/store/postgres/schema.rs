@@ -96,6 +96,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     done_at BIGINT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_attempt_at) WHERE done_at IS NULL;
+-- The tenant epoch: one row, bumped by every transaction that changes a tenant (and held
+-- locked until that transaction commits), which also stamps the tenants it changed. A
+-- snapshot that reads epoch N sees exactly the tenant changes stamped 1..=N: what each
+-- replica's manifest cache (postgres/tenant_cache.rs) validates against.
+CREATE TABLE IF NOT EXISTS tenant_epoch (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    n BIGINT NOT NULL
+);
+INSERT INTO tenant_epoch (singleton, n) VALUES (TRUE, 0) ON CONFLICT DO NOTHING;
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS tenants_by_epoch ON tenants (epoch);
 -- A registration's host-map sync has no release (databases made before it required one).
 ALTER TABLE outbox ALTER COLUMN release_id DROP NOT NULL;
 -- Tenants can be removed (databases made before that lack the column).

@@ -11,9 +11,20 @@
 //!   verified statement (manifest or lease): a release committed at `c` is never contradicted
 //!   later than `c + max_stale`, however long the PoP is cut off.
 //!
-//! Metadata layout (32 bytes, big-endian u64s): confirmed at, fresh until, stale until,
-//! generation. A shorter record (an older edge's 8-byte fetch time) decodes as expired, so
-//! it is re-fetched, never trusted past its max age.
+//! - **Quiet until** remembers a failure: when the coordinator could not be reached (or
+//!   answered 5xx) while the manifest was stale but within its bound, the PoP does not ask
+//!   again before this time ([`Held::after_failure`]; backoff 1 s doubling to 8 s, never past
+//!   the stale bound). Each Fastly request is a fresh wasm instance, so without this record
+//!   every request past max age would retry the dead coordinator. It lives in the manifest's
+//!   own entry, so a push purge of `edgegen-manifest/{tenant}` removes it with the manifest,
+//!   and any confirmation (fetch or lease) clears it: a PoP that reaches the coordinator
+//!   still re-checks at every max age.
+//!
+//! Metadata layout (big-endian u64s): confirmed at, fresh until, stale until, generation
+//! (32 bytes), optionally followed by quiet until and the backoff step (48 bytes). A 32-byte
+//! record (an edge from before the backoff) decodes with no backoff; any other length (an
+//! older edge's 8-byte fetch time) decodes as expired, so it is re-fetched, never trusted
+//! past its max age.
 
 use edgegen_shared::lease::{self, Lease, Standing};
 use edgegen_shared::manifest::Manifest;
@@ -29,10 +40,21 @@ pub struct Held {
     pub stale_until: u64,
     /// The generation it states (checked against the body on decode).
     pub generation: u64,
+    /// Until when (exclusive) the coordinator is not asked again after a failure; 0 if the
+    /// last exchange did not fail.
+    pub quiet_until: u64,
+    /// The backoff last applied after a failure, ms (0 if none); the next failure doubles it.
+    pub backoff_ms: u64,
 }
 
 /// Length of an encoded [`Held`].
-pub const HELD_LEN: usize = 32;
+pub const HELD_LEN: usize = 48;
+/// Length of a record written before the failure backoff (no quiet time).
+const HELD_V1_LEN: usize = 32;
+/// First wait after the coordinator fails while the manifest is stale.
+pub const BACKOFF_FIRST_MS: u64 = 1_000;
+/// Longest wait between two attempts while the coordinator keeps failing.
+pub const BACKOFF_MAX_MS: u64 = 8_000;
 
 impl Held {
     /// A manifest fetched in full at `now`.
@@ -42,6 +64,8 @@ impl Held {
             fresh_until: now.saturating_add(m.max_age_ms.min(cap_ms)),
             stale_until: m.stale_until(),
             generation: m.generation.0,
+            quiet_until: 0,
+            backoff_ms: 0,
         }
     }
 
@@ -53,6 +77,26 @@ impl Held {
             fresh_until: now.saturating_add(lease.max_age_ms.min(cap_ms)),
             stale_until: lease.stale_until().max(self.stale_until),
             generation: self.generation,
+            quiet_until: 0,
+            backoff_ms: 0,
+        }
+    }
+
+    /// The record after the coordinator failed at `now` while this manifest was kept stale:
+    /// do not ask again for the next backoff (the first [`BACKOFF_FIRST_MS`], then doubling up
+    /// to [`BACKOFF_MAX_MS`]), and never past the stale bound.
+    pub fn after_failure(&self, now: u64) -> Held {
+        let backoff_ms = self.backoff_ms.saturating_mul(2).clamp(BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
+        Held { quiet_until: now.saturating_add(backoff_ms).min(self.stale_until), backoff_ms, ..*self }
+    }
+
+    /// Whether the PoP serves this manifest at `now` without asking the coordinator: while
+    /// fresh, or while stale within a failure backoff.
+    pub fn usable_without_asking(&self, now: u64) -> bool {
+        match self.standing(now) {
+            Standing::Fresh => true,
+            Standing::Stale => now < self.quiet_until,
+            Standing::Expired => false,
         }
     }
 
@@ -70,21 +114,30 @@ impl Held {
     /// The metadata bytes.
     pub fn encode(&self) -> [u8; HELD_LEN] {
         let mut out = [0; HELD_LEN];
-        for (chunk, n) in
-            out.chunks_exact_mut(8).zip([self.confirmed_at, self.fresh_until, self.stale_until, self.generation])
-        {
+        let fields =
+            [self.confirmed_at, self.fresh_until, self.stale_until, self.generation, self.quiet_until, self.backoff_ms];
+        for (chunk, n) in out.chunks_exact_mut(8).zip(fields) {
             chunk.copy_from_slice(&n.to_be_bytes());
         }
         out
     }
 
     /// Decodes metadata for the held manifest `m`: `None` if it is not a [`Held`] record or
-    /// names another generation (then the entry is treated as expired).
+    /// names another generation (then the entry is treated as expired). A record written
+    /// before the backoff (32 bytes) decodes with none.
     pub fn decode(meta: &[u8], m: &Manifest) -> Option<Held> {
-        let bytes: &[u8; HELD_LEN] = meta.try_into().ok()?;
-        let mut n = bytes.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])));
-        let held =
-            Held { confirmed_at: n.next()?, fresh_until: n.next()?, stale_until: n.next()?, generation: n.next()? };
+        if meta.len() != HELD_LEN && meta.len() != HELD_V1_LEN {
+            return None;
+        }
+        let mut n = meta.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8])));
+        let held = Held {
+            confirmed_at: n.next()?,
+            fresh_until: n.next()?,
+            stale_until: n.next()?,
+            generation: n.next()?,
+            quiet_until: n.next().unwrap_or(0),
+            backoff_ms: n.next().unwrap_or(0),
+        };
         (held.generation == m.generation.0).then_some(held)
     }
 }
@@ -146,18 +199,76 @@ mod tests {
         let h = Held::fetched(&m, 10_000, 60_000);
         assert_eq!(Held::decode(&h.encode(), &m), Some(h));
         assert_eq!(Held::decode(&10_000u64.to_be_bytes(), &m), None);
+        let quiet = h.after_failure(11_500);
+        assert_eq!(Held::decode(&quiet.encode(), &m), Some(quiet));
+        assert_eq!(Held::decode(&quiet.encode()[..32], &m), Some(h), "a record from before the backoff has none");
+        assert_eq!(Held::decode(&quiet.encode()[..40], &m), None);
         let newer = Manifest { generation: Generation(8), ..m.clone() };
         assert_eq!(Held::decode(&h.encode(), &newer), None);
     }
 
+    #[test]
+    fn a_failure_quiets_the_pop_with_a_growing_bounded_backoff() {
+        let m = manifest(10_000);
+        let h = Held::fetched(&m, 10_000, 60_000);
+        assert!(h.usable_without_asking(10_999));
+        assert!(!h.usable_without_asking(11_000), "past max age with no failure: ask");
+        let q = h.after_failure(11_000);
+        assert_eq!((q.quiet_until, q.backoff_ms), (12_000, BACKOFF_FIRST_MS));
+        assert!(q.usable_without_asking(11_999));
+        assert!(!q.usable_without_asking(12_000));
+        let steps: Vec<u64> = std::iter::successors(Some(q), |q| Some(q.after_failure(q.quiet_until)))
+            .take(6)
+            .map(|q| q.backoff_ms)
+            .collect();
+        assert_eq!(steps, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+        let near_bound = h.after_failure(309_500);
+        assert_eq!(near_bound.quiet_until, 310_000, "never past the stale bound");
+        assert!(!near_bound.usable_without_asking(310_000));
+        let lease = Lease::new(&m, 12_000, 1_000, 300_000);
+        let e = q.extended(&lease, 12_000, 60_000);
+        assert_eq!((e.quiet_until, e.backoff_ms), (0, 0), "a confirmation clears the backoff");
+        assert!(!e.usable_without_asking(13_000), "a PoP that reaches the coordinator re-checks at max age");
+    }
+
     proptest! {
+        /// For all records and failures, the PoP never serves without asking past the stale
+        /// bound, waits at most the longest backoff after a failure, and never waits after
+        /// max age unless it has failed.
+        #[test]
+        fn backoff_never_passes_the_stale_bound(
+            confirmed_at in 0u64..1 << 40, fresh in 1u64..60_000, stale in 0u64..86_400_000,
+            fails in proptest::collection::vec(0u64..20_000, 0..6), later in 0u64..100_000,
+        ) {
+            let m = manifest(0);
+            let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale,
+                generation: 7, quiet_until: 0, backoff_ms: 0 };
+            prop_assert_eq!(h.usable_without_asking(confirmed_at + fresh + later), false);
+            let mut q = h;
+            let mut at = confirmed_at + fresh;
+            for gap in fails {
+                at += gap;
+                if q.standing(at) != Standing::Stale { break; }
+                q = q.after_failure(at);
+                prop_assert!(q.quiet_until <= q.stale_until);
+                prop_assert!(q.quiet_until <= at + BACKOFF_MAX_MS);
+                prop_assert_eq!(Held::decode(&q.encode(), &m), Some(q));
+            }
+            let t = at + later;
+            if q.usable_without_asking(t) {
+                prop_assert!(t < q.stale_until.max(q.fresh_until));
+            }
+        }
+
+
         /// For all records, encoding round-trips, and the entry is kept at least as long as
         /// the manifest may be used.
         #[test]
         fn round_trips_and_is_kept_while_usable(
             confirmed_at in 0u64..1 << 50, fresh in 1u64..60_000, stale in 0u64..86_400_000, now in 0u64..1 << 50,
         ) {
-            let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale, generation: 3 };
+            let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale,
+                generation: 3, quiet_until: 0, backoff_ms: 0 };
             let m = Manifest { generation: Generation(3), ..manifest(0) };
             prop_assert_eq!(Held::decode(&h.encode(), &m), Some(h));
             if h.standing(now) != Standing::Expired {

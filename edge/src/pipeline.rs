@@ -1253,7 +1253,8 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
 /// past its max age, revalidated with `If-None-Match` (a 304 whose signed lease verifies
 /// against the held manifest extends it; any other lease is refused and the manifest is
 /// fetched in full); while the coordinator cannot be reached or fails (5xx), the last
-/// verified manifest is kept until its signed stale bound ([`Held`]). A newer generation than
+/// verified manifest is kept until its signed stale bound ([`Held`]), and the coordinator is
+/// not asked again before a failure backoff ends ([`Held::after_failure`]). A newer generation than
 /// the last acknowledged one is acknowledged once.
 ///
 /// # Errors
@@ -1272,7 +1273,7 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
         None => None,
     };
     if let Some((m, h, _)) = &held
-        && h.standing(now) == Standing::Fresh
+        && h.usable_without_asking(now)
     {
         return Ok((m.clone(), *h));
     }
@@ -1312,14 +1313,17 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
         Err(e) => format!("coordinator unreachable: {e}"),
     };
     // The coordinator cannot confirm anything: keep the last verified manifest while its
-    // signed stale bound allows, never after.
+    // signed stale bound allows, never after, and remember the failure in its entry so the
+    // PoP's next requests do not ask again before the backoff ends.
     match held {
-        Some((m, h, _)) if h.standing(now) == Standing::Stale => {
+        Some((m, h, body)) if h.standing(now) == Standing::Stale => {
+            let quiet = h.after_failure(now);
+            keep_manifest(p, &key, &quiet, &body, now, tenant);
             p.log(&format!(
-                "{reason}; keeping generation {} of {tenant} until its stale bound {}",
-                m.generation.0, h.stale_until
+                "{reason}; keeping generation {} of {tenant} until its stale bound {}, not asking again before {}",
+                m.generation.0, h.stale_until, quiet.quiet_until
             ));
-            Ok((m, h))
+            Ok((m, quiet))
         }
         _ => Err(reason),
     }

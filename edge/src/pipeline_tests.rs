@@ -127,7 +127,11 @@ impl H {
     }
 
     fn advance(&mut self, secs: u64) {
-        self.clock.set(self.clock.get() + secs * 1000);
+        self.advance_ms(secs * 1000);
+    }
+
+    fn advance_ms(&mut self, ms: u64) {
+        self.clock.set(self.clock.get() + ms);
         self.p.now_ms = self.clock.get();
         self.env.now_ms = self.clock.get();
     }
@@ -800,6 +804,61 @@ fn an_unreachable_coordinator_keeps_the_last_verified_manifest_until_its_stale_b
         assert_eq!(h.get("/a", &[]).body, "body 1", "cached again under the same generation");
         assert_eq!(h.origin_hits(), hits);
     }
+}
+
+#[test]
+fn a_failure_is_remembered_so_the_pop_does_not_ask_again_before_its_backoff() {
+    for down in [Coordinator::Down, Coordinator::Failing] {
+        let mut h = h(ok("max-age=600"));
+        let mode = leasing(&mut h);
+        h.get("/a", &[]);
+        let asked = |h: &H| h.p.coordinator_headers.len();
+        assert_eq!(asked(&h), 1);
+        mode.set(down);
+        h.advance(2);
+        h.get("/a", &[]);
+        assert_eq!(asked(&h), 2, "{down:?}: past max age, the first request asks");
+        for _ in 0..9 {
+            h.advance_ms(100);
+            assert_eq!(h.get("/a", &[]).body, "body 1");
+        }
+        assert_eq!(asked(&h), 2, "{down:?}: within the 1 s backoff nobody asks");
+        h.advance_ms(100);
+        h.get("/a", &[]);
+        assert_eq!(asked(&h), 3, "{down:?}: at the end of the backoff, one request asks again");
+        h.advance_ms(1_900);
+        h.get("/a", &[]);
+        assert_eq!(asked(&h), 3, "{down:?}: the second failure doubled the backoff to 2 s");
+        // The coordinator back: the PoP learns it at the end of the backoff, and then re-checks
+        // at every max age again.
+        mode.set(Coordinator::Up);
+        h.advance_ms(100);
+        h.get("/a", &[]);
+        assert_eq!(asked(&h), 4, "{down:?}");
+        h.advance(2);
+        h.get("/a", &[]);
+        assert_eq!(asked(&h), 5, "{down:?}: a confirmation clears the backoff");
+        assert_eq!(h.origin_hits(), 1, "{down:?}: every request was a HIT");
+    }
+}
+
+#[test]
+fn a_purge_of_the_manifest_ends_the_backoff() {
+    let mut h = h(ok("max-age=600"));
+    let mode = leasing(&mut h);
+    h.get("/a", &[]);
+    mode.set(Coordinator::Down);
+    h.advance(2);
+    h.get("/a", &[]);
+    assert_eq!(h.p.coordinator_headers.len(), 2);
+    // The backoff lives in the manifest's entry: the push purge of `edgegen-manifest/acme`
+    // removes it with the manifest, and the next request asks at once.
+    mode.set(Coordinator::Up);
+    h.generation.set(8);
+    h.p.evict(b"edgegen/manifest/acme");
+    h.advance_ms(100);
+    assert_eq!(h.get("/a", &[]).body, "body 2", "the new generation, without waiting for the backoff");
+    assert_eq!(h.p.coordinator_headers.len(), 3);
 }
 
 #[test]

@@ -13,15 +13,18 @@
 //!
 //! - **Quiet until** remembers a failure: when the coordinator could not be reached (or
 //!   answered 5xx) while the manifest was stale but within its bound, the PoP does not ask
-//!   again before this time ([`Held::after_failure`]; backoff 1 s doubling to 8 s, never past
-//!   the stale bound). Each Fastly request is a fresh wasm instance, so without this record
-//!   every request past max age would retry the dead coordinator. It lives in the manifest's
-//!   own entry, so a push purge of `edgegen-manifest/{tenant}` removes it with the manifest,
-//!   and any confirmation (fetch or lease) clears it: a PoP that reaches the coordinator
-//!   still re-checks at every max age.
+//!   again before this time ([`Held::after_failure`]: one max age later, never past the stale
+//!   bound). Each Fastly request is a fresh wasm instance, so without this record every
+//!   request past max age would retry the dead coordinator; with it, a cut-off PoP asks once
+//!   per max age per tenant, as a connected one does. The wait is one max age, not a growing
+//!   backoff, so that invariant 3's first bound survives a recovery: a commit after the
+//!   failure is seen by `failure + max_age < commit + max_age`. The record lives in the
+//!   manifest's own entry, so a push purge of `edgegen-manifest/{tenant}` removes it with the
+//!   manifest, and any confirmation (fetch or lease) clears it: a PoP that reaches the
+//!   coordinator still re-checks at every max age.
 //!
 //! Metadata layout (big-endian u64s): confirmed at, fresh until, stale until, generation
-//! (32 bytes), optionally followed by quiet until and the backoff step (48 bytes). A 32-byte
+//! (32 bytes), optionally followed by quiet until (40 bytes). A 32-byte
 //! record (an edge from before the backoff) decodes with no backoff; any other length (an
 //! older edge's 8-byte fetch time) decodes as expired, so it is re-fetched, never trusted
 //! past its max age.
@@ -43,18 +46,12 @@ pub struct Held {
     /// Until when (exclusive) the coordinator is not asked again after a failure; 0 if the
     /// last exchange did not fail.
     pub quiet_until: u64,
-    /// The backoff last applied after a failure, ms (0 if none); the next failure doubles it.
-    pub backoff_ms: u64,
 }
 
 /// Length of an encoded [`Held`].
-pub const HELD_LEN: usize = 48;
+pub const HELD_LEN: usize = 40;
 /// Length of a record written before the failure backoff (no quiet time).
 const HELD_V1_LEN: usize = 32;
-/// First wait after the coordinator fails while the manifest is stale.
-pub const BACKOFF_FIRST_MS: u64 = 1_000;
-/// Longest wait between two attempts while the coordinator keeps failing.
-pub const BACKOFF_MAX_MS: u64 = 8_000;
 
 impl Held {
     /// A manifest fetched in full at `now`.
@@ -65,7 +62,6 @@ impl Held {
             stale_until: m.stale_until(),
             generation: m.generation.0,
             quiet_until: 0,
-            backoff_ms: 0,
         }
     }
 
@@ -78,16 +74,18 @@ impl Held {
             stale_until: lease.stale_until().max(self.stale_until),
             generation: self.generation,
             quiet_until: 0,
-            backoff_ms: 0,
         }
     }
 
+    /// The manifest's max age as this PoP applies it (the period it was last fresh for), ms.
+    pub fn max_age_ms(&self) -> u64 {
+        self.fresh_until.saturating_sub(self.confirmed_at)
+    }
+
     /// The record after the coordinator failed at `now` while this manifest was kept stale:
-    /// do not ask again for the next backoff (the first [`BACKOFF_FIRST_MS`], then doubling up
-    /// to [`BACKOFF_MAX_MS`]), and never past the stale bound.
+    /// do not ask again for one max age, and never past the stale bound.
     pub fn after_failure(&self, now: u64) -> Held {
-        let backoff_ms = self.backoff_ms.saturating_mul(2).clamp(BACKOFF_FIRST_MS, BACKOFF_MAX_MS);
-        Held { quiet_until: now.saturating_add(backoff_ms).min(self.stale_until), backoff_ms, ..*self }
+        Held { quiet_until: now.saturating_add(self.max_age_ms()).min(self.stale_until), ..*self }
     }
 
     /// Whether the PoP serves this manifest at `now` without asking the coordinator: while
@@ -114,8 +112,7 @@ impl Held {
     /// The metadata bytes.
     pub fn encode(&self) -> [u8; HELD_LEN] {
         let mut out = [0; HELD_LEN];
-        let fields =
-            [self.confirmed_at, self.fresh_until, self.stale_until, self.generation, self.quiet_until, self.backoff_ms];
+        let fields = [self.confirmed_at, self.fresh_until, self.stale_until, self.generation, self.quiet_until];
         for (chunk, n) in out.chunks_exact_mut(8).zip(fields) {
             chunk.copy_from_slice(&n.to_be_bytes());
         }
@@ -136,7 +133,6 @@ impl Held {
             stale_until: n.next()?,
             generation: n.next()?,
             quiet_until: n.next().unwrap_or(0),
-            backoff_ms: n.next().unwrap_or(0),
         };
         (held.generation == m.generation.0).then_some(held)
     }
@@ -202,39 +198,36 @@ mod tests {
         let quiet = h.after_failure(11_500);
         assert_eq!(Held::decode(&quiet.encode(), &m), Some(quiet));
         assert_eq!(Held::decode(&quiet.encode()[..32], &m), Some(h), "a record from before the backoff has none");
-        assert_eq!(Held::decode(&quiet.encode()[..40], &m), None);
+        assert_eq!(Held::decode(&quiet.encode()[..36], &m), None);
         let newer = Manifest { generation: Generation(8), ..m.clone() };
         assert_eq!(Held::decode(&h.encode(), &newer), None);
     }
 
     #[test]
-    fn a_failure_quiets_the_pop_with_a_growing_bounded_backoff() {
+    fn a_failure_quiets_the_pop_for_one_max_age_never_past_the_bound() {
         let m = manifest(10_000);
         let h = Held::fetched(&m, 10_000, 60_000);
         assert!(h.usable_without_asking(10_999));
         assert!(!h.usable_without_asking(11_000), "past max age with no failure: ask");
-        let q = h.after_failure(11_000);
-        assert_eq!((q.quiet_until, q.backoff_ms), (12_000, BACKOFF_FIRST_MS));
-        assert!(q.usable_without_asking(11_999));
-        assert!(!q.usable_without_asking(12_000));
-        let steps: Vec<u64> = std::iter::successors(Some(q), |q| Some(q.after_failure(q.quiet_until)))
-            .take(6)
-            .map(|q| q.backoff_ms)
-            .collect();
-        assert_eq!(steps, [1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+        let q = h.after_failure(11_200);
+        assert_eq!(q.quiet_until, 12_200, "one max age after the failure");
+        assert!(q.usable_without_asking(12_199));
+        assert!(!q.usable_without_asking(12_200));
+        assert_eq!(q.after_failure(12_200).quiet_until, 13_200, "each failure: one more max age");
+        assert_eq!(Held::fetched(&m, 10_000, 300).after_failure(11_000).quiet_until, 11_300, "the capped max age");
         let near_bound = h.after_failure(309_500);
         assert_eq!(near_bound.quiet_until, 310_000, "never past the stale bound");
         assert!(!near_bound.usable_without_asking(310_000));
         let lease = Lease::new(&m, 12_000, 1_000, 300_000);
         let e = q.extended(&lease, 12_000, 60_000);
-        assert_eq!((e.quiet_until, e.backoff_ms), (0, 0), "a confirmation clears the backoff");
+        assert_eq!(e.quiet_until, 0, "a confirmation clears the backoff");
         assert!(!e.usable_without_asking(13_000), "a PoP that reaches the coordinator re-checks at max age");
     }
 
     proptest! {
         /// For all records and failures, the PoP never serves without asking past the stale
-        /// bound, waits at most the longest backoff after a failure, and never waits after
-        /// max age unless it has failed.
+        /// bound, waits at most one max age after a failure, and never waits after max age
+        /// unless it has failed.
         #[test]
         fn backoff_never_passes_the_stale_bound(
             confirmed_at in 0u64..1 << 40, fresh in 1u64..60_000, stale in 0u64..86_400_000,
@@ -242,7 +235,7 @@ mod tests {
         ) {
             let m = manifest(0);
             let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale,
-                generation: 7, quiet_until: 0, backoff_ms: 0 };
+                generation: 7, quiet_until: 0 };
             prop_assert_eq!(h.usable_without_asking(confirmed_at + fresh + later), false);
             let mut q = h;
             let mut at = confirmed_at + fresh;
@@ -251,7 +244,7 @@ mod tests {
                 if q.standing(at) != Standing::Stale { break; }
                 q = q.after_failure(at);
                 prop_assert!(q.quiet_until <= q.stale_until);
-                prop_assert!(q.quiet_until <= at + BACKOFF_MAX_MS);
+                prop_assert!(q.quiet_until <= at + fresh);
                 prop_assert_eq!(Held::decode(&q.encode(), &m), Some(q));
             }
             let t = at + later;
@@ -268,7 +261,7 @@ mod tests {
             confirmed_at in 0u64..1 << 50, fresh in 1u64..60_000, stale in 0u64..86_400_000, now in 0u64..1 << 50,
         ) {
             let h = Held { confirmed_at, fresh_until: confirmed_at + fresh, stale_until: confirmed_at + stale,
-                generation: 3, quiet_until: 0, backoff_ms: 0 };
+                generation: 3, quiet_until: 0 };
             let m = Manifest { generation: Generation(3), ..manifest(0) };
             prop_assert_eq!(Held::decode(&h.encode(), &m), Some(h));
             if h.standing(now) != Standing::Expired {

@@ -1254,7 +1254,7 @@ pub fn run_deferred<P: Platform>(p: &mut P, env: &Env, work: Deferred) {
 /// against the held manifest extends it; any other lease is refused and the manifest is
 /// fetched in full); while the coordinator cannot be reached or fails (5xx), the last
 /// verified manifest is kept until its signed stale bound ([`Held`]), and the coordinator is
-/// not asked again before a failure backoff ends ([`Held::after_failure`]). A newer generation than
+/// not asked again for one max age after a failure ([`Held::after_failure`]). A newer generation than
 /// the last acknowledged one is acknowledged once.
 ///
 /// # Errors
@@ -1314,7 +1314,7 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
     };
     // The coordinator cannot confirm anything: keep the last verified manifest while its
     // signed stale bound allows, never after, and remember the failure in its entry so the
-    // PoP's next requests do not ask again before the backoff ends.
+    // PoP's next requests do not ask again for one max age.
     match held {
         Some((m, h, body)) if h.standing(now) == Standing::Stale => {
             let quiet = h.after_failure(now);

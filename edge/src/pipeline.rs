@@ -1393,6 +1393,7 @@ fn state_response<B>(tenant: &TenantId, env: &Env, loaded: &Result<(Manifest, He
             "age_ms": env.now_ms.saturating_sub(held.confirmed_at),
             "fresh_until": held.fresh_until,
             "stale_until": held.stale_until,
+            "quiet_until": held.quiet_until,
             "standing": format!("{:?}", held.standing(env.now_ms)).to_lowercase(),
         }),
         Err(reason) => serde_json::json!({ "valid": false, "reason": reason }),

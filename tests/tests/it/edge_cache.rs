@@ -219,6 +219,11 @@ async fn kept_until_the_stale_bound(edge_config: &[(&str, &str)]) {
     assert_eq!(s.origin.hits("acme", "/users/1"), 1);
     let state = get(&s, "acme", "/.edgegen/state", Some(&t), &[]).await.body;
     assert_eq!(state["manifest"]["standing"], "stale", "{state}");
+    // The failed attempt is remembered in the PoP's Core Cache across requests (each a fresh
+    // wasm instance): the PoP does not ask again for one max age (1 s), never past the bound.
+    let (now, quiet) = (state["now"].as_u64().unwrap(), state["manifest"]["quiet_until"].as_u64().unwrap());
+    assert!(now < quiet && quiet <= now + 1000, "quiet until {quiet} at {now}: {state}");
+    assert!(quiet <= state["manifest"]["stale_until"].as_u64().unwrap(), "{state}");
     tokio::time::sleep(Duration::from_millis(3200).saturating_sub(revalidated.elapsed())).await;
     let seen = get(&s, "acme", "/users/1", Some(&t), &[]).await;
     if strict {

@@ -9,7 +9,8 @@
 //! headers dropped; bodies of GET/HEAD dropped), manifest (trusted from the cache while
 //! fresh, else revalidated with `If-None-Match` — a 304's lease must verify against the held
 //! manifest — or fetched and verified; kept while the coordinator is unreachable until its
-//! signed stale bound; acknowledged once per generation), then either
+//! signed stale bound, asking again once per max age, not per request; acknowledged once
+//! per generation), then either
 //! pass/bypass (with §4.4 invalidation after unsafe methods) or the cache: lookup (through a
 //! Vary index when the URL varies), reuse if fresh, serve stale while revalidating in the
 //! background ([`Deferred`], run by [`run_deferred`] after the response is sent), revalidate
@@ -1317,6 +1318,9 @@ pub fn load_manifest<P: Platform>(p: &mut P, env: &Env, tenant: &TenantId) -> Re
     // PoP's next requests do not ask again for one max age.
     match held {
         Some((m, h, body)) if h.standing(now) == Standing::Stale => {
+            // Written back over the entry: a purge that lands between this request's lookup
+            // and this write is undone, but only until `quiet_until` (one max age), when the
+            // PoP asks again; the stale bound is untouched.
             let quiet = h.after_failure(now);
             keep_manifest(p, &key, &quiet, &body, now, tenant);
             p.log(&format!(

@@ -98,9 +98,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Records a batch of acknowledgements in one transaction ([`super::group`]): each is
+    /// Records a batch of acknowledgements in one statement ([`super::group`]): each is
     /// checked against its tenant's generation, stored once (a retry or another replica's
-    /// copy is a no-op) and refreshes its PoP's last-seen; after the commit, the releases the
+    /// copy is a no-op) and refreshes its PoP's last-seen; after it committed, the releases the
     /// new acks completed for their PoPs are checked for convergence (acks that landed on
     /// other replicas count too: they are rows).
     pub(super) fn record_acks(&self, c: &mut Client, acks: &[Ack]) -> BatchResult<()> {
@@ -120,11 +120,12 @@ impl Inner {
                 Err(e) => results.push(Err(e)),
             }
         }
-        let mut tx = c.transaction()?;
-        // One statement for the batch: each ack joined with its tenant's generation, the
-        // valid ones inserted in key order (concurrent batches lock in one order), and for
-        // each whether it was new.
-        let rows = tx.query(
+        // One statement for the batch (atomic on its own: one round trip, no explicit
+        // transaction): each ack joined with its tenant's generation, the valid ones
+        // inserted in key order (concurrent batches lock in one order), their PoPs'
+        // last-seen refreshed (in id order, for the same reason), and for each ack whether
+        // it was new.
+        let rows = c.query(
             "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                           AS i(pop, tenant_id, generation, observed_at, ord)),
                   t AS (SELECT i.*, tn.generation AS current FROM i
@@ -132,12 +133,14 @@ impl Inner {
                   ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
                           SELECT pop, tenant_id, generation, observed_at, $6 FROM t WHERE t.current >= t.generation
                           ORDER BY pop, tenant_id, generation
-                          ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation)
+                          ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation),
+                  seen AS (INSERT INTO pops (id, first_seen, last_seen)
+                          SELECT DISTINCT pop, $6::bigint, $6::bigint FROM t WHERE t.current >= t.generation ORDER BY pop
+                          ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
              SELECT t.ord, t.current, ins.pop IS NOT NULL FROM t
              LEFT JOIN ins ON ins.pop = t.pop AND ins.tenant_id = t.tenant_id AND ins.generation = t.generation",
             &[&pops, &tenants, &generations, &observed, &ords, &now],
         )?;
-        let mut seen: Vec<&str> = Vec::with_capacity(rows.len());
         let (mut new_pops, mut new_tenants, mut new_generations) = (vec![], vec![], vec![]);
         let mut accepted = 0;
         for row in &rows {
@@ -157,24 +160,12 @@ impl Inner {
                 continue;
             }
             accepted += 1;
-            seen.push(ack.pop.as_str());
             if row.get::<_, bool>(2) {
                 new_pops.push(ack.pop.as_str());
                 new_tenants.push(ack.tenant.as_str());
                 new_generations.push(sql_gen(ack.generation)?);
             }
         }
-        seen.sort_unstable();
-        seen.dedup();
-        if !seen.is_empty() {
-            // In id order, so concurrent batches lock the PoPs' rows in one order.
-            tx.execute(
-                "INSERT INTO pops (id, first_seen, last_seen) SELECT id, $2, $2 FROM unnest($1::text[]) AS p(id)
-                 ORDER BY id ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen)",
-                &[&seen, &now],
-            )?;
-        }
-        tx.commit()?;
         self.metrics.acks(accepted);
         if new_pops.is_empty() {
             return Ok(results);

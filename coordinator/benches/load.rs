@@ -15,6 +15,7 @@
 //! Run: `cargo bench -p edgegen-coordinator --bench load` (figures go to BENCHMARKS.md).
 //! `EDGEGEN_LOAD_SECS` sets the duration of each throughput phase (default 5).
 
+use edgegen_tests::coordinator::get_json;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -280,15 +281,7 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
             .unwrap();
         round_trip.push(t.elapsed().as_secs_f64() * 1000.0);
         let rollback = outcome["auto_rollback"].as_str().expect("the report triggered a rollback");
-        let rolled: serde_json::Value = http
-            .get(format!("{base}/v1/releases/{rollback}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rolled: serde_json::Value = get_json(&http, format!("{base}/v1/releases/{rollback}"), ADMIN).await;
         trigger_to_commit.push(rolled["execution_log"]["summary"]["trigger_to_rollback_commit_ms"].as_f64().unwrap());
     }
     trigger_to_commit.sort_by(f64::total_cmp);

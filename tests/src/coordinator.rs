@@ -111,3 +111,14 @@ impl Coordinator {
         Ok(value)
     }
 }
+
+/// `GET url` with `token` as the bearer, answered as JSON: the one-line read that tests and
+/// benchmarks make of a coordinator they started (any status; the body is the evidence).
+///
+/// # Panics
+/// On a transport error or a body that is not JSON, naming the URL.
+pub async fn get_json(http: &reqwest::Client, url: impl AsRef<str>, token: &str) -> Value {
+    let url = url.as_ref();
+    let resp = http.get(url).bearer_auth(token).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    resp.json().await.unwrap_or_else(|e| panic!("GET {url}: the answer is not JSON: {e}"))
+}

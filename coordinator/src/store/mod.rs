@@ -121,6 +121,35 @@ pub struct StoreSettings {
     pub outbox_wake: Option<Arc<tokio::sync::Notify>>,
 }
 
+impl StoreSettings {
+    /// The convergence report of `release` at `now` from the rows a store read: the live
+    /// PoPs, the acks at or past the release's generations and the fetch records of its
+    /// tenants ([`crate::domain::convergence`] decides; both stores call this).
+    pub fn convergence(
+        &self,
+        release: &Release,
+        live_pops: &[PopId],
+        acks: &[crate::domain::AckRow],
+        fetches: &[(PopId, TenantId, crate::convergence::FetchRecord)],
+        now: u64,
+    ) -> Convergence {
+        let tenants: Vec<TenantId> = release.tenants.iter().map(|c| c.tenant.clone()).collect();
+        crate::domain::convergence(&crate::domain::ConvergenceInput {
+            release_id: &release.id,
+            status: release.status,
+            committed_at: release.committed_at,
+            tenants: &tenants,
+            live_pops,
+            acks,
+            now,
+            bound_ms: self.manifest_max_age_ms,
+            live_window_ms: self.pop_live_window_ms,
+            leases: &self.leases,
+            fetches,
+        })
+    }
+}
+
 /// The result of storing an edge report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportOutcome {

@@ -3,6 +3,7 @@
 //! either fully applied or absent, every acknowledged release must have survived, and the
 //! manifests must agree with the tenants' state.
 
+use edgegen_tests::coordinator::get_json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -179,8 +180,7 @@ async fn kill_9_mid_rollout_loses_nothing_and_half_applies_nothing() {
 async fn current_generations(http: &reqwest::Client, base: &str, tenants: &[String]) -> Vec<u64> {
     let mut out = Vec::new();
     for t in tenants {
-        let v: Value =
-            http.get(format!("{base}/v1/tenants/{t}")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        let v: Value = get_json(http, format!("{base}/v1/tenants/{t}"), ADMIN).await;
         out.push(v["generation"].as_u64().unwrap());
     }
     out

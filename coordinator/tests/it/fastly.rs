@@ -2,6 +2,7 @@
 //! documented endpoints (purge one key, batch purge, Config Store upsert and bulk update)
 //! and records what it receives.
 
+use edgegen_tests::coordinator::get_json;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -422,15 +423,7 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
     let (_server, base) = start("second.log");
     let started = Instant::now();
     let step = loop {
-        let r: Value = http
-            .get(format!("{base}/v1/releases/rel-1"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r: Value = get_json(&http, format!("{base}/v1/releases/rel-1"), ADMIN).await;
         let step = r["execution_log"]["steps"]
             .as_array()
             .unwrap()

@@ -7,6 +7,7 @@
 //! manifest naming the PoP in `edgegen-pop`, acknowledge each new generation): they measure
 //! how long any PoP could not get a manifest, i.e. would have bypassed its cache.
 
+use edgegen_tests::coordinator::get_json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -191,15 +192,8 @@ async fn three_replicas_lose_one_during_100_releases_and_nothing_is_lost() {
     let mut ids = BTreeSet::new();
     for (i, release) in &outcomes {
         assert!(ids.insert(release["id"].as_str().unwrap().to_owned()), "release id reused");
-        let stored: Value = http
-            .get(format!("{base}/v1/releases/{}", release["id"].as_str().unwrap()))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stored: Value =
+            get_json(&http, format!("{base}/v1/releases/{}", release["id"].as_str().unwrap()), ADMIN).await;
         assert_eq!(stored["tenants"], release["tenants"], "release {i} stored as answered");
         for change in release["tenants"].as_array().unwrap() {
             let to = change["to_generation"].as_u64().unwrap();
@@ -207,15 +201,7 @@ async fn three_replicas_lose_one_during_100_releases_and_nothing_is_lost() {
         }
     }
     for (tenant, gens) in &used {
-        let t: Value = http
-            .get(format!("{base}/v1/tenants/{tenant}"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t: Value = get_json(&http, format!("{base}/v1/tenants/{tenant}"), ADMIN).await;
         let last = t["generation"].as_u64().unwrap();
         assert_eq!(gens.iter().copied().collect::<Vec<_>>(), (2..=last).collect::<Vec<_>>(), "{tenant}");
     }
@@ -270,15 +256,7 @@ async fn three_replicas_lose_one_during_100_releases_and_nothing_is_lost() {
         }
     }
     assert_eq!(rollbacks.len(), 1, "the policy fired exactly once: {rollbacks:?}");
-    let rolled: Value = http
-        .get(format!("{base}/v1/releases/{}", last["id"].as_str().unwrap()))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rolled: Value = get_json(&http, format!("{base}/v1/releases/{}", last["id"].as_str().unwrap()), ADMIN).await;
     assert_eq!(rolled["status"], "rolled_back");
     assert_eq!(rolled["rolled_back_by"].as_str(), rollbacks.iter().next().map(String::as_str));
 

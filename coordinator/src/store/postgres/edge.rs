@@ -11,7 +11,7 @@ use super::group::BatchResult;
 use super::{DEADLINE_LOCK, Inner, corrupt, live_pops, load_release, sql_gen};
 use crate::clock::now_ms;
 use crate::convergence::FetchRecord;
-use crate::domain::{self, AckRow, ConvergenceInput, Refusal};
+use crate::domain::{self, AckRow, Refusal};
 use crate::execlog;
 use crate::store::{ReportOutcome, StoreError};
 
@@ -53,20 +53,7 @@ impl Inner {
                 },
             ));
         }
-        let tenants: Vec<TenantId> = release.tenants.iter().map(|ch| ch.tenant.clone()).collect();
-        Ok(domain::convergence(&ConvergenceInput {
-            release_id: &release.id,
-            status: release.status,
-            committed_at: release.committed_at,
-            tenants: &tenants,
-            live_pops: &live,
-            acks: &acks,
-            now,
-            bound_ms: self.settings.manifest_max_age_ms,
-            live_window_ms: self.settings.pop_live_window_ms,
-            leases: &self.settings.leases,
-            fetches: &fetches,
-        }))
+        Ok(self.settings.convergence(release, &live, &acks, &fetches, now))
     }
 
     /// Marks a release converged, once: the conditional update succeeds on one replica.

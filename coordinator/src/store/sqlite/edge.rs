@@ -13,7 +13,7 @@ use super::{Reply, Writer, corrupt, sql_gen};
 use crate::clock::now_ms;
 use crate::config::AutoRollback;
 use crate::convergence::FetchRecord;
-use crate::domain::{self, AckRow, ConvergenceInput, Refusal};
+use crate::domain::{self, AckRow, Refusal};
 use crate::execlog;
 use crate::store::{ReportOutcome, StoreError};
 
@@ -65,20 +65,7 @@ impl Writer {
                 FetchRecord { generation: Generation(generation as u64), lease_until: until.map(|u| u as u64) },
             ));
         }
-        let tenants: Vec<TenantId> = release.tenants.iter().map(|c| c.tenant.clone()).collect();
-        Ok(domain::convergence(&ConvergenceInput {
-            release_id: &release.id,
-            status: release.status,
-            committed_at: release.committed_at,
-            tenants: &tenants,
-            live_pops: &live,
-            acks: &acks,
-            now,
-            bound_ms: self.settings.manifest_max_age_ms,
-            live_window_ms: self.settings.pop_live_window_ms,
-            leases: &self.settings.leases,
-            fetches: &fetches,
-        }))
+        Ok(self.settings.convergence(release, &live, &acks, &fetches, now))
     }
 
     fn mark_converged(&mut self, release: &Release, conv: &Convergence, now: u64) -> Result<(), StoreError> {

@@ -29,6 +29,15 @@ use super::schema::{
 };
 use super::{ContractError, Side};
 
+/// A member of an object the producer may emit.
+#[derive(Clone, Copy)]
+enum Member<'s> {
+    /// A named property.
+    Property(&'s str),
+    /// The values under an integer-key pattern (`patternProperties`).
+    Keys(&'s str),
+}
+
 /// The outcome of one inclusion check, ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -624,42 +633,36 @@ impl<'d, 'a> Check<'d, 'a> {
                 );
             }
         }
-        for (name, xc) in &x.props {
-            // Paths are only built when reported (the deciding pass walks every property).
-            let p = if report { format!("{path}.{name}") } else { String::new() };
-            let yc = match (y.props.get(name), &y.extra) {
-                (Some(c), _) => c.clone(),
-                (None, Extra::Schema(c)) => c.clone(),
-                (None, Extra::Closed) => {
-                    fail!(
-                        p,
-                        self.code("contract_property_removed", "contract_property_added"),
-                        "the {} contract denies unknown fields and has no property {name:?}",
-                        self.reader_name()
-                    );
-                    continue;
-                }
-                (None, Extra::Unspecified) => continue,
+        // What the producer may emit — each named property, then the values under each
+        // integer-key pattern — against where the reader takes it from.
+        let named = x.props.iter().map(|(name, xc)| (Member::Property(name), xc, y.props.get(name)));
+        let keyed = x.patterns.iter().map(|(pattern, xc)| {
+            (Member::Keys(pattern), xc, y.patterns.iter().find(|(q, _)| key_pattern_within(pattern, q)).map(|(_, c)| c))
+        });
+        for (member, xc, found) in named.chain(keyed) {
+            // Paths of properties are only built when reported (the deciding pass walks them all).
+            let p = match member {
+                Member::Property(name) if report => format!("{path}.{name}"),
+                Member::Property(_) => String::new(),
+                Member::Keys(_) => format!("{path}.*"),
             };
-            let v = self.includes(xc, &yc, &p, report)?;
-            worst = worst.max(v);
-            if worst == Verdict::Breaking && !report {
-                return Ok(worst);
-            }
-        }
-        // Integer-keyed maps: values under each producer key pattern.
-        for (pattern, xc) in &x.patterns {
-            let p = format!("{path}.*");
-            let yc = match (y.patterns.iter().find(|(q, _)| key_pattern_within(pattern, q)), &y.extra) {
-                (Some((_, c)), _) => c.clone(),
-                (None, Extra::Schema(c)) => c.clone(),
+            let yc = match (found, &y.extra) {
+                (Some(c), _) | (None, Extra::Schema(c)) => c.clone(),
                 (None, Extra::Closed) => {
-                    fail!(
-                        p,
-                        self.code("contract_map_keys_narrowed", "contract_map_keys_widened"),
-                        "the {} contract does not accept keys matching {pattern:?}",
-                        self.reader_name()
-                    );
+                    match member {
+                        Member::Property(name) => fail!(
+                            p,
+                            self.code("contract_property_removed", "contract_property_added"),
+                            "the {} contract denies unknown fields and has no property {name:?}",
+                            self.reader_name()
+                        ),
+                        Member::Keys(pattern) => fail!(
+                            p,
+                            self.code("contract_map_keys_narrowed", "contract_map_keys_widened"),
+                            "the {} contract does not accept keys matching {pattern:?}",
+                            self.reader_name()
+                        ),
+                    }
                     continue;
                 }
                 (None, Extra::Unspecified) => continue,

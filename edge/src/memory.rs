@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::pipeline::{Entry, Fetched, Platform, Request};
+use crate::pipeline::{Entry, Fetched, OnAccepted, Platform, Request};
 
 type Backend = Box<dyn FnMut(&Request) -> Result<Fetched, String>>;
 type Coordinator = Box<dyn FnMut(&str, &[(&str, &str)]) -> Result<Fetched, String>>;
@@ -26,6 +26,9 @@ pub struct MemoryPlatform {
     pub origin_requests: Vec<Request>,
     /// Every background POST to the coordinator: (path, JSON body).
     pub posts: Vec<(String, String)>,
+    /// Whether the coordinator accepts background POSTs (default `true`; `false` plays a
+    /// coordinator that fails them, so nothing they would record is written).
+    pub accept_posts: bool,
     /// The extra request headers of every GET to the coordinator, in order.
     pub coordinator_headers: Vec<Vec<(String, String)>>,
     /// Log lines.
@@ -48,6 +51,7 @@ impl MemoryPlatform {
             coordinator: Box::new(move |path, _| coordinator(path)),
             origin_requests: Vec::new(),
             posts: Vec::new(),
+            accept_posts: true,
             coordinator_headers: Vec::new(),
             logs: Vec::new(),
         }
@@ -114,8 +118,12 @@ impl Platform for MemoryPlatform {
         (self.coordinator)(path, headers)
     }
 
-    fn coordinator_post(&mut self, path: &str, json: String) {
+    fn coordinator_post(&mut self, path: &str, json: String, on_accepted: Option<OnAccepted>) {
         self.posts.push((path.to_owned(), json));
+        if let (true, Some(record)) = (self.accept_posts, on_accepted) {
+            let until = self.now_ms.saturating_add(record.keep_secs.saturating_mul(1000));
+            self.entries.insert(record.key, (record.meta, Rc::from(&[][..]), until));
+        }
     }
 
     fn log(&mut self, line: &str) {

@@ -136,12 +136,26 @@ pub trait Platform {
     /// The coordinator cannot be reached.
     fn coordinator_get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<Fetched, String>;
     /// `POST` of a JSON body to the coordinator's edge API, in the background (awaited after
-    /// the response is sent; failures are logged by the platform).
-    fn coordinator_post(&mut self, path: &str, json: String);
+    /// the response is sent). Only once the coordinator accepted it (2xx) does the platform
+    /// write `on_accepted`; a failure is logged and writes nothing.
+    fn coordinator_post(&mut self, path: &str, json: String, on_accepted: Option<OnAccepted>);
     /// A log line (the platform's stderr).
     fn log(&mut self, line: &str);
     /// The clock, Unix ms: when an origin response arrived (its delay counts in its age).
     fn now_ms(&self) -> u64;
+}
+
+/// A cache entry (no body, no surrogate keys) a platform writes once the coordinator
+/// accepted a background POST: what makes the post's effect known to the PoP's later
+/// requests only when it really happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnAccepted {
+    /// The entry's key.
+    pub key: Vec<u8>,
+    /// Its user metadata.
+    pub meta: Vec<u8>,
+    /// How long it is kept, seconds.
+    pub keep_secs: u64,
 }
 
 /// Per-request inputs the shell reads from its stores and clock.
@@ -977,7 +991,7 @@ impl<P: Platform> Cached<'_, P> {
             observed_at: self.env.now_ms,
         };
         if let Ok(json) = serde_json::to_string(&report) {
-            self.p.coordinator_post("/v1/edge/reports", json);
+            self.p.coordinator_post("/v1/edge/reports", json, None);
         }
     }
 }
@@ -1363,7 +1377,11 @@ fn keep_manifest<P: Platform>(p: &mut P, key: &[u8], held: &Held, body: &[u8], n
     }
 }
 
-/// Posts an ack if `m` is newer than the last generation this PoP acknowledged for the tenant.
+/// Posts an ack if `m` is newer than the last generation the coordinator accepted an ack of
+/// from this PoP for the tenant. The "acknowledged" record is written only once the
+/// coordinator accepted the ack, so an ack lost on its way (a coordinator replica killed
+/// mid-request, a load balancer that does not retry a POST) is sent again at the PoP's next
+/// manifest refresh instead of leaving the release unconverged; repeats are idempotent.
 fn acknowledge<P: Platform>(p: &mut P, env: &Env, m: &Manifest) {
     let key = format!("edgegen/acked/{}", m.tenant).into_bytes();
     let last = p
@@ -1375,16 +1393,14 @@ fn acknowledge<P: Platform>(p: &mut P, env: &Env, m: &Manifest) {
     if m.generation.0 <= last {
         return;
     }
-    if let Err(e) = p.insert(&key, &m.generation.0.to_be_bytes(), &[], ACKED_RECORD_SECS, &[]) {
-        p.log(&format!("ack record: {e}"));
-    }
     let Ok(pop) = PopId::new(&env.pop) else {
         p.log(&format!("PoP name {:?} is not a valid PoP id; not acknowledging", env.pop));
         return;
     };
     let ack = Ack { pop, tenant: m.tenant.clone(), generation: m.generation, observed_at: env.now_ms };
     if let Ok(json) = serde_json::to_string(&ack) {
-        p.coordinator_post("/v1/edge/acks", json);
+        let record = OnAccepted { key, meta: m.generation.0.to_be_bytes().to_vec(), keep_secs: ACKED_RECORD_SECS };
+        p.coordinator_post("/v1/edge/acks", json, Some(record));
     }
 }
 

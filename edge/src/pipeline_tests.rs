@@ -670,6 +670,27 @@ fn manifests_are_trusted_while_fresh_and_acknowledged_once_per_generation() {
     }
 }
 
+#[test]
+fn an_ack_the_coordinator_did_not_accept_is_sent_again_at_the_next_refresh() {
+    let mut h = h(ok("max-age=60"));
+    let acks = |h: &H| h.p.posts.iter().filter(|(p, _)| p == "/v1/edge/acks").count();
+    h.p.accept_posts = false;
+    h.get("/a", &[]);
+    assert_eq!(acks(&h), 1);
+    h.get("/a", &[]);
+    assert_eq!(acks(&h), 1, "within the manifest's max age nothing is asked, nothing re-sent");
+    h.advance(2);
+    h.get("/a", &[]);
+    assert_eq!(acks(&h), 2, "the lost ack is sent again when the manifest is refreshed");
+    h.p.accept_posts = true;
+    h.advance(2);
+    h.get("/a", &[]);
+    assert_eq!(acks(&h), 3);
+    h.advance(2);
+    h.get("/a", &[]);
+    assert_eq!(acks(&h), 3, "once accepted, the generation is not acknowledged again");
+}
+
 /// How the scripted coordinator of the lease tests behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Coordinator {

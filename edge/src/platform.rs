@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgegen_edge::fields::Headers;
 use edgegen_edge::pipeline::{
-    self, Body, Deferred, Env, Fetched, Platform, Request as PRequest, Response as PResponse,
+    self, Body, Deferred, Env, Fetched, OnAccepted, Platform, Request as PRequest, Response as PResponse,
 };
 use edgegen_edge::settings::Settings;
 use edgegen_edge::{
@@ -33,7 +33,7 @@ pub struct Fastly {
     edge_token: String,
     pending: HashMap<Vec<u8>, Transaction>,
     /// Coordinator posts to await after the response was sent.
-    pub background: Vec<PendingRequest>,
+    pub background: Vec<(PendingRequest, Option<OnAccepted>)>,
 }
 
 fn headers_of(names: Vec<(String, Vec<u8>)>) -> Headers {
@@ -128,13 +128,13 @@ impl Platform for Fastly {
         Ok(fetched(&mut resp))
     }
 
-    fn coordinator_post(&mut self, path: &str, json: String) {
+    fn coordinator_post(&mut self, path: &str, json: String, on_accepted: Option<OnAccepted>) {
         let req = Request::post(format!("http://coordinator{path}"))
             .with_header("authorization", format!("Bearer {}", self.edge_token))
             .with_header("content-type", "application/json")
             .with_body(json);
         match req.send_async(COORDINATOR_BACKEND) {
-            Ok(pending) => self.background.push(pending),
+            Ok(pending) => self.background.push((pending, on_accepted)),
             Err(e) => eprintln!("edgegen-edge: POST {path} failed: {e}"),
         }
     }
@@ -226,7 +226,8 @@ pub struct After {
 }
 
 impl After {
-    /// Runs the deferred work (background refreshes), then awaits the coordinator posts.
+    /// Runs the deferred work (background refreshes), then awaits the coordinator posts,
+    /// writing the record of each one the coordinator accepted.
     pub fn run(self) {
         let (Some(mut platform), Some(env)) = (self.platform, self.env) else { return };
         for work in self.deferred {
@@ -234,9 +235,17 @@ impl After {
             pipeline::run_deferred(&mut platform, &env, work);
         }
         platform.pending.clear();
-        for pending in std::mem::take(&mut platform.background) {
-            if let Err(err) = pending.wait() {
-                eprintln!("edgegen-edge: background request failed: {err}");
+        for (pending, on_accepted) in std::mem::take(&mut platform.background) {
+            match pending.wait() {
+                Ok(resp) if resp.get_status().is_success() => {
+                    if let Some(record) = on_accepted
+                        && let Err(e) = platform.insert(&record.key, &record.meta, &[], record.keep_secs, &[])
+                    {
+                        eprintln!("edgegen-edge: record of an accepted post: {e}");
+                    }
+                }
+                Ok(resp) => eprintln!("edgegen-edge: background request answered {}", resp.get_status()),
+                Err(err) => eprintln!("edgegen-edge: background request failed: {err}"),
             }
         }
     }

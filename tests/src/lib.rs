@@ -9,6 +9,7 @@ pub mod checker;
 pub mod coordinator;
 pub mod demo_origin;
 pub mod fastly_api;
+pub mod haproxy;
 pub mod origin;
 pub mod postgres;
 pub mod process;

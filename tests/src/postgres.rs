@@ -98,6 +98,16 @@ impl TempCluster {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Creates the empty database `name` (`createdb`); returns its URL.
+    ///
+    /// # Errors
+    /// When `createdb` fails (e.g. the name is taken), with its message.
+    pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let port = self.port.to_string();
+        pg(&bin_dir()?.join("createdb"), &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name])?;
+        Ok(self.url(name))
+    }
 }
 
 impl Drop for TempCluster {

@@ -20,7 +20,6 @@ mod fastly;
 mod host_outbox;
 mod live_check;
 mod openapi;
-mod replicas;
 mod shards;
 mod sqlite;
 mod support;

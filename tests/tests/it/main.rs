@@ -6,4 +6,5 @@ mod edge_http;
 mod edge_skeleton;
 mod host_sync;
 mod push;
+mod replicas;
 mod scenarios;

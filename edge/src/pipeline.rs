@@ -38,6 +38,10 @@ use crate::{STATE_PATH, TenantResolution, error_body, host_key, is_edgegen_heade
 pub const MAX_STORED_BODY: usize = 8 << 20;
 /// Clock difference tolerated between coordinator and edge when checking `issued_at`.
 const MANIFEST_SKEW_MS: u64 = 5_000;
+/// How long a PoP waits before sending again a contract report the coordinator has not (yet)
+/// accepted.
+pub const REPORT_RETRY_SECS: u64 = 2;
+
 /// How long the "last acknowledged generation" record of a tenant is kept per PoP.
 const ACKED_RECORD_SECS: u64 = 24 * 60 * 60;
 /// How long an invalidation tombstone is kept (it only has to outlive the object it replaced,
@@ -967,7 +971,10 @@ impl<P: Platform> Cached<'_, P> {
 
     /// Posts a contract-mismatch report unless this PoP already reported this (tenant,
     /// generation, kind) within the report window; the marker lives in the cache because a
-    /// Compute instance keeps no memory between requests.
+    /// Compute instance keeps no memory between requests. Until the coordinator accepted the
+    /// report the marker lasts only [`REPORT_RETRY_SECS`]: a report lost on its way is sent
+    /// again by a later mismatch (the automatic rollback counts reports), while a burst of
+    /// mismatching requests still sends one.
     fn report(&mut self, target: &Target, observed_schema: Option<String>, observed_contract: Option<String>) {
         let kind = ReportKind::ContractMismatch;
         let marker = report_marker(self.tenant, self.scope.generation.0, kind);
@@ -975,9 +982,10 @@ impl<P: Platform> Cached<'_, P> {
             return;
         }
         let window = self.env.settings.report_window_secs;
-        if let Err(e) = self.p.insert(&marker, &[], &[], window, &[]) {
+        if let Err(e) = self.p.insert(&marker, &[], &[], REPORT_RETRY_SECS.min(window), &[]) {
             self.p.log(&format!("report marker: {e}"));
         }
+        let accepted = OnAccepted { key: marker, meta: Vec::new(), keep_secs: window };
         let report = Report {
             pop: PopId::new(&self.env.pop).unwrap_or_else(|_| PopId::new("invalid-pop").expect("valid")),
             tenant: self.tenant.clone(),
@@ -991,7 +999,7 @@ impl<P: Platform> Cached<'_, P> {
             observed_at: self.env.now_ms,
         };
         if let Ok(json) = serde_json::to_string(&report) {
-            self.p.coordinator_post("/v1/edge/reports", json, None);
+            self.p.coordinator_post("/v1/edge/reports", json, Some(accepted));
         }
     }
 }

@@ -574,6 +574,30 @@ fn connection_nominated_response_headers_are_neither_stored_nor_forwarded() {
 }
 
 #[test]
+fn a_report_the_coordinator_did_not_accept_is_sent_again_after_the_retry_delay() {
+    let mut h = h(|_, _| {
+        let mut f = fetched(200, &[("cache-control", "max-age=60")], "x");
+        f.headers.set("edgegen-schema", b"1.8.2".to_vec());
+        Ok(f)
+    });
+    h.p.accept_posts = false;
+    for path in ["/a", "/b", "/c"] {
+        h.get(path, &[]);
+    }
+    assert_eq!(h.reports(), 1, "a burst of mismatches sends one report");
+    h.advance(crate::pipeline::REPORT_RETRY_SECS + 1);
+    h.get("/d", &[]);
+    assert_eq!(h.reports(), 2, "the lost report is sent again");
+    h.p.accept_posts = true;
+    h.advance(crate::pipeline::REPORT_RETRY_SECS + 1);
+    h.get("/e", &[]);
+    assert_eq!(h.reports(), 3);
+    h.advance(crate::pipeline::REPORT_RETRY_SECS + 1);
+    h.get("/f", &[]);
+    assert_eq!(h.reports(), 3, "once accepted, not again within the report window");
+}
+
+#[test]
 fn reports_only_for_storable_mismatches_once_per_window() {
     let mut h = h(|req, _| {
         let mut f =

@@ -301,7 +301,8 @@ pub fn purge_step_at_commit(cdn: Option<&str>, keys: usize) -> Step {
         None => skipped(
             PURGE_STEP,
             Phase::EdgeNodeInvalidation,
-            "no CDN is configured ([fastly] / FASTLY_SERVICE_ID); the generation bump alone invalidates",
+            "no purge service is configured ([fastly] service_id / FASTLY_SERVICE_ID); the generation bump alone \
+             invalidates",
         ),
     }
 }

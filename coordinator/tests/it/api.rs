@@ -337,6 +337,65 @@ async fn idempotency_key_replays_or_conflicts() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
+/// Regression: a tenant that another writer on the same database moved (with its history)
+/// behind this replica's back is never a 500. SQLite plans from the process's published
+/// view, so the stale view is a 409 naming the tenant and nothing moves; PostgreSQL plans
+/// from the tenants' rows it locked, so the release applies on top of the move.
+#[tokio::test]
+async fn a_tenant_changed_during_the_release_is_a_conflict_or_applied_on_top_never_a_500() {
+    let app = test_app_on(BACKEND);
+    add_tenant(&app.router, "a").await;
+    add_tenant(&app.router, "b").await;
+    app.sql(&format!(
+        "INSERT INTO generations (tenant_id, generation, schema_version, contract_hash, release_id, created_at)
+           VALUES ('a', 7, '1.8.2', '{}', NULL, 0);
+         UPDATE tenants SET generation = 7 WHERE id = 'a';",
+        contract(1)
+    ));
+    let r = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["b", "a"]))).await;
+    match BACKEND {
+        Backend::Sqlite => {
+            assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("tenant a changed during the release"), "{}", r.text);
+            assert_eq!(generation(&app.router, "b").await, 1, "nothing moved");
+        }
+        Backend::Postgres => {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            let a = r.body["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "a").unwrap().clone();
+            assert_eq!((a["from_generation"].as_u64(), a["to_generation"].as_u64()), (Some(7), Some(8)));
+            assert_eq!(generation(&app.router, "b").await, 2);
+        }
+    }
+}
+
+/// One idempotency key sent to every replica at once: one release commits, every other
+/// answer replays it, and the generation moves once.
+#[tokio::test]
+async fn one_idempotency_key_sent_to_every_replica_at_once_commits_once() {
+    let app = test_app_on(BACKEND);
+    add_tenant(&app.router, "a").await;
+    let mut sends = Vec::new();
+    for k in 0..6 {
+        let router = app.replicas[k % app.replicas.len()].clone();
+        sends.push(tokio::spawn(async move {
+            let key = [("idempotency-key", "deploy-race")];
+            send_with(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"])), &key).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for s in sends {
+        answers.push(s.await.unwrap());
+    }
+    let created = answers.iter().filter(|a| a.status == StatusCode::CREATED).count();
+    assert_eq!(created, 1, "{:?}", answers.iter().map(|a| (a.status, a.text.clone())).collect::<Vec<_>>());
+    for a in &answers {
+        assert!(a.status == StatusCode::CREATED || a.status == StatusCode::OK, "{} {}", a.status, a.text);
+        assert_eq!(a.body["id"], answers[0].body["id"], "every answer names the one release");
+    }
+    assert_eq!(generation(&app.router, "a").await, 2, "the generation moved once");
+}
+
 #[tokio::test]
 async fn rollback_moves_forward_to_the_previous_state() {
     let app = test_app_on(BACKEND);

@@ -25,19 +25,6 @@ async fn a_failure_after_the_commit_still_publishes_the_new_generation() {
     assert_eq!(generation(&app.router, "a").await, 3);
 }
 
-/// Regression: a tenant that moved under a release (another writer on the same database) is
-/// a 409 naming it, not a 500.
-#[tokio::test]
-async fn a_tenant_changed_during_the_release_is_a_conflict() {
-    let app = test_app_on(Backend::Sqlite);
-    add_tenant(&app.router, "a").await;
-    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
-    conn.execute("UPDATE tenants SET generation = 7 WHERE id = 'a'", []).unwrap();
-    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
-    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
-    assert!(a.body["error"]["message"].as_str().unwrap().contains("tenant a changed during the release"), "{}", a.text);
-}
-
 /// Host changes and removals are in the database, not only in the in-memory tenant map: a
 /// store opened again on the file serves the new hosts and not the removed tenant.
 #[tokio::test]

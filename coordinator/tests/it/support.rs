@@ -42,6 +42,31 @@ pub struct TestApp {
     pub replicas: Vec<Router>,
     pub _dir: tempfile::TempDir,
     pub _cluster: Option<Arc<edgegen_tests::postgres::TempCluster>>,
+    /// The PostgreSQL database's URL (`None` on SQLite: the file is in `_dir`).
+    pub database_url: Option<String>,
+}
+
+impl TestApp {
+    /// Runs `statement` on the store's database behind the coordinator's back (another
+    /// writer on the same database).
+    pub fn sql(&self, statement: &str) {
+        let statement = statement.to_owned();
+        match &self.database_url {
+            None => {
+                let conn = rusqlite::Connection::open(self._dir.path().join("edgegen.db")).unwrap();
+                conn.execute_batch(&statement).unwrap();
+            }
+            Some(url) => {
+                let url = url.clone();
+                // The synchronous client must not run inside the test's runtime.
+                std::thread::spawn(move || {
+                    postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&statement).unwrap();
+                })
+                .join()
+                .unwrap();
+            }
+        }
+    }
 }
 
 /// A router over a fresh SQLite store (for tests of the HTTP surface, which is the same on
@@ -86,10 +111,11 @@ pub fn test_app_leased(
                 Default::default(),
                 leases,
             );
-            TestApp { router: router.clone(), replicas: vec![router], _dir: dir, _cluster: None }
+            TestApp { router: router.clone(), replicas: vec![router], _dir: dir, _cluster: None, database_url: None }
         }
         Backend::Postgres => {
             let (cluster, url) = fresh_database();
+            let database_url = Some(url.clone());
             let replicas: Vec<Router> = (0..3)
                 .map(|_| {
                     let url = url.clone();
@@ -111,7 +137,7 @@ pub fn test_app_leased(
                     router_over(Arc::new(store), metrics, None, Default::default(), Default::default(), for_router)
                 })
                 .collect();
-            TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster) }
+            TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster), database_url }
         }
     }
 }

@@ -311,20 +311,30 @@ async fn a_purge_the_api_refuses_is_retried_by_the_outbox_and_logged() {
 
 /// A release purges its plan's surrogate keys (retired generation, manifest) through the
 /// CDN from the outbox after the commit, and the execution log carries the real outcome;
-/// a rollback purges too.
+/// a rollback purges too. On PostgreSQL three replicas run an outbox worker each over the
+/// one outbox: every effect is delivered once, by one of them, and logged.
 #[tokio::test]
-async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome() {
-    use crate::support::{ADMIN, add_tenant, release_body, router_with_cdn, send};
+async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome_on_sqlite() {
+    releases_and_rollbacks_purge_their_keys_and_log_the_outcome(crate::support::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn releases_and_rollbacks_purge_their_keys_once_across_three_replicas_on_postgres() {
+    releases_and_rollbacks_purge_their_keys_and_log_the_outcome(crate::support::Backend::Postgres).await;
+}
+
+async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: crate::support::Backend) {
+    use crate::support::{ADMIN, add_tenant, release_body, send, test_app_with_cdn};
     let api = Api::default();
     let addr = serve(api.clone()).await;
-    let dir = tempfile::tempdir().unwrap();
     let cdn = edgegen_coordinator::server::Cdn {
         client: client(addr, Duration::from_secs(10)),
         service: Some("SVC1".into()),
         soft: true,
         hosts: None,
     };
-    let router = router_with_cdn(dir.path(), None, None, Some(std::sync::Arc::new(cdn)));
+    let app = test_app_with_cdn(backend, None, std::sync::Arc::new(cdn));
+    let router = app.router.clone();
     for t in ["a", "b"] {
         add_tenant(&router, t).await;
     }
@@ -377,6 +387,64 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome() {
     let step = purge_step_settled(&router, &id, Duration::from_secs(5)).await;
     assert_eq!(step["status"], "ok", "{step}");
     assert!(step["detail"].as_str().unwrap().contains("attempt 2"), "{step}");
+    // Every replica sees the outcome its worker or another one logged.
+    for replica in &app.replicas {
+        assert_eq!(purge_step_settled(replica, &id, Duration::from_secs(1)).await["status"], "ok");
+    }
+    // Release, rollback, and the third release's two attempts: no effect delivered twice.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(api.seen().len(), 4, "{:?}", api.seen().iter().map(|s| s.body.clone()).collect::<Vec<_>>());
+}
+
+/// An automatic rollback (the report policy firing) purges what it retires like a manual
+/// one, on either store.
+#[tokio::test]
+async fn an_automatic_rollback_purges_its_keys_on_sqlite() {
+    an_automatic_rollback_purges_its_keys(crate::support::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_automatic_rollback_purges_its_keys_on_postgres() {
+    an_automatic_rollback_purges_its_keys(crate::support::Backend::Postgres).await;
+}
+
+async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend) {
+    use crate::support::{ADMIN, EDGE, add_tenant, contract, release_body, send, test_app_with_cdn};
+    let api = Api::default();
+    let addr = serve(api.clone()).await;
+    let cdn = edgegen_coordinator::server::Cdn {
+        client: client(addr, Duration::from_secs(10)),
+        service: Some("SVC1".into()),
+        soft: false,
+        hosts: None,
+    };
+    let policy = edgegen_coordinator::config::AutoRollback {
+        reports: 2,
+        window: Duration::from_secs(60),
+        min_pops: 2,
+        min_paths: 1,
+    };
+    let app = test_app_with_cdn(backend, Some(policy), std::sync::Arc::new(cdn));
+    add_tenant(&app.router, "a").await;
+    let a = send(&app.router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let mut rollback = Value::Null;
+    for pop in ["p1", "p2"] {
+        let report = json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2,
+            "path": "/v1/users/1", "expected_schema": "1.8.3", "expected_contract": contract(2),
+            "observed_schema": "1.8.2", "observed_at": 1});
+        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        rollback = r.body["auto_rollback"].clone();
+    }
+    let rollback = rollback.as_str().expect("the policy fired").to_owned();
+    let step = purge_step_settled(&app.router, &rollback, Duration::from_secs(5)).await;
+    assert_eq!(step["status"], "ok", "{step}");
+    let bodies: Vec<Value> = api.seen().iter().map(|s| serde_json::from_str(&s.body).unwrap()).collect();
+    assert!(
+        bodies.iter().any(|b| b["surrogate_keys"] == json!(["t/a/g/2", "edgegen-manifest/a"])),
+        "the rollback purged the generation it retires and the manifest: {bodies:?}"
+    );
 }
 
 /// The purge is in the outbox of the release's transaction: SIGKILL the coordinator right

@@ -99,6 +99,26 @@ pub fn test_app_leased(
     convergence_deadline_ms: Option<u64>,
     leases: LeasePolicy,
 ) -> TestApp {
+    test_app_full(backend, auto_rollback, convergence_deadline_ms, leases, None)
+}
+
+/// An app purging through `cdn`: every replica runs its own outbox worker (on PostgreSQL
+/// the three workers share one outbox and claim effects with `SKIP LOCKED`).
+pub fn test_app_with_cdn(
+    backend: Backend,
+    auto_rollback: Option<AutoRollback>,
+    cdn: Arc<edgegen_coordinator::server::Cdn>,
+) -> TestApp {
+    test_app_full(backend, auto_rollback, None, default_leases(), Some(cdn))
+}
+
+fn test_app_full(
+    backend: Backend,
+    auto_rollback: Option<AutoRollback>,
+    convergence_deadline_ms: Option<u64>,
+    leases: LeasePolicy,
+    cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     match backend {
         Backend::Sqlite => {
@@ -106,7 +126,7 @@ pub fn test_app_leased(
                 dir.path(),
                 auto_rollback,
                 convergence_deadline_ms,
-                None,
+                cdn,
                 Default::default(),
                 Default::default(),
                 leases,
@@ -121,25 +141,47 @@ pub fn test_app_leased(
                     let url = url.clone();
                     let leases = leases.clone();
                     let for_router = leases.clone();
+                    let service = cdn.as_ref().and_then(|c| c.service.clone());
+                    let wake = Arc::new(tokio::sync::Notify::new());
+                    let for_settings = Arc::clone(&wake);
                     // The synchronous client must not start inside the test's runtime.
                     let metrics = Arc::new(Metrics::default());
                     let for_store = Arc::clone(&metrics);
-                    let store = std::thread::spawn(move || {
-                        PostgresStore::open(
-                            &url,
-                            settings(auto_rollback, convergence_deadline_ms, None, None, leases),
-                            for_store,
-                        )
-                    })
-                    .join()
-                    .unwrap()
-                    .unwrap();
-                    router_over(Arc::new(store), metrics, None, Default::default(), Default::default(), for_router)
+                    let store: Arc<dyn Store> = Arc::new(
+                        std::thread::spawn(move || {
+                            let settings =
+                                settings(auto_rollback, convergence_deadline_ms, service, Some(for_settings), leases);
+                            PostgresStore::open(&url, settings, for_store)
+                        })
+                        .join()
+                        .unwrap()
+                        .unwrap(),
+                    );
+                    if let Some(cdn) = &cdn {
+                        spawn_worker(&store, cdn, &metrics, wake);
+                    }
+                    router_over(store, metrics, cdn.clone(), Default::default(), Default::default(), for_router)
                 })
                 .collect();
             TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster), database_url }
         }
     }
+}
+
+/// Runs the outbox worker of `store` until the test's runtime ends.
+fn spawn_worker(
+    store: &Arc<dyn Store>,
+    cdn: &Arc<edgegen_coordinator::server::Cdn>,
+    metrics: &Arc<Metrics>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    tokio::spawn(edgegen_coordinator::outbox::run_worker(
+        Arc::clone(store),
+        Arc::clone(cdn),
+        Arc::clone(metrics),
+        wake,
+        std::future::pending(),
+    ));
 }
 
 /// The cluster the PostgreSQL tests share while any of them runs (stopped when the last
@@ -241,14 +283,7 @@ pub fn router_shared(
         .unwrap(),
     );
     if let Some(cdn) = &cdn {
-        // Runs until the test's runtime ends.
-        tokio::spawn(edgegen_coordinator::outbox::run_worker(
-            Arc::clone(&store),
-            Arc::clone(cdn),
-            Arc::clone(&metrics),
-            wake,
-            std::future::pending(),
-        ));
+        spawn_worker(&store, cdn, &metrics, wake);
     }
     router_over(store, metrics, cdn, shards, shard_rls, leases)
 }

@@ -8,8 +8,10 @@
 //! Checked: no release lost or half-applied (answered = stored, generations contiguous, ids
 //! unique), every release converges from the PoPs' own acknowledgements (pooled across the
 //! replicas, the dead one's included), every PoP ends on every tenant's last generation, the
-//! report policy rolls a bad release back exactly once while the PoPs' reports and a burst
-//! of reports race through different replicas, and the time any PoP bypassed its cache.
+//! convergence-deadline policy rolls back exactly once a release committed before the kill
+//! that cannot converge (no PoP serves its tenant), whichever replica led the deadline pass,
+//! the report policy rolls a bad release back exactly once while the PoPs' reports and a
+//! burst of reports race through different replicas, and the time any PoP bypassed its cache.
 //!
 //! The manifests' stale bound is set to their max age (1 s), the strictest setting: a PoP
 //! whose manifest refresh failed bypasses at once instead of riding out the failure on its
@@ -34,6 +36,9 @@ use serde_json::{Value, json};
 const TENANTS: usize = 12;
 const POPS: usize = 4;
 const RELEASES: usize = 100;
+/// The convergence deadline: far above what the 100 releases need (about 1 s each, a few
+/// seconds under CI load), so only the release no PoP can acknowledge misses it.
+const DEADLINE_MS: &str = "20000";
 
 fn contract(byte: u8) -> String {
     format!("sha256:{}", hex::encode([byte; 32]))
@@ -117,6 +122,7 @@ async fn viceroy_pops_behind_haproxy_lose_a_replica_during_100_releases_and_noth
                 ("EDGEGEN_MANIFEST_MAX_STALE_MS", "1000"),
                 ("EDGEGEN_AUTO_ROLLBACK_REPORTS", "2"),
                 ("EDGEGEN_AUTO_ROLLBACK_MIN_POPS", "2"),
+                ("EDGEGEN_CONVERGENCE_DEADLINE_MS", DEADLINE_MS),
             ];
             Coordinator::start_on(&data, addr, &env)
         })
@@ -134,6 +140,10 @@ async fn viceroy_pops_behind_haproxy_lose_a_replica_during_100_releases_and_noth
             "contract_hash": contract(1)});
         assert_eq!(admin_post(&http, &base, "/v1/tenants", &t).await.status(), 201);
     }
+    // A tenant no PoP serves: its release can never converge.
+    let silent =
+        json!({"id": "silent", "hosts": ["silent.test"], "schema_version": "1.0.0", "contract_hash": contract(1)});
+    assert_eq!(admin_post(&http, &base, "/v1/tenants", &silent).await.status(), 201);
 
     let origin = SampleOrigin::start(Stamp { schema_version: "1.0.0".into(), contract_hash: contract(1) }).unwrap();
     let hosts: Vec<(String, TenantId)> =
@@ -184,6 +194,10 @@ async fn viceroy_pops_behind_haproxy_lose_a_replica_during_100_releases_and_noth
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stuck = json!({"tenants": ["silent"], "schema_version": "1.0.0", "contract_hash": contract(1)});
+    let r = admin_post(&http, &base, "/v1/releases", &stuck).await;
+    assert_eq!(r.status(), 201);
+    let stuck_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
 
     // 100 releases, 10 at a time, each retried with its idempotency key until it is
     // answered (a request on the killed replica may die with it). Same schema and contract
@@ -298,6 +312,20 @@ async fn viceroy_pops_behind_haproxy_lose_a_replica_during_100_releases_and_noth
             assert_eq!(generation, Some(last.to_string()), "{t} at {}", edge.url("/"));
         }
     }
+
+    // The release that could not converge is rolled back once, by whichever replica leads
+    // the deadline pass after the kill.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stuck = get_json(&http, format!("{base}/v1/releases/{stuck_id}"), ADMIN_TOKEN).await;
+        if stuck["status"] == "rolled_back" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deadline policy never fired: {stuck}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rollbacks = rollbacks_of(&http, &base, &stuck_id).await;
+    assert_eq!(rollbacks.len(), 1, "the deadline policy fired exactly once: {rollbacks:?}");
 
     // A bad release (the origin still answers the old contract): the PoPs report it, and a
     // burst of reports from two PoP names races through different replicas; the policy

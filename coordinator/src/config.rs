@@ -695,6 +695,22 @@ mod tests {
         let flags = Flags { store: Some("postgres://u@db:5432".into()), ..Flags::default() };
         let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
         assert!(msg.contains("names no database"), "{msg}");
+        // The file's `store`, overridden by the environment, overridden by the flag.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgegen.toml");
+        std::fs::write(&path, "store = \"postgres://file@db:5432/from_file\"\n").unwrap();
+        let flags = Flags { config: Some(path.clone()), ..Flags::default() };
+        fn store(flags: &Flags, env: &impl Env) -> Option<String> {
+            Config::resolve(flags, env).unwrap().store.map(|s| s.as_str().to_owned())
+        }
+        assert_eq!(store(&flags, &SECRETS).as_deref(), Some("postgres://file@db:5432/from_file"));
+        assert_eq!(store(&flags, &env).as_deref(), Some("postgres://u:secret@db:5432/edgegen"));
+        let flags = Flags { store: Some("postgres://flag@db:5432/from_flag".into()), ..flags };
+        assert_eq!(store(&flags, &env).as_deref(), Some("postgres://flag@db:5432/from_flag"));
+        std::fs::write(&path, "store = \"sqlite:///tmp/x\"\n").unwrap();
+        let flags = Flags { config: Some(path), ..Flags::default() };
+        let msg = format!("{:#}", Config::resolve(&flags, &SECRETS).unwrap_err());
+        assert!(msg.contains("store") && msg.contains("postgres://"), "{msg}");
     }
 
     #[test]

@@ -520,6 +520,32 @@ async fn not_modified_carries_a_lease_for_exactly_the_current_manifest() {
     assert!(a.headers.get(LEASE_HEADER).is_none());
 }
 
+/// An operator's per-tenant ages reach that tenant's manifests and leases, and only that
+/// tenant's; the others keep the global ages.
+#[tokio::test]
+async fn a_tenants_own_ages_are_in_its_manifests_and_leases() {
+    use edgegen_coordinator::config::{LeasePolicy, ManifestAges};
+    use edgegen_shared::lease::{self, LEASE_HEADER};
+    let mut policy = LeasePolicy::global(ManifestAges { max_age_ms: 1000, max_stale_ms: 300_000 });
+    policy.tenants.insert(TenantId::new("slow").unwrap(), ManifestAges { max_age_ms: 500, max_stale_ms: 60_000 });
+    let app = test_app_leased(BACKEND, None, None, policy);
+    add_tenant(&app.router, "slow").await;
+    add_tenant(&app.router, "other").await;
+    let key = SecretKey::new("test", MANIFEST_KEY).unwrap();
+    for (tenant, ages) in [("slow", (500, 60_000)), ("other", (1000, 300_000))] {
+        let path = format!("/v1/edge/manifests/{tenant}");
+        let a = send(&app.router, "GET", &path, Some(EDGE), None).await;
+        assert_eq!(a.status, StatusCode::OK);
+        let m = edgegen_shared::manifest::verify(a.text.as_bytes(), &key, &TenantId::new(tenant).unwrap()).unwrap();
+        assert_eq!((m.max_age_ms, m.max_stale_ms), (ages.0, Some(ages.1)), "{tenant}'s manifest");
+        let r = send_with(&app.router, "GET", &path, Some(EDGE), None, &[("if-none-match", "\"1\"")]).await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        let now = edgegen_coordinator::clock::now_ms();
+        let leased = lease::verify(r.headers[LEASE_HEADER].to_str().unwrap(), &key, &m, now, 1000).unwrap();
+        assert_eq!((leased.max_age_ms, leased.max_stale_ms), ages, "{tenant}'s lease");
+    }
+}
+
 #[tokio::test]
 async fn convergence_follows_acks_of_live_pops() {
     let app = test_app_on(BACKEND);

@@ -99,23 +99,32 @@ pub async fn verify(
     settings: Arc<IsolationSettings>,
     rls: Arc<SharedRls>,
 ) -> Vec<ShardReport> {
+    let check: Check = Arc::new(move |tenant: &TenantId, shard: &Shard, shared: bool| match shard {
+        Shard::Sqlite(path) => check_sqlite(tenant, path, &expected, &settings),
+        Shard::Postgres(url) => check_postgres(tenant, url, &expected, &settings, shared.then_some(&*rls)),
+    });
+    verify_with(shards, tenants, check).await
+}
+
+/// One shard's check: (tenant, its shard, whether other tenants share that database).
+type Check = Arc<dyn Fn(&TenantId, &Shard, bool) -> ShardReport + Send + Sync>;
+
+/// [`verify`] with the check given: runs it for every listed tenant with a shard, at most
+/// [`CONCURRENCY`] at a time, each within [`TIMEOUT`]; a check that fails, panics or times
+/// out is a report with an error, never a missing one.
+async fn verify_with(shards: &ShardMap, tenants: &[TenantId], check: Check) -> Vec<ShardReport> {
     let gate = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     let mut checking = std::collections::HashMap::new();
     for tenant in tenants {
         let Some(shard) = shards.get(tenant).cloned() else { continue };
         let shared = shards.values().filter(|s| **s == shard).count() > 1;
-        let rls = Arc::clone(&rls);
-        let (tenant, expected, settings, gate) =
-            (tenant.clone(), Arc::clone(&expected), Arc::clone(&settings), Arc::clone(&gate));
+        let (tenant, check, gate) = (tenant.clone(), Arc::clone(&check), Arc::clone(&gate));
         let of = tenant.clone();
         let handle = tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let t = tenant.clone();
-            let check = tokio::task::spawn_blocking(move || match &shard {
-                Shard::Sqlite(path) => check_sqlite(&t, path, &expected, &settings),
-                Shard::Postgres(url) => check_postgres(&t, url, &expected, &settings, shared.then_some(&*rls)),
-            });
+            let check = tokio::task::spawn_blocking(move || check(&t, &shard, shared));
             match tokio::time::timeout(TIMEOUT, check).await {
                 Ok(Ok(report)) => report,
                 Ok(Err(e)) => {
@@ -373,7 +382,29 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_panicked_check_fails_the_verification() {
+    async fn a_check_that_panics_fails_the_verification_and_the_others_still_report() {
+        let shards: ShardMap = ["a", "b", "c"]
+            .into_iter()
+            .map(|t| (TenantId::new(t).unwrap(), Shard::Sqlite(PathBuf::from(format!("/nonexistent/{t}.db")))))
+            .collect();
+        let tenants: Vec<TenantId> = shards.keys().cloned().collect();
+        let check: Check = Arc::new(|tenant: &TenantId, _: &Shard, _| {
+            #[allow(clippy::panic)]
+            if tenant.as_str() == "b" {
+                panic!("check exploded");
+            }
+            ShardReport { tenant: tenant.clone(), drift: vec![], leakage: vec![], error: None }
+        });
+        let reports = verify_with(&shards, &tenants, check).await;
+        let names: Vec<&str> = reports.iter().map(|r| r.tenant.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"], "one report per tenant, none dropped");
+        assert!(reports[0].clean() && reports[2].clean());
+        assert!(!reports[1].clean(), "a panicked check must not pass: {:?}", reports[1]);
+        assert!(reports[1].error.as_deref().is_some_and(|e| e.contains("panicked")), "{:?}", reports[1]);
+    }
+
+    #[tokio::test]
+    async fn a_panicked_check_task_fails_the_verification() {
         #[allow(clippy::panic)]
         let panicked = tokio::spawn(async { panic!("check exploded") }).await.map(|()| unreachable!());
         let tenant = TenantId::new("acme").unwrap();

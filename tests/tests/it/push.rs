@@ -223,3 +223,67 @@ async fn the_release_wasm_has_no_purge_endpoint_even_when_a_token_is_configured(
     let (_, after) = read(&edge).await;
     assert!(after >= before, "the release wasm purged: age {before} -> {after}");
 }
+
+/// Fastly's purge endpoints as the stand-in serves them, each applied at the PoP: one key
+/// (`POST /service/{id}/purge/{key}`, the key URL-encoded), a batch named by a
+/// `Surrogate-Key` header, a soft purge (`Fastly-Soft-Purge: 1`); a wrong `Fastly-Key` and an
+/// unknown service purge nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fastly_stand_in_applies_every_documented_purge_form_at_the_pop() {
+    let s = stack().await;
+    let config = EdgeConfig { purge_token: Some(LOCAL_PURGE_TOKEN.to_owned()), ..s.config("pop-1") };
+    let edge = tokio::task::spawn_blocking(move || Viceroy::start(&config)).await.unwrap().unwrap();
+    s.api.add_pop(SERVICE, "pop-1", &edge.url(""), LOCAL_PURGE_TOKEN);
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", s.api.url().trim_end_matches('/'));
+    // Holds the manifest for at least 300 ms, then `purge` must make the next read re-fetch it.
+    async fn held_then_refetched(edge: &Viceroy, purge: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        read(edge).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, held) = read(edge).await;
+        assert!(held >= 300, "the manifest is held: age {held}");
+        let resp = purge.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or_default();
+        let (_, after) = read(edge).await;
+        if status == 200 {
+            assert!(after < held, "the purge was not applied: age {held} -> {after}");
+        } else {
+            assert!(after >= held, "a refused purge was applied: age {held} -> {after}");
+        }
+        (status, body)
+    }
+
+    let wrong = http
+        .post(api(&format!("/service/{SERVICE}/purge/edgegen-manifest%2Facme")))
+        .header("fastly-key", "not-the-token");
+    assert_eq!(held_then_refetched(&edge, wrong).await.0, 401);
+    let unknown =
+        http.post(api("/service/noSuchService/purge/edgegen-manifest%2Facme")).header("fastly-key", fastly_api::TOKEN);
+    assert_eq!(held_then_refetched(&edge, unknown).await.0, 404);
+    assert!(s.api.purges().is_empty(), "nothing was applied: {:?}", s.api.purges());
+
+    let one = http
+        .post(api(&format!("/service/{SERVICE}/purge/edgegen-manifest%2Facme")))
+        .header("fastly-key", fastly_api::TOKEN);
+    let (status, body) = held_then_refetched(&edge, one).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    let applied = s.api.purges().last().cloned().unwrap();
+    assert_eq!(
+        (applied.pop.as_str(), applied.keys.clone(), applied.soft),
+        ("pop-1", vec!["edgegen-manifest/acme".to_owned()], false)
+    );
+
+    let batch = http
+        .post(api(&format!("/service/{SERVICE}/purge")))
+        .header("fastly-key", fastly_api::TOKEN)
+        .header("fastly-soft-purge", "1")
+        .header("surrogate-key", "t/acme/g/1 edgegen-manifest/acme");
+    let (status, body) = held_then_refetched(&edge, batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["t/acme/g/1"].is_string() && body["edgegen-manifest/acme"].is_string(), "an id per key: {body}");
+    let applied = s.api.purges().last().cloned().unwrap();
+    assert_eq!(applied.keys, ["t/acme/g/1", "edgegen-manifest/acme"]);
+    assert!(applied.soft, "the soft purge reached the PoP as one");
+}

@@ -31,8 +31,15 @@
 //! not registered (they never see a purge).
 //!
 //! Every call needs the `Fastly-Key` token ([`TOKEN`]); a call without it gets Fastly's 401.
+//!
+//! For tests of the API client itself, every request is recorded as received
+//! ([`FastlyApi::requests`]: method, raw path, fields, body), the next calls can be made to
+//! fail with given statuses ([`FastlyApi::fail_next`]; a 429 carries `Retry-After: 1`), a
+//! batch purge can leave keys out of its answer as if Fastly had not confirmed them
+//! ([`FastlyApi::leave_unconfirmed`]; those keys are not purged), and a service can exist
+//! with no local PoP ([`FastlyApi::add_service`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -74,6 +81,25 @@ struct Stores {
     purges: Vec<AppliedPurge>,
     /// Purge ids handed out so far.
     purge_ids: u64,
+    /// Every request as received, in order.
+    requests: Vec<ApiRequest>,
+    /// Statuses the next authorised calls answer, one each, before the API works again.
+    failures: VecDeque<u16>,
+    /// Keys a batch purge leaves out of its answer (and does not purge).
+    unconfirmed: Vec<String>,
+}
+
+/// One request as the stand-in received it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The path as sent (percent-encoding kept).
+    pub path: String,
+    /// The request's fields.
+    pub headers: HeaderMap,
+    /// The body, as text.
+    pub body: String,
 }
 
 /// A local PoP purges reach: its base URL and its purge token.
@@ -132,6 +158,9 @@ impl FastlyApi {
             services: BTreeMap::new(),
             purges: Vec::new(),
             purge_ids: 0,
+            requests: Vec::new(),
+            failures: VecDeque::new(),
+            unconfirmed: Vec::new(),
         })));
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?;
         let app = Router::new()
@@ -143,7 +172,8 @@ impl FastlyApi {
                     .route("/service/{service}/purge", post(purge_batch))
                     .route("/service/{service}/purge/{key}", post(purge_one))
                     .with_state(Purging { shared: shared.clone(), http }),
-            );
+            )
+            .layer(axum::middleware::from_fn_with_state(shared.clone(), record));
         Ok(FastlyApi { server: BackgroundServer::start("fastly-api", app)?, shared })
     }
 
@@ -201,33 +231,93 @@ impl FastlyApi {
         self.shared.lock().stores.get(id).map(|s| s.items.clone()).unwrap_or_default()
     }
 
-    /// `METHOD path` of every authorised call so far.
+    /// `METHOD path` of every authorised call so far (the path's parameters decoded).
     pub fn calls(&self) -> Vec<String> {
         self.shared.lock().calls.clone()
     }
+
+    /// Every request so far, as received (authorised or not).
+    pub fn requests(&self) -> Vec<ApiRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The next authorised calls answer these statuses, one each (replacing any still
+    /// queued; none: the API works again).
+    pub fn fail_next(&self, statuses: impl IntoIterator<Item = u16>) {
+        self.shared.lock().failures = statuses.into_iter().collect();
+    }
+
+    /// Batch purges leave these keys out of their answers and do not purge them (replacing
+    /// the previous list; none: every key is confirmed again).
+    pub fn leave_unconfirmed(&self, keys: &[&str]) {
+        self.shared.lock().unconfirmed = keys.iter().map(|k| (*k).to_owned()).collect();
+    }
+
+    /// Makes `service` known even with no local PoP (its purges are answered and applied
+    /// nowhere).
+    pub fn add_service(&self, service: &str) {
+        self.shared.lock().services.entry(service.to_owned()).or_default();
+    }
+}
+
+/// Middleware: records each request as received.
+async fn record(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    };
+    shared.lock().requests.push(ApiRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    });
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 fn error(status: StatusCode, msg: &str) -> Response {
     (status, Json(json!({ "msg": msg }))).into_response()
 }
 
-/// A call without the right `Fastly-Key`.
-struct Unauthorized;
+/// A call the stand-in does not serve.
+enum Refused {
+    /// Without the right `Fastly-Key`.
+    Unauthorized,
+    /// A failure a test queued ([`FastlyApi::fail_next`]).
+    Injected(u16),
+}
 
-impl IntoResponse for Unauthorized {
+impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        error(StatusCode::UNAUTHORIZED, "Provided credentials are missing or invalid")
+        match self {
+            Refused::Unauthorized => error(StatusCode::UNAUTHORIZED, "Provided credentials are missing or invalid"),
+            Refused::Injected(status) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut r = error(status, "try later");
+                if status == StatusCode::TOO_MANY_REQUESTS {
+                    r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                }
+                r
+            }
+        }
     }
 }
 
-/// Checks the token and records the call.
-fn admit<'a>(shared: &'a Shared, headers: &HeaderMap, call: String) -> Result<MutexGuard<'a, Stores>, Unauthorized> {
+/// Checks the token, records the call, and answers a queued failure if there is one.
+fn admit<'a>(shared: &'a Shared, headers: &HeaderMap, call: String) -> Result<MutexGuard<'a, Stores>, Refused> {
     if headers.get("fastly-key").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
-        return Err(Unauthorized);
+        return Err(Refused::Unauthorized);
     }
     let mut stores = shared.lock();
     stores.calls.push(call);
-    Ok(stores)
+    match stores.failures.pop_front() {
+        Some(status) => Err(Refused::Injected(status)),
+        None => Ok(stores),
+    }
 }
 
 /// The item `key = value` against Fastly's limits.
@@ -476,9 +566,10 @@ async fn purge_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = admit(&purging.shared, &headers, format!("POST /service/{service}/purge")) {
-        return r.into_response();
-    }
+    let unconfirmed = match admit(&purging.shared, &headers, format!("POST /service/{service}/purge")) {
+        Ok(stores) => stores.unconfirmed.clone(),
+        Err(r) => return r.into_response(),
+    };
     // The keys: a `Surrogate-Key` header, else the JSON body.
     let keys: Vec<String> = match headers.get("surrogate-key").map(|v| v.to_str()) {
         Some(Ok(list)) => list.split_ascii_whitespace().map(str::to_owned).collect(),
@@ -496,6 +587,7 @@ async fn purge_batch(
             return error(StatusCode::BAD_REQUEST, &format!("surrogate_keys[{i}]: {e}"));
         }
     }
+    let keys: Vec<String> = keys.into_iter().filter(|k| !unconfirmed.contains(k)).collect();
     match apply(&purging, &service, &keys, soft(&headers)).await {
         None => error(StatusCode::NOT_FOUND, "Record not found"),
         Some(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("purge not applied at every PoP: {why}")),

@@ -1,131 +1,29 @@
-//! The Fastly API client and `edgegen purge` against a local server that implements the
-//! documented endpoints (purge one key, batch purge, Config Store upsert and bulk update)
-//! and records what it receives.
+//! The Fastly API client and `edgegen purge` against the harness's Fastly API stand-in
+//! (`edgegen_tests::fastly_api`: the documented endpoints — purge one key, batch purge,
+//! Config Store upsert and bulk update — recording what it receives, with failures and
+//! unconfirmed keys on demand), and the outbox's purges through it on both stores.
 
 use edgegen_tests::coordinator::get_json;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post, put};
+use axum::http::StatusCode;
 use edgegen_coordinator::fastly::FastlyClient;
+use edgegen_tests::fastly_api::{self, FastlyApi};
 use serde_json::{Value, json};
 
-const TOKEN: &str = "fastly-test-token-do-not-log";
+const TOKEN: &str = fastly_api::TOKEN;
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: &'static str,
-    path: String,
-    headers: HeaderMap,
-    body: String,
+/// The stand-in with service `SVC1` known (no local PoP: purges are answered and recorded).
+fn api() -> FastlyApi {
+    let api = FastlyApi::start(500).unwrap();
+    api.add_service("SVC1");
+    api
 }
 
-#[derive(Clone, Default)]
-struct Api {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    /// Statuses to answer before succeeding (e.g. [429, 500]).
-    failures: Arc<Mutex<Vec<u16>>>,
-    /// Keys the batch endpoint "forgets" to confirm.
-    unconfirmed: Arc<Mutex<Vec<String>>>,
-}
-
-impl Api {
-    fn record(&self, method: &'static str, path: String, headers: &HeaderMap, body: &Bytes) -> Option<Response> {
-        self.seen.lock().unwrap().push(Seen {
-            method,
-            path,
-            headers: headers.clone(),
-            body: String::from_utf8_lossy(body).into(),
-        });
-        if headers.get("fastly-key").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
-            return Some(
-                (StatusCode::UNAUTHORIZED, r#"{"msg":"Provided credentials are missing or invalid"}"#).into_response(),
-            );
-        }
-        let next = {
-            let mut f = self.failures.lock().unwrap();
-            if f.is_empty() { None } else { Some(f.remove(0)) }
-        };
-        next.map(|status| {
-            let mut r = (StatusCode::from_u16(status).unwrap(), r#"{"msg":"try later"}"#).into_response();
-            if status == 429 {
-                r.headers_mut().insert("retry-after", "1".parse().unwrap());
-            }
-            r
-        })
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn purge_one(
-    State(api): State<Api>,
-    Path((service, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = api.record("POST", format!("/service/{service}/purge/{key}"), &headers, &body) {
-        return r;
-    }
-    axum::Json(json!({"status": "ok", "id": format!("108-1-{key}")})).into_response()
-}
-
-async fn purge_batch(State(api): State<Api>, Path(service): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = api.record("POST", format!("/service/{service}/purge"), &headers, &body) {
-        return r;
-    }
-    let keys: Vec<String> = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["surrogate_keys"].clone()).ok())
-        .unwrap_or_default();
-    let unconfirmed = api.unconfirmed.lock().unwrap().clone();
-    let ids: serde_json::Map<String, Value> =
-        keys.iter().filter(|k| !unconfirmed.contains(k)).map(|k| (k.clone(), json!(format!("108-2-{k}")))).collect();
-    axum::Json(Value::Object(ids)).into_response()
-}
-
-async fn config_item(
-    State(api): State<Api>,
-    Path((store, key)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(r) = api.record("PUT", format!("/resources/stores/config/{store}/item/{key}"), &headers, &body) {
-        return r;
-    }
-    axum::Json(json!({"store_id": store, "item_key": key, "item_value": "…"})).into_response()
-}
-
-async fn config_bulk(State(api): State<Api>, Path(store): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = api.record("PATCH", format!("/resources/stores/config/{store}/items"), &headers, &body) {
-        return r;
-    }
-    axum::Json(json!({"status": "ok"})).into_response()
-}
-
-async fn serve(api: Api) -> SocketAddr {
-    let app = Router::new()
-        .route("/service/{service}/purge/{key}", post(purge_one))
-        .route("/service/{service}/purge", post(purge_batch))
-        .route("/resources/stores/config/{store}/item/{key}", put(config_item))
-        .route("/resources/stores/config/{store}/items", patch(config_bulk))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-fn client(addr: SocketAddr, deadline: Duration) -> FastlyClient {
-    FastlyClient::new(&format!("http://{addr}"), TOKEN, deadline).unwrap()
+fn client(api: &FastlyApi, deadline: Duration) -> FastlyClient {
+    FastlyClient::new(&api.url(), TOKEN, deadline).unwrap()
 }
 
 fn keys(n: usize) -> Vec<String> {
@@ -134,16 +32,15 @@ fn keys(n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn batches_of_256_with_soft_purge_and_results_per_key() {
-    let api = Api::default();
-    let addr = serve(api.clone()).await;
-    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &keys(300), true).await;
+    let api = api();
+    let report = client(&api, Duration::from_secs(10)).purge("SVC1", &keys(300), true).await;
     assert_eq!(report.failed().count(), 0, "{report:?}");
     assert_eq!(report.results.len(), 300);
-    assert_eq!(report.results[299].purge_id.as_deref(), Some("108-2-t/acme/k/item-299"));
-    let seen = api.seen();
+    assert!(report.results.iter().all(|r| r.purge_id.is_some()), "a purge id per key");
+    let seen = api.requests();
     assert_eq!(seen.len(), 2, "300 keys take two calls");
     for (call, expected) in seen.iter().zip([256, 44]) {
-        assert_eq!((call.method, call.path.as_str()), ("POST", "/service/SVC1/purge"));
+        assert_eq!((call.method.as_str(), call.path.as_str()), ("POST", "/service/SVC1/purge"));
         assert_eq!(call.headers["fastly-soft-purge"], "1");
         assert_eq!(call.headers["content-type"], "application/json");
         let body: Value = serde_json::from_str(&call.body).unwrap();
@@ -153,22 +50,21 @@ async fn batches_of_256_with_soft_purge_and_results_per_key() {
 
 #[tokio::test]
 async fn one_key_uses_the_single_key_endpoint_without_soft_header() {
-    let api = Api::default();
-    let addr = serve(api.clone()).await;
-    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &["t/acme/g/41".to_owned()], false).await;
-    assert_eq!(report.results[0].purge_id.as_deref(), Some("108-1-t/acme/g/41"));
-    let seen = api.seen();
-    assert_eq!(seen[0].path, "/service/SVC1/purge/t/acme/g/41", "the key travels percent-encoded and arrives decoded");
+    let api = api();
+    let report = client(&api, Duration::from_secs(10)).purge("SVC1", &["t/acme/g/41".to_owned()], false).await;
+    assert!(report.results[0].purge_id.is_some(), "{report:?}");
+    let seen = api.requests();
+    assert_eq!(seen[0].path, "/service/SVC1/purge/t%2Facme%2Fg%2F41", "the key travels percent-encoded");
+    assert_eq!(api.calls(), ["POST /service/SVC1/purge/t/acme/g/41"], "and arrives decoded");
     assert!(!seen[0].headers.contains_key("fastly-soft-purge"));
 }
 
 #[tokio::test]
 async fn retries_honour_retry_after_and_5xx() {
-    let api = Api::default();
-    api.failures.lock().unwrap().extend([429, 503]);
-    let addr = serve(api.clone()).await;
+    let api = api();
+    api.fail_next([429, 503]);
     let started = Instant::now();
-    let report = client(addr, Duration::from_secs(20)).purge("SVC1", &keys(3), false).await;
+    let report = client(&api, Duration::from_secs(20)).purge("SVC1", &keys(3), false).await;
     assert_eq!(report.failed().count(), 0, "{report:?}");
     assert_eq!(report.calls, 3, "429, 503, then success");
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
@@ -176,19 +72,17 @@ async fn retries_honour_retry_after_and_5xx() {
 
 #[tokio::test]
 async fn partial_failures_are_reported_per_key_and_deadlines_hold() {
-    let api = Api::default();
-    api.unconfirmed.lock().unwrap().push("t/acme/k/item-1".into());
-    let addr = serve(api.clone()).await;
-    let report = client(addr, Duration::from_secs(10)).purge("SVC1", &keys(3), false).await;
+    let api = api();
+    api.leave_unconfirmed(&["t/acme/k/item-1"]);
+    let report = client(&api, Duration::from_secs(10)).purge("SVC1", &keys(3), false).await;
     let failed: Vec<&str> = report.failed().map(|r| r.key.as_str()).collect();
     assert_eq!(failed, ["t/acme/k/item-1"]);
     assert!(report.results[1].error.as_deref().unwrap().contains("did not confirm"));
 
-    let api = Api::default();
-    api.failures.lock().unwrap().extend([500; 100]);
-    let addr = serve(api.clone()).await;
+    let api = self::api();
+    api.fail_next([500; 100]);
     let started = Instant::now();
-    let report = client(addr, Duration::from_millis(800)).purge("SVC1", &keys(2), false).await;
+    let report = client(&api, Duration::from_millis(800)).purge("SVC1", &keys(2), false).await;
     assert!(started.elapsed() < Duration::from_secs(3), "the deadline bounds the retries");
     assert_eq!(report.failed().count(), 2);
     for r in &report.results {
@@ -200,28 +94,35 @@ async fn partial_failures_are_reported_per_key_and_deadlines_hold() {
 
 #[tokio::test]
 async fn config_store_upsert_and_bulk_update() {
-    let api = Api::default();
-    let addr = serve(api.clone()).await;
-    let c = client(addr, Duration::from_secs(10));
+    let api = api();
+    let dir = tempfile::tempdir().unwrap();
+    api.add_store("store1", &dir.path().join("store1.json"), &[]).unwrap();
+    let c = client(&api, Duration::from_secs(10));
     c.config_store_upsert("store1", "manifest/acme", "{\"manifest\":1}").await.unwrap();
     c.config_store_bulk_upsert("store1", &[("a".into(), "1".into()), ("b".into(), "2".into())]).await.unwrap();
-    let seen = api.seen();
-    assert_eq!((seen[0].method, seen[0].path.as_str()), ("PUT", "/resources/stores/config/store1/item/manifest/acme"));
+    let seen = api.requests();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("PUT", "/resources/stores/config/store1/item/manifest%2Facme")
+    );
     assert_eq!(seen[0].headers["content-type"], "application/x-www-form-urlencoded");
     assert_eq!(seen[0].body, "item_value=%7B%22manifest%22%3A1%7D");
-    assert_eq!((seen[1].method, seen[1].path.as_str()), ("PATCH", "/resources/stores/config/store1/items"));
+    assert_eq!((seen[1].method.as_str(), seen[1].path.as_str()), ("PATCH", "/resources/stores/config/store1/items"));
     let body: Value = serde_json::from_str(&seen[1].body).unwrap();
     assert_eq!(body["items"][1], json!({"op": "upsert", "item_key": "b", "item_value": "2"}));
+    let items = api.items("store1");
+    let expected = [("a", "1"), ("b", "2"), ("manifest/acme", "{\"manifest\":1}")];
+    assert_eq!(items, expected.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect());
 }
 
 #[tokio::test]
 async fn edgegen_purge_cli() {
-    let api = Api::default();
-    api.unconfirmed.lock().unwrap().push("t/acme/k/b".into());
-    let addr = serve(api.clone()).await;
+    let api = api();
+    api.leave_unconfirmed(&["t/acme/k/b"]);
+    let url = api.url();
     let run = |args: Vec<&'static str>, token: Option<&'static str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_edgegen"));
-        cmd.args(args).env("FASTLY_API_URL", format!("http://{addr}")).env_remove("FASTLY_API_TOKEN");
+        cmd.args(args).env("FASTLY_API_URL", &url).env_remove("FASTLY_API_TOKEN");
         if let Some(t) = token {
             cmd.env("FASTLY_API_TOKEN", t);
         }
@@ -271,12 +172,11 @@ async fn purge_step_when(router: &Router, id: &str, within: Duration, done: impl
 #[tokio::test]
 async fn a_purge_the_api_refuses_is_retried_by_the_outbox_and_logged() {
     use crate::support::{ADMIN, add_tenant, release_body, router_with_cdn, send};
-    let api = Api::default();
-    api.failures.lock().unwrap().extend([503; 10_000]);
-    let addr = serve(api.clone()).await;
+    let api = api();
+    api.fail_next([503; 10_000]);
     let dir = tempfile::tempdir().unwrap();
     let cdn = edgegen_coordinator::server::Cdn {
-        client: client(addr, Duration::from_millis(300)),
+        client: client(&api, Duration::from_millis(300)),
         service: Some("SVC1".into()),
         soft: false,
         hosts: None,
@@ -292,18 +192,18 @@ async fn a_purge_the_api_refuses_is_retried_by_the_outbox_and_logged() {
     assert_eq!(failed["status"], "pending", "{failed}");
     let detail = failed["detail"].as_str().unwrap();
     assert!(detail.contains("HTTP 503") && detail.contains("retrying in"), "{failed}");
-    let refused = api.seen().len();
+    let refused = api.requests().len();
     assert!(refused >= 1, "the API was called");
     let tenant = send(&router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.body;
     assert_eq!(tenant["generation"], 2, "the release stands while its purge is retried");
 
-    api.failures.lock().unwrap().clear();
+    api.fail_next([]);
     let step = purge_step_settled(&router, "rel-1", Duration::from_secs(10)).await;
     assert_eq!(step["status"], "ok", "{step}");
     let detail = step["detail"].as_str().unwrap();
     assert!(detail.contains("2 surrogate key(s) purged") && detail.contains("attempt"), "{step}");
     assert!(!detail.starts_with("attempt 1:"), "the final outcome is a later attempt's: {step}");
-    let seen = api.seen();
+    let seen = api.requests();
     assert!(seen.len() > refused, "purged after the refusals");
     let body: Value = serde_json::from_str(&seen.last().unwrap().body).unwrap();
     assert_eq!(body["surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a"]));
@@ -325,10 +225,9 @@ async fn releases_and_rollbacks_purge_their_keys_once_across_three_replicas_on_p
 
 async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: crate::support::Backend) {
     use crate::support::{ADMIN, add_tenant, release_body, send, test_app_with_cdn};
-    let api = Api::default();
-    let addr = serve(api.clone()).await;
+    let api = api();
     let cdn = edgegen_coordinator::server::Cdn {
-        client: client(addr, Duration::from_secs(10)),
+        client: client(&api, Duration::from_secs(10)),
         service: Some("SVC1".into()),
         soft: true,
         hosts: None,
@@ -346,7 +245,7 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: cr
         step["detail"].as_str().unwrap().starts_with("4 surrogate key(s) purged (soft) from service SVC1"),
         "{step}"
     );
-    let seen = api.seen();
+    let seen = api.requests();
     let body: Value = serde_json::from_str(&seen[0].body).unwrap();
     assert_eq!(body["surrogate_keys"], json!(["t/a/g/1", "edgegen-manifest/a", "t/b/g/1", "edgegen-manifest/b"]));
     assert_eq!(seen[0].headers["fastly-soft-purge"], "1");
@@ -356,12 +255,12 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: cr
     assert_eq!(rb.status, StatusCode::CREATED, "{}", rb.text);
     let step = purge_step_settled(&router, "rel-2", Duration::from_secs(5)).await;
     assert_eq!(step["status"], "ok", "{step}");
-    let body: Value = serde_json::from_str(&api.seen()[1].body).unwrap();
+    let body: Value = serde_json::from_str(&api.requests()[1].body).unwrap();
     assert_eq!(body["surrogate_keys"], json!(["t/a/g/2", "edgegen-manifest/a", "t/b/g/2", "edgegen-manifest/b"]));
 
     // A key the API does not confirm is reported in the log and retried with backoff; the
     // release stands, and once the API confirms it the step says so.
-    api.unconfirmed.lock().unwrap().push("t/a/g/3".into());
+    api.leave_unconfirmed(&["t/a/g/3"]);
     let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
     assert_eq!(a.status, StatusCode::CREATED);
     let id = a.body["id"].as_str().unwrap().to_owned();
@@ -383,7 +282,7 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: cr
     assert_eq!(retrying["status"], "pending", "{retrying}");
     assert!(retrying["detail"].as_str().unwrap().contains("t/a/g/3 (the API did not confirm this key)"), "{retrying}");
     assert!(retrying["detail"].as_str().unwrap().contains("retrying in 100 ms"), "{retrying}");
-    api.unconfirmed.lock().unwrap().clear();
+    api.leave_unconfirmed(&[]);
     let step = purge_step_settled(&router, &id, Duration::from_secs(5)).await;
     assert_eq!(step["status"], "ok", "{step}");
     assert!(step["detail"].as_str().unwrap().contains("attempt 2"), "{step}");
@@ -393,7 +292,7 @@ async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: cr
     }
     // Release, rollback, and the third release's two attempts: no effect delivered twice.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(api.seen().len(), 4, "{:?}", api.seen().iter().map(|s| s.body.clone()).collect::<Vec<_>>());
+    assert_eq!(api.requests().len(), 4, "{:?}", api.requests().iter().map(|s| s.body.clone()).collect::<Vec<_>>());
 }
 
 /// An automatic rollback (the report policy firing) purges what it retires like a manual
@@ -410,10 +309,9 @@ async fn an_automatic_rollback_purges_its_keys_on_postgres() {
 
 async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend) {
     use crate::support::{ADMIN, EDGE, add_tenant, contract, release_body, send, test_app_with_cdn};
-    let api = Api::default();
-    let addr = serve(api.clone()).await;
+    let api = api();
     let cdn = edgegen_coordinator::server::Cdn {
-        client: client(addr, Duration::from_secs(10)),
+        client: client(&api, Duration::from_secs(10)),
         service: Some("SVC1".into()),
         soft: false,
         hosts: None,
@@ -440,7 +338,7 @@ async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend)
     let rollback = rollback.as_str().expect("the policy fired").to_owned();
     let step = purge_step_settled(&app.router, &rollback, Duration::from_secs(5)).await;
     assert_eq!(step["status"], "ok", "{step}");
-    let bodies: Vec<Value> = api.seen().iter().map(|s| serde_json::from_str(&s.body).unwrap()).collect();
+    let bodies: Vec<Value> = api.requests().iter().map(|s| serde_json::from_str(&s.body).unwrap()).collect();
     assert!(
         bodies.iter().any(|b| b["surrogate_keys"] == json!(["t/a/g/2", "edgegen-manifest/a"])),
         "the rollback purged the generation it retires and the manifest: {bodies:?}"
@@ -455,8 +353,8 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
     use edgegen_tests::process::{ChildGuard, free_port};
 
     use crate::support::{ADMIN, EDGE, MANIFEST_KEY, contract};
-    let api = Api::default();
-    let fastly = serve(api.clone()).await;
+    let api = api();
+    let fastly = api.url();
     let dir = tempfile::tempdir().unwrap();
     let start = |log: &str| {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port().unwrap()).into();
@@ -468,7 +366,7 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
             .env("EDGEGEN_MANIFEST_KEY", MANIFEST_KEY)
             .env("FASTLY_SERVICE_ID", "SVC1")
             .env("FASTLY_API_TOKEN", TOKEN)
-            .env("FASTLY_API_URL", format!("http://{fastly}"))
+            .env("FASTLY_API_URL", &fastly)
             .env("RUST_LOG", "warn");
         let mut child = ChildGuard::spawn("edgegen serve", cmd, &dir.path().join(log)).unwrap();
         child.wait_for_port(addr, Duration::from_secs(30)).unwrap();
@@ -480,13 +378,13 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
     let r = http.post(format!("{base}/v1/tenants")).bearer_auth(ADMIN).json(&t).send().await.unwrap();
     assert_eq!(r.status(), 201);
     // The CDN accepts the calls but confirms none of these keys: the purge stays undelivered.
-    api.unconfirmed.lock().unwrap().extend(["t/acme/g/1".to_owned(), "edgegen-manifest/acme".to_owned()]);
+    api.leave_unconfirmed(&["t/acme/g/1", "edgegen-manifest/acme"]);
     let body = json!({"tenants": ["acme"], "schema_version": "1.0.1", "contract_hash": contract(2)});
     let r = http.post(format!("{base}/v1/releases")).bearer_auth(ADMIN).json(&body).send().await.unwrap();
     assert_eq!(r.status(), 201);
     drop(server); // SIGKILL the PID we started, right after the commit was acknowledged
-    let before = api.seen().len();
-    api.unconfirmed.lock().unwrap().clear();
+    let before = api.requests().len();
+    api.leave_unconfirmed(&[]);
 
     let (_server, base) = start("second.log");
     let started = Instant::now();
@@ -509,8 +407,8 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
         step["detail"].as_str().unwrap().starts_with("2 surrogate key(s) purged (hard) from service SVC1"),
         "{step}"
     );
-    let last = api.seen().into_iter().rev().find(|s| s.path == "/service/SVC1/purge").unwrap();
+    let last = api.requests().into_iter().rev().find(|s| s.path == "/service/SVC1/purge").unwrap();
     let keys: Value = serde_json::from_str(&last.body).unwrap();
     assert_eq!(keys["surrogate_keys"], json!(["t/acme/g/1", "edgegen-manifest/acme"]));
-    assert!(api.seen().len() > before, "the restarted process made the call");
+    assert!(api.requests().len() > before, "the restarted process made the call");
 }

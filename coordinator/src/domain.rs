@@ -248,6 +248,33 @@ impl ReportTally {
     }
 }
 
+/// The release an edge report names (the release, not a rollback, that set the reported
+/// tenant to the reported generation, while it still stands), with the reports against its
+/// generations received from its commit to the end of the policy window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedRelease {
+    /// The release.
+    pub id: ReleaseId,
+    /// Its commit, Unix ms.
+    pub committed_at: u64,
+    /// The reports counted.
+    pub reports: Vec<ReportRow>,
+}
+
+impl ReportedRelease {
+    /// Why the auto-rollback `policy` rolls this release back at `now`, or `None`: it
+    /// fires only within its window after the commit, on a tally that passes
+    /// [`ReportTally::fires`].
+    pub fn auto_rollback_reason(&self, policy: &crate::config::AutoRollback, now: u64) -> Option<String> {
+        let window_end = self.committed_at.saturating_add(policy.window.as_millis() as u64);
+        if now > window_end {
+            return None;
+        }
+        let tally = ReportTally::of(&self.reports);
+        tally.fires(policy).then(|| tally.rollback_reason(policy))
+    }
+}
+
 /// What the store knows about a release when asked to roll it back.
 #[derive(Debug, Clone)]
 pub struct ReleaseFacts {
@@ -632,5 +659,26 @@ mod tests {
             check_contract(&ContractHash::from_digest([0; 32]), Some(&schema)),
             Err(Refusal::Unprocessable(m)) if m.contains("does not match contract_schema")
         ));
+    }
+
+    #[test]
+    fn the_report_policy_fires_only_within_its_window() {
+        let policy = crate::config::AutoRollback {
+            reports: 2,
+            window: std::time::Duration::from_secs(60),
+            min_pops: 2,
+            min_paths: 1,
+        };
+        let row = |pop: &str| ReportRow { pop: PopId::new(pop).unwrap(), path: Some("/a".into()) };
+        let reported = ReportedRelease {
+            id: ReleaseId::new("rel-1").unwrap(),
+            committed_at: 1_000,
+            reports: vec![row("p1"), row("p2")],
+        };
+        let reason = reported.auto_rollback_reason(&policy, 61_000).expect("fires at the window's last millisecond");
+        assert!(reason.starts_with("automatic: 2 edge report(s) from 2 PoP(s)"), "{reason}");
+        assert_eq!(reported.auto_rollback_reason(&policy, 61_001), None, "past the window");
+        let one_pop = ReportedRelease { reports: vec![row("p1"), row("p1")], ..reported };
+        assert_eq!(one_pop.auto_rollback_reason(&policy, 2_000), None, "one PoP alone never fires");
     }
 }

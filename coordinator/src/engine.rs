@@ -1,14 +1,14 @@
 //! The release use case, independent of HTTP and of SQL: the analysis gate, shard
 //! verification, the per-tenant plan whose keys the outbox purges, the commit through the
-//! [`Store`], and the edge-facing checks (which acks are accepted). Handlers in
-//! [`crate::server`] parse and answer; the store persists; this module decides the order
-//! and what blocks a release.
+//! [`Store`], the edge-facing checks (which acks are accepted) and the report policy (which
+//! reports roll a release back, [`Engine::report`]). Handlers in [`crate::server`] parse
+//! and answer; the store persists; this module decides the order and what blocks a release.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use edgegen_shared::api::{Phase, ReleaseRequest, Step, StepStatus};
-use edgegen_shared::{Ack, Generation, PopId, TenantId};
+use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::analysis::{Analysis, AnalysisConfig};
 use crate::convergence::ManifestFetches;
@@ -16,7 +16,7 @@ use crate::domain::{self, Refusal};
 use crate::execlog;
 use crate::metrics::Metrics;
 use crate::shards::{ShardMap, SharedRls};
-use crate::store::{Committed, Store, StoreError};
+use crate::store::{Committed, ReportOutcome, Store, StoreError};
 
 /// The request header in which the edge names its PoP when it fetches a manifest.
 pub const POP_HEADER: &str = edgegen_shared::wire::POP_HEADER;
@@ -65,6 +65,8 @@ pub struct Engine {
     pub fetches: Arc<ManifestFetches>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Roll a release back when edge reports against it fire this policy (`None`: never).
+    pub auto_rollback: Option<crate::config::AutoRollback>,
 }
 
 /// A dry run's answer.
@@ -269,6 +271,51 @@ impl Engine {
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+
+    /// Stores an edge report, then applies the auto-rollback policy to the release that set
+    /// the reported generation: within the policy window after its commit, once the reports
+    /// against it come from enough PoPs and name enough paths
+    /// ([`domain::ReportedRelease::auto_rollback_reason`]), it is rolled back. Replicas may
+    /// tally the same reports at once: the store refuses every rollback of a release but
+    /// the first, so the policy acts once; a release a later one superseded can no longer
+    /// be rolled back alone and is left as it is (logged).
+    ///
+    /// # Errors
+    /// When the tenant does not exist, or the store fails.
+    pub async fn report(&self, report: Report) -> Result<ReportOutcome, EngineError> {
+        let (tenant, generation, kind) = (report.tenant.clone(), report.generation, report.kind);
+        let id = self.store.record_report(report).await?;
+        self.metrics.report(kind);
+        let Some(policy) = self.auto_rollback else { return Ok(ReportOutcome { id, auto_rollback: None }) };
+        let window_ms = u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX);
+        let Some(reported) = self.store.reports_against(tenant, generation, window_ms).await? else {
+            return Ok(ReportOutcome { id, auto_rollback: None });
+        };
+        let now = crate::clock::now_ms();
+        let Some(reason) = reported.auto_rollback_reason(&policy, now) else {
+            return Ok(ReportOutcome { id, auto_rollback: None });
+        };
+        let auto_rollback = self.automatic_rollback(&reported.id, reason, now).await?;
+        Ok(ReportOutcome { id, auto_rollback })
+    }
+
+    /// Rolls `release` back for a policy that fired at `trigger_at`; `None` when the store
+    /// refuses (already rolled back, by this or another replica, or superseded).
+    async fn automatic_rollback(
+        &self,
+        release: &ReleaseId,
+        reason: String,
+        trigger_at: u64,
+    ) -> Result<Option<ReleaseId>, EngineError> {
+        match self.store.rollback(release.clone(), reason, Some(trigger_at)).await {
+            Ok(rollback) => Ok(Some(rollback.id)),
+            Err(StoreError::Refused(Refusal::Conflict(why))) => {
+                tracing::warn!(%release, %why, "automatic rollback not made");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -63,6 +63,8 @@ pub struct AppState {
     pub shard_rls: Arc<crate::shards::SharedRls>,
     /// Which PoP was served which manifest generation (what vouches for an ack).
     pub fetches: Arc<crate::convergence::ManifestFetches>,
+    /// The auto-rollback policy on edge reports (`None`: reports never roll back).
+    pub auto_rollback: Option<crate::config::AutoRollback>,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             shard_rls: Arc::clone(&self.shard_rls),
             fetches: Arc::clone(&self.fetches),
             metrics: Arc::clone(&self.metrics),
+            auto_rollback: self.auto_rollback,
         }
     }
 }
@@ -346,7 +349,7 @@ async fn show_release(State(state): State<AppState>, Path(id): Path<String>) -> 
         (status = 422, description = "A tenant is at the last generation", body = ErrorBody)))]
 async fn rollback_release(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
     let id = release_id(&id)?;
-    let rollback = state.store.rollback(id, "requested through the admin API".into()).await?;
+    let rollback = state.store.rollback(id, "requested through the admin API".into(), None).await?;
     Ok((StatusCode::CREATED, Json(rollback)).into_response())
 }
 
@@ -454,7 +457,6 @@ async fn ack(State(state): State<AppState>, body: Result<Json<Ack>, JsonRejectio
     request_body = Report,
     responses((status = 202, description = "Recorded; may have triggered an automatic rollback", body = edgegen_shared::api::ReportReceipt),
         (status = 404, description = "No such tenant", body = ErrorBody),
-        (status = 409, description = "The automatic rollback conflicted with the current state", body = ErrorBody),
         (status = 422, description = "A field breaks a rule", body = ErrorBody)))]
 async fn report(
     State(state): State<AppState>,
@@ -462,6 +464,6 @@ async fn report(
 ) -> Result<impl IntoResponse, AppError> {
     let Json(report) = body?;
     tracing::warn!(tenant = %report.tenant, pop = %report.pop, kind = ?report.kind, "edge report");
-    let outcome = state.store.record_report(report).await?;
+    let outcome = state.engine().report(report).await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": outcome.id, "auto_rollback": outcome.auto_rollback }))))
 }

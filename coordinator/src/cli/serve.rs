@@ -51,7 +51,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         manifest_max_age_ms: config.manifest_max_age_ms,
         leases: config.leases.clone(),
         pop_live_window_ms: config.pop_live_window_ms,
-        auto_rollback: config.auto_rollback,
         convergence_deadline_ms: config.convergence_deadline_ms,
         cdn_service: config.fastly.as_ref().and_then(|f| f.service_id.clone()),
         hosts_max_entries: config.fastly.as_ref().and_then(|f| f.hosts.as_ref()).map(|h| h.max_entries),
@@ -76,6 +75,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         shards: Arc::new(config.shards.clone()),
         shard_rls: Arc::new(config.shard_rls.clone()),
         fetches: Arc::default(),
+        auto_rollback: config.auto_rollback,
         cdn: match &config.fastly {
             None => None,
             Some(f) => Some(Arc::new(crate::server::Cdn {

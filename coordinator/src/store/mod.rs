@@ -106,8 +106,6 @@ pub struct StoreSettings {
     pub leases: crate::config::LeasePolicy,
     /// PoPs seen within this window count as live.
     pub pop_live_window_ms: u64,
-    /// Auto-rollback policy on reports.
-    pub auto_rollback: Option<crate::config::AutoRollback>,
     /// Roll a release back automatically when it has not converged this long after its
     /// commit (`None`: never).
     pub convergence_deadline_ms: Option<u64>,
@@ -305,8 +303,15 @@ pub trait Store: Send + Sync + 'static {
         purge: PurgePlan,
     ) -> BoxFuture<'_, Result<Committed, StoreError>>;
     /// Rolls a release back (a new release restoring the previous state), in one
-    /// transaction with its outbox effects.
-    fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>>;
+    /// transaction with its outbox effects: by an operator (`trigger_at` `None`), or
+    /// automatically, by a policy that fired at `trigger_at`. Refused (409) when the release
+    /// was already rolled back or a later release superseded it.
+    fn rollback(
+        &self,
+        id: ReleaseId,
+        reason: String,
+        trigger_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<Release, StoreError>>;
     /// A release with its tenants and execution log.
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>>;
     /// The number of releases (rollbacks included) and `limit` of them from `offset`, newest first.
@@ -317,8 +322,17 @@ pub trait Store: Send + Sync + 'static {
     fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>>;
     /// Records that a PoP saw a generation (idempotent per pop, tenant, generation).
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
-    /// Stores an edge report and applies the auto-rollback policy.
-    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>>;
+    /// Stores an edge report of an existing tenant; its id.
+    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// The release that set `tenant` to `generation` (not a rollback; only while it stands,
+    /// committed or converged) and the reports against its generations received within
+    /// `window_ms` of its commit.
+    fn reports_against(
+        &self,
+        tenant: TenantId,
+        generation: Generation,
+        window_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::ReportedRelease>, StoreError>>;
     /// Records durably, where every replica can see it, that `pop` was (or is about to be)
     /// served `tenant`'s manifest up to `record` (merged: the generation and the lease bound
     /// only grow). Called before the statement goes out, once per new generation or lease

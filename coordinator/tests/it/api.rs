@@ -684,6 +684,29 @@ async fn reports_trigger_the_auto_rollback_policy() {
     assert_eq!(send(&app.router, "GET", "/v1/tenants/a", Some(ADMIN), None).await.body["schema_version"], "1.8.2");
 }
 
+/// Reports against a release a later one superseded fire the policy, but the release can
+/// no longer be rolled back alone: every store answers 202 with no rollback, and nothing
+/// moves.
+#[tokio::test]
+async fn reports_against_a_superseded_release_roll_nothing_back() {
+    let policy = AutoRollback { reports: 2, window: std::time::Duration::from_secs(60), min_pops: 2, min_paths: 1 };
+    let app = test_app_with_on(BACKEND, Some(policy), None);
+    add_tenant(&app.router, "a").await;
+    release(&app.router, &["a"]).await;
+    release(&app.router, &["a"]).await;
+    for pop in ["p1", "p2"] {
+        let report = json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2,
+            "path": "/v1/users/1", "expected_schema": "1.8.3", "expected_contract": contract(2),
+            "observed_schema": "1.8.2", "observed_at": 1});
+        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        assert!(r.body["auto_rollback"].is_null(), "{}", r.text);
+    }
+    assert_eq!(generation(&app.router, "a").await, 3, "nothing moved");
+    let rel1 = send(&app.router, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+    assert!(rel1["rolled_back_by"].is_null(), "{rel1}");
+}
+
 #[tokio::test]
 async fn reports_without_a_policy_change_nothing() {
     let app = test_app_on(BACKEND);

@@ -149,8 +149,7 @@ fn test_app_full(
                     let for_store = Arc::clone(&metrics);
                     let store: Arc<dyn Store> = Arc::new(
                         std::thread::spawn(move || {
-                            let settings =
-                                settings(auto_rollback, convergence_deadline_ms, service, Some(for_settings), leases);
+                            let settings = settings(convergence_deadline_ms, service, Some(for_settings), leases);
                             PostgresStore::open(&url, settings, for_store)
                         })
                         .join()
@@ -160,7 +159,8 @@ fn test_app_full(
                     if let Some(cdn) = &cdn {
                         spawn_worker(&store, cdn, &metrics, wake);
                     }
-                    router_over(store, metrics, cdn.clone(), Default::default(), Default::default(), for_router)
+                    let parts = (Default::default(), Default::default(), for_router, auto_rollback);
+                    router_over(store, metrics, cdn.clone(), parts)
                 })
                 .collect();
             TestApp { router: replicas[0].clone(), replicas, _dir: dir, _cluster: Some(cluster), database_url }
@@ -220,7 +220,6 @@ pub fn fresh_database() -> (Arc<edgegen_tests::postgres::TempCluster>, String) {
 }
 
 fn settings(
-    auto_rollback: Option<AutoRollback>,
     convergence_deadline_ms: Option<u64>,
     cdn_service: Option<String>,
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
@@ -230,7 +229,6 @@ fn settings(
         manifest_max_age_ms: 1000,
         leases,
         pop_live_window_ms: 30_000,
-        auto_rollback,
         convergence_deadline_ms,
         cdn_service,
         hosts_max_entries: None,
@@ -272,7 +270,6 @@ pub fn router_shared(
         SqliteStore::open(
             path,
             settings(
-                auto_rollback,
                 convergence_deadline_ms,
                 cdn.as_ref().and_then(|c| c.service.clone()),
                 Some(Arc::clone(&wake)),
@@ -285,17 +282,20 @@ pub fn router_shared(
     if let Some(cdn) = &cdn {
         spawn_worker(&store, cdn, &metrics, wake);
     }
-    router_over(store, metrics, cdn, shards, shard_rls, leases)
+    router_over(store, metrics, cdn, (shards, shard_rls, leases, auto_rollback))
 }
+
+/// What a replica's router is configured with besides its store: shards, their RLS
+/// settings, manifest ages and the report policy.
+type Policies =
+    (edgegen_coordinator::shards::ShardMap, edgegen_coordinator::shards::SharedRls, LeasePolicy, Option<AutoRollback>);
 
 /// The router of one replica over `store`.
 pub fn router_over(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
-    shards: edgegen_coordinator::shards::ShardMap,
-    shard_rls: edgegen_coordinator::shards::SharedRls,
-    leases: LeasePolicy,
+    (shards, shard_rls, leases, auto_rollback): Policies,
 ) -> Router {
     let state = AppState {
         store,
@@ -307,6 +307,7 @@ pub fn router_over(
         shards: Arc::new(shards),
         shard_rls: Arc::new(shard_rls),
         fetches: Arc::default(),
+        auto_rollback,
     };
     app(
         state,

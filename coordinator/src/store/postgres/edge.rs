@@ -13,7 +13,7 @@ use crate::clock::now_ms;
 use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, Refusal};
 use crate::execlog;
-use crate::store::{ReportOutcome, StoreError};
+use crate::store::StoreError;
 
 impl Inner {
     pub(super) fn compute_convergence(
@@ -192,7 +192,7 @@ impl Inner {
         Ok(())
     }
 
-    pub(super) fn record_report(&self, c: &mut Client, report: Report) -> Result<ReportOutcome, StoreError> {
+    pub(super) fn record_report(&self, c: &mut Client, report: Report) -> Result<i64, StoreError> {
         if c.query_opt("SELECT 1 FROM tenants WHERE id = $1 AND removed_at IS NULL", &[&report.tenant.as_str()])?
             .is_none()
         {
@@ -216,60 +216,7 @@ impl Inner {
                 ],
             )?
             .get(0);
-        self.metrics.report(report.kind);
-        let auto_rollback = match self.settings.auto_rollback {
-            Some(policy) => self.apply_report_policy(c, &report, policy, now)?,
-            None => None,
-        };
-        Ok(ReportOutcome { id, auto_rollback })
-    }
-
-    fn apply_report_policy(
-        &self,
-        c: &mut Client,
-        report: &Report,
-        policy: crate::config::AutoRollback,
-        now: u64,
-    ) -> Result<Option<ReleaseId>, StoreError> {
-        let Some(row) = c.query_opt(
-            "SELECT r.id, r.committed_at FROM generations g JOIN releases r ON r.id = g.release_id
-             WHERE g.tenant_id = $1 AND g.generation = $2 AND r.kind = $3 AND r.status IN ('committed', 'converged')",
-            &[&report.tenant.as_str(), &sql_gen(report.generation)?, &ReleaseKind::Release.as_str()],
-        )?
-        else {
-            return Ok(None);
-        };
-        let (id, committed_at): (String, i64) = (row.get(0), row.get(1));
-        let window_end = committed_at.saturating_add(policy.window.as_millis() as i64);
-        if now as i64 > window_end {
-            return Ok(None);
-        }
-        let rows = c.query(
-            "SELECT rp.pop, rp.body FROM reports rp JOIN release_tenants rt
-               ON rt.tenant_id = rp.tenant_id AND rt.to_generation = rp.generation
-             WHERE rt.release_id = $1 AND rp.received_at BETWEEN $2 AND $3",
-            &[&id, &committed_at, &window_end],
-        )?;
-        let mut counted = Vec::with_capacity(rows.len());
-        for r in rows {
-            let stored: Report = serde_json::from_str(r.get(1))?;
-            counted.push(domain::ReportRow {
-                pop: PopId::new(r.get::<_, String>(0)).map_err(corrupt)?,
-                path: stored.path,
-            });
-        }
-        let tally = domain::ReportTally::of(&counted);
-        if !tally.fires(&policy) {
-            return Ok(None);
-        }
-        let id = ReleaseId::new(id).map_err(corrupt)?;
-        let reason = tally.rollback_reason(&policy);
-        match self.rollback(c, &id, &reason, true, Some(now)) {
-            Ok(rollback) => Ok(Some(rollback.id)),
-            // Another replica (or report) rolled it back first: the policy acted once.
-            Err(StoreError::Refused(Refusal::Conflict(_))) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(id)
     }
 
     /// Rolls back every release still unconverged past the deadline. One replica at a
@@ -314,4 +261,39 @@ impl Inner {
         c.execute("SELECT pg_advisory_unlock($1)", &[&DEADLINE_LOCK])?;
         result
     }
+}
+
+/// [`crate::store::Store::reports_against`].
+pub(super) fn reports_against(
+    c: &mut Client,
+    tenant: &TenantId,
+    generation: Generation,
+    window_ms: u64,
+) -> Result<Option<domain::ReportedRelease>, StoreError> {
+    let Some(row) = c.query_opt(
+        "SELECT r.id, r.committed_at FROM generations g JOIN releases r ON r.id = g.release_id
+         WHERE g.tenant_id = $1 AND g.generation = $2 AND r.kind = $3 AND r.status IN ('committed', 'converged')",
+        &[&tenant.as_str(), &sql_gen(generation)?, &ReleaseKind::Release.as_str()],
+    )?
+    else {
+        return Ok(None);
+    };
+    let (id, committed_at): (String, i64) = (row.get(0), row.get(1));
+    let window_end = committed_at.saturating_add(i64::try_from(window_ms).unwrap_or(i64::MAX));
+    let rows = c.query(
+        "SELECT rp.pop, rp.body FROM reports rp JOIN release_tenants rt
+           ON rt.tenant_id = rp.tenant_id AND rt.to_generation = rp.generation
+         WHERE rt.release_id = $1 AND rp.received_at BETWEEN $2 AND $3",
+        &[&id, &committed_at, &window_end],
+    )?;
+    let mut reports = Vec::with_capacity(rows.len());
+    for r in rows {
+        let stored: Report = serde_json::from_str(r.get(1))?;
+        reports.push(domain::ReportRow { pop: PopId::new(r.get::<_, String>(0)).map_err(corrupt)?, path: stored.path });
+    }
+    Ok(Some(domain::ReportedRelease {
+        id: ReleaseId::new(id).map_err(corrupt)?,
+        committed_at: committed_at as u64,
+        reports,
+    }))
 }

@@ -47,7 +47,7 @@ use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, Sc
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Row};
 
-use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError, StoreSettings};
+use super::{BoxFuture, Committed, PurgePlan, Removal, Store, StoreError, StoreSettings};
 use crate::clock::now_ms;
 use crate::domain::{Refusal, TenantState};
 use crate::execlog;
@@ -209,8 +209,13 @@ impl Store for PostgresStore {
         self.call(move |c, s| s.commit_release(c, request, key, analysis_steps, purge))
     }
 
-    fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>> {
-        self.call(move |c, s| s.rollback(c, &id, &reason, false, None))
+    fn rollback(
+        &self,
+        id: ReleaseId,
+        reason: String,
+        trigger_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<Release, StoreError>> {
+        self.call(move |c, s| s.rollback(c, &id, &reason, trigger_at.is_some(), trigger_at))
     }
 
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
@@ -270,8 +275,17 @@ impl Store for PostgresStore {
         Box::pin(self.inner.acks.write(ack))
     }
 
-    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
+    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.call(move |c, s| s.record_report(c, report))
+    }
+
+    fn reports_against(
+        &self,
+        tenant: TenantId,
+        generation: Generation,
+        window_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::ReportedRelease>, StoreError>> {
+        self.call(move |c, _| edge::reports_against(c, &tenant, generation, window_ms))
     }
 
     fn record_fetch(

@@ -11,11 +11,10 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use super::load::{live_pops, load_release};
 use super::{Reply, Writer, corrupt, sql_gen};
 use crate::clock::now_ms;
-use crate::config::AutoRollback;
 use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, Refusal};
 use crate::execlog;
-use crate::store::{ReportOutcome, StoreError};
+use crate::store::StoreError;
 
 impl Writer {
     pub(super) fn convergence(&mut self, id: &ReleaseId) -> Result<Option<Convergence>, StoreError> {
@@ -214,51 +213,45 @@ impl Writer {
         }
     }
 
-    pub(super) fn record_report(&mut self, report: Report) -> Result<ReportOutcome, StoreError> {
+    pub(super) fn record_report(&mut self, report: Report) -> Result<i64, StoreError> {
         if self.tenant(&report.tenant).is_none() {
             return Err(Refusal::NotFound(format!("tenant {} does not exist", report.tenant)).into());
         }
-        let now = now_ms();
         let body = serde_json::to_string(&report)?;
         let kind =
             serde_json::to_value(report.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         self.conn.execute(
             "INSERT INTO reports (pop, tenant_id, kind, generation, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![report.pop.as_str(), report.tenant.as_str(), kind, sql_gen(report.generation)?, body, now as i64],
+            params![
+                report.pop.as_str(),
+                report.tenant.as_str(),
+                kind,
+                sql_gen(report.generation)?,
+                body,
+                now_ms() as i64
+            ],
         )?;
-        let id = self.conn.last_insert_rowid();
-        self.metrics.report(report.kind);
-        let auto_rollback = match self.settings.auto_rollback {
-            Some(policy) => self.apply_auto_rollback(&report, policy, now)?,
-            None => None,
-        };
-        Ok(ReportOutcome { id, auto_rollback })
+        Ok(self.conn.last_insert_rowid())
     }
 
-    /// Rolls back the release that set the reported generation if, within the policy's
-    /// window after its commit, the reports against it fire the policy
-    /// ([`domain::ReportTally::fires`]: enough reports, distinct PoPs and distinct paths).
-    fn apply_auto_rollback(
+    pub(super) fn reports_against(
         &mut self,
-        report: &Report,
-        policy: AutoRollback,
-        now: u64,
-    ) -> Result<Option<ReleaseId>, StoreError> {
+        tenant: &TenantId,
+        generation: Generation,
+        window_ms: u64,
+    ) -> Result<Option<domain::ReportedRelease>, StoreError> {
         let release: Option<(String, i64)> = self
             .conn
             .query_row(
                 "SELECT r.id, r.committed_at FROM generations g JOIN releases r ON r.id = g.release_id
                  WHERE g.tenant_id = ?1 AND g.generation = ?2 AND r.kind = ?3
                    AND r.status IN ('committed', 'converged')",
-                params![report.tenant.as_str(), sql_gen(report.generation)?, ReleaseKind::Release.as_str()],
+                params![tenant.as_str(), sql_gen(generation)?, ReleaseKind::Release.as_str()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
         let Some((id, committed_at)) = release else { return Ok(None) };
-        let window_end = committed_at.saturating_add(policy.window.as_millis() as i64);
-        if now as i64 > window_end {
-            return Ok(None);
-        }
+        let window_end = committed_at.saturating_add(i64::try_from(window_ms).unwrap_or(i64::MAX));
         let mut stmt = self.conn.prepare_cached(
             "SELECT rp.pop, rp.body FROM reports rp JOIN release_tenants rt
                ON rt.tenant_id = rp.tenant_id AND rt.to_generation = rp.generation
@@ -267,21 +260,17 @@ impl Writer {
         let rows = stmt.query_map(params![id, committed_at, window_end], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?;
-        let mut counted = Vec::new();
+        let mut reports = Vec::new();
         for row in rows {
             let (pop, body) = row?;
             let stored: Report = serde_json::from_str(&body)?;
-            counted.push(domain::ReportRow { pop: PopId::new(pop).map_err(corrupt)?, path: stored.path });
+            reports.push(domain::ReportRow { pop: PopId::new(pop).map_err(corrupt)?, path: stored.path });
         }
-        drop(stmt);
-        let tally = domain::ReportTally::of(&counted);
-        if !tally.fires(&policy) {
-            return Ok(None);
-        }
-        let id = ReleaseId::new(id).map_err(corrupt)?;
-        let reason = tally.rollback_reason(&policy);
-        let rollback = self.rollback(&id, &reason, true, Some(now))?;
-        Ok(Some(rollback.id))
+        Ok(Some(domain::ReportedRelease {
+            id: ReleaseId::new(id).map_err(corrupt)?,
+            committed_at: committed_at as u64,
+            reports,
+        }))
     }
 
     /// Rolls back every release (not rollbacks) still unconverged past the deadline.

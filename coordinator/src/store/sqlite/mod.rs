@@ -24,7 +24,7 @@ use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError};
+use super::{BoxFuture, Committed, PurgePlan, Removal, Store, StoreError};
 use crate::clock::now_ms;
 use crate::convergence::{FetchRecord, OpenReleases};
 use crate::domain::{Refusal, TenantState};
@@ -40,14 +40,15 @@ enum Command {
     SetTenantHosts(TenantId, Vec<String>, Reply<Tenant>),
     RemoveTenant(TenantId, Reply<Removal>),
     CommitRelease(ReleaseRequest, Option<String>, Vec<Step>, PurgePlan, Reply<Committed>),
-    Rollback(ReleaseId, String, Reply<Release>),
+    Rollback(ReleaseId, String, Option<u64>, Reply<Release>),
     Release(ReleaseId, Reply<Option<Release>>),
     Releases(u32, u32, Reply<(u64, Vec<Release>)>),
     Reports(u32, u32, Reply<(u64, Vec<StoredReport>)>),
     Convergence(ReleaseId, Reply<Option<Convergence>>),
     Ack(Ack, Reply<()>),
     Fetch(PopId, TenantId, FetchRecord, Reply<()>),
-    Report(Report, Reply<ReportOutcome>),
+    Report(Report, Reply<i64>),
+    ReportsAgainst(TenantId, Generation, u64, Reply<Option<crate::domain::ReportedRelease>>),
     /// Periodic: enforce the convergence deadline.
     Tick,
     DueEffects(u64, usize, Reply<Vec<Effect>>),
@@ -157,8 +158,13 @@ impl Store for SqliteStore {
         self.call(move |r| Command::CommitRelease(request, key, analysis_steps, purge, r))
     }
 
-    fn rollback(&self, id: ReleaseId, reason: String) -> BoxFuture<'_, Result<Release, StoreError>> {
-        self.call(move |r| Command::Rollback(id, reason, r))
+    fn rollback(
+        &self,
+        id: ReleaseId,
+        reason: String,
+        trigger_at: Option<u64>,
+    ) -> BoxFuture<'_, Result<Release, StoreError>> {
+        self.call(move |r| Command::Rollback(id, reason, trigger_at, r))
     }
 
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
@@ -181,8 +187,17 @@ impl Store for SqliteStore {
         self.call(move |r| Command::Ack(ack, r))
     }
 
-    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
+    fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.call(move |r| Command::Report(report, r))
+    }
+
+    fn reports_against(
+        &self,
+        tenant: TenantId,
+        generation: Generation,
+        window_ms: u64,
+    ) -> BoxFuture<'_, Result<Option<crate::domain::ReportedRelease>, StoreError>> {
+        self.call(move |r| Command::ReportsAgainst(tenant, generation, window_ms, r))
     }
 
     fn record_fetch(&self, pop: PopId, tenant: TenantId, record: FetchRecord) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -270,8 +285,8 @@ impl Writer {
             Command::CommitRelease(req, key, steps, purge, reply) => {
                 let _ = reply.send(self.commit_release(req, key, steps, purge));
             }
-            Command::Rollback(id, reason, reply) => {
-                let _ = reply.send(self.rollback(&id, &reason, false, None));
+            Command::Rollback(id, reason, trigger_at, reply) => {
+                let _ = reply.send(self.rollback(&id, &reason, trigger_at.is_some(), trigger_at));
             }
             Command::Release(id, reply) => {
                 let _ = reply.send(load::load_release(&self.conn, &id));
@@ -287,6 +302,9 @@ impl Writer {
             }
             Command::Report(report, reply) => {
                 let _ = reply.send(self.record_report(report));
+            }
+            Command::ReportsAgainst(tenant, generation, window_ms, reply) => {
+                let _ = reply.send(self.reports_against(&tenant, generation, window_ms));
             }
             Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
             Command::Fetch(pop, tenant, record, reply) => self.flush_fetches(vec![(pop, tenant, record, reply)]),

@@ -1,5 +1,6 @@
 //! A throwaway PostgreSQL cluster for tests: `initdb` in a temporary directory, the server
-//! on a free 127.0.0.1 port (no fsync: test data), stopped on drop by signalling the
+//! on a free 127.0.0.1 port (no fsync for test data; [`TempCluster::start_durable`] for
+//! benchmarks), stopped on drop by signalling the
 //! postmaster PID it recorded (SIGQUIT: immediate shutdown), then removed.
 //!
 //! The server binaries come from Debian's `postgresql` package, which `cargo xtask
@@ -62,11 +63,26 @@ fn pg(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
 }
 
 impl TempCluster {
-    /// Creates and starts a cluster; waits until it accepts connections.
+    /// Creates and starts a cluster for tests (no fsync: test data); waits until it accepts
+    /// connections.
     ///
     /// # Errors
     /// When the binaries are missing or the server does not start (with its log).
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// Creates and starts a cluster that flushes its WAL at every commit, as a production
+    /// server does (`fsync = on`, `synchronous_commit = on`): for benchmarks that compare
+    /// with SQLite's `synchronous = FULL`.
+    ///
+    /// # Errors
+    /// As [`TempCluster::start`].
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("edgegen-pg-").tempdir()?;
         if is_root() {
@@ -79,7 +95,8 @@ impl TempCluster {
         let (data_s, dir_s) = (data.to_string_lossy().into_owned(), dir.path().to_string_lossy().into_owned());
         pg(&bin.join("initdb"), &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"])?;
         let port = free_port()?;
-        let options = format!("-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off");
+        let sync = if durable { "-c fsync=on -c synchronous_commit=on" } else { "-c fsync=off" };
+        let options = format!("-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 {sync}");
         let log = format!("{dir_s}/server.log");
         pg(&bin.join("pg_ctl"), &["-D", &data_s, "-o", &options, "-l", &log, "-w", "-t", "30", "start"])
             .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;

@@ -6,10 +6,10 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use postgres::Client;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
+use super::pool::Session;
 use crate::store::StoreError;
 
 /// Most writes one transaction takes (bounds the latency a batch adds).
@@ -21,8 +21,8 @@ const WRITERS: usize = 2;
 /// What a batch answers: one result per write, in order; `Err` fails the whole batch.
 pub(super) type BatchResult<R> = Result<Vec<Result<R, StoreError>>, StoreError>;
 
-/// Runs one batch on a connection, in one transaction.
-pub(super) type RunBatch<T, R> = fn(&Inner, &mut Client, &[T]) -> BatchResult<R>;
+/// Runs one batch on a connection (with its prepared statements), in one transaction.
+pub(super) type RunBatch<T, R> = fn(&Inner, &mut Session, &[T]) -> BatchResult<R>;
 
 type Queued<T, R> = (T, oneshot::Sender<Result<R, StoreError>>);
 
@@ -89,7 +89,7 @@ fn writer<T, R>(rx: &Mutex<mpsc::Receiver<Queued<T, R>>>, inner: &Weak<Inner>, r
         };
         let (writes, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
         let results = match inner.upgrade() {
-            Some(inner) => inner.with(|c, inner| run(inner, c, &writes)),
+            Some(inner) => inner.with_session(|s, inner| run(inner, s, &writes)),
             None => Err(StoreError::internal("the store was closed")),
         };
         match results {

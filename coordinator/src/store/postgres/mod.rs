@@ -29,6 +29,7 @@
 //! batch, each caller answered after it committed. The manifest path reads the replica's
 //! validated cache ([`tenant_cache`]) on its own connection.
 
+mod completion;
 mod edge;
 mod group;
 mod pool;
@@ -47,7 +48,7 @@ use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, Sc
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Row};
 
-use super::{BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError, StoreSettings};
+use super::{AckOutcome, BoxFuture, Committed, PurgePlan, Removal, ReportOutcome, Store, StoreError, StoreSettings};
 use crate::clock::now_ms;
 use crate::domain::{Refusal, TenantState};
 use crate::execlog;
@@ -88,8 +89,10 @@ struct Inner {
     pool: pool::Pool,
     /// The manifest path's tenant states, validated per read ([`tenant_cache`]).
     cache: tenant_cache::TenantCache,
-    /// Acks, group-committed.
-    acks: group::Group<Ack, ()>,
+    /// Acks (and whether this replica's memory vouches for each), group-committed.
+    acks: group::Group<(Ack, bool), AckOutcome>,
+    /// Which releases committed acks completed, checked off the acks' answers.
+    completion: completion::Completion,
     /// First fetches of a manifest generation by a PoP, group-committed.
     fetches: group::Group<Fetch, ()>,
     /// Lookups of the fetch that vouches for an ack, batched the same way.
@@ -112,9 +115,9 @@ impl PostgresStore {
     pub fn open(url: &str, settings: StoreSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let pool = pool::Pool::new(url);
         let mut c = pool.get()?;
-        c.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
-        let created = c.batch_execute(schema::SCHEMA);
-        c.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
+        c.client.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
+        let created = c.client.batch_execute(schema::SCHEMA);
+        c.client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
         created?;
         pool.put(c);
         let deadline = settings.convergence_deadline_ms;
@@ -122,7 +125,9 @@ impl PostgresStore {
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
         let (vouchers, voucher_readers) = group::Group::new();
-        let inner = Arc::new(Inner { pool, cache, acks, fetches, vouchers, settings, metrics });
+        let completion = completion::Completion::new();
+        let inner = Arc::new(Inner { pool, cache, acks, completion, fetches, vouchers, settings, metrics });
+        inner.completion.start(Arc::downgrade(&inner))?;
         ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
         fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;
         voucher_readers.start("vouchers", &Arc::downgrade(&inner), read_fetches)?;
@@ -160,9 +165,17 @@ impl PostgresStore {
 
 impl Inner {
     fn with<T>(&self, f: impl FnOnce(&mut Client, &Inner) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut c = self.pool.get()?;
-        let out = f(&mut c, self);
-        self.pool.put(c);
+        self.with_session(|s, inner| f(&mut s.client, inner))
+    }
+
+    /// Like [`Inner::with`], with the connection's prepared statements.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut pool::Session, &Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut s = self.pool.get()?;
+        let out = f(&mut s, self);
+        self.pool.put(s);
         out
     }
 }
@@ -196,7 +209,11 @@ impl Store for PostgresStore {
     }
 
     fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>> {
-        self.call(move |c, inner| releases::remove_tenant(c, &inner.settings, &id))
+        // Refused while a release converges: first, the acks answered before it are checked.
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            self.call(move |c, inner| releases::remove_tenant(c, &inner.settings, &id)).await
+        })
     }
 
     fn commit_release(
@@ -214,11 +231,15 @@ impl Store for PostgresStore {
     }
 
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
-        self.call(move |c, _| load_release(c, &id))
+        // The status reflects the acks this replica answered before the read.
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            self.call(move |c, _| load_release(c, &id)).await
+        })
     }
 
     fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>> {
-        self.call(move |c, _| {
+        let listed = self.call(move |c, _| {
             let total: i64 = c.query_one("SELECT COUNT(*) FROM releases", &[])?.get(0);
             let rows = c.query(
                 "SELECT id FROM releases ORDER BY seq DESC LIMIT $1 OFFSET $2",
@@ -230,6 +251,10 @@ impl Store for PostgresStore {
                 releases.extend(load_release(c, &id)?);
             }
             Ok((u64::try_from(total).unwrap_or(0), releases))
+        });
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            listed.await
         })
     }
 
@@ -267,7 +292,16 @@ impl Store for PostgresStore {
     }
 
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.inner.acks.write(ack))
+        Box::pin(async move {
+            match self.inner.acks.write((ack, true)).await? {
+                AckOutcome::Recorded { .. } => Ok(()),
+                AckOutcome::Unvouched => Err(StoreError::internal("an ack vouched for was refused as unvouched")),
+            }
+        })
+    }
+
+    fn record_vouched_ack(&self, ack: Ack, vouched: bool) -> BoxFuture<'_, Result<AckOutcome, StoreError>> {
+        Box::pin(self.inner.acks.write((ack, vouched)))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<ReportOutcome, StoreError>> {
@@ -359,7 +393,7 @@ struct Fetch {
 /// and the latest lease bound (rows in key order, so concurrent batches lock them in one
 /// order). `GREATEST` ignores NULL: a row from before lease bounds were kept takes the new
 /// one (its statements were issued earlier, so they expire before it).
-fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchResult<()> {
+fn record_fetches(_: &Inner, s: &mut pool::Session, fetches: &[Fetch]) -> group::BatchResult<()> {
     let mut results = Vec::with_capacity(fetches.len());
     let mut highest: std::collections::BTreeMap<(&str, &str), (i64, Option<i64>)> = std::collections::BTreeMap::new();
     for f in fetches {
@@ -381,27 +415,31 @@ fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchR
         untils.push(until);
     }
     if !pops.is_empty() {
-        c.execute(
+        let record = s.prepared(
             "INSERT INTO fetches (pop, tenant_id, generation, lease_until)
              SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ORDER BY 1, 2
              ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation),
                lease_until = GREATEST(fetches.lease_until, EXCLUDED.lease_until)",
-            &[&pops, &tenants, &generations, &untils],
         )?;
+        s.client.execute(&record, &[&pops, &tenants, &generations, &untils])?;
     }
     Ok(results)
 }
 
 /// Reads a batch of recorded fetches in one query: per (PoP, tenant), the highest
 /// generation any replica served it.
-fn read_fetches(_: &Inner, c: &mut Client, keys: &[(PopId, TenantId)]) -> group::BatchResult<Option<Generation>> {
+fn read_fetches(
+    _: &Inner,
+    s: &mut pool::Session,
+    keys: &[(PopId, TenantId)],
+) -> group::BatchResult<Option<Generation>> {
     let pops: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
     let tenants: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
-    let rows = c.query(
+    let read = s.prepared(
         "SELECT f.generation FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(pop, tenant_id, ord)
          LEFT JOIN fetches f ON f.pop = k.pop AND f.tenant_id = k.tenant_id ORDER BY k.ord",
-        &[&pops, &tenants],
     )?;
+    let rows = s.client.query(&read, &[&pops, &tenants])?;
     Ok(rows.iter().map(|r| Ok(r.get::<_, Option<i64>>(0).map(|g| Generation(g as u64)))).collect())
 }
 

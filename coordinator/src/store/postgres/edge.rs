@@ -23,11 +23,11 @@ use crate::store::{AckOutcome, ReportOutcome, StoreError};
 /// generation, with the fetch record that vouches for it when the caller's memory did not
 /// (`vouched`), and with its PoP's highest earlier ack of the tenant (`prior`, what the
 /// completion check narrows to); the accepted ones inserted in key order (concurrent
-/// batches lock in one order), their PoPs' last-seen refreshed (in id order, for the same
-/// reason); and for each ack whether it was new.
+/// batches lock in one order), their PoPs' last-seen refreshed where it is due (`touch`,
+/// [`super::seen`]; in id order, for the same reason); and for each ack whether it was new.
 const RECORD_ACKS: &str = "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
-                                          $5::bigint[], $6::bool[])
-                   AS i(pop, tenant_id, generation, observed_at, ord, vouched)),
+                                          $5::bigint[], $6::bool[], $7::bool[])
+                   AS i(pop, tenant_id, generation, observed_at, ord, vouched, touch)),
       t AS (SELECT i.*, tn.generation AS current, f.generation AS fetched,
                    (SELECT MAX(a.generation) FROM acks a WHERE a.pop = i.pop AND a.tenant_id = i.tenant_id) AS prior
               FROM i
@@ -35,12 +35,12 @@ const RECORD_ACKS: &str = "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[
               LEFT JOIN fetches f ON NOT i.vouched AND f.pop = i.pop AND f.tenant_id = i.tenant_id),
       ok AS (SELECT * FROM t WHERE (t.vouched OR t.fetched >= t.generation) AND t.current >= t.generation),
       ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
-              SELECT pop, tenant_id, generation, observed_at, $7 FROM ok ORDER BY pop, tenant_id, generation
+              SELECT pop, tenant_id, generation, observed_at, $8 FROM ok ORDER BY pop, tenant_id, generation
               ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation),
       seen AS (INSERT INTO pops (id, first_seen, last_seen)
-              SELECT DISTINCT pop, $7::bigint, $7::bigint FROM ok ORDER BY pop
+              SELECT DISTINCT pop, $8::bigint, $8::bigint FROM ok WHERE ok.touch ORDER BY pop
               ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
- SELECT t.ord, t.current, t.fetched, ins.pop IS NOT NULL, t.prior FROM t
+ SELECT t.ord, t.current, t.fetched, ins.pop IS NOT NULL, t.prior, t.touch FROM t
  LEFT JOIN ins ON ins.pop = t.pop AND ins.tenant_id = t.tenant_id AND ins.generation = t.generation";
 
 impl Inner {
@@ -120,10 +120,11 @@ impl Inner {
     /// statement committed, the new acks go to the replica's completion checker
     /// ([`super::completion`]), off the answer.
     pub(super) fn record_acks(&self, s: &mut Session, acks: &[(Ack, bool)]) -> BatchResult<AckOutcome> {
-        let now = now_ms() as i64;
+        let at = now_ms();
+        let now = at as i64;
         let mut results: Vec<Result<AckOutcome, StoreError>> = Vec::with_capacity(acks.len());
-        let (mut pops, mut tenants, mut generations, mut observed, mut ords, mut vouched) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut pops, mut tenants, mut generations, mut observed, mut ords, mut vouched, mut touch) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         for (i, (ack, known)) in acks.iter().enumerate() {
             match sql_gen(ack.generation) {
                 Ok(g) => {
@@ -133,14 +134,17 @@ impl Inner {
                     observed.push(i64::try_from(ack.observed_at).unwrap_or(i64::MAX));
                     ords.push(i as i64);
                     vouched.push(*known);
+                    touch.push(self.seen.due(&ack.pop, at));
                     results.push(Ok(AckOutcome::Recorded { fetched: None }));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
         let record = s.prepared(RECORD_ACKS)?;
-        let rows = s.client.query(&record, &[&pops, &tenants, &generations, &observed, &ords, &vouched, &now])?;
+        let rows =
+            s.client.query(&record, &[&pops, &tenants, &generations, &observed, &ords, &vouched, &touch, &now])?;
         let mut new_acks = Pending::default();
+        let mut written = Vec::new();
         let mut accepted = 0;
         for row in &rows {
             let i = usize::try_from(row.get::<_, i64>(0)).map_err(|e| StoreError::caused("an ack's position", e))?;
@@ -165,11 +169,15 @@ impl Inner {
             }
             accepted += 1;
             results[i] = Ok(AckOutcome::Recorded { fetched: fetched.filter(|_| !known) });
+            if row.get::<_, bool>(5) {
+                written.push(&ack.pop);
+            }
             if row.get::<_, bool>(3) {
                 new_acks.add(ack.pop.as_str(), ack.tenant.as_str(), row.get(4), sql_gen(ack.generation)?);
             }
         }
         self.metrics.acks(accepted);
+        self.seen.wrote(written, at);
         self.completion.submit(new_acks);
         Ok(results)
     }

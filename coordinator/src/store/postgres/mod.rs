@@ -35,6 +35,7 @@ mod group;
 mod pool;
 mod releases;
 mod schema;
+mod seen;
 mod tenant_cache;
 
 use std::collections::HashMap;
@@ -93,6 +94,8 @@ struct Inner {
     acks: group::Group<(Ack, bool), AckOutcome>,
     /// Which releases committed acks completed, checked off the acks' answers.
     completion: completion::Completion,
+    /// When this replica last wrote each PoP's `last_seen`.
+    seen: seen::Refresh,
     /// First fetches of a manifest generation by a PoP, group-committed.
     fetches: group::Group<Fetch, ()>,
     /// Lookups of the fetch that vouches for an ack, batched the same way.
@@ -126,7 +129,8 @@ impl PostgresStore {
         let (fetches, fetch_writers) = group::Group::new();
         let (vouchers, voucher_readers) = group::Group::new();
         let completion = completion::Completion::new();
-        let inner = Arc::new(Inner { pool, cache, acks, completion, fetches, vouchers, settings, metrics });
+        let seen = seen::Refresh::new(settings.pop_live_window_ms);
+        let inner = Arc::new(Inner { pool, cache, acks, completion, seen, fetches, vouchers, settings, metrics });
         inner.completion.start(Arc::downgrade(&inner))?;
         ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
         fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;

@@ -16,18 +16,21 @@
 //!   duplicate replays the release that won.
 //! - **Acks pool.** Acks are rows, and so is the first fetch of each manifest generation by
 //!   each PoP (what vouches for its ack), so a PoP may fetch through one replica and
-//!   acknowledge through another. Acks are rows; convergence is computed from them, whichever replica
-//!   received each, and a release is marked converged by a conditional `UPDATE` (once).
+//!   acknowledge through another (the ack's statement checks the fetch record). Convergence
+//!   is computed from the rows, whichever replica received each; each replica checks the
+//!   releases its acks completed right after they committed ([`completion`]), and a release
+//!   is marked converged by a conditional `UPDATE` (once).
 //! - **Singletons act once.** The deadline pass runs under a session advisory lock (one
 //!   replica at a time); a rollback re-checks the release under its tenants' row locks, so
 //!   two replicas deciding the same rollback commit it once (the other is refused and
 //!   counts as "not triggered"); outbox effects are claimed with `FOR UPDATE SKIP LOCKED`
 //!   and a lease, so each attempt is made by one replica.
 //!
-//! Connections come from a small pool; each call runs on a blocking thread. Acks and the
-//! fetch records that vouch for them are group-committed ([`group`]): one transaction per
-//! batch, each caller answered after it committed. The manifest path reads the replica's
-//! validated cache ([`tenant_cache`]) on its own connection.
+//! Connections come from a small pool and keep their prepared statements; each call runs
+//! on a blocking thread. Acks and the fetch records that vouch for them are group-committed
+//! ([`group`]): one statement per batch, each caller answered after it committed (an ack
+//! answered 204 is durable). The manifest path reads the replica's validated cache
+//! ([`tenant_cache`]) on its own connection.
 
 mod completion;
 mod edge;
@@ -64,6 +67,14 @@ const DEADLINE_LOCK: i64 = 0x6564_6765_0002;
 /// another replica may take it (the claimer died mid-delivery).
 const CLAIM_LEASE_MS: u64 = 30_000;
 
+/// Ack writer threads per replica: while one batch commits, the next gathers on the other.
+/// (One writer, larger batches, measured within the noise of the 2-core bench machine:
+/// BENCHMARKS.md.)
+const ACK_WRITERS: usize = 2;
+
+/// Fetch-record writer threads per replica.
+const FETCH_WRITERS: usize = 2;
+
 /// How often the deadline pass runs.
 const TICK_MS: u64 = 200;
 
@@ -98,8 +109,6 @@ struct Inner {
     seen: seen::Refresh,
     /// First fetches of a manifest generation by a PoP, group-committed.
     fetches: group::Group<Fetch, ()>,
-    /// Lookups of the fetch that vouches for an ack, batched the same way.
-    vouchers: group::Group<(PopId, TenantId), Option<Generation>>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -127,14 +136,12 @@ impl PostgresStore {
         let cache = tenant_cache::TenantCache::start(url)?;
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
-        let (vouchers, voucher_readers) = group::Group::new();
         let completion = completion::Completion::new();
         let seen = seen::Refresh::new(settings.pop_live_window_ms);
-        let inner = Arc::new(Inner { pool, cache, acks, completion, seen, fetches, vouchers, settings, metrics });
+        let inner = Arc::new(Inner { pool, cache, acks, completion, seen, fetches, settings, metrics });
         inner.completion.start(Arc::downgrade(&inner))?;
-        ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
-        fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;
-        voucher_readers.start("vouchers", &Arc::downgrade(&inner), read_fetches)?;
+        ack_writers.start("acks", ACK_WRITERS, &Arc::downgrade(&inner), Inner::record_acks)?;
+        fetch_writers.start("fetches", FETCH_WRITERS, &Arc::downgrade(&inner), record_fetches)?;
         if deadline.is_some() {
             // A weak handle: the ticker never keeps the store alive after it is dropped.
             let weak = Arc::downgrade(&inner);
@@ -327,7 +334,15 @@ impl Store for PostgresStore {
     }
 
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
-        Box::pin(self.inner.vouchers.write((pop, tenant)))
+        // The engine asks through `record_vouched_ack` (one statement with the ack); this
+        // stays for the trait's other callers.
+        self.call(move |c, _| {
+            let row = c.query_opt(
+                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
+                &[&pop.as_str(), &tenant.as_str()],
+            )?;
+            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
+        })
     }
 
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
@@ -428,23 +443,6 @@ fn record_fetches(_: &Inner, s: &mut pool::Session, fetches: &[Fetch]) -> group:
         s.client.execute(&record, &[&pops, &tenants, &generations, &untils])?;
     }
     Ok(results)
-}
-
-/// Reads a batch of recorded fetches in one query: per (PoP, tenant), the highest
-/// generation any replica served it.
-fn read_fetches(
-    _: &Inner,
-    s: &mut pool::Session,
-    keys: &[(PopId, TenantId)],
-) -> group::BatchResult<Option<Generation>> {
-    let pops: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
-    let tenants: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
-    let read = s.prepared(
-        "SELECT f.generation FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(pop, tenant_id, ord)
-         LEFT JOIN fetches f ON f.pop = k.pop AND f.tenant_id = k.tenant_id ORDER BY k.ord",
-    )?;
-    let rows = s.client.query(&read, &[&pops, &tenants])?;
-    Ok(rows.iter().map(|r| Ok(r.get::<_, Option<i64>>(0).map(|g| Generation(g as u64)))).collect())
 }
 
 /// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with.

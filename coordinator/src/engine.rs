@@ -16,7 +16,7 @@ use crate::domain::{self, Refusal};
 use crate::execlog;
 use crate::metrics::Metrics;
 use crate::shards::{ShardMap, SharedRls};
-use crate::store::{Committed, ReportOutcome, Store, StoreError};
+use crate::store::{AckOutcome, Committed, ReportOutcome, Store, StoreError};
 
 /// The request header in which the edge names its PoP when it fetches a manifest.
 pub const POP_HEADER: &str = edgegen_shared::wire::POP_HEADER;
@@ -260,20 +260,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether another replica served the ack's PoP that manifest generation (then this
-    /// replica remembers it too).
-    async fn fetched_elsewhere(&self, ack: &Ack) -> Result<bool, EngineError> {
-        let fetched = self.store.fetched(ack.pop.clone(), ack.tenant.clone()).await?;
-        match fetched {
-            Some(g) if g >= ack.generation => {
-                let known = crate::convergence::FetchRecord { generation: g, lease_until: None };
-                self.fetches.record(ack.pop.clone(), ack.tenant.clone(), known);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
     /// Stores an edge report, then applies the auto-rollback policy to the release that set
     /// the reported generation: within the policy window after its commit, once the reports
     /// against it come from enough PoPs and name enough paths
@@ -325,15 +311,26 @@ impl Engine {
     /// # Errors
     /// [`EngineError::AckRefused`] when no matching fetch vouches for it; the store's
     /// refusal or failure otherwise.
+    ///
+    /// This replica's memory vouches for the acks of the PoPs it served; for another
+    /// replica's PoP, the store checks the durable fetch record as it records the ack
+    /// ([`crate::store::Store::record_vouched_ack`]), and this replica remembers it.
     pub async fn ack(&self, ack: Ack) -> Result<(), EngineError> {
-        if !self.fetches.vouches_for(&ack) && !self.fetched_elsewhere(&ack).await? {
-            self.metrics.ack_refused();
-            return Err(EngineError::AckRefused(format!(
-                "ack refused: PoP {} was not served tenant {}'s manifest at generation {} (the manifest request \
-                 must name its PoP in the {POP_HEADER} header)",
-                ack.pop, ack.tenant, ack.generation
-            )));
+        let vouched = self.fetches.vouches_for(&ack);
+        let (pop, tenant, generation) = (ack.pop.clone(), ack.tenant.clone(), ack.generation);
+        match self.store.record_vouched_ack(ack, vouched).await? {
+            AckOutcome::Recorded { fetched: Some(g) } => {
+                self.fetches.record(pop, tenant, crate::convergence::FetchRecord { generation: g, lease_until: None });
+                Ok(())
+            }
+            AckOutcome::Recorded { fetched: None } => Ok(()),
+            AckOutcome::Unvouched => {
+                self.metrics.ack_refused();
+                Err(EngineError::AckRefused(format!(
+                    "ack refused: PoP {pop} was not served tenant {tenant}'s manifest at generation {generation} (the \
+                     manifest request must name its PoP in the {POP_HEADER} header)"
+                )))
+            }
         }
-        Ok(self.store.record_ack(ack).await?)
     }
 }

@@ -96,6 +96,19 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+/// What [`Store::record_vouched_ack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Recorded (or already recorded: acks are idempotent). `fetched`: the fetch record
+    /// that vouched for it, when the store looked one up.
+    Recorded {
+        /// The highest generation any replica recorded serving the ack's PoP.
+        fetched: Option<Generation>,
+    },
+    /// No fetch vouches for it: nothing was written.
+    Unvouched,
+}
+
 /// Settings the store applies to releases.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
@@ -345,6 +358,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), StoreError>>;
     /// The highest generation of `tenant`'s manifest any replica recorded serving `pop`.
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;
+    /// Records `ack` if a manifest fetch vouches for it: `vouched` when the caller already
+    /// knows one does (this process served it); otherwise only if a fetch record of its PoP
+    /// and tenant at or past its generation exists ([`Store::fetched`]: any replica's), else
+    /// nothing is written and the answer is [`AckOutcome::Unvouched`]. The default looks the
+    /// record up, then records; a store may do both in one round trip.
+    fn record_vouched_ack(&self, ack: Ack, vouched: bool) -> BoxFuture<'_, Result<AckOutcome, StoreError>> {
+        Box::pin(async move {
+            let fetched = if vouched {
+                None
+            } else {
+                match self.fetched(ack.pop.clone(), ack.tenant.clone()).await? {
+                    Some(g) if g >= ack.generation => Some(g),
+                    _ => return Ok(AckOutcome::Unvouched),
+                }
+            };
+            self.record_ack(ack).await?;
+            Ok(AckOutcome::Recorded { fetched })
+        })
+    }
     /// Outbox effects due at `now` (Unix ms), oldest first, at most `limit`.
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>>;
     /// Records an attempt at an effect: `step` (its outcome, for a release's effect)

@@ -1002,6 +1002,32 @@ async fn acks_under_invented_pop_names_are_refused() {
     assert!(metrics.contains("edgegen_acks_refused_total 2\n"), "{metrics}");
 }
 
+/// Through a replica that did not serve the manifest, an ack is vouched for by the durable
+/// fetch record, checked by the ack's own statement: a name that fetched nothing, or a
+/// generation past the one fetched, is refused there too. The ack that completes a release
+/// marks it converged off the ack's answer, and a read of the release through the replica
+/// that took the ack already shows it (no convergence read first).
+#[tokio::test]
+async fn acks_through_another_replica_are_vouched_by_the_fetch_record() {
+    let app = test_app_on(BACKEND);
+    let other = app.replicas.last().unwrap();
+    add_tenant(&app.router, "a").await;
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    assert_eq!(raw_ack(other, "pop-1", "a", 1).await.status, StatusCode::NO_CONTENT);
+    release(&app.router, &["a"]).await; // rel-1: a 1 -> 2
+    let early = raw_ack(other, "pop-1", "a", 2).await;
+    assert_eq!((early.status, early.body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("ack_refused")));
+    assert_eq!(raw_ack(other, "pop-9", "a", 2).await.status, StatusCode::FORBIDDEN, "never fetched");
+    let r = send(other, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+    assert_eq!(r["status"], "committed", "refused acks complete nothing");
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    assert_eq!(raw_ack(other, "pop-1", "a", 2).await.status, StatusCode::NO_CONTENT);
+    let r = send(other, "GET", "/v1/releases/rel-1", Some(ADMIN), None).await.body;
+    assert_eq!(r["status"], "converged", "{r}");
+    let metrics = send(other, "GET", "/metrics", None, None).await.text;
+    assert!(metrics.contains("edgegen_acks_refused_total 2\n"), "{metrics}");
+}
+
 /// Regression: a mistyped dialect is refused, never analysed as PostgreSQL.
 #[tokio::test]
 async fn a_mistyped_dialect_is_refused() {

@@ -1,5 +1,6 @@
 //! What the edge sends, on PostgreSQL: acknowledgements (rows, so they pool across
-//! replicas), convergence marked once by a conditional update, reports with the
+//! replicas; the releases they complete are checked off the answer, [`super::completion`]),
+//! convergence marked once by a conditional update, reports with the
 //! auto-rollback policy (acting once: a rollback re-checks under row locks), and the
 //! deadline pass under a session advisory lock.
 
@@ -7,13 +8,40 @@ use edgegen_shared::api::{Convergence, ExecutionLog, Release, ReleaseKind, Relea
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 use postgres::{Client, GenericClient};
 
+use super::completion::Pending;
 use super::group::BatchResult;
+use super::pool::Session;
 use super::{DEADLINE_LOCK, Inner, corrupt, live_pops, load_release, sql_gen};
 use crate::clock::now_ms;
 use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, Refusal};
 use crate::execlog;
-use crate::store::StoreError;
+use crate::store::{AckOutcome, StoreError};
+
+/// A batch of acks in one statement (atomic on its own: one round trip, no explicit
+/// transaction, prepared once per connection): each ack joined with its tenant's
+/// generation, with the fetch record that vouches for it when the caller's memory did not
+/// (`vouched`), and with its PoP's highest earlier ack of the tenant (`prior`, what the
+/// completion check narrows to); the accepted ones inserted in key order (concurrent
+/// batches lock in one order), their PoPs' last-seen refreshed where it is due (`touch`,
+/// [`super::seen`]; in id order, for the same reason); and for each ack whether it was new.
+const RECORD_ACKS: &str = "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                                          $5::bigint[], $6::bool[], $7::bool[])
+                   AS i(pop, tenant_id, generation, observed_at, ord, vouched, touch)),
+      t AS (SELECT i.*, tn.generation AS current, f.generation AS fetched,
+                   (SELECT MAX(a.generation) FROM acks a WHERE a.pop = i.pop AND a.tenant_id = i.tenant_id) AS prior
+              FROM i
+              LEFT JOIN tenants tn ON tn.id = i.tenant_id AND tn.removed_at IS NULL
+              LEFT JOIN fetches f ON NOT i.vouched AND f.pop = i.pop AND f.tenant_id = i.tenant_id),
+      ok AS (SELECT * FROM t WHERE (t.vouched OR t.fetched >= t.generation) AND t.current >= t.generation),
+      ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
+              SELECT pop, tenant_id, generation, observed_at, $8 FROM ok ORDER BY pop, tenant_id, generation
+              ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation),
+      seen AS (INSERT INTO pops (id, first_seen, last_seen)
+              SELECT DISTINCT pop, $8::bigint, $8::bigint FROM ok WHERE ok.touch ORDER BY pop
+              ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
+ SELECT t.ord, t.current, t.fetched, ins.pop IS NOT NULL, t.prior, t.touch FROM t
+ LEFT JOIN ins ON ins.pop = t.pop AND ins.tenant_id = t.tenant_id AND ins.generation = t.generation";
 
 impl Inner {
     pub(super) fn compute_convergence(
@@ -86,15 +114,18 @@ impl Inner {
     }
 
     /// Records a batch of acknowledgements in one statement ([`super::group`]): each is
-    /// checked against its tenant's generation, stored once (a retry or another replica's
-    /// copy is a no-op) and refreshes its PoP's last-seen; after it committed, the releases the
-    /// new acks completed for their PoPs are checked for convergence (acks that landed on
-    /// other replicas count too: they are rows).
-    pub(super) fn record_acks(&self, c: &mut Client, acks: &[Ack]) -> BatchResult<()> {
-        let now = now_ms() as i64;
-        let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(acks.len());
-        let (mut pops, mut tenants, mut generations, mut observed, mut ords) = (vec![], vec![], vec![], vec![], vec![]);
-        for (i, ack) in acks.iter().enumerate() {
+    /// accepted if a fetch vouches for it (the caller's memory, or else a fetch record any
+    /// replica wrote) and its tenant is at or past its generation, stored once (a retry or
+    /// another replica's copy is a no-op), and refreshes its PoP's last-seen. After the
+    /// statement committed, the new acks go to the replica's completion checker
+    /// ([`super::completion`]), off the answer.
+    pub(super) fn record_acks(&self, s: &mut Session, acks: &[(Ack, bool)]) -> BatchResult<AckOutcome> {
+        let at = now_ms();
+        let now = at as i64;
+        let mut results: Vec<Result<AckOutcome, StoreError>> = Vec::with_capacity(acks.len());
+        let (mut pops, mut tenants, mut generations, mut observed, mut ords, mut vouched, mut touch) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (i, (ack, known)) in acks.iter().enumerate() {
             match sql_gen(ack.generation) {
                 Ok(g) => {
                     pops.push(ack.pop.as_str());
@@ -102,37 +133,27 @@ impl Inner {
                     generations.push(g);
                     observed.push(i64::try_from(ack.observed_at).unwrap_or(i64::MAX));
                     ords.push(i as i64);
-                    results.push(Ok(()));
+                    vouched.push(*known);
+                    touch.push(self.seen.due(&ack.pop, at));
+                    results.push(Ok(AckOutcome::Recorded { fetched: None }));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
-        // One statement for the batch (atomic on its own: one round trip, no explicit
-        // transaction): each ack joined with its tenant's generation, the valid ones
-        // inserted in key order (concurrent batches lock in one order), their PoPs'
-        // last-seen refreshed (in id order, for the same reason), and for each ack whether
-        // it was new.
-        let rows = c.query(
-            "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-                          AS i(pop, tenant_id, generation, observed_at, ord)),
-                  t AS (SELECT i.*, tn.generation AS current FROM i
-                         LEFT JOIN tenants tn ON tn.id = i.tenant_id AND tn.removed_at IS NULL),
-                  ins AS (INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
-                          SELECT pop, tenant_id, generation, observed_at, $6 FROM t WHERE t.current >= t.generation
-                          ORDER BY pop, tenant_id, generation
-                          ON CONFLICT DO NOTHING RETURNING pop, tenant_id, generation),
-                  seen AS (INSERT INTO pops (id, first_seen, last_seen)
-                          SELECT DISTINCT pop, $6::bigint, $6::bigint FROM t WHERE t.current >= t.generation ORDER BY pop
-                          ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(pops.last_seen, EXCLUDED.last_seen))
-             SELECT t.ord, t.current, ins.pop IS NOT NULL FROM t
-             LEFT JOIN ins ON ins.pop = t.pop AND ins.tenant_id = t.tenant_id AND ins.generation = t.generation",
-            &[&pops, &tenants, &generations, &observed, &ords, &now],
-        )?;
-        let (mut new_pops, mut new_tenants, mut new_generations) = (vec![], vec![], vec![]);
+        let record = s.prepared(RECORD_ACKS)?;
+        let rows =
+            s.client.query(&record, &[&pops, &tenants, &generations, &observed, &ords, &vouched, &touch, &now])?;
+        let mut new_acks = Pending::default();
+        let mut written = Vec::new();
         let mut accepted = 0;
         for row in &rows {
             let i = usize::try_from(row.get::<_, i64>(0)).map_err(|e| StoreError::caused("an ack's position", e))?;
-            let ack = acks.get(i).ok_or_else(|| StoreError::internal("an ack's position is out of range"))?;
+            let (ack, known) = acks.get(i).ok_or_else(|| StoreError::internal("an ack's position is out of range"))?;
+            let fetched = row.get::<_, Option<i64>>(2).map(|g| Generation(g as u64));
+            if !known && fetched.is_none_or(|g| g < ack.generation) {
+                results[i] = Ok(AckOutcome::Unvouched);
+                continue;
+            }
             let Some(current) = row.get::<_, Option<i64>>(1) else {
                 results[i] = Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into());
                 continue;
@@ -147,39 +168,21 @@ impl Inner {
                 continue;
             }
             accepted += 1;
-            if row.get::<_, bool>(2) {
-                new_pops.push(ack.pop.as_str());
-                new_tenants.push(ack.tenant.as_str());
-                new_generations.push(sql_gen(ack.generation)?);
+            results[i] = Ok(AckOutcome::Recorded { fetched: fetched.filter(|_| !known) });
+            if row.get::<_, bool>(5) {
+                written.push(&ack.pop);
+            }
+            if row.get::<_, bool>(3) {
+                new_acks.add(ack.pop.as_str(), ack.tenant.as_str(), row.get(4), sql_gen(ack.generation)?);
             }
         }
         self.metrics.acks(accepted);
-        if new_pops.is_empty() {
-            return Ok(results);
-        }
-        // Releases that a new ack's PoP has now acknowledged for every tenant.
-        let completed = c.query(
-            // The first tenant the PoP has not acknowledged (`LIMIT 1`: the scan of a
-            // release's tenants stops there, usually at its first row) rules a release out.
-            "SELECT DISTINCT r.id FROM unnest($1::text[], $2::text[], $3::bigint[]) AS n(pop, tenant_id, generation)
-             JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation <= n.generation
-             JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
-             LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
-               SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
-               LIMIT 1) m ON TRUE
-             WHERE m.missing IS NULL",
-            &[&new_pops, &new_tenants, &new_generations],
-        )?;
-        for row in completed {
-            let id = ReleaseId::new(row.get::<_, String>(0)).map_err(corrupt)?;
-            if let Err(e) = self.converge_if_done(c, &id) {
-                tracing::error!(cause = %e.chain(), release = %id, "convergence check failed");
-            }
-        }
+        self.seen.wrote(written, at);
+        self.completion.submit(new_acks);
         Ok(results)
     }
 
-    fn converge_if_done(&self, c: &mut Client, id: &ReleaseId) -> Result<(), StoreError> {
+    pub(super) fn converge_if_done(&self, c: &mut Client, id: &ReleaseId) -> Result<(), StoreError> {
         let Some(release) = load_release(c, id)? else { return Ok(()) };
         if release.status != ReleaseStatus::Committed {
             return Ok(());

@@ -1,28 +1,25 @@
 //! Group commit on PostgreSQL: callers queue small writes of one kind (acks, manifest
-//! fetches; also the lookups that vouch for acks, batched the same way); a few writer threads each take every queued write (up to [`MAX_BATCH`]), run
+//! fetches); one or a few writer threads each take every queued write (up to [`MAX_BATCH`]), run
 //! them as one transaction on one pooled connection, and answer each caller only after
 //! that transaction committed. Under load one commit serves many callers; alone, a write
 //! costs what it did before (the writer takes it at once).
 
 use std::sync::{Arc, Mutex, Weak};
 
-use postgres::Client;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
+use super::pool::Session;
 use crate::store::StoreError;
 
 /// Most writes one transaction takes (bounds the latency a batch adds).
 pub(super) const MAX_BATCH: usize = 512;
 
-/// Writer threads per kind: while one commits, the next batch gathers on another.
-const WRITERS: usize = 2;
-
 /// What a batch answers: one result per write, in order; `Err` fails the whole batch.
 pub(super) type BatchResult<R> = Result<Vec<Result<R, StoreError>>, StoreError>;
 
-/// Runs one batch on a connection, in one transaction.
-pub(super) type RunBatch<T, R> = fn(&Inner, &mut Client, &[T]) -> BatchResult<R>;
+/// Runs one batch on a connection (with its prepared statements), in one transaction.
+pub(super) type RunBatch<T, R> = fn(&Inner, &mut Session, &[T]) -> BatchResult<R>;
 
 type Queued<T, R> = (T, oneshot::Sender<Result<R, StoreError>>);
 
@@ -37,14 +34,22 @@ pub(super) struct Writers<T, R> {
 }
 
 impl<T: Send + 'static, R: Send + 'static> Writers<T, R> {
-    /// Starts the writers; they reach the store through `inner` (weak: they never keep it
-    /// alive).
+    /// Starts `writers` writer threads; they reach the store through `inner` (weak: they
+    /// never keep it alive). With one, a batch gathers while the previous one commits; with
+    /// more, batches also commit side by side (smaller, each paying a statement's fixed
+    /// cost).
     ///
     /// # Errors
     /// When a thread cannot be started.
-    pub(super) fn start(self, name: &str, inner: &Weak<Inner>, run: RunBatch<T, R>) -> Result<(), StoreError> {
+    pub(super) fn start(
+        self,
+        name: &str,
+        writers: usize,
+        inner: &Weak<Inner>,
+        run: RunBatch<T, R>,
+    ) -> Result<(), StoreError> {
         let rx = Arc::new(Mutex::new(self.rx));
-        for n in 0..WRITERS {
+        for n in 0..writers {
             let (rx, inner) = (Arc::clone(&rx), inner.clone());
             std::thread::Builder::new()
                 .name(format!("edgegen-{name}-{n}"))
@@ -89,7 +94,7 @@ fn writer<T, R>(rx: &Mutex<mpsc::Receiver<Queued<T, R>>>, inner: &Weak<Inner>, r
         };
         let (writes, replies): (Vec<T>, Vec<_>) = batch.into_iter().unzip();
         let results = match inner.upgrade() {
-            Some(inner) => inner.with(|c, inner| run(inner, c, &writes)),
+            Some(inner) => inner.with_session(|s, inner| run(inner, s, &writes)),
             None => Err(StoreError::internal("the store was closed")),
         };
         match results {

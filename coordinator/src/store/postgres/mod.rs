@@ -16,24 +16,29 @@
 //!   duplicate replays the release that won.
 //! - **Acks pool.** Acks are rows, and so is the first fetch of each manifest generation by
 //!   each PoP (what vouches for its ack), so a PoP may fetch through one replica and
-//!   acknowledge through another. Acks are rows; convergence is computed from them, whichever replica
-//!   received each, and a release is marked converged by a conditional `UPDATE` (once).
+//!   acknowledge through another (the ack's statement checks the fetch record). Convergence
+//!   is computed from the rows, whichever replica received each; each replica checks the
+//!   releases its acks completed right after they committed ([`completion`]), and a release
+//!   is marked converged by a conditional `UPDATE` (once).
 //! - **Singletons act once.** The deadline pass runs under a session advisory lock (one
 //!   replica at a time); a rollback re-checks the release under its tenants' row locks, so
 //!   two replicas deciding the same rollback commit it once (the other is refused and
 //!   counts as "not triggered"); outbox effects are claimed with `FOR UPDATE SKIP LOCKED`
 //!   and a lease, so each attempt is made by one replica.
 //!
-//! Connections come from a small pool; each call runs on a blocking thread. Acks and the
-//! fetch records that vouch for them are group-committed ([`group`]): one transaction per
-//! batch, each caller answered after it committed. The manifest path reads the replica's
-//! validated cache ([`tenant_cache`]) on its own connection.
+//! Connections come from a small pool and keep their prepared statements; each call runs
+//! on a blocking thread. Acks and the fetch records that vouch for them are group-committed
+//! ([`group`]): one statement per batch, each caller answered after it committed (an ack
+//! answered 204 is durable). The manifest path reads the replica's validated cache
+//! ([`tenant_cache`]) on its own connection.
 
+mod completion;
 mod edge;
 mod group;
 mod pool;
 mod releases;
 mod schema;
+mod seen;
 mod tenant_cache;
 
 use std::collections::HashMap;
@@ -47,7 +52,7 @@ use edgegen_shared::{Ack, ContractHash, Generation, PopId, ReleaseId, Report, Sc
 use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Row};
 
-use super::{BoxFuture, Committed, PurgePlan, Removal, Store, StoreError, StoreSettings};
+use super::{AckOutcome, BoxFuture, Committed, PurgePlan, Removal, Store, StoreError, StoreSettings};
 use crate::clock::now_ms;
 use crate::domain::{Refusal, TenantState};
 use crate::execlog;
@@ -61,6 +66,14 @@ const DEADLINE_LOCK: i64 = 0x6564_6765_0002;
 /// How long a claimed outbox effect stays with the replica that claimed it; after that,
 /// another replica may take it (the claimer died mid-delivery).
 const CLAIM_LEASE_MS: u64 = 30_000;
+
+/// Ack writer threads per replica: while one batch commits, the next gathers on the other.
+/// (One writer, larger batches, measured within the noise of the 2-core bench machine:
+/// BENCHMARKS.md.)
+const ACK_WRITERS: usize = 2;
+
+/// Fetch-record writer threads per replica.
+const FETCH_WRITERS: usize = 2;
 
 /// How often the deadline pass runs.
 const TICK_MS: u64 = 200;
@@ -88,12 +101,14 @@ struct Inner {
     pool: pool::Pool,
     /// The manifest path's tenant states, validated per read ([`tenant_cache`]).
     cache: tenant_cache::TenantCache,
-    /// Acks, group-committed.
-    acks: group::Group<Ack, ()>,
+    /// Acks (and whether this replica's memory vouches for each), group-committed.
+    acks: group::Group<(Ack, bool), AckOutcome>,
+    /// Which releases committed acks completed, checked off the acks' answers.
+    completion: completion::Completion,
+    /// When this replica last wrote each PoP's `last_seen`.
+    seen: seen::Refresh,
     /// First fetches of a manifest generation by a PoP, group-committed.
     fetches: group::Group<Fetch, ()>,
-    /// Lookups of the fetch that vouches for an ack, batched the same way.
-    vouchers: group::Group<(PopId, TenantId), Option<Generation>>,
     settings: StoreSettings,
     metrics: Arc<Metrics>,
 }
@@ -112,20 +127,21 @@ impl PostgresStore {
     pub fn open(url: &str, settings: StoreSettings, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let pool = pool::Pool::new(url);
         let mut c = pool.get()?;
-        c.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
-        let created = c.batch_execute(schema::SCHEMA);
-        c.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
+        c.client.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_LOCK])?;
+        let created = c.client.batch_execute(schema::SCHEMA);
+        c.client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
         created?;
         pool.put(c);
         let deadline = settings.convergence_deadline_ms;
         let cache = tenant_cache::TenantCache::start(url)?;
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
-        let (vouchers, voucher_readers) = group::Group::new();
-        let inner = Arc::new(Inner { pool, cache, acks, fetches, vouchers, settings, metrics });
-        ack_writers.start("acks", &Arc::downgrade(&inner), Inner::record_acks)?;
-        fetch_writers.start("fetches", &Arc::downgrade(&inner), record_fetches)?;
-        voucher_readers.start("vouchers", &Arc::downgrade(&inner), read_fetches)?;
+        let completion = completion::Completion::new();
+        let seen = seen::Refresh::new(settings.pop_live_window_ms);
+        let inner = Arc::new(Inner { pool, cache, acks, completion, seen, fetches, settings, metrics });
+        inner.completion.start(Arc::downgrade(&inner))?;
+        ack_writers.start("acks", ACK_WRITERS, &Arc::downgrade(&inner), Inner::record_acks)?;
+        fetch_writers.start("fetches", FETCH_WRITERS, &Arc::downgrade(&inner), record_fetches)?;
         if deadline.is_some() {
             // A weak handle: the ticker never keeps the store alive after it is dropped.
             let weak = Arc::downgrade(&inner);
@@ -160,9 +176,17 @@ impl PostgresStore {
 
 impl Inner {
     fn with<T>(&self, f: impl FnOnce(&mut Client, &Inner) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut c = self.pool.get()?;
-        let out = f(&mut c, self);
-        self.pool.put(c);
+        self.with_session(|s, inner| f(&mut s.client, inner))
+    }
+
+    /// Like [`Inner::with`], with the connection's prepared statements.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut pool::Session, &Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut s = self.pool.get()?;
+        let out = f(&mut s, self);
+        self.pool.put(s);
         out
     }
 }
@@ -196,7 +220,11 @@ impl Store for PostgresStore {
     }
 
     fn remove_tenant(&self, id: TenantId) -> BoxFuture<'_, Result<Removal, StoreError>> {
-        self.call(move |c, inner| releases::remove_tenant(c, &inner.settings, &id))
+        // Refused while a release converges: first, the acks answered before it are checked.
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            self.call(move |c, inner| releases::remove_tenant(c, &inner.settings, &id)).await
+        })
     }
 
     fn commit_release(
@@ -219,11 +247,15 @@ impl Store for PostgresStore {
     }
 
     fn release(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Release>, StoreError>> {
-        self.call(move |c, _| load_release(c, &id))
+        // The status reflects the acks this replica answered before the read.
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            self.call(move |c, _| load_release(c, &id)).await
+        })
     }
 
     fn releases(&self, offset: u32, limit: u32) -> BoxFuture<'_, Result<(u64, Vec<Release>), StoreError>> {
-        self.call(move |c, _| {
+        let listed = self.call(move |c, _| {
             let total: i64 = c.query_one("SELECT COUNT(*) FROM releases", &[])?.get(0);
             let rows = c.query(
                 "SELECT id FROM releases ORDER BY seq DESC LIMIT $1 OFFSET $2",
@@ -235,6 +267,10 @@ impl Store for PostgresStore {
                 releases.extend(load_release(c, &id)?);
             }
             Ok((u64::try_from(total).unwrap_or(0), releases))
+        });
+        Box::pin(async move {
+            self.inner.completion.settled().await?;
+            listed.await
         })
     }
 
@@ -272,7 +308,16 @@ impl Store for PostgresStore {
     }
 
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(self.inner.acks.write(ack))
+        Box::pin(async move {
+            match self.inner.acks.write((ack, true)).await? {
+                AckOutcome::Recorded { .. } => Ok(()),
+                AckOutcome::Unvouched => Err(StoreError::internal("an ack vouched for was refused as unvouched")),
+            }
+        })
+    }
+
+    fn record_vouched_ack(&self, ack: Ack, vouched: bool) -> BoxFuture<'_, Result<AckOutcome, StoreError>> {
+        Box::pin(self.inner.acks.write((ack, vouched)))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {
@@ -303,7 +348,15 @@ impl Store for PostgresStore {
     }
 
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
-        Box::pin(self.inner.vouchers.write((pop, tenant)))
+        // The engine asks through `record_vouched_ack` (one statement with the ack); this
+        // stays for the trait's other callers.
+        self.call(move |c, _| {
+            let row = c.query_opt(
+                "SELECT generation FROM fetches WHERE pop = $1 AND tenant_id = $2",
+                &[&pop.as_str(), &tenant.as_str()],
+            )?;
+            Ok(row.map(|r| Generation(r.get::<_, i64>(0) as u64)))
+        })
     }
 
     fn due_effects(&self, now: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Effect>, StoreError>> {
@@ -373,7 +426,7 @@ struct Fetch {
 /// and the latest lease bound (rows in key order, so concurrent batches lock them in one
 /// order). `GREATEST` ignores NULL: a row from before lease bounds were kept takes the new
 /// one (its statements were issued earlier, so they expire before it).
-fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchResult<()> {
+fn record_fetches(_: &Inner, s: &mut pool::Session, fetches: &[Fetch]) -> group::BatchResult<()> {
     let mut results = Vec::with_capacity(fetches.len());
     let mut highest: std::collections::BTreeMap<(&str, &str), (i64, Option<i64>)> = std::collections::BTreeMap::new();
     for f in fetches {
@@ -395,28 +448,15 @@ fn record_fetches(_: &Inner, c: &mut Client, fetches: &[Fetch]) -> group::BatchR
         untils.push(until);
     }
     if !pops.is_empty() {
-        c.execute(
+        let record = s.prepared(
             "INSERT INTO fetches (pop, tenant_id, generation, lease_until)
              SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) ORDER BY 1, 2
              ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = GREATEST(fetches.generation, EXCLUDED.generation),
                lease_until = GREATEST(fetches.lease_until, EXCLUDED.lease_until)",
-            &[&pops, &tenants, &generations, &untils],
         )?;
+        s.client.execute(&record, &[&pops, &tenants, &generations, &untils])?;
     }
     Ok(results)
-}
-
-/// Reads a batch of recorded fetches in one query: per (PoP, tenant), the highest
-/// generation any replica served it.
-fn read_fetches(_: &Inner, c: &mut Client, keys: &[(PopId, TenantId)]) -> group::BatchResult<Option<Generation>> {
-    let pops: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
-    let tenants: Vec<&str> = keys.iter().map(|(_, t)| t.as_str()).collect();
-    let rows = c.query(
-        "SELECT f.generation FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(pop, tenant_id, ord)
-         LEFT JOIN fetches f ON f.pop = k.pop AND f.tenant_id = k.tenant_id ORDER BY k.ord",
-        &[&pops, &tenants],
-    )?;
-    Ok(rows.iter().map(|r| Ok(r.get::<_, Option<i64>>(0).map(|g| Generation(g as u64)))).collect())
 }
 
 /// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with.

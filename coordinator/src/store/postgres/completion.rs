@@ -1,0 +1,263 @@
+//! Each replica's completion checker: after an ack batch committed, which releases did its
+//! new acks complete for their PoPs (every tenant acknowledged at or past the release's
+//! generation)? Those are checked for convergence and marked converged, once across
+//! replicas (a conditional update, [`super::Inner::mark_converged`]).
+//!
+//! The check runs on its own thread, off the acks' answers: an ack is answered once its
+//! batch committed, and the batch hands its new acks to the checker, which takes everything
+//! queued in one pass (one query for all of it, [`Pending`] coalesces). Nothing is missed:
+//!
+//! - **Only what an ack changed is checked.** A PoP covers a release's tenant when it
+//!   acknowledged a generation at or past the release's; an ack at `g` from a PoP whose
+//!   highest ack of that tenant was `prior` (read by the ack's own statement) changes the
+//!   coverage of exactly the releases whose generation for the tenant lies in `(prior, g]`.
+//!   A concurrent ack the statement did not see only makes `prior` smaller (more checked).
+//! - **The last ack sees the rest.** A pass reads a snapshot taken after the batches it
+//!   checks committed; whichever ack completes a release commits last among the acks it
+//!   needs (on any replica), so its pass sees them all.
+//!
+//! A pass that fails is logged and dropped: the release is still found converged by the next
+//! read of its convergence (which computes it) and by the deadline pass. A replica's own
+//! reads of release status wait for the passes of the acks it answered before
+//! ([`Completion::settled`]), so an ack and a read through one replica stay in order;
+//! through different replicas, the stored status trails the ack by one pass (milliseconds),
+//! and `GET …/convergence` is always computed from the acks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+
+use edgegen_shared::ReleaseId;
+use tokio::sync::watch;
+
+use super::{Inner, corrupt, pool::Session};
+use crate::store::StoreError;
+
+/// The acks a pass checks, coalesced per (PoP, tenant): the generations whose releases the
+/// acks may have completed, as one range `(above, upto]`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Pending {
+    ranges: BTreeMap<(String, String), (i64, i64)>,
+}
+
+impl Pending {
+    /// A new ack of `tenant` at `generation` by `pop`, whose highest earlier ack of that
+    /// tenant was `prior`: releases of that tenant with a generation in `(prior, generation]`
+    /// may be complete now. An ack at or below `prior` changes nothing and is dropped.
+    pub(super) fn add(&mut self, pop: &str, tenant: &str, prior: Option<i64>, generation: i64) {
+        // Generations start at 1: "no earlier ack" is below every generation.
+        let above = prior.unwrap_or(0);
+        if above >= generation {
+            return;
+        }
+        self.widen((pop.to_owned(), tenant.to_owned()), (above, generation));
+    }
+
+    /// Takes `other`'s ranges in.
+    fn merge(&mut self, other: Pending) {
+        for (key, range) in other.ranges {
+            self.widen(key, range);
+        }
+    }
+
+    /// The range of `key` widened to cover `(above, upto]` too.
+    fn widen(&mut self, key: (String, String), (above, upto): (i64, i64)) {
+        let range = self.ranges.entry(key).or_insert((above, upto));
+        *range = (range.0.min(above), range.1.max(upto));
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The query's columns: PoPs, tenants, lower (exclusive) and upper (inclusive) bounds.
+    fn columns(&self) -> (Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>) {
+        let mut out = (vec![], vec![], vec![], vec![]);
+        for ((pop, tenant), (above, upto)) in &self.ranges {
+            out.0.push(pop.as_str());
+            out.1.push(tenant.as_str());
+            out.2.push(*above);
+            out.3.push(*upto);
+        }
+        out
+    }
+
+    #[cfg(test)]
+    fn range(&self, pop: &str, tenant: &str) -> Option<(i64, i64)> {
+        self.ranges.get(&(pop.to_owned(), tenant.to_owned())).copied()
+    }
+}
+
+/// The queue between the ack writers and the checker thread.
+struct Queue {
+    pending: Pending,
+    /// Ack batches handed over so far (a read waits until the checker finished them).
+    submitted: u64,
+    stopped: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Batches whose pass finished (the `submitted` count it took).
+    checked: watch::Sender<u64>,
+}
+
+/// A replica's completion checker (its thread stops when this is dropped).
+pub(super) struct Completion {
+    shared: Arc<Shared>,
+}
+
+impl Completion {
+    pub(super) fn new() -> Self {
+        Completion {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue { pending: Pending::default(), submitted: 0, stopped: false }),
+                wake: Condvar::new(),
+                checked: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// Starts the checker thread; it reaches the store through `inner` (weak: it never
+    /// keeps it alive).
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub(super) fn start(&self, inner: Weak<Inner>) -> Result<(), StoreError> {
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("edgegen-completion".into())
+            .spawn(move || checker(&shared, &inner))
+            .map_err(|e| StoreError::caused("starting the completion checker", e))?;
+        Ok(())
+    }
+
+    /// Hands a committed batch's new acks to the checker.
+    pub(super) fn submit(&self, acks: Pending) {
+        if acks.is_empty() {
+            return;
+        }
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.pending.merge(acks);
+        queue.submitted += 1;
+        self.shared.wake.notify_one();
+    }
+
+    /// Waits until every batch handed over before this call was checked.
+    ///
+    /// # Errors
+    /// When the checker stopped.
+    pub(super) async fn settled(&self) -> Result<(), StoreError> {
+        let need = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).submitted;
+        let mut checked = self.shared.checked.subscribe();
+        checked
+            .wait_for(|done| *done >= need)
+            .await
+            .map_err(|_| StoreError::internal("the completion checker stopped"))?;
+        Ok(())
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+fn checker(shared: &Shared, inner: &Weak<Inner>) {
+    loop {
+        let (pending, taken) = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            while !queue.stopped && queue.pending.is_empty() {
+                queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+            if queue.stopped {
+                return;
+            }
+            (std::mem::take(&mut queue.pending), queue.submitted)
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        if let Err(e) = inner.with_session(|s, inner| inner.converge_completed(s, &pending)) {
+            tracing::error!(cause = %e.chain(), "checking acknowledged releases for convergence failed");
+        }
+        drop(inner);
+        shared.checked.send_if_modified(|done| {
+            let newer = taken > *done;
+            *done = (*done).max(taken);
+            newer
+        });
+    }
+}
+
+/// The releases a pass finds complete for a PoP: a candidate release (one of the coalesced
+/// ranges' tenants, at a generation in the range, still `committed`) is ruled out by the
+/// first of its tenants the PoP has not acknowledged (`LIMIT 1`: the scan stops there).
+const COMPLETED: &str = "SELECT DISTINCT r.id
+     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS n(pop, tenant_id, above, upto)
+     JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation > n.above AND rt.to_generation <= n.upto
+     JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
+     LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
+       SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
+       LIMIT 1) m ON TRUE
+     WHERE m.missing IS NULL";
+
+impl Inner {
+    /// One pass: the releases `pending` completed for a PoP, each checked for convergence
+    /// (and marked converged when it is).
+    fn converge_completed(&self, s: &mut Session, pending: &Pending) -> Result<(), StoreError> {
+        let (pops, tenants, above, upto) = pending.columns();
+        let completed = s.prepared(COMPLETED)?;
+        let rows = s.client.query(&completed, &[&pops, &tenants, &above, &upto])?;
+        for row in rows {
+            let id = ReleaseId::new(row.get::<_, String>(0)).map_err(corrupt)?;
+            if let Err(e) = self.converge_if_done(&mut s.client, &id) {
+                tracing::error!(cause = %e.chain(), release = %id, "convergence check failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn an_ack_at_or_below_the_prior_one_changes_nothing() {
+        let mut p = Pending::default();
+        p.add("p1", "a", Some(5), 5);
+        p.add("p1", "a", Some(5), 3);
+        assert!(p.is_empty());
+        p.add("p1", "a", None, 1);
+        assert_eq!(p.range("p1", "a"), Some((0, 1)), "a first ack covers every generation up to its own");
+        p.add("p1", "a", Some(4), 7);
+        assert_eq!(p.range("p1", "a"), Some((0, 7)), "ranges of one PoP and tenant merge");
+        p.add("p2", "a", Some(6), 7);
+        assert_eq!(p.range("p2", "a"), Some((6, 7)), "another PoP keeps its own range");
+    }
+
+    proptest::proptest! {
+        /// For all acks, every generation an ack newly covers (in `(prior, generation]`)
+        /// lies in its PoP and tenant's coalesced range: no release it may complete is
+        /// left unchecked.
+        #[test]
+        fn every_newly_covered_generation_is_checked(
+            acks in proptest::collection::vec((0..3u8, 0..3u8, proptest::option::of(0..20i64), 1..20i64), 0..60),
+        ) {
+            let mut p = Pending::default();
+            for (pop, tenant, prior, generation) in &acks {
+                p.add(&format!("p{pop}"), &format!("t{tenant}"), *prior, *generation);
+            }
+            for (pop, tenant, prior, generation) in acks {
+                for covered in prior.unwrap_or(0) + 1..=generation {
+                    let range = p.range(&format!("p{pop}"), &format!("t{tenant}"));
+                    proptest::prop_assert!(
+                        range.is_some_and(|(above, upto)| above < covered && covered <= upto),
+                        "generation {covered} of p{pop}/t{tenant} is outside {range:?}"
+                    );
+                }
+            }
+        }
+    }
+}

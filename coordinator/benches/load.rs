@@ -10,6 +10,13 @@
 //! - automatic rollback: an edge report against a 100-tenant release triggers its rollback
 //!   (policy: 1 report); time from the report's arrival to the rollback's durable commit.
 //!
+//! For the manifest phases it also reads the server's own CPU time (`/proc/PID/stat`,
+//! user + system) and divides it by the requests answered: the coordinator's cost of one
+//! 200 and of one 304 + lease, whatever the client on the same cores costs.
+//!
+//! PostgreSQL runs with `fsync` and `synchronous_commit` on, as in production (SQLite runs
+//! `synchronous = FULL`); `EDGEGEN_LOAD_PG_FSYNC=off` runs it without (the tests' setting).
+//!
 //! It ends with the two stores side by side and their ratios.
 //!
 //! Run: `cargo bench -p edgegen-coordinator --bench load` (figures go to BENCHMARKS.md).
@@ -68,6 +75,9 @@ struct Figures {
     commit_p99_ms: Vec<(usize, f64, f64)>,
     manifests_per_s: f64,
     revalidations_per_s: f64,
+    /// Server CPU per request, µs: the 200 path and the 304 + lease path.
+    manifest_cpu_us: f64,
+    revalidation_cpu_us: f64,
     /// With 64 and with 256 concurrent clients.
     acks_per_s: Vec<f64>,
     rollback_p50_ms: f64,
@@ -79,13 +89,20 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     println!("## SQLite (one process)\n");
     let (sqlite_server, base) = serve(dir.path(), None, 0);
-    let sqlite = suite(secs, &[base]).await;
+    let sqlite = suite(secs, &[base], sqlite_server.pid()).await;
     drop(sqlite_server);
 
     println!(
         "\n## PostgreSQL (three replicas on one database; manifests measured on one replica, acks spread over all three)\n"
     );
-    let cluster = edgegen_tests::postgres::TempCluster::start().expect("PostgreSQL (cargo xtask bootstrap)");
+    let durable = std::env::var("EDGEGEN_LOAD_PG_FSYNC").map_or(true, |v| v != "off");
+    let cluster = if durable {
+        edgegen_tests::postgres::TempCluster::start_durable()
+    } else {
+        edgegen_tests::postgres::TempCluster::start()
+    }
+    .expect("PostgreSQL (cargo xtask bootstrap)");
+    println!("PostgreSQL fsync: {}\n", if durable { "on (synchronous_commit on)" } else { "off" });
     let admin = cluster.url("postgres");
     std::thread::spawn(move || {
         postgres::Client::connect(&admin, postgres::NoTls).unwrap().batch_execute("CREATE DATABASE bench").unwrap();
@@ -95,7 +112,7 @@ async fn main() {
     let url = cluster.url("bench");
     let replicas: Vec<(ChildGuard, String)> = (1..=3).map(|n| serve(dir.path(), Some(&url), n)).collect();
     let bases: Vec<String> = replicas.iter().map(|(_, b)| b.clone()).collect();
-    let pg = suite(secs, &bases).await;
+    let pg = suite(secs, &bases, replicas[0].0.pid()).await;
     drop(replicas);
 
     println!("\n## Side by side (one run; ratio = SQLite / PostgreSQL)\n");
@@ -116,6 +133,17 @@ async fn main() {
         pg.revalidations_per_s,
         sqlite.revalidations_per_s / pg.revalidations_per_s
     );
+    for (what, s, p) in [
+        ("200", sqlite.manifest_cpu_us, pg.manifest_cpu_us),
+        ("304 + lease", sqlite.revalidation_cpu_us, pg.revalidation_cpu_us),
+    ] {
+        println!("| coordinator CPU per manifest {what}, one replica | {s:.1} µs | {p:.1} µs | {:.2} |", s / p);
+    }
+    println!(
+        "| 304 + lease refreshes per core-second / 200s per core-second (server CPU) | {:.2} | {:.2} | |",
+        sqlite.manifest_cpu_us / sqlite.revalidation_cpu_us,
+        pg.manifest_cpu_us / pg.revalidation_cpu_us
+    );
     for (clients, (s, p)) in [CONCURRENCY, ACK_CLIENTS].iter().zip(sqlite.acks_per_s.iter().zip(&pg.acks_per_s)) {
         println!(
             "| ack POST/s, {clients} clients (SQLite: one process; PostgreSQL: aggregate of three) | {s:.0} | {p:.0} | {:.2} |",
@@ -130,9 +158,24 @@ async fn main() {
     );
 }
 
-/// The whole workload against `bases` (the first takes commits and manifests; acks go to
-/// all of them).
-async fn suite(secs: u64, bases: &[String]) -> Figures {
+/// CPU seconds (user + system) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    static TICKS_PER_S: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *TICKS_PER_S.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("a tick rate")
+    });
+    ticks / hz
+}
+
+/// The whole workload against `bases` (the first, process `pid`, takes commits and
+/// manifests; acks go to all of them).
+async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
     let base = bases[0].clone();
     let http = reqwest::Client::builder().pool_max_idle_per_host(ACK_CLIENTS).build().unwrap();
 
@@ -172,7 +215,8 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
     }
 
     let b = base.clone();
-    let manifests = throughput(&http, secs, CONCURRENCY, move |http, i| {
+    let cpu = cpu_seconds(pid);
+    let (manifests, answered) = throughput(&http, secs, CONCURRENCY, move |http, i| {
         let base = &b;
         let url = format!("{base}/v1/edge/manifests/t{}", i % TENANTS);
         let pop = format!("pop-{}", i % CONCURRENCY);
@@ -186,6 +230,7 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
         }
     })
     .await;
+    let manifest_cpu_us = (cpu_seconds(pid) - cpu) * 1e6 / answered as f64;
     // Conditional refresh: every tenant's current ETag (outside the measurement), then
     // requests holding it, answered 304 with a signed lease.
     let mut etags = Vec::with_capacity(TENANTS);
@@ -197,7 +242,8 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
     }
     let etags = Arc::new(etags);
     let b = base.clone();
-    let revalidations = throughput(&http, secs, CONCURRENCY, move |http, i| {
+    let cpu = cpu_seconds(pid);
+    let (revalidations, answered) = throughput(&http, secs, CONCURRENCY, move |http, i| {
         let url = format!("{b}/v1/edge/manifests/t{}", i % TENANTS);
         let etag = etags[i % TENANTS].clone();
         let pop = format!("pop-{}", i % CONCURRENCY);
@@ -217,6 +263,7 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
         }
     })
     .await;
+    let revalidation_cpu_us = (cpu_seconds(pid) - cpu) * 1e6 / answered as f64;
     let r = http.get(format!("{base}/v1/edge/manifests/t0")).bearer_auth(EDGE).send().await.unwrap();
     let etag = r.headers()["etag"].clone();
     let r = http.get(format!("{base}/v1/edge/manifests/t0")).bearer_auth(EDGE).header("if-none-match", etag);
@@ -252,13 +299,16 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
                 let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
                 async move { http.post(url).bearer_auth(EDGE).json(&body).send().await.unwrap().status() == 204 }
             })
-            .await,
+            .await
+            .0,
         );
     }
     println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
-    println!("| manifest GET (signed, 200; body {body_bytes} bytes) | {manifests:.0} |");
     println!(
-        "| manifest GET with If-None-Match (304 + lease; lease {lease_bytes} bytes) | {revalidations:.0} ({:.2}x the 200 path) |",
+        "| manifest GET (signed, 200; body {body_bytes} bytes) | {manifests:.0} (server CPU {manifest_cpu_us:.1} µs each) |"
+    );
+    println!(
+        "| manifest GET with If-None-Match (304 + lease; lease {lease_bytes} bytes) | {revalidations:.0} ({:.2}x the 200 path; server CPU {revalidation_cpu_us:.1} µs each) |",
         revalidations / manifests
     );
     println!("| ack POST (durable; over {} replica(s)), {CONCURRENCY} clients | {:.0} |", bases.len(), acks[0]);
@@ -318,13 +368,16 @@ async fn suite(secs: u64, bases: &[String]) -> Figures {
         commit_p99_ms: commits,
         manifests_per_s: manifests,
         revalidations_per_s: revalidations,
+        manifest_cpu_us,
+        revalidation_cpu_us,
         acks_per_s: acks,
         rollback_p50_ms: percentile(&trigger_to_commit, 50.0),
     }
 }
 
-/// Runs `clients` loops of `request` for `secs` seconds; returns successful requests per second.
-async fn throughput<F, Fut>(http: &reqwest::Client, secs: u64, clients: usize, request: F) -> f64
+/// Runs `clients` loops of `request` for `secs` seconds; returns successful requests per
+/// second and how many succeeded.
+async fn throughput<F, Fut>(http: &reqwest::Client, secs: u64, clients: usize, request: F) -> (f64, u64)
 where
     F: Fn(&reqwest::Client, usize) -> Fut + Send + Sync + 'static + Clone,
     Fut: std::future::Future<Output = bool> + Send,
@@ -348,5 +401,6 @@ where
     for t in tasks {
         t.await.unwrap();
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let done = done.load(Ordering::Relaxed);
+    (done as f64 / started.elapsed().as_secs_f64(), done)
 }

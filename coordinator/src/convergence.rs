@@ -106,9 +106,32 @@ pub struct FetchRecord {
     pub lease_until: Option<u64>,
 }
 
-/// The write a manifest answer needs before it is sent: `Some(record)` when the durable
-/// record must move to `record` (a newer generation, or a statement that would outlive the
-/// recorded bound), `None` when the recorded one already covers it.
+/// How the durable fetch record must move for a manifest answer ([`advance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// The lease bound moves (a first statement, or one that would outlive the recorded
+    /// bound): the record must be durable before the statement goes out, or the report's
+    /// `old_until` could be earlier than a statement the PoP holds.
+    Bound(FetchRecord),
+    /// Only the generation moves; the recorded bound already covers the statement, so the
+    /// report's bound stays true whether or not this record is durable yet. It vouches for
+    /// the PoP's ack: a store whose replicas vouch from the durable record needs it written
+    /// first; a single-process store vouches from memory and may write it afterwards.
+    Generation(FetchRecord),
+}
+
+impl Advance {
+    /// The record to write.
+    pub fn record(self) -> FetchRecord {
+        match self {
+            Advance::Bound(r) | Advance::Generation(r) => r,
+        }
+    }
+}
+
+/// The write a manifest answer needs: `Some` when the durable record must move (a newer
+/// generation, or a statement that would outlive the recorded bound), `None` when the
+/// recorded one already covers it.
 ///
 /// The bound is written ahead by `slack_ms`, so a PoP that refreshes every `max_age` costs
 /// one write per `slack_ms`, not one per request; the report's bound is late by at most
@@ -118,19 +141,20 @@ pub fn advance(
     generation: Generation,
     expires_at: u64,
     slack_ms: u64,
-) -> Option<FetchRecord> {
+) -> Option<Advance> {
     let ahead = FetchRecord { generation, lease_until: Some(expires_at.saturating_add(slack_ms)) };
     match recorded {
-        None => Some(ahead),
+        None => Some(Advance::Bound(ahead)),
         Some(r) => {
             let covered = r.lease_until.is_some_and(|u| u >= expires_at);
-            if r.generation >= generation && covered {
-                return None;
+            match (r.generation >= generation, covered) {
+                (true, true) => None,
+                (_, false) => Some(Advance::Bound(FetchRecord {
+                    generation: r.generation.max(generation),
+                    lease_until: ahead.lease_until,
+                })),
+                (false, true) => Some(Advance::Generation(FetchRecord { generation, lease_until: r.lease_until })),
             }
-            Some(FetchRecord {
-                generation: r.generation.max(generation),
-                lease_until: if covered { r.lease_until } else { ahead.lease_until },
-            })
         }
     }
 }
@@ -154,9 +178,10 @@ pub struct ManifestFetches {
 }
 
 impl ManifestFetches {
-    /// The record to write durably before `pop` is handed a statement of `tenant` at
+    /// How the record must move before `pop` is handed a statement of `tenant` at
     /// `generation` expiring at `expires_at` ([`advance`]); `None` when the known record
-    /// covers it. Call [`ManifestFetches::record`] once it is written.
+    /// covers it. Call [`ManifestFetches::record`] once it is written (or, for an
+    /// [`Advance::Generation`] in a single-process store, at once).
     pub fn served(
         &self,
         pop: &PopId,
@@ -164,7 +189,7 @@ impl ManifestFetches {
         generation: Generation,
         expires_at: u64,
         slack_ms: u64,
-    ) -> Option<FetchRecord> {
+    ) -> Option<Advance> {
         let known = self.served.read().unwrap_or_else(|p| p.into_inner()).get(&(pop.clone(), tenant.clone())).copied();
         advance(known, generation, expires_at, slack_ms)
     }
@@ -356,7 +381,7 @@ mod tests {
         let f = ManifestFetches::default();
         let (p1, a) = (PopId::new("p1").unwrap(), TenantId::new("a").unwrap());
         assert!(!f.vouches_for(&ack("p1", "a", 1)), "never fetched");
-        assert_eq!(f.served(&p1, &a, Generation(3), 100, 10), Some(rec(3, 110)), "new");
+        assert_eq!(f.served(&p1, &a, Generation(3), 100, 10), Some(Advance::Bound(rec(3, 110))), "new");
         assert!(!f.vouches_for(&ack("p1", "a", 3)), "not recorded yet");
         f.record(p1.clone(), a.clone(), rec(3, 110));
         assert_eq!(f.served(&p1, &a, Generation(2), 100, 10), None, "older, covered");
@@ -371,19 +396,51 @@ mod tests {
 
     #[test]
     fn the_recorded_bound_moves_ahead_by_the_slack_only_when_a_statement_would_outlive_it() {
-        let check = |recorded: Option<FetchRecord>, generation: u64, expires: u64, expected: Option<FetchRecord>| {
+        let check = |recorded: Option<FetchRecord>, generation: u64, expires: u64, expected: Option<Advance>| {
             assert_eq!(
                 advance(recorded, Generation(generation), expires, 50),
                 expected,
                 "{recorded:?} g{generation} {expires}"
             );
         };
-        check(None, 1, 1000, Some(rec(1, 1050)));
+        let (bound, generation) = (|r| Some(Advance::Bound(r)), |r| Some(Advance::Generation(r)));
+        check(None, 1, 1000, bound(rec(1, 1050)));
         check(Some(rec(1, 1050)), 1, 1050, None);
-        check(Some(rec(1, 1050)), 1, 1051, Some(rec(1, 1101)));
-        check(Some(rec(1, 1050)), 2, 1010, Some(rec(2, 1050)));
+        check(Some(rec(1, 1050)), 1, 1051, bound(rec(1, 1101)));
+        check(Some(rec(1, 1050)), 2, 1010, generation(rec(2, 1050)));
+        check(Some(rec(1, 1050)), 2, 1051, bound(rec(2, 1101)));
         check(Some(rec(3, 1050)), 2, 1010, None);
-        check(Some(FetchRecord { generation: Generation(1), lease_until: None }), 1, 10, Some(rec(1, 60)));
+        check(Some(rec(3, 1050)), 2, 1060, bound(rec(3, 1110)));
+        check(Some(FetchRecord { generation: Generation(1), lease_until: None }), 1, 10, bound(rec(1, 60)));
+        check(Some(FetchRecord { generation: Generation(1), lease_until: None }), 2, 10, bound(rec(2, 60)));
+    }
+
+    proptest::proptest! {
+        /// A store that loses every [`Advance::Generation`] write (written after the answer,
+        /// then a crash) still holds a bound covering every statement handed out, and the
+        /// in-memory record vouches for every generation served.
+        #[test]
+        fn only_bound_moves_must_be_durable_first(
+            statements in proptest::collection::vec((1..6u64, 0..10_000u64), 1..40),
+        ) {
+            let (mut durable, mut memory): (Option<FetchRecord>, Option<FetchRecord>) = (None, None);
+            let mut latest_expiry = 0;
+            for (generation, expires) in statements {
+                let step = advance(memory, Generation(generation), expires, 500);
+                if let Some(step) = step {
+                    let record = step.record();
+                    if matches!(step, Advance::Bound(_)) {
+                        durable = Some(record);
+                    }
+                    memory = Some(record);
+                }
+                latest_expiry = latest_expiry.max(expires);
+                let bound = durable.and_then(|r| r.lease_until);
+                proptest::prop_assert!(bound.is_some_and(|b| b >= latest_expiry), "{durable:?} vs {latest_expiry}");
+                proptest::prop_assert!(memory.is_some_and(|m| m.generation >= Generation(generation)));
+                proptest::prop_assert_eq!(memory.and_then(|m| m.lease_until), bound, "memory and disk agree on the bound");
+            }
+        }
     }
 
     fn pops(names: &[&str]) -> Vec<PopId> {

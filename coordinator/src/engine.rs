@@ -11,7 +11,7 @@ use edgegen_shared::api::{Phase, ReleaseRequest, Step, StepStatus};
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
 
 use crate::analysis::{Analysis, AnalysisConfig};
-use crate::convergence::ManifestFetches;
+use crate::convergence::{Advance, ManifestFetches};
 use crate::domain::{self, Refusal};
 use crate::execlog;
 use crate::metrics::Metrics;
@@ -241,7 +241,11 @@ impl Engine {
     /// `expires_at` (its `issued_at + max_stale`): in memory, and in the store whenever the
     /// durable record must move ([`crate::convergence::advance`], `slack_ms` ahead), so
     /// other replicas can vouch for the PoP's ack and the convergence report can bound
-    /// until when the PoP may serve an older generation.
+    /// until when the PoP may serve an older generation. In a single-process store, a record
+    /// that only moves the generation (a PoP fetching a release's new generation within its
+    /// recorded bound) vouches from memory at once and is written after the answer: the
+    /// durable bound already covers the statement, so the manifest path of a release waits
+    /// for no store write.
     ///
     /// # Errors
     /// When the store fails to record it (the statement must then not be handed out).
@@ -253,9 +257,23 @@ impl Engine {
         expires_at: u64,
         slack_ms: u64,
     ) -> Result<(), EngineError> {
-        if let Some(record) = self.fetches.served(&pop, &tenant, generation, expires_at, slack_ms) {
-            self.store.record_fetch(pop.clone(), tenant.clone(), record).await?;
-            self.fetches.record(pop, tenant, record);
+        match self.fetches.served(&pop, &tenant, generation, expires_at, slack_ms) {
+            None => {}
+            Some(Advance::Generation(record)) if self.store.single_process() => {
+                self.fetches.record(pop.clone(), tenant.clone(), record);
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    if let Err(e) = store.record_fetch(pop.clone(), tenant.clone(), record).await {
+                        // The bound is already durable; only the stored generation lags.
+                        tracing::warn!(%pop, %tenant, cause = %e.chain(), "writing a fetch record's generation failed");
+                    }
+                });
+            }
+            Some(advance) => {
+                let record = advance.record();
+                self.store.record_fetch(pop.clone(), tenant.clone(), record).await?;
+                self.fetches.record(pop, tenant, record);
+            }
         }
         Ok(())
     }

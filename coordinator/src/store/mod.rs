@@ -348,14 +348,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<crate::domain::ReportedRelease>, StoreError>>;
     /// Records durably, where every replica can see it, that `pop` was (or is about to be)
     /// served `tenant`'s manifest up to `record` (merged: the generation and the lease bound
-    /// only grow). Called before the statement goes out, once per new generation or lease
-    /// bound ([`crate::convergence::advance`]), not per request.
+    /// only grow). Called before the statement goes out (after it, for a generation-only
+    /// move in a [`Store::single_process`] store), once per new generation or lease bound
+    /// ([`crate::convergence::advance`]), not per request.
     fn record_fetch(
         &self,
         pop: PopId,
         tenant: TenantId,
         record: crate::convergence::FetchRecord,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Whether one process owns this store (SQLite): every ack then reaches the engine that
+    /// served the manifest, whose in-memory ledger vouches for it, and no other replica reads
+    /// [`Store::fetched`]. A fetch record that only moves the generation
+    /// ([`crate::convergence::Advance::Generation`]) may then be written after the answer.
+    fn single_process(&self) -> bool {
+        false
+    }
     /// The highest generation of `tenant`'s manifest any replica recorded serving `pop`.
     fn fetched(&self, pop: PopId, tenant: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>>;
     /// Records `ack` if a manifest fetch vouches for it: `vouched` when the caller already

@@ -75,3 +75,61 @@ async fn fetch_records_survive_a_restart() {
     assert_eq!(unconfirmed[0]["pop"], "pop-1");
     assert_eq!(unconfirmed[0]["old_until"].as_i64(), Some(stored), "the recorded bound, not a fallback");
 }
+
+/// Regression: a PoP fetching a release's new generation within its recorded lease bound is
+/// answered without waiting for its fetch record (single process: memory vouches for its
+/// ack; the durable bound already covers the statement). Injected from outside: the record's
+/// move to generation 2 fails; the manifest is still served, the ack still counts, and the
+/// stored bound (what the convergence report states) is unchanged.
+#[tokio::test]
+async fn a_new_generation_is_served_without_waiting_for_its_fetch_record() {
+    let app = test_app_on(Backend::Sqlite);
+    add_tenant(&app.router, "a").await;
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    let bound = || -> (i64, i64) {
+        conn.query_row("SELECT generation, lease_until FROM fetches WHERE pop = 'pop-1' AND tenant_id = 'a'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let before = bound();
+    conn.execute_batch(
+        "CREATE TRIGGER generation_write_fails BEFORE UPDATE ON fetches WHEN NEW.generation = 2
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    release(&app.router, &["a"]).await;
+    let m = fetch_manifest(&app.router, "pop-1", "a").await;
+    assert_eq!(m.status, StatusCode::OK, "{}", m.text);
+    assert_eq!(m.headers["etag"], "\"2\"");
+    // The failed write runs after the answer; let it end before the ack (which would share
+    // its group commit and fail with it).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(raw_ack(&app.router, "pop-1", "a", 2).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(bound(), before, "the bound stays the one recorded before the answer");
+    let c = send(&app.router, "GET", "/v1/releases/rel-1/convergence", Some(ADMIN), None).await.body;
+    assert_eq!(c["leases"]["confirmed"], serde_json::json!(["pop-1"]), "{c}");
+}
+
+/// The new generation's fetch record follows the answer: it reaches the file.
+#[tokio::test]
+async fn a_new_generation_s_fetch_record_is_written_after_the_answer() {
+    let app = test_app_on(Backend::Sqlite);
+    add_tenant(&app.router, "a").await;
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    release(&app.router, &["a"]).await;
+    assert_eq!(fetch_manifest(&app.router, "pop-1", "a").await.status, StatusCode::OK);
+    let conn = rusqlite::Connection::open(app._dir.path().join("edgegen.db")).unwrap();
+    let mut stored = 0;
+    for _ in 0..50 {
+        stored = conn
+            .query_row("SELECT generation FROM fetches WHERE pop = 'pop-1' AND tenant_id = 'a'", [], |r| r.get(0))
+            .unwrap();
+        if stored == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 2);
+}

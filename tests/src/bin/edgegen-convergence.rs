@@ -145,6 +145,9 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
     let checker = edgegen_tests::checker::start(urls, names.clone(), "test", "/item", (2 * pops).max(4))?;
     tokio::time::sleep(Duration::from_millis(2500)).await; // every PoP live, caches warm
 
+    // The purge may reach a PoP before the release call's answer reaches us (the outbox is
+    // woken by the commit): purges are matched from the moment the call was sent.
+    let sent = Instant::now();
     let release = coordinator
         .admin(
             Method::POST,
@@ -163,9 +166,10 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
     let summary = match mode {
         Mode::Poll => edgegen_tests::checker::summarize(&reads, commit, max_age, 2),
         Mode::Push => {
-            // When each PoP applied the purge of each tenant's manifest (the first after commit).
+            // When each PoP applied the purge of each tenant's manifest (the first after the
+            // release call was sent).
             let mut applied: HashMap<(String, String), Instant> = HashMap::new();
-            for a in api.purges().into_iter().filter(|a| a.applied_at > commit) {
+            for a in api.purges().into_iter().filter(|a| a.applied_at > sent) {
                 for key in &a.keys {
                     if let Some(tenant) = key.strip_prefix("edgegen-manifest/") {
                         applied.entry((a.pop.clone(), tenant.to_owned())).or_insert(a.applied_at);
@@ -178,7 +182,7 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
                 applied.len(),
                 pops * tenants
             );
-            edgegen_tests::checker::summarize_with(&reads, commit, 2, |r| {
+            edgegen_tests::checker::summarize_with(&reads, sent, 2, |r| {
                 applied.get(&(pop_names[r.pop].clone(), r.tenant.clone())).copied()
             })
         }

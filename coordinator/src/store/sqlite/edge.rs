@@ -1,15 +1,15 @@
-//! What the edge sends: acknowledgements and manifest fetch records (each group-committed),
+//! What the edge sends: acknowledgements and manifest fetch records (group-committed together),
 //! reports with the auto-rollback policy, convergence and the convergence deadline. The policies' decisions are pure
 //! ([`crate::domain`], [`crate::convergence`]); this module reads and writes their inputs.
 
 use std::collections::HashSet;
 
 use edgegen_shared::api::{Convergence, Release, ReleaseKind, ReleaseStatus};
-use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
+use edgegen_shared::{Generation, PopId, ReleaseId, Report, TenantId};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::load::{live_pops, load_release};
-use super::{Reply, Writer, corrupt, sql_gen};
+use super::{AckWrite, FetchWrite, Writer, corrupt, sql_gen};
 use crate::clock::now_ms;
 use crate::convergence::FetchRecord;
 use crate::domain::{self, AckRow, Refusal};
@@ -82,13 +82,19 @@ impl Writer {
         Ok(())
     }
 
-    pub(super) fn flush_acks(&mut self, acks: Vec<(Ack, Reply<()>)>) {
-        if acks.is_empty() {
+    /// One group commit of the edge's writes: the acknowledgements (each checked against
+    /// its tenant first; a refused one is answered at once; each stored with the time the
+    /// store received it, not the time its batch reached the writer, so its ack latency does
+    /// not include waiting behind other writes) and the manifest fetch records
+    /// (the bounds only grow) in one transaction, so a pass costs one durable commit; then
+    /// every caller is answered and the acknowledged releases are checked for convergence.
+    pub(super) fn flush_edge(&mut self, acks: Vec<AckWrite>, fetches: Vec<FetchWrite>) {
+        if acks.is_empty() && fetches.is_empty() {
             return;
         }
         let now = now_ms();
         let mut accepted = Vec::with_capacity(acks.len());
-        for (ack, reply) in acks {
+        for (ack, received_at, reply) in acks {
             match self.tenant(&ack.tenant) {
                 None => {
                     let _ = reply.send(Err(Refusal::NotFound(format!("tenant {} does not exist", ack.tenant)).into()));
@@ -100,22 +106,23 @@ impl Writer {
                     ))
                     .into()));
                 }
-                Some(_) => accepted.push((ack, reply)),
+                Some(_) => accepted.push((ack, received_at, reply)),
             }
         }
-        let result = self.insert_acks(&accepted, now);
-        let ok = result.is_ok();
-        let err = result.err();
+        if accepted.is_empty() && fetches.is_empty() {
+            return;
+        }
+        let result = self.write_edge(&accepted, &fetches, now);
+        for (_, _, _, reply) in fetches {
+            let _ = reply.send(result.clone());
+        }
         let n = accepted.len() as u64;
         let mut stored = Vec::with_capacity(accepted.len());
-        for (ack, reply) in accepted {
+        for (ack, _, reply) in accepted {
             stored.push(ack);
-            let _ = reply.send(match &err {
-                None => Ok(()),
-                Some(e) => Err(e.clone()),
-            });
+            let _ = reply.send(result.clone());
         }
-        if ok {
+        if result.is_ok() && !stored.is_empty() {
             self.metrics.acks(n);
             let mut completed = HashSet::new();
             for ack in &stored {
@@ -156,7 +163,7 @@ impl Writer {
         Ok(())
     }
 
-    fn insert_acks(&mut self, acks: &[(Ack, Reply<()>)], now: u64) -> Result<(), StoreError> {
+    fn write_edge(&mut self, acks: &[AckWrite], fetches: &[FetchWrite], now: u64) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
@@ -167,50 +174,32 @@ impl Writer {
                  ON CONFLICT (id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
             )?;
             let mut pops = HashSet::new();
-            for (ack, _) in acks {
+            for (ack, received_at, _) in acks {
                 let observed = i64::try_from(ack.observed_at).unwrap_or(i64::MAX);
                 insert.execute(params![
                     ack.pop.as_str(),
                     ack.tenant.as_str(),
                     sql_gen(ack.generation)?,
                     observed,
-                    now as i64
+                    i64::try_from(*received_at).unwrap_or(i64::MAX)
                 ])?;
                 if pops.insert(ack.pop.as_str()) {
                     seen.execute(params![ack.pop.as_str(), now as i64])?;
                 }
             }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO fetches (pop, tenant_id, generation, lease_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = MAX(generation, excluded.generation),
+                   lease_until = CASE WHEN excluded.lease_until IS NULL THEN lease_until
+                     ELSE MAX(COALESCE(lease_until, 0), excluded.lease_until) END",
+            )?;
+            for (pop, tenant, record, _) in fetches {
+                let until = record.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
+                upsert.execute(params![pop.as_str(), tenant.as_str(), sql_gen(record.generation)?, until])?;
+            }
         }
         tx.commit()?;
         Ok(())
-    }
-
-    /// Writes manifest fetch records in one transaction (the bounds only grow), then
-    /// answers each caller.
-    pub(super) fn flush_fetches(&mut self, fetches: Vec<(PopId, TenantId, FetchRecord, Reply<()>)>) {
-        if fetches.is_empty() {
-            return;
-        }
-        let result = (|| -> Result<(), StoreError> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO fetches (pop, tenant_id, generation, lease_until) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (pop, tenant_id) DO UPDATE SET generation = MAX(generation, excluded.generation),
-                       lease_until = CASE WHEN excluded.lease_until IS NULL THEN lease_until
-                         ELSE MAX(COALESCE(lease_until, 0), excluded.lease_until) END",
-                )?;
-                for (pop, tenant, record, _) in &fetches {
-                    let until = record.lease_until.map(|u| i64::try_from(u).unwrap_or(i64::MAX));
-                    upsert.execute(params![pop.as_str(), tenant.as_str(), sql_gen(record.generation)?, until])?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })();
-        for (_, _, _, reply) in fetches {
-            let _ = reply.send(result.clone());
-        }
     }
 
     pub(super) fn record_report(&mut self, report: Report) -> Result<i64, StoreError> {

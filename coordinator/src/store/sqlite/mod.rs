@@ -4,9 +4,9 @@
 //! One writer thread owns the connection and executes commands in arrival order, so
 //! releases are serialized without lock contention: each release or rollback is one
 //! `BEGIN IMMEDIATE` transaction (all tenants or none, also across `kill -9`). Consecutive
-//! acknowledgements are group-committed: one transaction for a batch, each caller answered
-//! after that transaction is durable; so are the manifest fetch records (the lease bounds
-//! of the convergence report). The in-memory tenant map that serves manifests is updated
+//! acknowledgements and manifest fetch records (the lease bounds of the convergence report)
+//! are group-committed: one transaction for a batch of both, each caller answered after
+//! that transaction is durable. The in-memory tenant map that serves manifests is updated
 //! only after a commit returned.
 
 mod edge;
@@ -34,6 +34,10 @@ use crate::outbox::Effect;
 pub use crate::store::StoreSettings;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// An acknowledgement, when the store received it, and its caller.
+type AckWrite = (Ack, u64, Reply<()>);
+/// A manifest fetch record to write, and its caller.
+type FetchWrite = (PopId, TenantId, FetchRecord, Reply<()>);
 
 enum Command {
     RegisterTenant(NewTenant, Reply<Tenant>),
@@ -45,7 +49,8 @@ enum Command {
     Releases(u32, u32, Reply<(u64, Vec<Release>)>),
     Reports(u32, u32, Reply<(u64, Vec<StoredReport>)>),
     Convergence(ReleaseId, Reply<Option<Convergence>>),
-    Ack(Ack, Reply<()>),
+    /// An acknowledgement and when the store received it (Unix ms, before it queued).
+    Ack(Ack, u64, Reply<()>),
     Fetch(PopId, TenantId, FetchRecord, Reply<()>),
     Report(Report, Reply<i64>),
     ReportsAgainst(TenantId, Generation, u64, Reply<Option<crate::domain::ReportedRelease>>),
@@ -184,7 +189,8 @@ impl Store for SqliteStore {
     }
 
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.call(move |r| Command::Ack(ack, r))
+        let received_at = now_ms();
+        self.call(move |r| Command::Ack(ack, received_at, r))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {
@@ -202,6 +208,10 @@ impl Store for SqliteStore {
 
     fn record_fetch(&self, pop: PopId, tenant: TenantId, record: FetchRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.call(move |r| Command::Fetch(pop, tenant, record, r))
+    }
+
+    fn single_process(&self) -> bool {
+        true
     }
 
     fn fetched(&self, _: PopId, _: TenantId) -> BoxFuture<'_, Result<Option<Generation>, StoreError>> {
@@ -253,21 +263,25 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Every command of a batch was sent before any of them ran, so none depends on
+            // another's effect and any order is a valid one: the edge's writes
+            // (acknowledgements and fetch records) go first, in one group commit, so they
+            // never wait behind the batch's other writes (a report's or a commit's own
+            // durable commit); the rest follow in arrival order.
             let mut acks = Vec::new();
             let mut fetches = Vec::new();
+            let mut rest = Vec::new();
             for cmd in batch {
                 match cmd {
-                    Command::Ack(ack, reply) => acks.push((ack, reply)),
+                    Command::Ack(ack, at, reply) => acks.push((ack, at, reply)),
                     Command::Fetch(pop, tenant, record, reply) => fetches.push((pop, tenant, record, reply)),
-                    other => {
-                        self.flush_acks(std::mem::take(&mut acks));
-                        self.flush_fetches(std::mem::take(&mut fetches));
-                        self.execute(other);
-                    }
+                    other => rest.push(other),
                 }
             }
-            self.flush_acks(acks);
-            self.flush_fetches(fetches);
+            self.flush_edge(acks, fetches);
+            for other in rest {
+                self.execute(other);
+            }
         }
     }
 
@@ -306,8 +320,10 @@ impl Writer {
             Command::ReportsAgainst(tenant, generation, window_ms, reply) => {
                 let _ = reply.send(self.reports_against(&tenant, generation, window_ms));
             }
-            Command::Ack(ack, reply) => self.flush_acks(vec![(ack, reply)]),
-            Command::Fetch(pop, tenant, record, reply) => self.flush_fetches(vec![(pop, tenant, record, reply)]),
+            Command::Ack(ack, at, reply) => self.flush_edge(vec![(ack, at, reply)], Vec::new()),
+            Command::Fetch(pop, tenant, record, reply) => {
+                self.flush_edge(Vec::new(), vec![(pop, tenant, record, reply)])
+            }
             Command::DueEffects(now, limit, reply) => {
                 let _ = reply.send(self.due_effects(now, limit));
             }

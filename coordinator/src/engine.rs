@@ -1,7 +1,8 @@
 //! The release use case, independent of HTTP and of SQL: the analysis gate, shard
 //! verification, the per-tenant plan whose keys the outbox purges, the commit through the
-//! [`Store`], the edge-facing checks (which acks are accepted) and the report policy (which
-//! reports roll a release back, [`Engine::report`]). Handlers in [`crate::server`] parse
+//! [`Store`], the edge-facing checks (which acks are accepted) and the two automatic
+//! rollback policies: edge reports ([`Engine::report`]) and the convergence deadline
+//! ([`Engine::enforce_deadline`], run by [`Engine::run_deadline`]). Handlers in [`crate::server`] parse
 //! and answer; the store persists; this module decides the order and what blocks a release.
 
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use crate::execlog;
 use crate::metrics::Metrics;
 use crate::shards::{ShardMap, SharedRls};
 use crate::store::{AckOutcome, Committed, ReportOutcome, Store, StoreError};
+
+/// How often the convergence-deadline pass runs.
+pub const DEADLINE_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The request header in which the edge names its PoP when it fetches a manifest.
 pub const POP_HEADER: &str = edgegen_shared::wire::POP_HEADER;
@@ -303,6 +307,51 @@ impl Engine {
         };
         let auto_rollback = self.automatic_rollback(&reported.id, reason, now).await?;
         Ok(ReportOutcome { id, auto_rollback })
+    }
+
+    /// One pass of the convergence-deadline policy at `now`: every release still committed
+    /// `deadline_ms` after its commit ([`Store::past_deadline`]) is checked once more
+    /// ([`Store::convergence`], which marks it converged if it just did) and, if it has
+    /// not converged, rolled back with the moment its deadline passed as the trigger.
+    /// Returns the rollbacks made. On PostgreSQL every replica runs the pass; the store
+    /// hands the due releases to one at a time, and a rollback another pass already made is
+    /// refused, so each release is rolled back once.
+    ///
+    /// # Errors
+    /// When the store fails (the next pass tries again).
+    pub async fn enforce_deadline(&self, deadline_ms: u64, now: u64) -> Result<Vec<ReleaseId>, EngineError> {
+        let mut rolled_back = Vec::new();
+        for (id, trigger_at) in self.store.past_deadline(deadline_ms, now).await? {
+            let Some(conv) = self.store.convergence(id.clone()).await? else { continue };
+            if conv.converged {
+                continue;
+            }
+            let reason = format!(
+                "automatic: not converged within the deadline of {deadline_ms} ms ({}/{} live PoPs acknowledged)",
+                conv.acked, conv.total
+            );
+            if let Some(rollback) = self.automatic_rollback(&id, reason, trigger_at).await? {
+                rolled_back.push(rollback);
+            }
+        }
+        Ok(rolled_back)
+    }
+
+    /// Runs [`Engine::enforce_deadline`] every [`DEADLINE_TICK`] until `shutdown`
+    /// resolves; a failed pass is logged and the next one tries again.
+    pub async fn run_deadline(self, deadline_ms: u64, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(DEADLINE_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.enforce_deadline(deadline_ms, crate::clock::now_ms()).await {
+                tracing::error!(cause = %e, "the convergence-deadline pass failed");
+            }
+        }
     }
 
     /// Rolls `release` back for a policy that fired at `trigger_at`; `None` when the store

@@ -51,7 +51,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         manifest_max_age_ms: config.manifest_max_age_ms,
         leases: config.leases.clone(),
         pop_live_window_ms: config.pop_live_window_ms,
-        convergence_deadline_ms: config.convergence_deadline_ms,
         cdn_service: config.fastly.as_ref().and_then(|f| f.service_id.clone()),
         hosts_max_entries: config.fastly.as_ref().and_then(|f| f.hosts.as_ref()).map(|h| h.max_entries),
         outbox_wake: Some(Arc::clone(&outbox_wake)),
@@ -109,10 +108,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 let _ = worker_stopped.await;
             }))
         });
+        // The convergence-deadline policy (engine), until the server stops.
+        let (stop_deadline, deadline_stopped) = tokio::sync::oneshot::channel::<()>();
+        let deadline = config.convergence_deadline_ms.map(|ms| {
+            tokio::spawn(state.engine().run_deadline(ms, async move {
+                let _ = deadline_stopped.await;
+            }))
+        });
         server::run(listener, server::app(state, &settings), shutdown_signal()).await.context("serving")?;
         let _ = stop_worker.send(());
+        let _ = stop_deadline.send(());
         if let Some(worker) = worker {
             let _ = worker.await;
+        }
+        if let Some(deadline) = deadline {
+            let _ = deadline.await;
         }
         tracing::info!("shut down");
         Ok(ExitCode::SUCCESS)

@@ -119,9 +119,6 @@ pub struct StoreSettings {
     pub leases: crate::config::LeasePolicy,
     /// PoPs seen within this window count as live.
     pub pop_live_window_ms: u64,
-    /// Roll a release back automatically when it has not converged this long after its
-    /// commit (`None`: never).
-    pub convergence_deadline_ms: Option<u64>,
     /// The CDN service releases purge through (its effects go to the outbox), if any.
     pub cdn_service: Option<String>,
     /// `Some(max entries)` when the coordinator owns the edge's `edgegen_hosts` Config
@@ -335,6 +332,12 @@ pub trait Store: Send + Sync + 'static {
     fn convergence(&self, id: ReleaseId) -> BoxFuture<'_, Result<Option<Convergence>, StoreError>>;
     /// Records that a PoP saw a generation (idempotent per pop, tenant, generation).
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Releases (not rollbacks) still `committed` `deadline_ms` after their commit, at
+    /// `now`, whose tenants all still carry the generation they set (a superseded release
+    /// can no longer be rolled back alone), each with the moment its deadline passed,
+    /// oldest first. The convergence-deadline pass ([`crate::engine::Engine::enforce_deadline`])
+    /// reads it; on PostgreSQL one replica reads it at a time.
+    fn past_deadline(&self, deadline_ms: u64, now: u64) -> BoxFuture<'_, Result<Vec<(ReleaseId, u64)>, StoreError>>;
     /// Stores an edge report of an existing tenant; its id.
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// The release that set `tenant` to `generation` (not a rollback; only while it stands,

@@ -30,7 +30,6 @@ fn settings(max_entries: usize) -> StoreSettings {
             max_stale_ms: 300_000,
         }),
         pop_live_window_ms: 30_000,
-        convergence_deadline_ms: None,
         cdn_service: None,
         hosts_max_entries: Some(max_entries),
         outbox_wake: None,

@@ -149,7 +149,7 @@ fn test_app_full(
                     let for_store = Arc::clone(&metrics);
                     let store: Arc<dyn Store> = Arc::new(
                         std::thread::spawn(move || {
-                            let settings = settings(convergence_deadline_ms, service, Some(for_settings), leases);
+                            let settings = settings(service, Some(for_settings), leases);
                             PostgresStore::open(&url, settings, for_store)
                         })
                         .join()
@@ -159,7 +159,8 @@ fn test_app_full(
                     if let Some(cdn) = &cdn {
                         spawn_worker(&store, cdn, &metrics, wake);
                     }
-                    let parts = (Default::default(), Default::default(), for_router, auto_rollback);
+                    let parts =
+                        (Default::default(), Default::default(), for_router, auto_rollback, convergence_deadline_ms);
                     router_over(store, metrics, cdn.clone(), parts)
                 })
                 .collect();
@@ -220,7 +221,6 @@ pub fn fresh_database() -> (Arc<edgegen_tests::postgres::TempCluster>, String) {
 }
 
 fn settings(
-    convergence_deadline_ms: Option<u64>,
     cdn_service: Option<String>,
     outbox_wake: Option<Arc<tokio::sync::Notify>>,
     leases: LeasePolicy,
@@ -229,7 +229,6 @@ fn settings(
         manifest_max_age_ms: 1000,
         leases,
         pop_live_window_ms: 30_000,
-        convergence_deadline_ms,
         cdn_service,
         hosts_max_entries: None,
         outbox_wake,
@@ -269,12 +268,7 @@ pub fn router_shared(
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(
             path,
-            settings(
-                convergence_deadline_ms,
-                cdn.as_ref().and_then(|c| c.service.clone()),
-                Some(Arc::clone(&wake)),
-                leases.clone(),
-            ),
+            settings(cdn.as_ref().and_then(|c| c.service.clone()), Some(Arc::clone(&wake)), leases.clone()),
             Arc::clone(&metrics),
         )
         .unwrap(),
@@ -282,20 +276,26 @@ pub fn router_shared(
     if let Some(cdn) = &cdn {
         spawn_worker(&store, cdn, &metrics, wake);
     }
-    router_over(store, metrics, cdn, (shards, shard_rls, leases, auto_rollback))
+    router_over(store, metrics, cdn, (shards, shard_rls, leases, auto_rollback, convergence_deadline_ms))
 }
 
 /// What a replica's router is configured with besides its store: shards, their RLS
-/// settings, manifest ages and the report policy.
-type Policies =
-    (edgegen_coordinator::shards::ShardMap, edgegen_coordinator::shards::SharedRls, LeasePolicy, Option<AutoRollback>);
+/// settings, manifest ages, the report policy and the convergence deadline (whose pass the
+/// replica runs until the test's runtime ends).
+type Policies = (
+    edgegen_coordinator::shards::ShardMap,
+    edgegen_coordinator::shards::SharedRls,
+    LeasePolicy,
+    Option<AutoRollback>,
+    Option<u64>,
+);
 
 /// The router of one replica over `store`.
 pub fn router_over(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
-    (shards, shard_rls, leases, auto_rollback): Policies,
+    (shards, shard_rls, leases, auto_rollback, convergence_deadline_ms): Policies,
 ) -> Router {
     let state = AppState {
         store,
@@ -309,6 +309,9 @@ pub fn router_over(
         fetches: Arc::default(),
         auto_rollback,
     };
+    if let Some(deadline) = convergence_deadline_ms {
+        tokio::spawn(state.engine().run_deadline(deadline, std::future::pending()));
+    }
     app(
         state,
         &RouterSettings {

@@ -1,8 +1,8 @@
 //! What the edge sends, on PostgreSQL: acknowledgements (rows, so they pool across
 //! replicas; the releases they complete are checked off the answer, [`super::completion`]),
-//! convergence marked once by a conditional update, reports with the
-//! auto-rollback policy (acting once: a rollback re-checks under row locks), and the
-//! deadline pass under a session advisory lock.
+//! convergence marked once by a conditional update, reports and the rows the report policy
+//! reads, and the releases past the convergence deadline (listed to one replica at a time,
+//! under a transaction advisory lock). The policies themselves are the engine's.
 
 use edgegen_shared::api::{Convergence, ExecutionLog, Release, ReleaseKind, ReleaseStatus};
 use edgegen_shared::{Ack, Generation, PopId, ReleaseId, Report, TenantId};
@@ -221,49 +221,6 @@ impl Inner {
             .get(0);
         Ok(id)
     }
-
-    /// Rolls back every release still unconverged past the deadline. One replica at a
-    /// time (session advisory lock); a rollback already made elsewhere is refused and
-    /// skipped.
-    pub(super) fn enforce_deadline(&self, c: &mut Client, now: u64) -> Result<(), StoreError> {
-        let Some(deadline) = self.settings.convergence_deadline_ms else { return Ok(()) };
-        let leader: bool = c.query_one("SELECT pg_try_advisory_lock($1)", &[&DEADLINE_LOCK])?.get(0);
-        if !leader {
-            return Ok(());
-        }
-        let result = (|| -> Result<(), StoreError> {
-            let due = c.query(
-                // A release a later one superseded (a tenant moved on) can no longer be
-                // rolled back alone: it is left as it is, like the SQLite store does.
-                "SELECT r.id, r.committed_at FROM releases r WHERE r.status = 'committed' AND r.kind = 'release'
-                   AND r.committed_at <= $1
-                   AND NOT EXISTS (SELECT 1 FROM release_tenants rt JOIN tenants t ON t.id = rt.tenant_id
-                                   WHERE rt.release_id = r.id AND t.generation <> rt.to_generation)
-                 ORDER BY r.committed_at, r.id",
-                &[&(now.saturating_sub(deadline) as i64)],
-            )?;
-            for row in due {
-                let id = ReleaseId::new(row.get::<_, String>(0)).map_err(corrupt)?;
-                let trigger_at = (row.get::<_, i64>(1) as u64).saturating_add(deadline);
-                let Some(release) = load_release(c, &id)? else { continue };
-                let conv = self.compute_convergence(c, &release, now)?;
-                if conv.converged {
-                    self.mark_converged(c, &id, &conv, now)?;
-                    continue;
-                }
-                let reason = format!(
-                    "automatic: not converged within the deadline of {deadline} ms ({}/{} live PoPs acknowledged)",
-                    conv.acked, conv.total
-                );
-                if let Err(e) = self.rollback(c, &id, &reason, true, Some(trigger_at)) {
-                    tracing::error!(release = %id, cause = %e.chain(), "automatic rollback failed");
-                }
-            }
-            Ok(())
-        })();
-        c.execute("SELECT pg_advisory_unlock($1)", &[&DEADLINE_LOCK])?;
-        result
-    }
 }
 
 /// [`crate::store::Store::reports_against`].
@@ -299,4 +256,33 @@ pub(super) fn reports_against(
         committed_at: committed_at as u64,
         reports,
     }))
+}
+
+/// [`crate::store::Store::past_deadline`]: one replica at a time (a transaction advisory
+/// lock; another replica's pass finds none due meanwhile). Passes that still overlap are
+/// harmless: a rollback re-reads its release under its tenants' row locks, so a second
+/// one is refused.
+pub(super) fn past_deadline(c: &mut Client, deadline: u64, now: u64) -> Result<Vec<(ReleaseId, u64)>, StoreError> {
+    let mut tx = c.transaction()?;
+    let leader: bool = tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&DEADLINE_LOCK])?.get(0);
+    if !leader {
+        return Ok(Vec::new());
+    }
+    let due = tx.query(
+        // A release a later one superseded (a tenant moved on) can no longer be rolled back
+        // alone: it is left as it is.
+        "SELECT r.id, r.committed_at FROM releases r WHERE r.status = 'committed' AND r.kind = 'release'
+           AND r.committed_at <= $1
+           AND NOT EXISTS (SELECT 1 FROM release_tenants rt JOIN tenants t ON t.id = rt.tenant_id
+                           WHERE rt.release_id = r.id AND t.generation <> rt.to_generation)
+         ORDER BY r.committed_at, r.id",
+        &[&i64::try_from(now.saturating_sub(deadline)).unwrap_or(i64::MAX)],
+    )?;
+    tx.commit()?;
+    due.into_iter()
+        .map(|row| {
+            let id = ReleaseId::new(row.get::<_, String>(0)).map_err(corrupt)?;
+            Ok((id, (row.get::<_, i64>(1) as u64).saturating_add(deadline)))
+        })
+        .collect()
 }

@@ -20,8 +20,9 @@
 //!   is computed from the rows, whichever replica received each; each replica checks the
 //!   releases its acks completed right after they committed ([`completion`]), and a release
 //!   is marked converged by a conditional `UPDATE` (once).
-//! - **Singletons act once.** The deadline pass runs under a session advisory lock (one
-//!   replica at a time); a rollback re-checks the release under its tenants' row locks, so
+//! - **Singletons act once.** The releases past the convergence deadline are listed to one
+//!   replica at a time (a transaction advisory lock); a rollback re-checks the release
+//!   under its tenants' row locks, so
 //!   two replicas deciding the same rollback commit it once (the other is refused and
 //!   counts as "not triggered"); outbox effects are claimed with `FOR UPDATE SKIP LOCKED`
 //!   and a lease, so each attempt is made by one replica.
@@ -75,9 +76,6 @@ const ACK_WRITERS: usize = 2;
 /// Fetch-record writer threads per replica.
 const FETCH_WRITERS: usize = 2;
 
-/// How often the deadline pass runs.
-const TICK_MS: u64 = 200;
-
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         StoreError::caused("PostgreSQL", e)
@@ -120,7 +118,7 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects, creates the schema if needed (under an advisory lock, so replicas starting
-    /// together do not race), and starts the deadline ticker when a deadline is set.
+    /// together do not race), and starts its writer threads.
     ///
     /// # Errors
     /// When the database cannot be reached or the schema created.
@@ -132,7 +130,6 @@ impl PostgresStore {
         c.client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
         created?;
         pool.put(c);
-        let deadline = settings.convergence_deadline_ms;
         let cache = tenant_cache::TenantCache::start(url)?;
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
@@ -142,22 +139,6 @@ impl PostgresStore {
         inner.completion.start(Arc::downgrade(&inner))?;
         ack_writers.start("acks", ACK_WRITERS, &Arc::downgrade(&inner), Inner::record_acks)?;
         fetch_writers.start("fetches", FETCH_WRITERS, &Arc::downgrade(&inner), record_fetches)?;
-        if deadline.is_some() {
-            // A weak handle: the ticker never keeps the store alive after it is dropped.
-            let weak = Arc::downgrade(&inner);
-            std::thread::Builder::new()
-                .name("edgegen-deadline".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(std::time::Duration::from_millis(TICK_MS));
-                        let Some(inner) = weak.upgrade() else { break };
-                        if let Err(e) = inner.with(|c, s| s.enforce_deadline(c, now_ms())) {
-                            tracing::error!(cause = %e.chain(), "enforcing the convergence deadline failed");
-                        }
-                    }
-                })
-                .map_err(|e| StoreError::caused("starting the deadline ticker", e))?;
-        }
         Ok(PostgresStore { inner })
     }
 
@@ -318,6 +299,10 @@ impl Store for PostgresStore {
 
     fn record_vouched_ack(&self, ack: Ack, vouched: bool) -> BoxFuture<'_, Result<AckOutcome, StoreError>> {
         Box::pin(self.inner.acks.write((ack, vouched)))
+    }
+
+    fn past_deadline(&self, deadline_ms: u64, now: u64) -> BoxFuture<'_, Result<Vec<(ReleaseId, u64)>, StoreError>> {
+        self.call(move |c, _| edge::past_deadline(c, deadline_ms, now))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {

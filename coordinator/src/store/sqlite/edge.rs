@@ -1,6 +1,7 @@
 //! What the edge sends: acknowledgements and manifest fetch records (group-committed together),
-//! reports with the auto-rollback policy, convergence and the convergence deadline. The policies' decisions are pure
-//! ([`crate::domain`], [`crate::convergence`]); this module reads and writes their inputs.
+//! reports and the rows the report policy reads, convergence, and the releases past the
+//! convergence deadline. The policies are the engine's ([`crate::engine`]), their decisions
+//! pure ([`crate::domain`], [`crate::convergence`]); this module reads and writes their inputs.
 
 use std::collections::HashSet;
 
@@ -262,30 +263,21 @@ impl Writer {
         }))
     }
 
-    /// Rolls back every release (not rollbacks) still unconverged past the deadline.
-    pub(super) fn enforce_deadline(&mut self, now: u64) -> Result<(), StoreError> {
-        let Some(deadline) = self.settings.convergence_deadline_ms else { return Ok(()) };
+    /// [`crate::store::Store::past_deadline`], from the open releases this process tracks
+    /// (one that is no longer `committed` or was superseded leaves the tracking).
+    pub(super) fn past_deadline(&mut self, deadline: u64, now: u64) -> Result<Vec<(ReleaseId, u64)>, StoreError> {
+        let mut due = Vec::new();
         for (id, trigger_at) in self.open.past_deadline(deadline, now) {
-            let Some(release) = load_release(&self.conn, &id)? else { continue };
-            if release.status != ReleaseStatus::Committed {
-                self.open.remove(&id);
-                continue;
-            }
-            let conv = self.compute_convergence(&release, now)?;
-            if conv.converged {
-                self.mark_converged(&release, &conv, now)?;
-                continue;
-            }
-            let reason = format!(
-                "automatic: not converged within the deadline of {deadline} ms ({}/{} live PoPs acknowledged)",
-                conv.acked, conv.total
-            );
-            if let Err(e) = self.rollback(&id, &reason, true, Some(trigger_at)) {
-                // e.g. a later release superseded it: it can no longer be rolled back alone.
-                tracing::error!(release = %id, cause = %e, "automatic rollback impossible");
+            let standing =
+                load_release(&self.conn, &id)?.filter(|r| r.status == ReleaseStatus::Committed).is_some_and(|r| {
+                    r.tenants.iter().all(|t| self.tenant(&t.tenant).is_some_and(|s| s.generation == t.to_generation))
+                });
+            if standing {
+                due.push((id, trigger_at));
+            } else {
                 self.open.remove(&id);
             }
         }
-        Ok(())
+        Ok(due)
     }
 }

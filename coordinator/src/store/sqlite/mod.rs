@@ -54,14 +54,10 @@ enum Command {
     Fetch(PopId, TenantId, FetchRecord, Reply<()>),
     Report(Report, Reply<i64>),
     ReportsAgainst(TenantId, Generation, u64, Reply<Option<crate::domain::ReportedRelease>>),
-    /// Periodic: enforce the convergence deadline.
-    Tick,
+    PastDeadline(u64, u64, Reply<Vec<(ReleaseId, u64)>>),
     DueEffects(u64, usize, Reply<Vec<Effect>>),
     RecordAttempt(i64, Option<Step>, Option<u64>, Reply<()>),
 }
-
-/// How often the convergence deadline is checked.
-const TICK_MS: u64 = 50;
 
 /// Most commands one writer pass takes (bounds the latency a batch adds).
 const MAX_BATCH: usize = 1024;
@@ -92,27 +88,10 @@ impl SqliteStore {
         let pops = load::load_pops(&conn)?;
         let (tx, rx) = mpsc::channel(4096);
         let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
-        let deadline = writer.settings.convergence_deadline_ms;
         std::thread::Builder::new()
             .name("edgegen-store".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::caused("starting the store thread", e))?;
-        if deadline.is_some() {
-            // A weak sender: the ticker never keeps the store alive after it is dropped.
-            let weak = tx.downgrade();
-            std::thread::Builder::new()
-                .name("edgegen-deadline".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(std::time::Duration::from_millis(TICK_MS));
-                        let Some(tx) = weak.upgrade() else { break };
-                        if tx.blocking_send(Command::Tick).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .map_err(|e| StoreError::caused("starting the deadline ticker", e))?;
-        }
         Ok(SqliteStore { commands: tx, tenants })
     }
 
@@ -191,6 +170,10 @@ impl Store for SqliteStore {
     fn record_ack(&self, ack: Ack) -> BoxFuture<'_, Result<(), StoreError>> {
         let received_at = now_ms();
         self.call(move |r| Command::Ack(ack, received_at, r))
+    }
+
+    fn past_deadline(&self, deadline_ms: u64, now: u64) -> BoxFuture<'_, Result<Vec<(ReleaseId, u64)>, StoreError>> {
+        self.call(move |r| Command::PastDeadline(deadline_ms, now, r))
     }
 
     fn record_report(&self, report: Report) -> BoxFuture<'_, Result<i64, StoreError>> {
@@ -330,10 +313,8 @@ impl Writer {
             Command::RecordAttempt(effect, step, retry_at, reply) => {
                 let _ = reply.send(self.record_attempt(effect, step, retry_at));
             }
-            Command::Tick => {
-                if let Err(e) = self.enforce_deadline(now_ms()) {
-                    tracing::error!(cause = %e.chain(), "enforcing the convergence deadline failed");
-                }
+            Command::PastDeadline(deadline_ms, now, reply) => {
+                let _ = reply.send(self.past_deadline(deadline_ms, now));
             }
         }
     }

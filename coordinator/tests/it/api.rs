@@ -664,10 +664,7 @@ async fn reports_trigger_the_auto_rollback_policy() {
     let app = test_app_with_on(BACKEND, Some(policy), None);
     add_tenant(&app.router, "a").await;
     release(&app.router, &["a"]).await;
-    let report = |pop: &str| {
-        json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2, "path": "/v1/users/1",
-        "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_schema": "1.8.2", "observed_at": 1})
-    };
+    let report = mismatch_report;
     // Anonymous traffic through one PoP can make that PoP report as often as it likes: that
     // alone never rolls a release back.
     for _ in 0..10 {
@@ -695,10 +692,7 @@ async fn reports_against_a_superseded_release_roll_nothing_back() {
     release(&app.router, &["a"]).await;
     release(&app.router, &["a"]).await;
     for pop in ["p1", "p2"] {
-        let report = json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2,
-            "path": "/v1/users/1", "expected_schema": "1.8.3", "expected_contract": contract(2),
-            "observed_schema": "1.8.2", "observed_at": 1});
-        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
+        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(mismatch_report(pop))).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         assert!(r.body["auto_rollback"].is_null(), "{}", r.text);
     }

@@ -308,7 +308,7 @@ async fn an_automatic_rollback_purges_its_keys_on_postgres() {
 }
 
 async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend) {
-    use crate::support::{ADMIN, EDGE, add_tenant, contract, release_body, send, test_app_with_cdn};
+    use crate::support::{ADMIN, EDGE, add_tenant, mismatch_report, release_body, send, test_app_with_cdn};
     let api = api();
     let cdn = edgegen_coordinator::server::Cdn {
         client: client(&api, Duration::from_secs(10)),
@@ -328,10 +328,7 @@ async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend)
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     let mut rollback = Value::Null;
     for pop in ["p1", "p2"] {
-        let report = json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2,
-            "path": "/v1/users/1", "expected_schema": "1.8.3", "expected_contract": contract(2),
-            "observed_schema": "1.8.2", "observed_at": 1});
-        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(report)).await;
+        let r = send(&app.router, "POST", "/v1/edge/reports", Some(EDGE), Some(mismatch_report(pop))).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
         rollback = r.body["auto_rollback"].clone();
     }

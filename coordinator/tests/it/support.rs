@@ -371,6 +371,13 @@ pub async fn add_tenant(router: &Router, id: &str) {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
 }
 
+/// A PoP's contract-mismatch report against generation 2 of tenant `a` (released by
+/// [`release_body`]: the origin still answers 1.8.2).
+pub fn mismatch_report(pop: &str) -> Value {
+    json!({"pop": pop, "tenant": "a", "kind": "contract_mismatch", "generation": 2, "path": "/v1/users/1",
+        "expected_schema": "1.8.3", "expected_contract": contract(2), "observed_schema": "1.8.2", "observed_at": 1})
+}
+
 pub fn release_body(tenants: &[&str]) -> Value {
     json!({"tenants": tenants, "schema_version": "1.8.3", "contract_hash": contract(2)})
 }

@@ -296,17 +296,30 @@ impl Engine {
         let (tenant, generation, kind) = (report.tenant.clone(), report.generation, report.kind);
         let id = self.store.record_report(report).await?;
         self.metrics.report(kind);
-        let Some(policy) = self.auto_rollback else { return Ok(ReportOutcome { id, auto_rollback: None }) };
+        let auto_rollback = match self.auto_rollback {
+            Some(policy) => self.apply_report_policy(tenant, generation, policy).await?,
+            None => None,
+        };
+        Ok(ReportOutcome { id, auto_rollback })
+    }
+
+    /// The report policy against the release that set `tenant` to `generation`: the
+    /// rollback it made, if it fired.
+    async fn apply_report_policy(
+        &self,
+        tenant: TenantId,
+        generation: Generation,
+        policy: crate::config::AutoRollback,
+    ) -> Result<Option<ReleaseId>, EngineError> {
         let window_ms = u64::try_from(policy.window.as_millis()).unwrap_or(u64::MAX);
         let Some(reported) = self.store.reports_against(tenant, generation, window_ms).await? else {
-            return Ok(ReportOutcome { id, auto_rollback: None });
+            return Ok(None);
         };
         let now = crate::clock::now_ms();
-        let Some(reason) = reported.auto_rollback_reason(&policy, now) else {
-            return Ok(ReportOutcome { id, auto_rollback: None });
-        };
-        let auto_rollback = self.automatic_rollback(&reported.id, reason, now).await?;
-        Ok(ReportOutcome { id, auto_rollback })
+        match reported.auto_rollback_reason(&policy, now) {
+            Some(reason) => self.automatic_rollback(&reported.id, reason, now).await,
+            None => Ok(None),
+        }
     }
 
     /// One pass of the convergence-deadline policy at `now`: every release still committed

@@ -26,6 +26,11 @@ fn client(api: &FastlyApi, deadline: Duration) -> FastlyClient {
     FastlyClient::new(&api.url(), TOKEN, deadline).unwrap()
 }
 
+/// The outbox's CDN: purges of service `SVC1` through `api`, each call within `deadline`.
+fn purging_cdn(api: &FastlyApi, deadline: Duration, soft: bool) -> edgegen_coordinator::server::Cdn {
+    edgegen_coordinator::server::Cdn { client: client(api, deadline), service: Some("SVC1".into()), soft, hosts: None }
+}
+
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("t/acme/k/item-{i}")).collect()
 }
@@ -175,12 +180,7 @@ async fn a_purge_the_api_refuses_is_retried_by_the_outbox_and_logged() {
     let api = api();
     api.fail_next([503; 10_000]);
     let dir = tempfile::tempdir().unwrap();
-    let cdn = edgegen_coordinator::server::Cdn {
-        client: client(&api, Duration::from_millis(300)),
-        service: Some("SVC1".into()),
-        soft: false,
-        hosts: None,
-    };
+    let cdn = purging_cdn(&api, Duration::from_millis(300), false);
     let router = router_with_cdn(dir.path(), None, None, Some(std::sync::Arc::new(cdn)));
     add_tenant(&router, "a").await;
     let a = send(&router, "POST", "/v1/releases", Some(ADMIN), Some(release_body(&["a"]))).await;
@@ -226,12 +226,7 @@ async fn releases_and_rollbacks_purge_their_keys_once_across_three_replicas_on_p
 async fn releases_and_rollbacks_purge_their_keys_and_log_the_outcome(backend: crate::support::Backend) {
     use crate::support::{ADMIN, add_tenant, release_body, send, test_app_with_cdn};
     let api = api();
-    let cdn = edgegen_coordinator::server::Cdn {
-        client: client(&api, Duration::from_secs(10)),
-        service: Some("SVC1".into()),
-        soft: true,
-        hosts: None,
-    };
+    let cdn = purging_cdn(&api, Duration::from_secs(10), true);
     let app = test_app_with_cdn(backend, None, std::sync::Arc::new(cdn));
     let router = app.router.clone();
     for t in ["a", "b"] {
@@ -310,12 +305,7 @@ async fn an_automatic_rollback_purges_its_keys_on_postgres() {
 async fn an_automatic_rollback_purges_its_keys(backend: crate::support::Backend) {
     use crate::support::{ADMIN, EDGE, add_tenant, mismatch_report, release_body, send, test_app_with_cdn};
     let api = api();
-    let cdn = edgegen_coordinator::server::Cdn {
-        client: client(&api, Duration::from_secs(10)),
-        service: Some("SVC1".into()),
-        soft: false,
-        hosts: None,
-    };
+    let cdn = purging_cdn(&api, Duration::from_secs(10), false);
     let policy = edgegen_coordinator::config::AutoRollback {
         reports: 2,
         window: Duration::from_secs(60),

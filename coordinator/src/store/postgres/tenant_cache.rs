@@ -21,12 +21,12 @@
 //! after the reader arrived). A failed round fails its readers (the cache is not served
 //! unvalidated).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use edgegen_shared::TenantId;
 use postgres::{Client, NoTls, Statement};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
 use crate::domain::TenantState;
 use crate::store::StoreError;
@@ -59,6 +59,35 @@ impl Rounds {
     }
 }
 
+/// Readers waiting, each filed under the round it needs: a finished round releases exactly
+/// the readers it validates (those needing it or an earlier round), so a reader is woken
+/// once, not by every round that finishes while it waits (with several rounds in flight,
+/// waking every waiter on every round cost more CPU than the rounds themselves).
+#[derive(Debug)]
+pub(super) struct Waiting<T> {
+    by_round: BTreeMap<u64, Vec<T>>,
+}
+
+impl<T> Default for Waiting<T> {
+    fn default() -> Self {
+        Waiting { by_round: BTreeMap::new() }
+    }
+}
+
+impl<T> Waiting<T> {
+    /// Files a reader that needs round `need`.
+    pub(super) fn wait(&mut self, need: u64, reader: T) {
+        self.by_round.entry(need).or_default().push(reader);
+    }
+
+    /// Round `round` finished: the readers it releases (every reader needing `round` or an
+    /// earlier one), taken out.
+    pub(super) fn release(&mut self, round: u64) -> Vec<T> {
+        let later = self.by_round.split_off(&(round + 1));
+        std::mem::replace(&mut self.by_round, later).into_values().flatten().collect()
+    }
+}
+
 /// Rounds that may run at once (one connection each).
 pub(super) const REFRESHERS: usize = 8;
 
@@ -71,17 +100,21 @@ struct Map {
     states: HashMap<TenantId, (i64, Option<TenantState>)>,
 }
 
-/// The outcome of the highest-numbered completed round.
-#[derive(Clone)]
-struct Done {
-    round: u64,
-    failure: Option<StoreError>,
+/// A waiting reader: told its round's outcome.
+type Reader = oneshot::Sender<Result<(), StoreError>>;
+
+/// The round bookkeeping, under one lock: rounds, the readers waiting for them, and
+/// whether the cache was dropped.
+#[derive(Default)]
+struct Gate {
+    rounds: Rounds,
+    waiting: Waiting<Reader>,
+    stopped: bool,
 }
 
 struct Shared {
-    rounds: Mutex<(Rounds, bool)>,
+    gate: Mutex<Gate>,
     wake: Condvar,
-    done: watch::Sender<Done>,
     map: RwLock<Map>,
 }
 
@@ -97,9 +130,8 @@ impl TenantCache {
     /// When the thread cannot be started.
     pub(super) fn start(url: &str) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
-            rounds: Mutex::new((Rounds::default(), false)),
+            gate: Mutex::new(Gate::default()),
             wake: Condvar::new(),
-            done: watch::Sender::new(Done { round: 0, failure: None }),
             // -1: nothing loaded yet (stored epochs start at 0).
             map: RwLock::new(Map { complete_to: -1, states: HashMap::new() }),
         });
@@ -126,26 +158,20 @@ impl TenantCache {
 
     /// Waits for a round that started after this call began.
     async fn validated(&self) -> Result<(), StoreError> {
-        let need = {
-            let mut guard = self.shared.rounds.lock().unwrap_or_else(|p| p.into_inner());
-            let need = guard.0.arrive();
+        let (reader, outcome) = oneshot::channel();
+        {
+            let mut gate = self.shared.gate.lock().unwrap_or_else(|p| p.into_inner());
+            let need = gate.rounds.arrive();
+            gate.waiting.wait(need, reader);
             self.shared.wake.notify_one();
-            need
-        };
-        let mut done = self.shared.done.subscribe();
-        let outcome = done
-            .wait_for(|d| d.round >= need)
-            .await
-            .map_err(|_| StoreError::internal("the tenant cache stopped"))?
-            .failure
-            .clone();
-        outcome.map_or(Ok(()), Err)
+        }
+        outcome.await.map_err(|_| StoreError::internal("the tenant cache stopped"))?
     }
 }
 
 impl Drop for TenantCache {
     fn drop(&mut self) {
-        self.shared.rounds.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.shared.gate.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
         self.shared.wake.notify_all();
     }
 }
@@ -156,19 +182,19 @@ fn refresher(shared: &Shared, url: &str) {
     let mut client: Option<(Client, Statement)> = None;
     loop {
         let round = {
-            let mut guard = shared.rounds.lock().unwrap_or_else(|p| p.into_inner());
+            let mut gate = shared.gate.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if guard.1 {
+                if gate.stopped {
                     return;
                 }
-                if let Some(round) = guard.0.start() {
+                if let Some(round) = gate.rounds.start() {
                     break round;
                 }
-                guard = shared.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
+                gate = shared.wake.wait(gate).unwrap_or_else(|p| p.into_inner());
             }
         };
         let since = shared.map.read().unwrap_or_else(|p| p.into_inner()).complete_to;
-        let failure = match refresh(&mut client, url, since) {
+        let outcome = match refresh(&mut client, url, since) {
             Ok((now, changed)) => {
                 let mut map = shared.map.write().unwrap_or_else(|p| p.into_inner());
                 for (epoch, id, state) in changed {
@@ -181,20 +207,18 @@ fn refresher(shared: &Shared, url: &str) {
                     }
                 }
                 map.complete_to = map.complete_to.max(now);
-                None
+                Ok(())
             }
             Err(e) => {
                 client = None;
-                Some(e)
+                Err(e)
             }
         };
-        shared.done.send_if_modified(|done| {
-            let newer = round > done.round;
-            if newer {
-                *done = Done { round, failure };
-            }
-            newer
-        });
+        let released = shared.gate.lock().unwrap_or_else(|p| p.into_inner()).waiting.release(round);
+        for reader in released {
+            // A reader that stopped waiting (its request was dropped) is no one's concern.
+            let _ = reader.send(outcome.clone());
+        }
     }
 }
 
@@ -232,7 +256,22 @@ fn refresh(client: &mut Option<(Client, Statement)>, url: &str, since: i64) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::Rounds;
+    use super::{Rounds, Waiting};
+
+    #[test]
+    fn a_finished_round_releases_exactly_the_readers_it_validates() {
+        let mut w = Waiting::default();
+        for (need, reader) in [(1, "a"), (2, "b"), (2, "c"), (3, "d")] {
+            w.wait(need, reader);
+        }
+        // Round 2 finishes first (rounds overlap): it validates the readers of rounds 1 and 2.
+        let mut first = w.release(2);
+        first.sort_unstable();
+        assert_eq!(first, ["a", "b", "c"]);
+        assert!(w.release(1).is_empty(), "round 1, finishing late, has no one left to release");
+        assert_eq!(w.release(3), ["d"]);
+        assert!(w.release(4).is_empty());
+    }
 
     #[test]
     fn a_reader_never_joins_a_round_that_started_before_it_arrived() {

@@ -86,8 +86,14 @@ impl SqliteStore {
         let tenants = Arc::new(RwLock::new(load::load_tenants(&conn)?));
         let open = load::load_open_releases(&conn)?;
         let pops = load::load_pops(&conn)?;
+        // Annotations of data already durable (execution-log refinements) go through a
+        // second connection whose commits skip their own fsync: see `Writer::without_fsync`.
+        let annotations = Connection::open(data_dir.join("edgegen.db"))?;
+        annotations.pragma_update(None, "synchronous", "NORMAL")?;
+        annotations.pragma_update(None, "foreign_keys", "ON")?;
+        annotations.busy_timeout(std::time::Duration::from_secs(5))?;
         let (tx, rx) = mpsc::channel(4096);
-        let mut writer = Writer { conn, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
+        let mut writer = Writer { conn, annotations, tenants: Arc::clone(&tenants), open, pops, settings, metrics };
         std::thread::Builder::new()
             .name("edgegen-store".into())
             .spawn(move || writer.run(rx))
@@ -219,6 +225,8 @@ impl Store for SqliteStore {
 
 struct Writer {
     conn: Connection,
+    /// The same database, `synchronous = NORMAL`: only for annotations of durable data.
+    annotations: Connection,
     tenants: Arc<RwLock<HashMap<TenantId, TenantState>>>,
     open: OpenReleases,
     /// PoP → last time it acknowledged anything (mirrors the `pops` table).

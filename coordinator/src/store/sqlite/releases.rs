@@ -300,9 +300,11 @@ impl Writer {
         }
         execution_log.summary.insert("duration_ms".into(), (started.elapsed().as_secs_f64() * 1000.0).into());
         let refined = serde_json::to_string(&execution_log).map_err(StoreError::from).and_then(|json| {
-            self.conn
-                .execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])
-                .map_err(StoreError::from)
+            self.without_fsync(|conn| {
+                conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])
+                    .map(drop)
+                    .map_err(StoreError::from)
+            })
         });
         if let Err(e) = refined {
             tracing::warn!(release = %id, cause = %e.chain(), "could not refine the commit figure (release stands)");
@@ -354,19 +356,34 @@ impl Writer {
 
     /// Rewrites a committed release's stored log with `edit`. Best effort: the release is
     /// durable already, so a failure here is logged, never reported as the release failing.
+    /// Written without its own fsync ([`Self::without_fsync`]).
     pub(super) fn annotate(&mut self, id: &ReleaseId, edit: impl FnOnce(&mut ExecutionLog)) {
-        let result = (|| -> Result<(), StoreError> {
+        let result = self.without_fsync(|conn| {
             let log: String =
-                self.conn.query_row("SELECT execution_log FROM releases WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
+                conn.query_row("SELECT execution_log FROM releases WHERE id = ?1", [id.as_str()], |r| r.get(0))?;
             let mut log: ExecutionLog = serde_json::from_str(&log)?;
             edit(&mut log);
             let json = serde_json::to_string(&log)?;
-            self.conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])?;
+            conn.execute("UPDATE releases SET execution_log = ?1 WHERE id = ?2", params![json, id.as_str()])?;
             Ok(())
-        })();
+        });
         if let Err(e) = result {
             tracing::warn!(release = %id, cause = %e.chain(), "could not annotate the execution log");
         }
+    }
+
+    /// Runs `write` (an annotation of data already durable) on the writer's second
+    /// connection, whose WAL commits do not wait for their own fsync (`synchronous =
+    /// NORMAL`). What this trades: after a power loss (not a process crash: the page cache
+    /// keeps it) the annotation can be lost until the next `FULL` commit, whose WAL fsync
+    /// also covers every frame before it — the annotated release itself was made durable by
+    /// its own commit. What it buys: the writer thread, which the outbox's `DueEffects` read
+    /// and every ack batch queue behind, is not held for a second fsync after each commit.
+    pub(super) fn without_fsync<T>(
+        &mut self,
+        write: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        write(&self.annotations)
     }
 }
 

@@ -347,7 +347,9 @@ async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
         round_trip.push(t.elapsed().as_secs_f64() * 1000.0);
         let rollback = outcome["auto_rollback"].as_str().expect("the report triggered a rollback");
         let rolled: serde_json::Value = get_json(&http, format!("{base}/v1/releases/{rollback}"), ADMIN).await;
-        trigger_to_commit.push(rolled["execution_log"]["summary"]["trigger_to_rollback_commit_ms"].as_f64().unwrap());
+        let trigger = rolled["execution_log"]["summary"]["trigger_to_rollback_commit_ms"].as_f64();
+        trigger_to_commit
+            .push(trigger.unwrap_or_else(|| panic!("rollback {rollback} without its trigger time: {rolled}")));
     }
     trigger_to_commit.sort_by(f64::total_cmp);
     round_trip.sort_by(f64::total_cmp);

@@ -21,7 +21,8 @@
 //! reads of release status wait for the passes of the acks it answered before
 //! ([`Completion::settled`]), so an ack and a read through one replica stay in order;
 //! through different replicas, the stored status trails the ack by one pass (milliseconds),
-//! and `GET …/convergence` is always computed from the acks.
+//! and `GET …/convergence` is always computed from the acks. The wait is bounded
+//! ([`SETTLE_WAIT`]): behind a backlog a read shows the stored status, which only trails.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -87,6 +88,9 @@ impl Pending {
     }
 }
 
+/// Longest a read waits for the completion checker ([`Completion::settled`]).
+pub(super) const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The queue between the ack writers and the checker thread.
 struct Queue {
     pending: Pending,
@@ -143,18 +147,34 @@ impl Completion {
         self.shared.wake.notify_one();
     }
 
-    /// Waits until every batch handed over before this call was checked.
+    /// Waits until every batch handed over before this call was checked, or [`SETTLE_WAIT`]
+    /// passed. The bound keeps a read answering while the checker works through a backlog
+    /// (a burst of acks on a slow machine was seen to hold reads past the request timeout):
+    /// what the reader then sees is the status as stored, which trails the acks and errs
+    /// on the safe side — a release still shown `committed`, a tenant removal refused as
+    /// "still converging" — never a convergence that did not happen.
     ///
     /// # Errors
     /// When the checker stopped.
     pub(super) async fn settled(&self) -> Result<(), StoreError> {
+        self.settled_within(SETTLE_WAIT).await
+    }
+
+    /// [`Self::settled`] with the bound as a parameter.
+    async fn settled_within(&self, bound: std::time::Duration) -> Result<(), StoreError> {
         let need = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner()).submitted;
         let mut checked = self.shared.checked.subscribe();
-        checked
-            .wait_for(|done| *done >= need)
-            .await
-            .map_err(|_| StoreError::internal("the completion checker stopped"))?;
-        Ok(())
+        match tokio::time::timeout(bound, checked.wait_for(|done| *done >= need)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::internal("the completion checker stopped")),
+            Err(_) => {
+                tracing::warn!(
+                    wait_ms = bound.as_millis(),
+                    "the completion checker is behind; reading the stored release status without waiting further"
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -190,15 +210,19 @@ fn checker(shared: &Shared, inner: &Weak<Inner>) {
     }
 }
 
-/// The releases a pass finds complete for a PoP: a candidate release (one of the coalesced
-/// ranges' tenants, at a generation in the range, still `committed`) is ruled out by the
-/// first of its tenants the PoP has not acknowledged (`LIMIT 1`: the scan stops there).
-const COMPLETED: &str = "SELECT DISTINCT r.id
-     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS n(pop, tenant_id, above, upto)
-     JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation > n.above AND rt.to_generation <= n.upto
-     JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
-     LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = r.id AND NOT EXISTS (
-       SELECT 1 FROM acks a WHERE a.pop = n.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
+/// The releases a pass finds complete for a PoP. The candidates are the distinct (PoP,
+/// release) pairs of the coalesced ranges (a release of one of the ranges' tenants, at a
+/// generation in the range, still `committed`) — once per pair, not once per acknowledged
+/// tenant: a pass over the acks of many tenants of one big release checks that release once
+/// per PoP. Each is ruled out by the first of its tenants the PoP has not acknowledged
+/// (`LIMIT 1`: the scan stops there).
+const COMPLETED: &str = "WITH c AS MATERIALIZED (SELECT DISTINCT n.pop, r.id
+       FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS n(pop, tenant_id, above, upto)
+       JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation > n.above AND rt.to_generation <= n.upto
+       JOIN releases r ON r.id = rt.release_id AND r.status = 'committed')
+     SELECT DISTINCT c.id FROM c
+     LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = c.id AND NOT EXISTS (
+       SELECT 1 FROM acks a WHERE a.pop = c.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
        LIMIT 1) m ON TRUE
      WHERE m.missing IS NULL";
 
@@ -221,7 +245,45 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::Pending;
+    use std::time::{Duration, Instant};
+
+    use super::{Completion, Pending};
+
+    fn one_ack() -> Pending {
+        let mut p = Pending::default();
+        p.add("p1", "a", None, 1);
+        p
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_for_the_pass_of_the_acks_answered_before_it() {
+        let c = Completion::new();
+        c.submit(one_ack());
+        let shared = std::sync::Arc::clone(&c.shared);
+        let t = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            shared.checked.send_replace(1);
+        });
+        c.settled_within(Duration::from_secs(30)).await.unwrap();
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(50), "returned before the pass finished ({waited:?})");
+        assert!(waited < Duration::from_secs(30), "waited for the bound, not the pass ({waited:?})");
+    }
+
+    #[tokio::test]
+    async fn a_read_behind_a_stuck_checker_answers_after_the_bound() {
+        let c = Completion::new(); // no checker thread: the pass never comes
+        c.submit(one_ack());
+        let t = Instant::now();
+        c.settled_within(Duration::from_millis(100)).await.expect("the stored status is read after the bound");
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        // With nothing handed over, nothing to wait for.
+        let idle = Completion::new();
+        let t = Instant::now();
+        idle.settled_within(Duration::from_secs(30)).await.unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
 
     #[test]
     fn an_ack_at_or_below_the_prior_one_changes_nothing() {

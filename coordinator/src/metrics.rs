@@ -18,6 +18,7 @@ pub struct Metrics {
     reports_deserialization_failure: AtomicU64,
     manifests_served: AtomicU64,
     manifests_not_modified: AtomicU64,
+    tenant_reads: [AtomicU64; 2],
     releases_converged: AtomicU64,
     host_syncs: [AtomicU64; 3],
     convergence_buckets: [AtomicU64; CONVERGENCE_BUCKETS_MS.len()],
@@ -37,6 +38,7 @@ impl Default for Metrics {
             reports_deserialization_failure: AtomicU64::new(0),
             manifests_served: AtomicU64::new(0),
             manifests_not_modified: AtomicU64::new(0),
+            tenant_reads: std::array::from_fn(|_| AtomicU64::new(0)),
             releases_converged: AtomicU64::new(0),
             host_syncs: std::array::from_fn(|_| AtomicU64::new(0)),
             convergence_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -100,6 +102,12 @@ impl Metrics {
         }
     }
 
+    /// A manifest-path read of tenant state on the PostgreSQL store: served under the
+    /// replica's lease (`true`) or after a validation round trip (`false`).
+    pub fn tenant_read(&self, leased: bool) {
+        self.tenant_reads[usize::from(!leased)].fetch_add(1, Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -147,6 +155,15 @@ impl Metrics {
             &[
                 ("{result=\"served\"}", self.manifests_served.load(Relaxed)),
                 ("{result=\"not_modified\"}", self.manifests_not_modified.load(Relaxed)),
+            ],
+        );
+        counter(
+            &mut out,
+            "edgegen_tenant_reads_total",
+            "Manifest-path reads of tenant state (PostgreSQL store), by how they were validated: under this replica's lease or by a round trip.",
+            &[
+                ("{path=\"lease\"}", self.tenant_reads[0].load(Relaxed)),
+                ("{path=\"round\"}", self.tenant_reads[1].load(Relaxed)),
             ],
         );
         use crate::outbox::HostSyncOutcome as H;
@@ -202,7 +219,12 @@ mod tests {
         m.http_status(200);
         m.http_status(404);
         m.host_sync(crate::outbox::HostSyncOutcome::Retrying);
+        m.tenant_read(true);
+        m.tenant_read(true);
+        m.tenant_read(false);
         let text = m.render();
+        assert!(text.contains("edgegen_tenant_reads_total{path=\"lease\"} 2\n"));
+        assert!(text.contains("edgegen_tenant_reads_total{path=\"round\"} 1\n"));
         assert!(text.contains("edgegen_host_syncs_total{outcome=\"retrying\"} 1\n"));
         assert!(text.contains("edgegen_host_syncs_total{outcome=\"synced\"} 0\n"));
         assert!(text.contains("edgegen_releases_total{kind=\"release\"} 1\n"));

@@ -816,6 +816,19 @@ async fn a_manifest_after_an_acknowledged_commit_is_never_older_on_any_replica()
     for p in pollers {
         p.await.unwrap();
     }
+    if matches!(BACKEND, Backend::Postgres) {
+        // The reads above were served from memory under each replica's lease (not only by
+        // round trips), so the guarantee checked is the lease's.
+        for (r, replica) in app.replicas.iter().enumerate() {
+            let metrics = send(replica, "GET", "/metrics", None, None).await.text;
+            let leased: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("edgegen_tenant_reads_total{path=\"lease\"} "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!(leased > 0, "replica {r} served no read under its lease:\n{metrics}");
+        }
+    }
 }
 
 /// `server::run` on a real socket: answers over TCP and returns once shutdown resolves.

@@ -18,6 +18,7 @@ mod crash;
 mod examples;
 mod fastly;
 mod host_outbox;
+mod leases;
 mod live_check;
 mod openapi;
 mod shards;

@@ -5,10 +5,13 @@
 //!
 //! - **Manifests never go back.** Once a release's commit has been acknowledged to its
 //!   caller, a manifest served by any replica carries the new generation. Each replica
-//!   serves [`Store::tenant`] from its own cache, but only after a validation round that
-//!   *started after the read arrived* brought the cache up to a database snapshot taken
-//!   then; every tenant write bumps a one-row epoch, so the round is one cheap query
-//!   shared by all concurrent readers ([`tenant_cache`] has the argument).
+//!   serves [`Store::tenant`] from its own cache. Every tenant write bumps a one-row epoch;
+//!   each replica holds a lease row stating the epoch its cache has applied, and a change
+//!   is acknowledged only once every replica holding a live lease has applied it (the
+//!   others' leases have lapsed, and a replica serves from memory only inside its lease).
+//!   Without a lease, a replica validates each read by a round that *started after the
+//!   read arrived*, one cheap query shared by all concurrent readers ([`tenant_cache`] has
+//!   the argument).
 //! - **No collisions.** Release ids come from one sequence (`rel-{nextval}`); a release
 //!   locks its tenants' rows (`SELECT … ORDER BY id FOR UPDATE`) and plans from the locked
 //!   rows, so concurrent releases through different replicas serialize per tenant and
@@ -97,7 +100,8 @@ fn sql_gen(g: Generation) -> Result<i64, StoreError> {
 
 struct Inner {
     pool: pool::Pool,
-    /// The manifest path's tenant states, validated per read ([`tenant_cache`]).
+    /// The manifest path's tenant states, served under a lease or validated per read
+    /// ([`tenant_cache`]).
     cache: tenant_cache::TenantCache,
     /// Acks (and whether this replica's memory vouches for each), group-committed.
     acks: group::Group<(Ack, bool), AckOutcome>,
@@ -130,7 +134,7 @@ impl PostgresStore {
         c.client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_LOCK])?;
         created?;
         pool.put(c);
-        let cache = tenant_cache::TenantCache::start(url)?;
+        let cache = tenant_cache::TenantCache::start(url, Arc::clone(&metrics))?;
         let (acks, ack_writers) = group::Group::new();
         let (fetches, fetch_writers) = group::Group::new();
         let completion = completion::Completion::new();
@@ -444,11 +448,24 @@ fn record_fetches(_: &Inner, s: &mut pool::Session, fetches: &[Fetch]) -> group:
     Ok(results)
 }
 
-/// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with.
-/// The epoch row stays locked until `tx` ends, so epochs are handed out in commit order:
-/// call it after locking (or inserting) the tenants' rows, never before.
+/// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with,
+/// and announces it to every replica's lease keeper when `tx` commits. The epoch row stays
+/// locked until `tx` ends, so epochs are handed out in commit order: call it after locking
+/// (or inserting) the tenants' rows, never before. Once `tx` committed, [`fence`] it
+/// before acknowledging it.
 fn bump_epoch(tx: &mut impl GenericClient) -> Result<i64, postgres::Error> {
-    Ok(tx.query_one("UPDATE tenant_epoch SET n = n + 1 RETURNING n", &[])?.get(0))
+    Ok(tx
+        .query_one(
+            "WITH b AS (UPDATE tenant_epoch SET n = n + 1 RETURNING n) SELECT n, pg_notify('edgegen_epoch', '') FROM b",
+            &[],
+        )?
+        .get(0))
+}
+
+/// After a transaction stamped `epoch` committed: waits until every replica's manifest
+/// cache serves it ([`tenant_cache::fence`]).
+fn fence(c: &mut Client, epoch: i64) -> Result<(), StoreError> {
+    tenant_cache::fence(c, epoch)
 }
 
 fn tenant_row(r: &Row) -> Result<TenantState, StoreError> {

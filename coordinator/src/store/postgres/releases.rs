@@ -37,7 +37,7 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
     let hosts = serde_json::to_string(&t.hosts)?;
     let schema_doc = t.contract_schema.as_ref().map(|v| v.to_string());
     let (schema, contract) = (t.schema_version.to_string(), t.contract_hash.to_string());
-    let written = (|| -> Result<(), postgres::Error> {
+    let written = (|| -> Result<i64, postgres::Error> {
         tx.execute(
             "INSERT INTO tenants (id, hosts, generation, schema_version, contract_hash, contract_schema, release_id,
                created_at, updated_at) VALUES ($1, $2, 1, $3, $4, $5, NULL, $6, $6)",
@@ -52,9 +52,9 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
         // The new row first, then the epoch row (the order every tenant write takes).
         let epoch = super::bump_epoch(&mut tx)?;
         tx.execute("UPDATE tenants SET epoch = $1 WHERE id = $2", &[&epoch, &t.id.as_str()])?;
-        Ok(())
+        Ok(epoch)
     })();
-    match written {
+    let epoch = match written {
         // Another replica registered the same id or host between our checks and inserts.
         Err(e) if is_unique_violation(&e) => {
             return Err(
@@ -62,8 +62,9 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
             );
         }
         other => other?,
-    }
+    };
     tx.commit()?;
+    super::fence(c, epoch)?;
     wake_host_sync(settings);
     Ok(Tenant {
         id: t.id,
@@ -93,7 +94,7 @@ pub(super) fn set_tenant_hosts(
     }
     claim_hosts(&mut tx, settings, id, &hosts, now)?;
     let json = serde_json::to_string(&hosts)?;
-    let written = (|| -> Result<(), postgres::Error> {
+    let written = (|| -> Result<i64, postgres::Error> {
         write_hosts(&mut tx, id, &hosts)?;
         // The row is locked (above), then the epoch row: the order every tenant write takes.
         let epoch = super::bump_epoch(&mut tx)?;
@@ -101,16 +102,17 @@ pub(super) fn set_tenant_hosts(
             "UPDATE tenants SET hosts = $1, updated_at = $2, epoch = $3 WHERE id = $4",
             &[&json, &now, &epoch, &id.as_str()],
         )?;
-        Ok(())
+        Ok(epoch)
     })();
-    match written {
+    let epoch = match written {
         // Another replica gave one of these hosts to another tenant between our check and insert.
         Err(e) if is_unique_violation(&e) => {
             return Err(Refusal::Conflict(format!("tenant {id}: one of its hosts was registered concurrently")).into());
         }
         other => other?,
-    }
+    };
     tx.commit()?;
+    super::fence(c, epoch)?;
     wake_host_sync(settings);
     state.hosts = hosts;
     Ok(state.view())
@@ -149,6 +151,7 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
         enqueue_host_sync(&mut tx, now)?;
     }
     tx.commit()?;
+    super::fence(c, epoch)?;
     wake_host_sync(settings);
     Ok(Removal::Removed)
 }
@@ -221,6 +224,10 @@ impl Inner {
             .into());
         }
         let id = ReleaseId::new(id).map_err(corrupt)?;
+        // The original may have committed through another replica a moment ago, not yet
+        // confirmed by every replica's cache: fence what has committed so far.
+        let epoch: i64 = c.query_one("SELECT n FROM tenant_epoch", &[])?.get(0);
+        super::fence(c, epoch)?;
         let release = load_release(c, &id)?.ok_or_else(|| StoreError::internal("idempotent release vanished"))?;
         Ok(Some(Committed { release, replayed: true }))
     }
@@ -249,7 +256,7 @@ impl Inner {
         let id = release_id(seq)?;
         let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         match self.apply(tx, commit, log, now, started) {
-            Ok(()) => {}
+            Ok(epoch) => super::fence(c, epoch)?,
             // The same key committed concurrently through another replica: replay it.
             Err(ApplyError::Unique(e)) => {
                 let replayed = match &key {
@@ -266,7 +273,7 @@ impl Inner {
     }
 
     /// Writes a release (or rollback), its tenant changes and its outbox effects in `tx`
-    /// and commits.
+    /// and commits; returns the epoch to [`super::fence`] before acknowledging it.
     fn apply(
         &self,
         mut tx: postgres::Transaction<'_>,
@@ -274,7 +281,7 @@ impl Inner {
         log: LogBuilder,
         now: u64,
         started: Instant,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<i64, ApplyError> {
         let Commit { id, seq, kind, rollback_of, changes, purge_keys, key, request_hash, trigger_at } = c;
         let commit_started = Instant::now();
         let now_i = now as i64;
@@ -391,7 +398,7 @@ impl Inner {
         {
             wake.notify_one();
         }
-        Ok(())
+        Ok(epoch)
     }
 
     pub(super) fn rollback(
@@ -423,7 +430,8 @@ impl Inner {
         let seq: i64 = tx.query_one("SELECT nextval('release_seq')", &[])?.get(0);
         let rollback_id = release_id(seq)?;
         let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
-        self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
+        let epoch = self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
+        super::fence(c, epoch)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs (best effort).
         let why = format!("superseded by rollback {rollback_id}");

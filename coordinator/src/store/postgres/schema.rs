@@ -111,4 +111,12 @@ CREATE INDEX IF NOT EXISTS tenants_by_epoch ON tenants (epoch);
 ALTER TABLE outbox ALTER COLUMN release_id DROP NOT NULL;
 -- Tenants can be removed (databases made before that lack the column).
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS removed_at BIGINT;
+-- One row per running replica: the tenant epoch its manifest cache has applied, and until
+-- when (database clock, ms) it may serve that cache without a round trip. A commit is
+-- acknowledged once every live row has applied it (postgres/tenant_cache.rs).
+CREATE TABLE IF NOT EXISTS replica_leases (
+    id BIGSERIAL PRIMARY KEY,
+    applied BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL
+);
 ";

@@ -1,35 +1,108 @@
-//! Each replica's copy of the tenants' current state (the manifest path), validated against
-//! the database before every read, with one round trip shared by all concurrent readers.
+//! Each replica's copy of the tenants' current state (the manifest path): served straight
+//! from memory while the replica holds a *lease* on the database, and validated by a round
+//! trip per read while it does not.
 //!
-//! **Why a read is never older than an acknowledged commit.** Every transaction that
-//! changes a tenant bumps the one-row `tenant_epoch` and stamps the tenants it changed with
-//! the new value ([`super::bump_epoch`]); the row stays locked until that transaction ends,
-//! so epochs are handed out in commit order, and a snapshot that reads epoch `N` sees
-//! exactly the changes stamped `1..=N`. A *round* is one statement, one snapshot:
-//! `tenant_epoch` joined with the tenants stamped after `since`, the epoch up to which the
-//! cache holds every change; applying it brings every tenant to at least the snapshot's
-//! state (changes stamped up to `since` were held already, the rest the round returned),
-//! after which the cache holds every change up to the snapshot's epoch. A reader waits for a round that
-//! *started after the reader arrived* ([`Rounds`]), so if a commit was acknowledged to
-//! anyone before the reader arrived — on any replica — that round's snapshot includes it.
-//! Rounds are shared: readers arriving while a round runs all wait for the next one, so
-//! the database sees one cheap query per round, not one per request. Up to [`REFRESHERS`]
-//! rounds overlap (each on its own connection), so a reader never queues behind more than
-//! the round trip its own round takes; rounds may finish out of order, so each cached state
-//! keeps the epoch it was stamped with and is only replaced by a newer one, and a reader is
-//! released by any finished round numbered at or after the one it needs (it also started
-//! after the reader arrived). A failed round fails its readers (the cache is not served
-//! unvalidated).
+//! **Epochs.** Every transaction that changes a tenant bumps the one-row `tenant_epoch` and
+//! stamps the tenants it changed with the new value ([`super::bump_epoch`]); the row stays
+//! locked until that transaction ends, so epochs are handed out in commit order, and a
+//! snapshot that reads epoch `N` sees exactly the changes stamped `1..=N`. A *round* is one
+//! statement, one snapshot: `tenant_epoch` joined with the tenants stamped after `since`,
+//! the epoch up to which the cache holds every change; applying it brings every tenant to
+//! at least the snapshot's state, after which the cache holds every change up to the
+//! snapshot's epoch.
+//!
+//! **Leased reads (the common case): why a read is never older than an acknowledged
+//! commit.** Each replica's *keeper* thread holds a row in `replica_leases`: the epoch its
+//! cache has `applied`, and `lease_until` (database clock). It renews the row every
+//! [`RENEW_EVERY`], and at once when a commit announces a new epoch (`NOTIFY
+//! edgegen_epoch`, sent by [`super::bump_epoch`]'s transaction): a round, applied to the
+//! cache, then `applied` and the lease written. A transaction that changed tenants is not
+//! acknowledged to its caller until [`fence`] saw every row either live with `applied` at
+//! or past its epoch, or lapsed. So when a commit is acknowledged, every replica whose lease
+//! the database holds has that commit in its cache already, and the others' leases have
+//! lapsed in the database. The replica serves from memory only while it trusts its own
+//! lease ([`Lease`]): until [`LOCAL_LEASE`] after sending a renewal (the database stamps the
+//! row later than that, with the longer [`LEASE_MS`], so the replica always stops trusting a
+//! lease before the database lets it lapse), and only if the database held the lease without
+//! a gap since before the round that renewal reports (a renewal after a gap proves nothing
+//! about commits acknowledged during the gap: the next round, after it, does). `applied` is
+//! only written after the round it reports is in the cache, and the cache only moves forward.
+//!
+//! **Unleased reads (start-up, a lost connection, a stalled keeper).** A reader waits for a
+//! round that *started after the reader arrived* ([`Rounds`]), so if a commit was
+//! acknowledged to anyone before the reader arrived — on any replica — that round's snapshot
+//! includes it. Rounds are shared: readers arriving while a round runs all wait for the next
+//! one, so the database sees one cheap query per round, not one per request. Up to
+//! [`REFRESHERS`] rounds overlap (each on its own connection); rounds may finish out of
+//! order, so each cached state keeps the epoch it was stamped with and is only replaced by a
+//! newer one. A failed round fails its readers (the cache is not served unvalidated).
+//!
+//! **What a lease costs.** A commit waits for the other replicas' confirmations (one
+//! notification and one round each, a few milliseconds), or, when a replica died or lost the
+//! database, for its lease to lapse (at most [`LEASE_MS`]). A replica cut off from the
+//! database keeps serving its cache until its lease lapses locally — no commit can be
+//! acknowledged meanwhile that it has not applied — then fails its reads, as before.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use edgegen_shared::TenantId;
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::{Client, NoTls, Statement};
 use tokio::sync::oneshot;
 
 use crate::domain::TenantState;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
+
+/// How long a lease row stays live in the database after a renewal (database clock, ms).
+pub(super) const LEASE_MS: i64 = 1_000;
+
+/// How long the replica trusts a renewal, counted from when it sent it: [`LEASE_MS`] less a
+/// margin for the rates of the two clocks.
+const LOCAL_LEASE: Duration = Duration::from_millis(900);
+
+/// How often the keeper renews when no commit announces a change.
+const RENEW_EVERY: Duration = Duration::from_millis(200);
+
+/// How long [`fence`] waits before it gives up: a live replica confirms within a renewal, a
+/// dead one's lease lapses within [`LEASE_MS`].
+const FENCE_WAIT: Duration = Duration::from_millis(3 * LEASE_MS as u64);
+
+/// The database's clock in milliseconds, in SQL (the clock leases are stamped and checked by).
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// The lease rule, without I/O: whether a renewal lets the replica serve from memory, and
+/// until when.
+#[derive(Debug, Default)]
+pub(super) struct Lease {
+    /// When the last renewal the database committed was sent (`None`: no lease row yet, or
+    /// the connection was lost).
+    last_sent: Option<Instant>,
+}
+
+impl Lease {
+    /// A renewal sent at `sent` committed and returned at `returned`; it reports a round
+    /// that started after the previous renewal returned. The instant until which the replica
+    /// may serve from memory: `Some` only if the previous renewal was still trusted when this
+    /// one returned (so the database held the lease without a gap since before that round).
+    pub(super) fn renewed(&mut self, sent: Instant, returned: Instant) -> Option<Instant> {
+        let continuous = self.last_sent.is_some_and(|previous| returned < previous + LOCAL_LEASE);
+        self.last_sent = Some(sent);
+        continuous.then(|| sent + LOCAL_LEASE)
+    }
+
+    /// The connection (and with it any knowledge of the lease row) was lost.
+    pub(super) fn lost(&mut self) {
+        self.last_sent = None;
+    }
+}
 
 /// The shared-round rule, without I/O: which round a reader needs, and when the
 /// refresher starts the next one.
@@ -117,25 +190,73 @@ struct Shared {
     gate: Mutex<Gate>,
     wake: Condvar,
     map: RwLock<Map>,
+    /// Until when reads are served under the lease: nanoseconds after `base` (0: no lease).
+    leased_until: AtomicU64,
+    base: Instant,
 }
 
-/// The cache and its refresher thread (stopped on drop).
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner()).stopped
+    }
+
+    fn leased(&self) -> bool {
+        let until = self.leased_until.load(Ordering::Acquire);
+        until != 0 && (self.base.elapsed().as_nanos() as u64) < until
+    }
+
+    fn set_lease(&self, until: Option<Instant>) {
+        let nanos = until.map_or(0, |u| u.saturating_duration_since(self.base).as_nanos() as u64);
+        self.leased_until.store(nanos, Ordering::Release);
+    }
+
+    /// Applies a round's outcome: each state newer than the one held, then the epoch up to
+    /// which every change is applied. Returns that epoch.
+    fn apply(&self, now: i64, changed: Vec<Changed>) -> i64 {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        for (epoch, id, state) in changed {
+            match map.states.get(&id) {
+                // A round that finished first already applied a newer state.
+                Some((held, _)) if *held >= epoch => {}
+                _ => {
+                    map.states.insert(id, (epoch, state));
+                }
+            }
+        }
+        map.complete_to = map.complete_to.max(now);
+        map.complete_to
+    }
+
+    fn since(&self) -> i64 {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).complete_to
+    }
+}
+
+/// The cache, its refresher threads and its keeper (stopped on drop).
 pub(super) struct TenantCache {
     shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl TenantCache {
-    /// Starts the refresher thread, which keeps its own connection to `url`.
+    /// Starts the refresher threads and the keeper, each with its own connection to `url`.
     ///
     /// # Errors
-    /// When the thread cannot be started.
-    pub(super) fn start(url: &str) -> Result<Self, StoreError> {
+    /// When a thread cannot be started.
+    pub(super) fn start(url: &str, metrics: Arc<Metrics>) -> Result<Self, StoreError> {
         let shared = Arc::new(Shared {
             gate: Mutex::new(Gate::default()),
             wake: Condvar::new(),
             // -1: nothing loaded yet (stored epochs start at 0).
             map: RwLock::new(Map { complete_to: -1, states: HashMap::new() }),
+            leased_until: AtomicU64::new(0),
+            base: Instant::now(),
         });
+        let (keeper_shared, keeper_url) = (Arc::clone(&shared), url.to_owned());
+        std::thread::Builder::new()
+            .name("edgegen-tenant-lease".into())
+            .spawn(move || keeper(&keeper_shared, &keeper_url))
+            .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
         for n in 0..REFRESHERS {
             let (thread_shared, url) = (Arc::clone(&shared), url.to_owned());
             std::thread::Builder::new()
@@ -143,16 +264,21 @@ impl TenantCache {
                 .spawn(move || refresher(&thread_shared, &url))
                 .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
         }
-        Ok(TenantCache { shared })
+        Ok(TenantCache { shared, metrics })
     }
 
-    /// The state of each of `ids` that exists, as of a snapshot taken after this call
-    /// began.
+    /// The state of each of `ids` that exists: including every change acknowledged before
+    /// this call began (under the lease, from memory; else after a round that started after
+    /// this call began).
     ///
     /// # Errors
-    /// When that round failed (the database is unreachable).
+    /// When no lease is held and that round failed (the database is unreachable).
     pub(super) async fn tenants(&self, ids: &[TenantId]) -> Result<Vec<TenantState>, StoreError> {
-        self.validated().await?;
+        let leased = self.shared.leased();
+        if !leased {
+            self.validated().await?;
+        }
+        self.metrics.tenant_read(leased);
         let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
         Ok(ids.iter().filter_map(|id| map.states.get(id).and_then(|(_, state)| state.clone())).collect())
     }
@@ -194,20 +320,9 @@ fn refresher(shared: &Shared, url: &str) {
                 gate = shared.wake.wait(gate).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let since = shared.map.read().unwrap_or_else(|p| p.into_inner()).complete_to;
-        let outcome = match refresh(&mut client, url, since) {
+        let outcome = match refresh(&mut client, url, shared.since()) {
             Ok((now, changed)) => {
-                let mut map = shared.map.write().unwrap_or_else(|p| p.into_inner());
-                for (epoch, id, state) in changed {
-                    match map.states.get(&id) {
-                        // A round that finished first already applied a newer state.
-                        Some((held, _)) if *held >= epoch => {}
-                        _ => {
-                            map.states.insert(id, (epoch, state));
-                        }
-                    }
-                }
-                map.complete_to = map.complete_to.max(now);
+                shared.apply(now, changed);
                 Ok(())
             }
             Err(e) => {
@@ -231,18 +346,27 @@ const ROUND: &str = "SELECT t.id, t.hosts, t.generation, t.schema_version, t.con
 /// A tenant stamped after the round's `since`: its stamp, id and state (`None` once removed).
 type Changed = (i64, TenantId, Option<TenantState>);
 
-/// One round: the current epoch and the tenants stamped after `since` (with their stamp),
-/// from one snapshot.
+/// One round on a connection opened on first use.
 fn refresh(client: &mut Option<(Client, Statement)>, url: &str, since: i64) -> Result<(i64, Vec<Changed>), StoreError> {
     let (c, round) = match client {
         Some(open) => open,
         None => {
-            let mut c = Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?;
+            let mut c = connect(url)?;
             let round = c.prepare(ROUND)?;
             client.insert((c, round))
         }
     };
-    let rows = c.query(&*round, &[&since])?;
+    run_round(c, round, since)
+}
+
+fn connect(url: &str) -> Result<Client, StoreError> {
+    Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))
+}
+
+/// One round: the current epoch and the tenants stamped after `since` (with their stamp),
+/// from one snapshot.
+fn run_round(c: &mut Client, round: &Statement, since: i64) -> Result<(i64, Vec<Changed>), StoreError> {
+    let rows = c.query(round, &[&since])?;
     let now: i64 = rows.first().ok_or_else(|| StoreError::internal("the tenant_epoch row is missing"))?.get(6);
     let mut changed = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -255,9 +379,129 @@ fn refresh(client: &mut Option<(Client, Statement)>, url: &str, since: i64) -> R
     Ok((now, changed))
 }
 
+/// Holds this replica's lease until the cache is dropped, re-establishing it after a
+/// failure (reads go through rounds meanwhile).
+fn keeper(shared: &Shared, url: &str) {
+    let mut lease = Lease::default();
+    let mut pause = Duration::from_millis(50);
+    while !shared.stopped() {
+        if let Err(e) = keep(shared, url, &mut lease) {
+            shared.set_lease(None);
+            lease.lost();
+            tracing::warn!(cause = %e.chain(), "tenant cache lease lost; manifest reads are validated per round trip until it is back");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// One connection's life of the keeper: registers a lease row, then renews it after every
+/// announced change and every [`RENEW_EVERY`]. Returns `Ok` when the cache was dropped
+/// (after deleting its row, so commits need not wait for it to lapse).
+fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError> {
+    let mut c = connect(url)?;
+    let round = c.prepare(ROUND)?;
+    let renew = c.prepare(concat!(
+        "UPDATE replica_leases SET applied = $2, lease_until = ",
+        db_now_ms!(),
+        " + $3 WHERE id = $1"
+    ))?;
+    c.batch_execute("LISTEN edgegen_epoch")?;
+    let sent = Instant::now();
+    let id: i64 = c
+        .query_one(
+            concat!(
+                "INSERT INTO replica_leases (applied, lease_until) VALUES (-1, ",
+                db_now_ms!(),
+                " + $1) RETURNING id"
+            ),
+            &[&LEASE_MS],
+        )?
+        .get(0);
+    // The first renewal is never trusted: the round that follows it is.
+    let _ = lease.renewed(sent, Instant::now());
+    // Rows of replicas gone for an hour.
+    c.execute(concat!("DELETE FROM replica_leases WHERE lease_until < ", db_now_ms!(), " - 3600000"), &[])?;
+    loop {
+        let (now, changed) = run_round(&mut c, &round, shared.since())?;
+        let applied = shared.apply(now, changed);
+        let sent = Instant::now();
+        if c.execute(&renew, &[&id, &applied, &LEASE_MS])? != 1 {
+            return Err(StoreError::internal("this replica's lease row vanished"));
+        }
+        let until = lease.renewed(sent, Instant::now());
+        shared.set_lease(until);
+        if shared.stopped() {
+            shared.set_lease(None);
+            let _ = c.execute("DELETE FROM replica_leases WHERE id = $1", &[&id]);
+            return Ok(());
+        }
+        if until.is_none() {
+            // Re-established after a gap: the next round, after it, makes it trusted.
+            continue;
+        }
+        let mut announced = c.notifications();
+        let _ = announced.timeout_iter(RENEW_EVERY).next()?;
+        while announced.iter().next()?.is_some() {}
+    }
+}
+
+/// Called after a transaction that stamped tenants with `epoch` committed, before it is
+/// acknowledged: waits until every replica whose lease the database holds has `epoch` in its
+/// cache (the others serve nothing from memory). See the module header.
+///
+/// # Errors
+/// When the database fails, or a replica holds its lease without confirming `epoch` for
+/// [`FENCE_WAIT`] (which a live keeper never does: every renewal reports a newer round).
+pub(super) fn fence(c: &mut Client, epoch: i64) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let behind: i64 = c
+            .query_one(
+                concat!("SELECT COUNT(*) FROM replica_leases WHERE applied < $1 AND lease_until > ", db_now_ms!()),
+                &[&epoch],
+            )?
+            .get(0);
+        if behind == 0 {
+            return Ok(());
+        }
+        if started.elapsed() > FENCE_WAIT {
+            return Err(StoreError::internal(format!(
+                "the change is committed (epoch {epoch}), but {behind} replica(s) holding a lease did not confirm it \
+                 within {FENCE_WAIT:?}; their manifests may still be older"
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Rounds, Waiting};
+    use super::{LOCAL_LEASE, Lease, Rounds, Waiting};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_lease_is_trusted_only_after_a_round_inside_an_unbroken_lease() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut lease = Lease::default();
+        // Registration: the row exists, but no round has followed it yet.
+        assert_eq!(lease.renewed(ms(0), ms(2)), None);
+        // The round after it, then its renewal, inside the registration's lease: trusted.
+        assert_eq!(lease.renewed(ms(10), ms(12)), Some(ms(10) + LOCAL_LEASE));
+        assert_eq!(lease.renewed(ms(200), ms(205)), Some(ms(200) + LOCAL_LEASE));
+        // A renewal that returned after the previous one stopped being trusted: the lease may
+        // have lapsed in the database (and a commit been acknowledged without this replica),
+        // so the round it reports proves nothing ...
+        assert_eq!(lease.renewed(ms(1050), ms(1200)), None);
+        // ... the next round, after the lease was re-established, does.
+        assert_eq!(lease.renewed(ms(1210), ms(1215)), Some(ms(1210) + LOCAL_LEASE));
+        // A lost connection forgets the row.
+        lease.lost();
+        assert_eq!(lease.renewed(ms(1300), ms(1301)), None);
+    }
 
     #[test]
     fn a_finished_round_releases_exactly_the_readers_it_validates() {

@@ -13,10 +13,10 @@
 //!
 //! **Leased reads (the common case): why a read is never older than an acknowledged
 //! commit.** Each replica's *keeper* thread holds a row in `replica_leases`: the epoch its
-//! cache has `applied`, and `lease_until` (database clock). It renews the row every
-//! [`RENEW_EVERY`], and at once when a commit announces a new epoch (`NOTIFY
-//! edgegen_epoch`, sent by [`super::bump_epoch`]'s transaction): a round, applied to the
-//! cache, then `applied` and the lease written. A transaction that changed tenants is not
+//! cache has `applied`, and `lease_until` (database clock). When a commit announces a new
+//! epoch (`NOTIFY edgegen_epoch`, sent by [`super::bump_epoch`]'s transaction) it runs a
+//! round, applies it to the cache, then writes `applied`; every [`RENEW_EVERY`] it does the
+//! same and extends `lease_until`. A transaction that changed tenants is not
 //! acknowledged to its caller until [`fence`] saw every row either live with `applied` at
 //! or past its epoch, or lapsed. So when a commit is acknowledged, every replica whose lease
 //! the database holds has that commit in its cache already, and the others' leases have
@@ -395,9 +395,15 @@ fn keeper(shared: &Shared, url: &str) {
     }
 }
 
-/// One connection's life of the keeper: registers a lease row, then renews it after every
-/// announced change and every [`RENEW_EVERY`]. Returns `Ok` when the cache was dropped
-/// (after deleting its row, so commits need not wait for it to lapse).
+/// One connection's life of the keeper: registers a lease row, then, after every announced
+/// change, runs a round and confirms the epoch it applied, and every [`RENEW_EVERY`] renews
+/// the lease with it. Returns `Ok` when the cache was dropped (after deleting its row, so
+/// commits need not wait for it to lapse).
+///
+/// Confirmations are committed asynchronously (`synchronous_commit = off`): one lost in a
+/// database crash only makes `applied` go back, so commits wait longer. Renewals are
+/// durable before the replica trusts them: a lease the database forgot must never be
+/// trusted by the replica.
 fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError> {
     let mut c = connect(url)?;
     let round = c.prepare(ROUND)?;
@@ -406,8 +412,9 @@ fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError>
         db_now_ms!(),
         " + $3 WHERE id = $1"
     ))?;
-    c.batch_execute("LISTEN edgegen_epoch")?;
-    let sent = Instant::now();
+    let confirm = c.prepare("UPDATE replica_leases SET applied = $2 WHERE id = $1")?;
+    c.batch_execute("LISTEN edgegen_epoch; SET synchronous_commit = off")?;
+    let mut renewed = Instant::now();
     let id: i64 = c
         .query_one(
             concat!(
@@ -418,30 +425,41 @@ fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError>
             &[&LEASE_MS],
         )?
         .get(0);
-    // The first renewal is never trusted: the round that follows it is.
-    let _ = lease.renewed(sent, Instant::now());
+    // The registration is never trusted (nor committed durably): the round that follows it is.
+    let _ = lease.renewed(renewed, Instant::now());
+    let mut trusted = false;
     // Rows of replicas gone for an hour.
     c.execute(concat!("DELETE FROM replica_leases WHERE lease_until < ", db_now_ms!(), " - 3600000"), &[])?;
     loop {
         let (now, changed) = run_round(&mut c, &round, shared.since())?;
         let applied = shared.apply(now, changed);
-        let sent = Instant::now();
-        if c.execute(&renew, &[&id, &applied, &LEASE_MS])? != 1 {
+        let written = if !trusted || renewed.elapsed() >= RENEW_EVERY {
+            let sent = Instant::now();
+            let mut tx = c.transaction()?;
+            tx.execute("SET LOCAL synchronous_commit = on", &[])?;
+            let written = tx.execute(&renew, &[&id, &applied, &LEASE_MS])?;
+            tx.commit()?;
+            let until = lease.renewed(sent, Instant::now());
+            shared.set_lease(until);
+            (renewed, trusted) = (sent, until.is_some());
+            written
+        } else {
+            c.execute(&confirm, &[&id, &applied])?
+        };
+        if written != 1 {
             return Err(StoreError::internal("this replica's lease row vanished"));
         }
-        let until = lease.renewed(sent, Instant::now());
-        shared.set_lease(until);
         if shared.stopped() {
             shared.set_lease(None);
             let _ = c.execute("DELETE FROM replica_leases WHERE id = $1", &[&id]);
             return Ok(());
         }
-        if until.is_none() {
+        if !trusted {
             // Re-established after a gap: the next round, after it, makes it trusted.
             continue;
         }
         let mut announced = c.notifications();
-        let _ = announced.timeout_iter(RENEW_EVERY).next()?;
+        let _ = announced.timeout_iter(RENEW_EVERY.saturating_sub(renewed.elapsed())).next()?;
         while announced.iter().next()?.is_some() {}
     }
 }
@@ -473,7 +491,7 @@ pub(super) fn fence(c: &mut Client, epoch: i64) -> Result<(), StoreError> {
             )));
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(2));
+        pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
 

@@ -35,3 +35,75 @@ async fn a_commit_waits_for_a_silent_lease_to_lapse_then_every_live_replica_serv
         assert_eq!(m.headers["etag"], "\"2\"", "{}", m.text);
     }
 }
+
+/// Every replica's keeper loses its connection (the database terminates it): each stops
+/// trusting its lease, reconnects and takes its own row back (no orphan row left to hold
+/// commits back), and a release acknowledged meanwhile is served by every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepers_that_lose_their_connection_take_their_lease_back_and_reads_stay_current() {
+    let app = test_app_on(Backend::Postgres);
+    add_tenant(&app.router, "a").await;
+    let rows = || lease_rows(&app);
+    let before = wait_for(|| {
+        let r = rows();
+        (r.len() == app.replicas.len() && r.iter().all(|(_, live)| *live)).then_some(r)
+    })
+    .await;
+    let url = app.database_url.clone().expect("a PostgreSQL app");
+    let terminated = std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let sql =
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'edgegen-lease-keeper'
+                   AND datname = current_database()";
+        c.query(sql, &[]).unwrap().len()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(terminated, app.replicas.len(), "one keeper session per replica");
+    let committed = release(&app.router, &["a"]).await;
+    assert_eq!(committed["tenants"][0]["to_generation"], 2, "{committed}");
+    for replica in &app.replicas {
+        let m = fetch_manifest(replica, "pop-1", "a").await;
+        assert_eq!(m.headers["etag"], "\"2\"", "{}", m.text);
+    }
+    // Back: the same rows (ids), live again, and no others.
+    let after = wait_for(|| {
+        let r = rows();
+        let ids: Vec<i64> = r.iter().map(|(id, _)| *id).collect();
+        let same = ids == before.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+        (same && r.iter().all(|(_, live)| *live)).then_some(r)
+    })
+    .await;
+    assert_eq!(after.len(), app.replicas.len());
+}
+
+/// The lease rows: id and whether the database holds the lease now.
+fn lease_rows(app: &TestApp) -> Vec<(i64, bool)> {
+    let url = app.database_url.clone().expect("a PostgreSQL app");
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.query(
+            "SELECT id, lease_until > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+               FROM replica_leases ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Polls `probe` until it yields, for at most 10 s.
+async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not reached within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -64,6 +64,9 @@ pub(super) const LEASE_MS: i64 = 1_000;
 /// margin for the rates of the two clocks.
 const LOCAL_LEASE: Duration = Duration::from_millis(900);
 
+/// The keeper's session's `application_name`.
+pub(super) const KEEPER_APPLICATION_NAME: &str = "edgegen-lease-keeper";
+
 /// How often the keeper renews when no commit announces a change.
 const RENEW_EVERY: Duration = Duration::from_millis(200);
 
@@ -383,9 +386,12 @@ fn run_round(c: &mut Client, round: &Statement, since: i64) -> Result<(i64, Vec<
 /// failure (reads go through rounds meanwhile).
 fn keeper(shared: &Shared, url: &str) {
     let mut lease = Lease::default();
+    // The lease row, kept across reconnections: its `applied` stays true of this cache,
+    // which only moves forward, and reusing it spares commits the wait for an orphan to lapse.
+    let mut row = None;
     let mut pause = Duration::from_millis(50);
     while !shared.stopped() {
-        if let Err(e) = keep(shared, url, &mut lease) {
+        if let Err(e) = keep(shared, url, &mut lease, &mut row) {
             shared.set_lease(None);
             lease.lost();
             tracing::warn!(cause = %e.chain(), "tenant cache lease lost; manifest reads are validated per round trip until it is back");
@@ -404,8 +410,11 @@ fn keeper(shared: &Shared, url: &str) {
 /// database crash only makes `applied` go back, so commits wait longer. Renewals are
 /// durable before the replica trusts them: a lease the database forgot must never be
 /// trusted by the replica.
-fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError> {
-    let mut c = connect(url)?;
+fn keep(shared: &Shared, url: &str, lease: &mut Lease, row: &mut Option<i64>) -> Result<(), StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::caused("the PostgreSQL URL", e))?;
+    // Named, so an operator (or a test) can tell the keeper's session apart.
+    config.application_name(KEEPER_APPLICATION_NAME);
+    let mut c = config.connect(NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?;
     let round = c.prepare(ROUND)?;
     let renew = c.prepare(concat!(
         "UPDATE replica_leases SET applied = $2, lease_until = ",
@@ -415,16 +424,20 @@ fn keep(shared: &Shared, url: &str, lease: &mut Lease) -> Result<(), StoreError>
     let confirm = c.prepare("UPDATE replica_leases SET applied = $2 WHERE id = $1")?;
     c.batch_execute("LISTEN edgegen_epoch; SET synchronous_commit = off")?;
     let mut renewed = Instant::now();
-    let id: i64 = c
-        .query_one(
-            concat!(
+    let renew_row = concat!("UPDATE replica_leases SET lease_until = ", db_now_ms!(), " + $2 WHERE id = $1");
+    let id = match *row {
+        Some(id) if c.execute(renew_row, &[&id, &LEASE_MS])? == 1 => id,
+        _ => {
+            let sql = concat!(
                 "INSERT INTO replica_leases (applied, lease_until) VALUES (-1, ",
                 db_now_ms!(),
                 " + $1) RETURNING id"
-            ),
-            &[&LEASE_MS],
-        )?
-        .get(0);
+            );
+            let id: i64 = c.query_one(sql, &[&LEASE_MS])?.get(0);
+            *row = Some(id);
+            id
+        }
+    };
     // The registration is never trusted (nor committed durably): the round that follows it is.
     let _ = lease.renewed(renewed, Instant::now());
     let mut trusted = false;

@@ -36,6 +36,25 @@ async fn a_commit_waits_for_a_silent_lease_to_lapse_then_every_live_replica_serv
     }
 }
 
+/// A request that finds its change already in place (the same hosts again, a removal
+/// repeated) is answered only once every live lease has applied what committed so far: the
+/// change it found may be one whose own request is still waiting for a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_found_already_in_place_is_fenced_like_the_change_itself() {
+    let app = test_app_on(Backend::Postgres);
+    add_tenant(&app.router, "a").await;
+    app.sql(
+        "INSERT INTO replica_leases (applied, lease_until)
+           VALUES (-1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 1500)",
+    );
+    let inserted = Instant::now();
+    let body = serde_json::json!({"hosts": ["a.test"]});
+    let a = send(&app.router, "PUT", "/v1/tenants/a/hosts", Some(ADMIN), Some(body)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let waited = inserted.elapsed();
+    assert!(waited >= Duration::from_millis(1200), "the same hosts were answered after {waited:?}, unfenced");
+}
+
 /// Every replica's keeper loses its connection (the database terminates it): each stops
 /// trusting its lease, reconnects and takes its own row back (no orphan row left to hold
 /// commits back), and a release acknowledged meanwhile is served by every replica.

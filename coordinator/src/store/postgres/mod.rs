@@ -468,6 +468,13 @@ fn fence(c: &mut Client, epoch: i64) -> Result<(), StoreError> {
     tenant_cache::fence(c, epoch)
 }
 
+/// Before answering that a change is already in place (a repeated request, a replayed
+/// release): fences every change committed so far, so the one found among them too.
+fn fence_current(c: &mut Client) -> Result<(), StoreError> {
+    let epoch: i64 = c.query_one("SELECT n FROM tenant_epoch", &[])?.get(0);
+    fence(c, epoch)
+}
+
 fn tenant_row(r: &Row) -> Result<TenantState, StoreError> {
     Ok(TenantState {
         id: TenantId::new(r.get::<_, String>(0)).map_err(corrupt)?,

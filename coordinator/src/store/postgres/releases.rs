@@ -90,6 +90,9 @@ pub(super) fn set_tenant_hosts(
     let mut state =
         lock_tenants(&mut tx, std::slice::from_ref(id))?.remove(id).ok_or_else(|| domain::unknown_tenant(id))?;
     if state.hosts == hosts {
+        // Already in place — perhaps by a change still being fenced: fence it too.
+        tx.rollback()?;
+        super::fence_current(c)?;
         return Ok(state.view());
     }
     claim_hosts(&mut tx, settings, id, &hosts, now)?;
@@ -129,6 +132,9 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
         return Err(domain::unknown_tenant(id).into());
     };
     if row.get::<_, Option<i64>>(0).is_some() {
+        // Already removed — perhaps by a removal still being fenced: fence it too.
+        tx.rollback()?;
+        super::fence_current(c)?;
         return Ok(Removal::AlreadyRemoved);
     }
     // A statement of its own, so its snapshot is taken after the lock was granted: it sees
@@ -226,8 +232,7 @@ impl Inner {
         let id = ReleaseId::new(id).map_err(corrupt)?;
         // The original may have committed through another replica a moment ago, not yet
         // confirmed by every replica's cache: fence what has committed so far.
-        let epoch: i64 = c.query_one("SELECT n FROM tenant_epoch", &[])?.get(0);
-        super::fence(c, epoch)?;
+        super::fence_current(c)?;
         let release = load_release(c, &id)?.ok_or_else(|| StoreError::internal("idempotent release vanished"))?;
         Ok(Some(Committed { release, replayed: true }))
     }

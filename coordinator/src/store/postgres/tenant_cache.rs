@@ -28,6 +28,13 @@
 //! about commits acknowledged during the gap: the next round, after it, does). `applied` is
 //! only written after the round it reports is in the cache, and the cache only moves forward.
 //!
+//! **What the lease assumes.** The database's wall clock and each replica's monotonic
+//! clock tick at about the same rate (the 100 ms margin covers 10 %); the database's clock
+//! is never stepped forward (NTP slews), and a replica is never frozen and resumed past its
+//! lease (a paused VM): either could let a replica trust a lease the database let lapse.
+//! The database's `now()` is taken at the start of each statement's transaction, before its
+//! snapshot: a fence never judges a lease by a time later than the snapshot it read it in.
+//!
 //! **Unleased reads (start-up, a lost connection, a stalled keeper).** A reader waits for a
 //! round that *started after the reader arrived* ([`Rounds`]), so if a commit was
 //! acknowledged to anyone before the reader arrived — on any replica — that round's snapshot
@@ -74,10 +81,14 @@ const RENEW_EVERY: Duration = Duration::from_millis(200);
 /// dead one's lease lapses within [`LEASE_MS`].
 const FENCE_WAIT: Duration = Duration::from_millis(3 * LEASE_MS as u64);
 
-/// The database's clock in milliseconds, in SQL (the clock leases are stamped and checked by).
+/// The database's clock in milliseconds, in SQL (the clock leases are stamped and checked
+/// by): the start of the statement's transaction, which precedes its snapshot. So a fence
+/// never judges a lease by a time later than the snapshot it read the lease in (a stalled
+/// statement cannot see a lease lapse that its snapshot does not show renewed), and a
+/// renewal is stamped no earlier than the replica sent it.
 macro_rules! db_now_ms {
     () => {
-        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+        "(extract(epoch FROM now()) * 1000)::bigint"
     };
 }
 
@@ -255,19 +266,20 @@ impl TenantCache {
             leased_until: AtomicU64::new(0),
             base: Instant::now(),
         });
-        let (keeper_shared, keeper_url) = (Arc::clone(&shared), url.to_owned());
-        std::thread::Builder::new()
-            .name("edgegen-tenant-lease".into())
-            .spawn(move || keeper(&keeper_shared, &keeper_url))
-            .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
-        for n in 0..REFRESHERS {
-            let (thread_shared, url) = (Arc::clone(&shared), url.to_owned());
+        // Built first: if a thread cannot be started, dropping it stops those that were.
+        let cache = TenantCache { shared, metrics };
+        let spawn = |name: String, run: fn(&Shared, &str)| {
+            let (shared, url) = (Arc::clone(&cache.shared), url.to_owned());
             std::thread::Builder::new()
-                .name(format!("edgegen-tenant-cache-{n}"))
-                .spawn(move || refresher(&thread_shared, &url))
-                .map_err(|e| StoreError::caused("starting the tenant cache", e))?;
+                .name(name)
+                .spawn(move || run(&shared, &url))
+                .map_err(|e| StoreError::caused("starting the tenant cache", e))
+        };
+        for n in 0..REFRESHERS {
+            spawn(format!("edgegen-tenant-cache-{n}"), refresher)?;
         }
-        Ok(TenantCache { shared, metrics })
+        spawn("edgegen-tenant-lease".into(), keeper)?;
+        Ok(cache)
     }
 
     /// The state of each of `ids` that exists: including every change acknowledged before
@@ -354,7 +366,7 @@ fn refresh(client: &mut Option<(Client, Statement)>, url: &str, since: i64) -> R
     let (c, round) = match client {
         Some(open) => open,
         None => {
-            let mut c = connect(url)?;
+            let mut c = connect(url, "edgegen-tenant-cache")?;
             let round = c.prepare(ROUND)?;
             client.insert((c, round))
         }
@@ -362,8 +374,21 @@ fn refresh(client: &mut Option<(Client, Statement)>, url: &str, since: i64) -> R
     run_round(c, round, since)
 }
 
-fn connect(url: &str) -> Result<Client, StoreError> {
-    Client::connect(url, NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))
+/// A connection of the cache's own (a refresher's or the keeper's), named `application_name`,
+/// that notices a dead peer within seconds (connect timeout, keepalives, TCP user timeout)
+/// instead of the operating system's hours: a reader waiting for a round, or the keeper
+/// waiting for a notification, then fails over instead of hanging.
+fn connect(url: &str, application_name: &str) -> Result<Client, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::caused("the PostgreSQL URL", e))?;
+    config
+        .application_name(application_name)
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10));
+    config.connect(NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))
 }
 
 /// One round: the current epoch and the tenants stamped after `since` (with their stamp),
@@ -391,9 +416,14 @@ fn keeper(shared: &Shared, url: &str) {
     let mut row = None;
     let mut pause = Duration::from_millis(50);
     while !shared.stopped() {
+        let began = Instant::now();
         if let Err(e) = keep(shared, url, &mut lease, &mut row) {
             shared.set_lease(None);
             lease.lost();
+            if began.elapsed() > Duration::from_secs(10) {
+                // A connection that lasted: this failure starts a new series of retries.
+                pause = Duration::from_millis(50);
+            }
             tracing::warn!(cause = %e.chain(), "tenant cache lease lost; manifest reads are validated per round trip until it is back");
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_secs(1));
@@ -411,10 +441,8 @@ fn keeper(shared: &Shared, url: &str) {
 /// durable before the replica trusts them: a lease the database forgot must never be
 /// trusted by the replica.
 fn keep(shared: &Shared, url: &str, lease: &mut Lease, row: &mut Option<i64>) -> Result<(), StoreError> {
-    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::caused("the PostgreSQL URL", e))?;
     // Named, so an operator (or a test) can tell the keeper's session apart.
-    config.application_name(KEEPER_APPLICATION_NAME);
-    let mut c = config.connect(NoTls).map_err(|e| StoreError::caused("connecting to PostgreSQL", e))?;
+    let mut c = connect(url, KEEPER_APPLICATION_NAME)?;
     let round = c.prepare(ROUND)?;
     let renew = c.prepare(concat!(
         "UPDATE replica_leases SET applied = $2, lease_until = ",

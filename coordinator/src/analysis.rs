@@ -338,6 +338,51 @@ pub fn check_origin_keys(tenants: &[TenantId], analysis: &Report, config: &Analy
     Ok(())
 }
 
+/// One tenant's keys in a plan: what it purges (its retired generation key, its manifest
+/// key, then each affected route's origin key scoped to it) and the affected routes with
+/// their scoped keys.
+fn tenant_keys(c: &TenantChange, routes: &[AffectedRoute]) -> Result<(Vec<String>, Vec<AffectedRoute>), String> {
+    let scoped = routes
+        .iter()
+        .map(|r| {
+            let key = SurrogateKey::origin(&c.tenant, &r.surrogate_key).map_err(|e| {
+                format!(
+                    "route {:?}: surrogate key {:?} of tenant {} is invalid: {e}",
+                    r.route, r.surrogate_key, c.tenant
+                )
+            })?;
+            Ok(AffectedRoute { surrogate_key: key.to_string(), ..r.clone() })
+        })
+        .collect::<Result<Vec<AffectedRoute>, String>>()?;
+    let mut purge = vec![
+        SurrogateKey::generation(&c.tenant, c.from_generation).to_string(),
+        SurrogateKey::manifest(&c.tenant).to_string(),
+    ];
+    purge.extend(scoped.iter().map(|r| r.surrogate_key.clone()));
+    Ok((purge, scoped))
+}
+
+/// The surrogate keys a release of `changes` purges, in its plan's order: the keys of
+/// [`tenant_plans`] without the plan's text and hash, which the commit does not need (it
+/// computes them inside its transaction: for 1,000 tenants the hash alone took 8–13 ms).
+///
+/// # Errors
+/// As [`tenant_plans`].
+pub fn purge_keys(
+    changes: &[TenantChange],
+    analysis: Option<&Report>,
+    config: &AnalysisConfig,
+) -> Result<Vec<String>, String> {
+    let routes = analysis.map(|r| affected_routes(r, config)).unwrap_or_default();
+    let mut sorted: Vec<&TenantChange> = changes.iter().collect();
+    sorted.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    let mut keys = Vec::with_capacity(changes.len() * (2 + routes.len()));
+    for c in sorted {
+        keys.extend(tenant_keys(c, &routes)?.0);
+    }
+    Ok(keys)
+}
+
 /// The deterministic per-tenant plan of a release: sorted by tenant, no times or ids, with a
 /// hash over its canonical JSON (and the analysis plan hash, when there is one).
 ///
@@ -354,27 +399,7 @@ pub fn tenant_plans(
     let mut plans: Vec<TenantPlan> = changes
         .iter()
         .map(|c| {
-            let scoped = routes
-                .iter()
-                .map(|r| {
-                    let key = SurrogateKey::origin(&c.tenant, &r.surrogate_key).map_err(|e| {
-                        format!(
-                            "route {:?}: surrogate key {:?} of tenant {} is invalid: {e}",
-                            r.route, r.surrogate_key, c.tenant
-                        )
-                    })?;
-                    Ok(AffectedRoute { surrogate_key: key.to_string(), ..r.clone() })
-                })
-                .collect::<Result<Vec<AffectedRoute>, String>>()?;
-            let mut purge = vec![
-                SurrogateKey::generation(&c.tenant, c.from_generation).to_string(),
-                SurrogateKey::manifest(&c.tenant).to_string(),
-            ];
-            purge.extend(scoped.iter().map(|r| r.surrogate_key.clone()));
-            Ok((c, purge, scoped))
-        })
-        .map(|planned: Result<_, String>| {
-            let (c, purge, scoped) = planned?;
+            let (purge, scoped) = tenant_keys(c, &routes)?;
             Ok(TenantPlan {
                 change: c.clone(),
                 purge_surrogate_keys: purge,
@@ -458,6 +483,9 @@ mod tests {
         assert_eq!(plans[0].affected_routes[0].reasons, ["contract_type_changed (UserProfile.id)"]);
         assert!(plans[0].purge_surrogate_keys.contains(&"t/acme/k/users".to_owned()));
         assert!(!plans[0].purge_surrogate_keys.iter().any(|k| k.contains("orders")), "untouched routes are not purged");
+        let keys = purge_keys(&[change("beta"), change("acme")], Some(&analysis.report), &settings).unwrap();
+        let planned: Vec<String> = plans.iter().flat_map(|p| p.purge_surrogate_keys.clone()).collect();
+        assert_eq!(keys, planned, "the commit purges exactly the plan's keys, in the plan's order");
         let (_, again) = tenant_plans(&[change("acme"), change("beta")], Some(&analysis.report), &settings).unwrap();
         assert_eq!(hash, again, "order of tenants in the request does not matter");
     }
@@ -496,6 +524,7 @@ mod tests {
         let analysis = analyse(&users_change_input(None), None, &settings).unwrap();
         let err = tenant_plans(&[change("acme")], Some(&analysis.report), &settings).unwrap_err();
         assert!(err.contains("GET /v1/users/{id}") && err.contains("users by id") && err.contains("acme"), "{err}");
+        assert_eq!(purge_keys(&[change("acme")], Some(&analysis.report), &settings), Err(err.clone()));
         let tenants = [TenantId::new("acme").unwrap()];
         assert_eq!(check_origin_keys(&tenants, &analysis.report, &settings), Err(err));
     }

@@ -180,8 +180,8 @@ impl Engine {
         }
         let config = Arc::clone(&self.analysis);
         let purge: crate::store::PurgePlan = Box::new(move |changes| {
-            match crate::analysis::tenant_plans(changes, report.as_ref(), &config) {
-                Ok((plans, _)) => plans.into_iter().flat_map(|p| p.purge_surrogate_keys).collect(),
+            match crate::analysis::purge_keys(changes, report.as_ref(), &config) {
+                Ok(keys) => keys,
                 // Unreachable: the origin keys were checked above for these tenants and
                 // routes. Should it happen, the generation and manifest keys still purge.
                 Err(_) => crate::outbox::rollback_purge_keys(changes),

@@ -72,7 +72,7 @@ pub fn backoff_ms(attempts: u32) -> Option<u64> {
 }
 
 /// The keys a rollback purges: each tenant's retired generation key and its manifest key.
-/// (A release purges the keys of its plan, [`crate::analysis::tenant_plans`], which start
+/// (A release purges the keys of its plan, [`crate::analysis::purge_keys`], which start
 /// with the same two.)
 pub fn rollback_purge_keys(changes: &[TenantChange]) -> Vec<String> {
     changes

@@ -16,19 +16,11 @@ use crate::support::*;
 async fn a_commit_waits_for_a_silent_lease_to_lapse_then_every_live_replica_serves_it() {
     let app = test_app_on(Backend::Postgres);
     add_tenant(&app.router, "a").await;
-    // Lapses 1.5 s from now (database clock), never confirms anything.
-    app.sql(
-        "INSERT INTO replica_leases (applied, lease_until)
-           VALUES (-1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 1500)",
-    );
-    let inserted = Instant::now();
+    let inserted = silent_lease(&app);
     let committed = release(&app.router, &["a"]).await;
     let waited = inserted.elapsed();
     assert_eq!(committed["tenants"][0]["to_generation"], 2, "{committed}");
-    assert!(
-        waited >= Duration::from_millis(1200),
-        "acknowledged after {waited:?}, before the silent replica's lease lapsed"
-    );
+    assert!(waited >= LAPSED, "acknowledged after {waited:?}, before the silent replica's lease lapsed");
     for replica in &app.replicas {
         let m = fetch_manifest(replica, "pop-1", "a").await;
         assert_eq!(m.status, StatusCode::OK, "{}", m.text);
@@ -43,16 +35,12 @@ async fn a_commit_waits_for_a_silent_lease_to_lapse_then_every_live_replica_serv
 async fn a_change_found_already_in_place_is_fenced_like_the_change_itself() {
     let app = test_app_on(Backend::Postgres);
     add_tenant(&app.router, "a").await;
-    app.sql(
-        "INSERT INTO replica_leases (applied, lease_until)
-           VALUES (-1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 1500)",
-    );
-    let inserted = Instant::now();
+    let inserted = silent_lease(&app);
     let body = serde_json::json!({"hosts": ["a.test"]});
     let a = send(&app.router, "PUT", "/v1/tenants/a/hosts", Some(ADMIN), Some(body)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let waited = inserted.elapsed();
-    assert!(waited >= Duration::from_millis(1200), "the same hosts were answered after {waited:?}, unfenced");
+    assert!(waited >= LAPSED, "the same hosts were answered after {waited:?}, unfenced");
 }
 
 /// Every replica's keeper loses its connection (the database terminates it): each stops
@@ -68,16 +56,12 @@ async fn keepers_that_lose_their_connection_take_their_lease_back_and_reads_stay
         (r.len() == app.replicas.len() && r.iter().all(|(_, live)| *live)).then_some(r)
     })
     .await;
-    let url = app.database_url.clone().expect("a PostgreSQL app");
-    let terminated = std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        let sql =
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'edgegen-lease-keeper'
-                   AND datname = current_database()";
-        c.query(sql, &[]).unwrap().len()
-    })
-    .join()
-    .unwrap();
+    let terminated = app
+        .pg_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'edgegen-lease-keeper' AND datname = current_database()",
+        )
+        .len();
     assert_eq!(terminated, app.replicas.len(), "one keeper session per replica");
     let committed = release(&app.router, &["a"]).await;
     assert_eq!(committed["tenants"][0]["to_generation"], 2, "{committed}");
@@ -98,22 +82,29 @@ async fn keepers_that_lose_their_connection_take_their_lease_back_and_reads_stay
 
 /// The lease rows: id and whether the database holds the lease now.
 fn lease_rows(app: &TestApp) -> Vec<(i64, bool)> {
-    let url = app.database_url.clone().expect("a PostgreSQL app");
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        c.query(
-            "SELECT id, lease_until > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
-               FROM replica_leases ORDER BY id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
-    })
-    .join()
-    .unwrap()
+    app.pg_query(
+        "SELECT id, lease_until > (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+           FROM replica_leases ORDER BY id",
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
 }
+
+/// A lease no replica holds: it lapses 1.5 s from now (database clock) and never confirms
+/// anything (a replica frozen or killed without removing its row). Returns when it was
+/// inserted.
+fn silent_lease(app: &TestApp) -> Instant {
+    app.sql(
+        "INSERT INTO replica_leases (applied, lease_until)
+           VALUES (-1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 1500)",
+    );
+    Instant::now()
+}
+
+/// Less than a silent lease's 1.5 s by more than the time to insert it: an answer sooner
+/// than this did not wait for it to lapse.
+const LAPSED: Duration = Duration::from_millis(1200);
 
 /// Polls `probe` until it yields, for at most 10 s.
 async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {

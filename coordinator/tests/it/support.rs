@@ -56,16 +56,22 @@ impl TestApp {
                 let conn = rusqlite::Connection::open(self._dir.path().join("edgegen.db")).unwrap();
                 conn.execute_batch(&statement).unwrap();
             }
-            Some(url) => {
-                let url = url.clone();
-                // The synchronous client must not run inside the test's runtime.
-                std::thread::spawn(move || {
-                    postgres::Client::connect(&url, postgres::NoTls).unwrap().batch_execute(&statement).unwrap();
-                })
-                .join()
-                .unwrap();
-            }
+            Some(_) => self.on_pg(move |c| c.batch_execute(&statement).unwrap()),
         }
+    }
+
+    /// Runs one query on the store's PostgreSQL database behind the coordinator's back and
+    /// returns its rows (panics on SQLite).
+    pub fn pg_query(&self, statement: &str) -> Vec<postgres::Row> {
+        let statement = statement.to_owned();
+        self.on_pg(move |c| c.query(&statement, &[]).unwrap())
+    }
+
+    /// `f` on a connection of its own to the PostgreSQL database.
+    fn on_pg<T: Send + 'static>(&self, f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static) -> T {
+        let url = self.database_url.clone().expect("a PostgreSQL app");
+        // The synchronous client must not run inside the test's runtime.
+        std::thread::spawn(move || f(&mut postgres::Client::connect(&url, postgres::NoTls).unwrap())).join().unwrap()
     }
 }
 

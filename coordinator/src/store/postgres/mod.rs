@@ -451,8 +451,8 @@ fn record_fetches(_: &Inner, s: &mut pool::Session, fetches: &[Fetch]) -> group:
 /// Bumps the tenant epoch in `tx` and returns it, to stamp the tenants `tx` changes with,
 /// and announces it to every replica's lease keeper when `tx` commits. The epoch row stays
 /// locked until `tx` ends, so epochs are handed out in commit order: call it after locking
-/// (or inserting) the tenants' rows, never before. Once `tx` committed, [`fence`] it
-/// before acknowledging it.
+/// (or inserting) the tenants' rows, never before. Once `tx` committed,
+/// [`tenant_cache::fence`] it before acknowledging it.
 fn bump_epoch(tx: &mut impl GenericClient) -> Result<i64, postgres::Error> {
     Ok(tx
         .query_one(
@@ -460,19 +460,6 @@ fn bump_epoch(tx: &mut impl GenericClient) -> Result<i64, postgres::Error> {
             &[],
         )?
         .get(0))
-}
-
-/// After a transaction stamped `epoch` committed: waits until every replica's manifest
-/// cache serves it ([`tenant_cache::fence`]).
-fn fence(c: &mut Client, epoch: i64) -> Result<(), StoreError> {
-    tenant_cache::fence(c, epoch)
-}
-
-/// Before answering that a change is already in place (a repeated request, a replayed
-/// release): fences every change committed so far, so the one found among them too.
-fn fence_current(c: &mut Client) -> Result<(), StoreError> {
-    let epoch: i64 = c.query_one("SELECT n FROM tenant_epoch", &[])?.get(0);
-    fence(c, epoch)
 }
 
 fn tenant_row(r: &Row) -> Result<TenantState, StoreError> {

@@ -8,7 +8,9 @@ use edgegen_shared::api::{NewTenant, Phase, Release, ReleaseRequest, Step, StepS
 use edgegen_shared::{Generation, ReleaseId, TenantId};
 use postgres::{Client, GenericClient};
 
-use super::{Inner, corrupt, edit_log, is_unique_violation, live_pops, load_release, lock_tenants, sql_gen};
+use super::{
+    Inner, corrupt, edit_log, is_unique_violation, live_pops, load_release, lock_tenants, sql_gen, tenant_cache,
+};
 use crate::clock::now_ms;
 use crate::domain::{self, Refusal, ReleaseFacts};
 use crate::execlog::{self, LogBuilder};
@@ -64,7 +66,7 @@ pub(super) fn register_tenant(c: &mut Client, settings: &StoreSettings, t: NewTe
         other => other?,
     };
     tx.commit()?;
-    super::fence(c, epoch)?;
+    tenant_cache::fence(c, epoch)?;
     wake_host_sync(settings);
     Ok(Tenant {
         id: t.id,
@@ -92,7 +94,7 @@ pub(super) fn set_tenant_hosts(
     if state.hosts == hosts {
         // Already in place — perhaps by a change still being fenced: fence it too.
         tx.rollback()?;
-        super::fence_current(c)?;
+        tenant_cache::fence_current(c)?;
         return Ok(state.view());
     }
     claim_hosts(&mut tx, settings, id, &hosts, now)?;
@@ -115,7 +117,7 @@ pub(super) fn set_tenant_hosts(
         other => other?,
     };
     tx.commit()?;
-    super::fence(c, epoch)?;
+    tenant_cache::fence(c, epoch)?;
     wake_host_sync(settings);
     state.hosts = hosts;
     Ok(state.view())
@@ -134,7 +136,7 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
     if row.get::<_, Option<i64>>(0).is_some() {
         // Already removed — perhaps by a removal still being fenced: fence it too.
         tx.rollback()?;
-        super::fence_current(c)?;
+        tenant_cache::fence_current(c)?;
         return Ok(Removal::AlreadyRemoved);
     }
     // A statement of its own, so its snapshot is taken after the lock was granted: it sees
@@ -157,7 +159,7 @@ pub(super) fn remove_tenant(c: &mut Client, settings: &StoreSettings, id: &Tenan
         enqueue_host_sync(&mut tx, now)?;
     }
     tx.commit()?;
-    super::fence(c, epoch)?;
+    tenant_cache::fence(c, epoch)?;
     wake_host_sync(settings);
     Ok(Removal::Removed)
 }
@@ -232,7 +234,7 @@ impl Inner {
         let id = ReleaseId::new(id).map_err(corrupt)?;
         // The original may have committed through another replica a moment ago, not yet
         // confirmed by every replica's cache: fence what has committed so far.
-        super::fence_current(c)?;
+        tenant_cache::fence_current(c)?;
         let release = load_release(c, &id)?.ok_or_else(|| StoreError::internal("idempotent release vanished"))?;
         Ok(Some(Committed { release, replayed: true }))
     }
@@ -261,7 +263,7 @@ impl Inner {
         let id = release_id(seq)?;
         let commit = Commit::release(&id, seq, &changes, purge(&changes), key.as_deref(), &request_hash);
         match self.apply(tx, commit, log, now, started) {
-            Ok(epoch) => super::fence(c, epoch)?,
+            Ok(epoch) => tenant_cache::fence(c, epoch)?,
             // The same key committed concurrently through another replica: replay it.
             Err(ApplyError::Unique(e)) => {
                 let replayed = match &key {
@@ -278,7 +280,7 @@ impl Inner {
     }
 
     /// Writes a release (or rollback), its tenant changes and its outbox effects in `tx`
-    /// and commits; returns the epoch to [`super::fence`] before acknowledging it.
+    /// and commits; returns the epoch to [`tenant_cache::fence`] before acknowledging it.
     fn apply(
         &self,
         mut tx: postgres::Transaction<'_>,
@@ -436,7 +438,7 @@ impl Inner {
         let rollback_id = release_id(seq)?;
         let commit = Commit::rollback(&rollback_id, seq, id, &changes, trigger_at);
         let epoch = self.apply(tx, commit, log, now, started).map_err(ApplyError::into_store)?;
-        super::fence(c, epoch)?;
+        tenant_cache::fence(c, epoch)?;
         self.metrics.release(true, automatic);
         // Durable from here on: what follows only annotates logs (best effort).
         let why = format!("superseded by rollback {rollback_id}");

@@ -65,14 +65,14 @@ use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// How long a lease row stays live in the database after a renewal (database clock, ms).
-pub(super) const LEASE_MS: i64 = 1_000;
+const LEASE_MS: i64 = 1_000;
 
 /// How long the replica trusts a renewal, counted from when it sent it: [`LEASE_MS`] less a
 /// margin for the rates of the two clocks.
 const LOCAL_LEASE: Duration = Duration::from_millis(900);
 
 /// The keeper's session's `application_name`.
-pub(super) const KEEPER_APPLICATION_NAME: &str = "edgegen-lease-keeper";
+const KEEPER_APPLICATION_NAME: &str = "edgegen-lease-keeper";
 
 /// How often the keeper renews when no commit announces a change.
 const RENEW_EVERY: Duration = Duration::from_millis(200);
@@ -452,16 +452,17 @@ fn keep(shared: &Shared, url: &str, lease: &mut Lease, row: &mut Option<i64>) ->
     let confirm = c.prepare("UPDATE replica_leases SET applied = $2 WHERE id = $1")?;
     c.batch_execute("LISTEN edgegen_epoch; SET synchronous_commit = off")?;
     let mut renewed = Instant::now();
-    let renew_row = concat!("UPDATE replica_leases SET lease_until = ", db_now_ms!(), " + $2 WHERE id = $1");
+    // The row this keeper held before a reconnection, if it is still there; else a new one.
+    // Either way `applied` is what the cache holds now (it only moves forward).
     let id = match *row {
-        Some(id) if c.execute(renew_row, &[&id, &LEASE_MS])? == 1 => id,
+        Some(id) if c.execute(&renew, &[&id, &shared.since(), &LEASE_MS])? == 1 => id,
         _ => {
             let sql = concat!(
-                "INSERT INTO replica_leases (applied, lease_until) VALUES (-1, ",
+                "INSERT INTO replica_leases (applied, lease_until) VALUES ($1, ",
                 db_now_ms!(),
-                " + $1) RETURNING id"
+                " + $2) RETURNING id"
             );
-            let id: i64 = c.query_one(sql, &[&LEASE_MS])?.get(0);
+            let id: i64 = c.query_one(sql, &[&shared.since(), &LEASE_MS])?.get(0);
             *row = Some(id);
             id
         }
@@ -503,6 +504,16 @@ fn keep(shared: &Shared, url: &str, lease: &mut Lease, row: &mut Option<i64>) ->
         let _ = announced.timeout_iter(RENEW_EVERY.saturating_sub(renewed.elapsed())).next()?;
         while announced.iter().next()?.is_some() {}
     }
+}
+
+/// Before answering that a change is already in place (a repeated request, a replayed
+/// release): fences every change committed so far, so the one found among them too.
+///
+/// # Errors
+/// As [`fence`].
+pub(super) fn fence_current(c: &mut Client) -> Result<(), StoreError> {
+    let epoch: i64 = c.query_one("SELECT n FROM tenant_epoch", &[])?.get(0);
+    fence(c, epoch)
 }
 
 /// Called after a transaction that stamped tenants with `epoch` committed, before it is

@@ -12,7 +12,9 @@
 //!
 //! For the manifest phases it also reads the server's own CPU time (`/proc/PID/stat`,
 //! user + system) and divides it by the requests answered: the coordinator's cost of one
-//! 200 and of one 304 + lease, whatever the client on the same cores costs.
+//! 200 and of one 304 + lease, whatever the client on the same cores costs. For the ack
+//! phases it does the same over every server process (all replicas, and on PostgreSQL the
+//! postmaster with its backends) and over itself (the client): what one ack costs each side.
 //!
 //! PostgreSQL runs with `fsync` and `synchronous_commit` on, as in production (SQLite runs
 //! `synchronous = FULL`); `EDGEGEN_LOAD_PG_FSYNC=off` runs it without (the tests' setting).
@@ -80,6 +82,8 @@ struct Figures {
     revalidation_cpu_us: f64,
     /// With 64 and with 256 concurrent clients.
     acks_per_s: Vec<f64>,
+    /// CPU per ack in those phases, µs: the replicas, the database, the client.
+    ack_cpu_us: Vec<[f64; 3]>,
     rollback_p50_ms: f64,
 }
 
@@ -89,7 +93,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     println!("## SQLite (one process)\n");
     let (sqlite_server, base) = serve(dir.path(), None, 0);
-    let sqlite = suite(secs, &[base], sqlite_server.pid()).await;
+    let sqlite = suite(secs, &[base], &Servers { replicas: vec![sqlite_server.pid()], database: None }).await;
     drop(sqlite_server);
 
     println!(
@@ -112,7 +116,8 @@ async fn main() {
     let url = cluster.url("bench");
     let replicas: Vec<(ChildGuard, String)> = (1..=3).map(|n| serve(dir.path(), Some(&url), n)).collect();
     let bases: Vec<String> = replicas.iter().map(|(_, b)| b.clone()).collect();
-    let pg = suite(secs, &bases, replicas[0].0.pid()).await;
+    let servers = Servers { replicas: replicas.iter().map(|(r, _)| r.pid()).collect(), database: Some(cluster.pid()) };
+    let pg = suite(secs, &bases, &servers).await;
     drop(replicas);
 
     println!("\n## Side by side (one run; ratio = SQLite / PostgreSQL)\n");
@@ -150,6 +155,18 @@ async fn main() {
             s / p
         );
     }
+    for (clients, (s, p)) in [CONCURRENCY, ACK_CLIENTS].iter().zip(sqlite.ack_cpu_us.iter().zip(&pg.ack_cpu_us)) {
+        println!(
+            "| server CPU per ack, {clients} clients: replicas + database (acks per server core-second) | {:.1} µs ({:.0}) | {:.1} + {:.1} µs ({:.0}) | {:.2} |",
+            s[0],
+            1e6 / s[0],
+            p[0],
+            p[1],
+            1e6 / (p[0] + p[1]),
+            s[0] / (p[0] + p[1])
+        );
+        println!("| client CPU per ack, {clients} clients | {:.1} µs | {:.1} µs | |", s[2], p[2]);
+    }
     println!(
         "| report -> automatic rollback committed, p50 | {:.0} ms | {:.0} ms | {:.2} |",
         sqlite.rollback_p50_ms,
@@ -158,24 +175,67 @@ async fn main() {
     );
 }
 
+/// The processes serving the bench: the coordinator replicas and, on PostgreSQL, the
+/// postmaster (its backends are its children).
+struct Servers {
+    replicas: Vec<u32>,
+    database: Option<u32>,
+}
+
+impl Servers {
+    /// CPU seconds the server processes have used so far: the replicas, and the database
+    /// (the postmaster with the children it reaped, and its live children: backends, WAL
+    /// writer, checkpointer).
+    fn cpu_seconds(&self) -> [f64; 2] {
+        let replicas = self.replicas.iter().map(|&pid| cpu_seconds(pid)).sum();
+        let mut total = 0.0;
+        if let Some(postmaster) = self.database {
+            total += stat_seconds(postmaster, true).unwrap_or(0.0);
+            for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+                if stat_fields(pid).is_some_and(|f| f[1] == postmaster.to_string()) {
+                    total += stat_seconds(pid, false).unwrap_or(0.0); // a child may exit meanwhile
+                }
+            }
+        }
+        [replicas, total]
+    }
+}
+
+/// The fields of `/proc/PID/stat` after the parenthesised command name (state first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_owned).collect())
+}
+
+/// CPU seconds (user + system) process `pid` has used so far; with `reaped`, also its
+/// children that exited and were waited for.
+fn stat_seconds(pid: u32, reaped: bool) -> Option<f64> {
+    let fields = stat_fields(pid)?;
+    // State is field 3 (index 0 here): utime is field 14, stime 15, cutime 16, cstime 17.
+    let used = if reaped { 11..15 } else { 11..13 };
+    let ticks: f64 = fields[used].iter().map(|f| f.parse::<f64>().unwrap_or(0.0)).sum();
+    Some(ticks / ticks_per_second())
+}
+
 /// CPU seconds (user + system) process `pid` has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    stat_seconds(pid, false).expect("the server's /proc stat")
+}
+
+fn ticks_per_second() -> f64 {
     static TICKS_PER_S: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    let hz = *TICKS_PER_S.get_or_init(|| {
+    *TICKS_PER_S.get_or_init(|| {
         let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
         String::from_utf8_lossy(&out.stdout).trim().parse().expect("a tick rate")
-    });
-    ticks / hz
+    })
 }
 
 /// The whole workload against `bases` (the first, process `pid`, takes commits and
 /// manifests; acks go to all of them).
-async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
+async fn suite(secs: u64, bases: &[String], servers: &Servers) -> Figures {
+    let pid = servers.replicas[0];
     let base = bases[0].clone();
     let http = reqwest::Client::builder().pool_max_idle_per_host(ACK_CLIENTS).build().unwrap();
 
@@ -288,20 +348,27 @@ async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
     // 1-30, so no (PoP, tenant, generation) repeats within 480,000 acks — each is a new row.
     let sent = Arc::new(AtomicU64::new(0));
     let mut acks = Vec::new();
+    let mut ack_cpu_us = Vec::new();
     for clients in [CONCURRENCY, ACK_CLIENTS] {
         let (all, sent) = (bases.to_vec(), Arc::clone(&sent));
-        acks.push(
-            throughput(&http, secs, clients, move |http, _| {
-                let i = sent.fetch_add(1, Ordering::Relaxed) as usize;
-                let base = &all[i % all.len()];
-                let body = json!({"pop": format!("pop-{}", i % CONCURRENCY), "tenant": format!("t{}", i % TENANTS),
+        let (server_cpu, client_cpu) = (servers.cpu_seconds(), cpu_seconds(std::process::id()));
+        let (per_s, answered) = throughput(&http, secs, clients, move |http, _| {
+            let i = sent.fetch_add(1, Ordering::Relaxed) as usize;
+            let base = &all[i % all.len()];
+            let body = json!({"pop": format!("pop-{}", i % CONCURRENCY), "tenant": format!("t{}", i % TENANTS),
                     "generation": 1 + (i / TENANTS) % 30, "observed_at": 1});
-                let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
-                async move { http.post(url).bearer_auth(EDGE).json(&body).send().await.unwrap().status() == 204 }
-            })
-            .await
-            .0,
-        );
+            let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
+            async move { http.post(url).bearer_auth(EDGE).json(&body).send().await.unwrap().status() == 204 }
+        })
+        .await;
+        let per_ack = |seconds: f64| seconds * 1e6 / answered as f64;
+        let [replicas, database] = servers.cpu_seconds();
+        ack_cpu_us.push([
+            per_ack(replicas - server_cpu[0]),
+            per_ack(database - server_cpu[1]),
+            per_ack(cpu_seconds(std::process::id()) - client_cpu),
+        ]);
+        acks.push(per_s);
     }
     println!("\n| workload ({CONCURRENCY} concurrent clients, {secs} s) | requests/s |\n|---|---|");
     println!(
@@ -311,8 +378,14 @@ async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
         "| manifest GET with If-None-Match (304 + lease; lease {lease_bytes} bytes) | {revalidations:.0} ({:.2}x the 200 path; server CPU {revalidation_cpu_us:.1} µs each) |",
         revalidations / manifests
     );
-    println!("| ack POST (durable; over {} replica(s)), {CONCURRENCY} clients | {:.0} |", bases.len(), acks[0]);
-    println!("| ack POST (durable; over {} replica(s)), {ACK_CLIENTS} clients | {:.0} |", bases.len(), acks[1]);
+    for (i, clients) in [CONCURRENCY, ACK_CLIENTS].iter().enumerate() {
+        let [replicas, database, client] = ack_cpu_us[i];
+        println!(
+            "| ack POST (durable; over {} replica(s)), {clients} clients | {:.0} (CPU per ack: replicas {replicas:.1} µs, database {database:.1} µs, client {client:.1} µs) |",
+            bases.len(),
+            acks[i]
+        );
+    }
 
     let mut trigger_to_commit = Vec::new();
     let mut round_trip = Vec::new();
@@ -373,6 +446,7 @@ async fn suite(secs: u64, bases: &[String], pid: u32) -> Figures {
         manifest_cpu_us,
         revalidation_cpu_us,
         acks_per_s: acks,
+        ack_cpu_us,
         rollback_p50_ms: percentile(&trigger_to_commit, 50.0),
     }
 }

@@ -116,6 +116,11 @@ impl TempCluster {
         self.port
     }
 
+    /// The postmaster's PID (its backends are its children).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Creates the empty database `name` (`createdb`); returns its URL.
     ///
     /// # Errors

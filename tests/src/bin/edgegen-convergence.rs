@@ -176,6 +176,24 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
                     }
                 }
             }
+            // Where the push time goes: the release call, then the purge at each PoP.
+            let mut after: Vec<u128> = applied.values().map(|at| at.duration_since(sent).as_millis()).collect();
+            after.sort_unstable();
+            let mut first_new: HashMap<(usize, &str), u128> = HashMap::new();
+            for r in reads.iter().filter(|r| r.at > sent && r.generation.is_some_and(|g| g >= 2)) {
+                let ms = r.at.duration_since(sent).as_millis();
+                first_new.entry((r.pop, r.tenant.as_str())).and_modify(|m| *m = (*m).min(ms)).or_insert(ms);
+            }
+            let mut first_new: Vec<u128> = first_new.into_values().collect();
+            first_new.sort_unstable();
+            if let (Some(first), Some(last), Some(read)) = (after.first(), after.last(), first_new.last()) {
+                eprintln!(
+                    "push: release call returned after {} ms; each (PoP, tenant) manifest purge applied after {first}-{last} ms, p50 {} ms; its first read under the new generation sent after p50 {} ms, max {read} ms (from the call sent)",
+                    commit.duration_since(sent).as_millis(),
+                    after[after.len() / 2],
+                    first_new[first_new.len() / 2],
+                );
+            }
             ensure!(
                 applied.len() == pops * tenants,
                 "the purge reached {} of {} (PoP, tenant) pairs",

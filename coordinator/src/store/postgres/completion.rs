@@ -216,10 +216,18 @@ fn checker(shared: &Shared, inner: &Weak<Inner>) {
 /// tenant: a pass over the acks of many tenants of one big release checks that release once
 /// per PoP. Each is ruled out by the first of its tenants the PoP has not acknowledged
 /// (`LIMIT 1`: the scan stops there).
-const COMPLETED: &str = "WITH c AS MATERIALIZED (SELECT DISTINCT n.pop, r.id
+///
+/// The candidates are found from each range through `release_tenants_by_tenant` (a lateral
+/// subquery, kept apart by `OFFSET 0`): the statement is prepared, and its generic plan,
+/// which guesses ten rows for an `unnest`, otherwise joins every committed release with
+/// every range — measured on the load bench's database with 5,000 ranges and 280 open
+/// releases: 1.4 million index probes, 1,491 ms a pass, against 36 ms this way.
+const COMPLETED: &str = "WITH c AS MATERIALIZED (SELECT DISTINCT n.pop, x.id
        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS n(pop, tenant_id, above, upto)
-       JOIN release_tenants rt ON rt.tenant_id = n.tenant_id AND rt.to_generation > n.above AND rt.to_generation <= n.upto
-       JOIN releases r ON r.id = rt.release_id AND r.status = 'committed')
+       CROSS JOIN LATERAL (SELECT r.id FROM release_tenants rt
+         JOIN releases r ON r.id = rt.release_id AND r.status = 'committed'
+         WHERE rt.tenant_id = n.tenant_id AND rt.to_generation > n.above AND rt.to_generation <= n.upto
+         OFFSET 0) x)
      SELECT DISTINCT c.id FROM c
      LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = c.id AND NOT EXISTS (
        SELECT 1 FROM acks a WHERE a.pop = c.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)

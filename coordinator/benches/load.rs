@@ -232,8 +232,8 @@ fn ticks_per_second() -> f64 {
     })
 }
 
-/// The whole workload against `bases` (the first, process `pid`, takes commits and
-/// manifests; acks go to all of them).
+/// The whole workload against `bases` (the first, process `servers.replicas[0]`, takes
+/// commits and manifests; acks go to all of them).
 async fn suite(secs: u64, bases: &[String], servers: &Servers) -> Figures {
     let pid = servers.replicas[0];
     let base = bases[0].clone();

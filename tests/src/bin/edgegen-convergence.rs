@@ -55,6 +55,9 @@ impl Mode {
 /// The Fastly service the stand-in purges for the PoPs.
 const SERVICE: &str = "convergenceBench01";
 
+/// The generation the measured release moves every tenant to (each registers at 1).
+const NEW_GENERATION: u64 = 2;
+
 struct Args {
     pops: usize,
     tenants: usize,
@@ -164,7 +167,7 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
 
     let max_age = Duration::from_millis(conv["bound_ms"].as_u64().unwrap_or(1000));
     let summary = match mode {
-        Mode::Poll => edgegen_tests::checker::summarize(&reads, commit, max_age, 2),
+        Mode::Poll => edgegen_tests::checker::summarize(&reads, commit, max_age, NEW_GENERATION),
         Mode::Push => {
             // When each PoP applied the purge of each tenant's manifest (the first after the
             // release call was sent).
@@ -180,7 +183,7 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
             let mut after: Vec<u128> = applied.values().map(|at| at.duration_since(sent).as_millis()).collect();
             after.sort_unstable();
             let mut first_new: HashMap<(usize, &str), u128> = HashMap::new();
-            for r in reads.iter().filter(|r| r.at > sent && r.generation.is_some_and(|g| g >= 2)) {
+            for r in reads.iter().filter(|r| r.at > sent && r.generation.is_some_and(|g| g >= NEW_GENERATION)) {
                 let ms = r.at.duration_since(sent).as_millis();
                 first_new.entry((r.pop, r.tenant.as_str())).and_modify(|m| *m = (*m).min(ms)).or_insert(ms);
             }
@@ -200,7 +203,7 @@ async fn run(pops: usize, tenants: usize, mode: Mode) -> anyhow::Result<()> {
                 applied.len(),
                 pops * tenants
             );
-            edgegen_tests::checker::summarize_with(&reads, sent, 2, |r| {
+            edgegen_tests::checker::summarize_with(&reads, sent, NEW_GENERATION, |r| {
                 applied.get(&(pop_names[r.pop].clone(), r.tenant.clone())).copied()
             })
         }

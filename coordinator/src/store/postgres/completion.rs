@@ -215,7 +215,11 @@ fn checker(shared: &Shared, inner: &Weak<Inner>) {
 /// generation in the range, still `committed`) — once per pair, not once per acknowledged
 /// tenant: a pass over the acks of many tenants of one big release checks that release once
 /// per PoP. Each is ruled out by the first of its tenants the PoP has not acknowledged
-/// (`LIMIT 1`: the scan stops there).
+/// (`LIMIT 1`: the scan stops there), each tenant checked by one probe of the acks' primary
+/// key (the `NOT EXISTS` kept a per-row subplan by `OFFSET 0`: pulled up into an anti join,
+/// its generic plan merged the release's tenants with the acks of *every* PoP in tenant
+/// order, reading a share of the whole table per candidate — a pass cost that grows with
+/// the acks stored).
 ///
 /// The candidates are found from each range through `release_tenants_by_tenant` (a lateral
 /// subquery, kept apart by `OFFSET 0`): the statement is prepared, and its generic plan,
@@ -230,7 +234,8 @@ const COMPLETED: &str = "WITH c AS MATERIALIZED (SELECT DISTINCT n.pop, x.id
          OFFSET 0) x)
      SELECT DISTINCT c.id FROM c
      LEFT JOIN LATERAL (SELECT 1 AS missing FROM release_tenants o WHERE o.release_id = c.id AND NOT EXISTS (
-       SELECT 1 FROM acks a WHERE a.pop = c.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation)
+       SELECT 1 FROM acks a WHERE a.pop = c.pop AND a.tenant_id = o.tenant_id AND a.generation >= o.to_generation
+       OFFSET 0)
        LIMIT 1) m ON TRUE
      WHERE m.missing IS NULL";
 
@@ -255,6 +260,7 @@ impl Inner {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::super::explain::{explain, max_loops, rows_read, with_database};
     use super::{Completion, Pending};
 
     fn one_ack() -> Pending {
@@ -318,12 +324,7 @@ mod tests {
     #[test]
     fn a_pass_reaches_its_candidates_from_the_ranges_whatever_the_open_releases() {
         const OPEN: i64 = 120;
-        let cluster = edgegen_tests::postgres::TempCluster::start().expect("PostgreSQL (cargo xtask bootstrap)");
-        let url = cluster.create_database("completion").unwrap();
-        // The sync client runs its own runtime: keep it off the test's thread-locals.
-        std::thread::spawn(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-            c.batch_execute(super::super::schema::SCHEMA).unwrap();
+        with_database(|c| {
             c.batch_execute(
                 "INSERT INTO tenants (id, hosts, generation, schema_version, contract_hash, created_at, updated_at)
                    SELECT 't' || i, '[]', 200, '1.0.0', 'h', 0, 0 FROM generate_series(0, 9) i;
@@ -349,24 +350,58 @@ mod tests {
             let run = "EXECUTE completed('{p}', '{t3}', '{6}', '{7}')";
             let found: Vec<String> = c.query(run, &[]).unwrap().iter().map(|r| r.get(0)).collect();
             assert_eq!(found, ["r7"], "the range (6, 7] of t3 completes exactly r7 for p");
-            let explained = c.simple_query(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {run}")).unwrap();
-            let plan = explained.iter().find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                _ => None,
-            });
-            let plan: serde_json::Value = serde_json::from_str(&plan.expect("a plan")).unwrap();
-            let loops = max_loops(&plan[0]["Plan"]);
+            let plan = explain(c, run);
+            let loops = max_loops(&plan);
             assert!(loops < OPEN / 2, "a plan node ran {loops} times for one range among {OPEN} open releases: {plan}");
-        })
-        .join()
-        .unwrap();
+        });
     }
 
-    /// The most times any node of `plan` ran.
-    fn max_loops(plan: &serde_json::Value) -> i64 {
-        let own = plan["Actual Loops"].as_i64().unwrap_or(0);
-        let children = plan["Plans"].as_array().map_or(0, |p| p.iter().map(max_loops).max().unwrap_or(0));
-        own.max(children)
+    /// Regression: checking a candidate (PoP, release) walks the release's tenants by
+    /// primary key and probes the acks' primary key once for each, whatever else is stored.
+    /// Pulled up into an anti join, the `NOT EXISTS` got generic plans that read far more:
+    /// on the load bench, a merge with every PoP's acks in tenant order (filtering out the
+    /// other PoPs' rows, a cost that grew with the acks stored); here, with statistics from
+    /// before the acks, a sequential scan of all 6,000 release tenants per candidate.
+    #[test]
+    fn a_candidate_is_checked_against_its_own_pops_acks_only() {
+        const TENANTS: i64 = 200;
+        const OTHER_POPS: i64 = 50;
+        with_database(|c| {
+            c.batch_execute(&format!(
+                "INSERT INTO tenants (id, hosts, generation, schema_version, contract_hash, created_at, updated_at)
+                   SELECT 't' || i, '[]', 200, '1.0.0', 'h', 0, 0 FROM generate_series(1, {TENANTS}) i;
+                 INSERT INTO releases (seq, id, kind, status, committed_at, execution_log)
+                   SELECT g, 'r' || g, 'release', 'committed', 0, '{{}}' FROM generate_series(1, 30) g;
+                 INSERT INTO release_tenants (release_id, tenant_id, position, from_generation, to_generation,
+                     from_schema_version, to_schema_version, from_contract_hash, to_contract_hash)
+                   SELECT 'r' || g, 't' || i, i, g - 1, g, '1.0.0', '1.0.0', 'h', 'h'
+                     FROM generate_series(1, 30) g, generate_series(1, {TENANTS}) i;
+                 -- Statistics from before the acks (a live database's lag its inserts).
+                 ANALYZE;
+                 -- Every other PoP acknowledged every tenant up to generation 6; p, generation 7.
+                 INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
+                   SELECT 'q' || n, 't' || i, g, 0, 0
+                     FROM generate_series(1, {OTHER_POPS}) n, generate_series(1, {TENANTS}) i, generate_series(1, 6) g;
+                 INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
+                   SELECT 'p', 't' || i, 7, 0, 0 FROM generate_series(1, {TENANTS}) i;
+                 SET plan_cache_mode = force_generic_plan;"
+            ))
+            .unwrap();
+            c.batch_execute(&format!("PREPARE completed(text[], text[], bigint[], bigint[]) AS {}", super::COMPLETED))
+                .unwrap();
+            let run = "EXECUTE completed('{p,p}', '{t3,t4}', '{6,6}', '{7,7}')";
+            let found: Vec<String> = c.query(run, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+            assert_eq!(found, ["r7"], "r7 is complete for p, once however many of its tenants p acknowledged");
+            let plan = explain(c, run);
+            // r7's tenants and one probe for each, not a scan through other releases or PoPs.
+            for table in ["acks", "release_tenants"] {
+                let read = rows_read(&plan, table);
+                assert!(
+                    read <= 2 * TENANTS,
+                    "checking r7 ({TENANTS} tenants) for p read {read} rows of {table}: {plan}"
+                );
+            }
+        });
     }
 
     proptest::proptest! {

@@ -38,6 +38,8 @@
 
 mod completion;
 mod edge;
+#[cfg(test)]
+mod explain;
 mod group;
 mod pool;
 mod releases;

@@ -344,8 +344,12 @@ async fn suite(secs: u64, bases: &[String], servers: &Servers) -> Figures {
         assert_eq!(r.status(), 200);
     }
     // Two phases, 64 then 256 concurrent clients; the second continues the first's
-    // sequence. Every tenant is at generation 31 or later here: ack `i` names generation
-    // 1-30, so no (PoP, tenant, generation) repeats within 480,000 acks — each is a new row.
+    // sequence. The acks come in waves, as a release's do: every (PoP, tenant) pair above
+    // acknowledges generation 1, then every pair generation 2, and so on to 30 (every
+    // tenant is at generation 31 or later here). So each ack is a new row, exactly one
+    // generation past its pair's previous ack (its completion check covers at most one
+    // release), until the sequence wraps after `pairs * 30` = 240,000 acks; past that,
+    // acks repeat (stored once, no check).
     let sent = Arc::new(AtomicU64::new(0));
     let mut acks = Vec::new();
     let mut ack_cpu_us = Vec::new();
@@ -355,8 +359,9 @@ async fn suite(secs: u64, bases: &[String], servers: &Servers) -> Figures {
         let (per_s, answered) = throughput(&http, secs, clients, move |http, _| {
             let i = sent.fetch_add(1, Ordering::Relaxed) as usize;
             let base = &all[i % all.len()];
-            let body = json!({"pop": format!("pop-{}", i % CONCURRENCY), "tenant": format!("t{}", i % TENANTS),
-                    "generation": 1 + (i / TENANTS) % 30, "observed_at": 1});
+            let pair = i % pairs;
+            let body = json!({"pop": format!("pop-{}", pair % CONCURRENCY), "tenant": format!("t{}", pair % TENANTS),
+                    "generation": 1 + (i / pairs) % 30, "observed_at": 1});
             let (http, url) = (http.clone(), format!("{base}/v1/edge/acks"));
             async move { http.post(url).bearer_auth(EDGE).json(&body).send().await.unwrap().status() == 204 }
         })

@@ -64,7 +64,8 @@ fn pg(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
 
 impl TempCluster {
     /// Creates and starts a cluster for tests (no fsync: test data); waits until it accepts
-    /// connections.
+    /// connections. `EDGEGEN_PG_OPTIONS`, if set, is appended to the server's options (for
+    /// diagnosis, e.g. `-c shared_preload_libraries=pg_stat_statements`).
     ///
     /// # Errors
     /// When the binaries are missing or the server does not start (with its log).
@@ -96,7 +97,8 @@ impl TempCluster {
         pg(&bin.join("initdb"), &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"])?;
         let port = free_port()?;
         let sync = if durable { "-c fsync=on -c synchronous_commit=on" } else { "-c fsync=off" };
-        let options = format!("-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 {sync}");
+        let extra = std::env::var("EDGEGEN_PG_OPTIONS").unwrap_or_default();
+        let options = format!("-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 {sync} {extra}");
         let log = format!("{dir_s}/server.log");
         pg(&bin.join("pg_ctl"), &["-D", &data_s, "-o", &options, "-l", &log, "-w", "-t", "30", "start"])
             .with_context(|| std::fs::read_to_string(&log).unwrap_or_default())?;

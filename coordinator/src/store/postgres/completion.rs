@@ -216,10 +216,11 @@ fn checker(shared: &Shared, inner: &Weak<Inner>) {
 /// tenant: a pass over the acks of many tenants of one big release checks that release once
 /// per PoP. Each is ruled out by the first of its tenants the PoP has not acknowledged
 /// (`LIMIT 1`: the scan stops there), each tenant checked by one probe of the acks' primary
-/// key (the `NOT EXISTS` kept a per-row subplan by `OFFSET 0`: pulled up into an anti join,
-/// its generic plan merged the release's tenants with the acks of *every* PoP in tenant
-/// order, reading a share of the whole table per candidate — a pass cost that grows with
-/// the acks stored).
+/// key (the `NOT EXISTS` kept a per-row subplan by `OFFSET 0`). Pulled up into an anti
+/// join, its generic plans read more: on the load bench, a merge with the acks of *every*
+/// PoP in tenant order; with statistics from smaller tables, a sequential scan of
+/// `release_tenants` per candidate. `coordinator/benches/plan_ab.py` compares the two
+/// shapes at production-like sizes.
 ///
 /// The candidates are found from each range through `release_tenants_by_tenant` (a lateral
 /// subquery, kept apart by `OFFSET 0`): the statement is prepared, and its generic plan,

@@ -28,9 +28,8 @@ use crate::store::{AckOutcome, StoreError};
 ///
 /// The fetch record and `prior` are scalar subqueries: one primary-key probe per ack (the
 /// fetch record only for an ack the caller's memory did not vouch for). As a join, the
-/// generic plan of the prepared statement read the whole `fetches` table on every batch
-/// (a hash join: 8,000 rows a batch on the load bench, and a table of PoPs × tenants in
-/// production) even when every ack was vouched.
+/// prepared statement's generic plan could read the whole `fetches` table on every batch:
+/// on the load bench it did (a hash join over 8,000 rows a batch, every ack vouched).
 const RECORD_ACKS: &str = "WITH i AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
                                           $5::bigint[], $6::bool[], $7::bool[])
                    AS i(pop, tenant_id, generation, observed_at, ord, vouched, touch)),

@@ -1,6 +1,6 @@
 //! Runs a release's analysis (schema diff, contract compatibility, tenant-isolation lint)
 //! with `edgegen-analysis` and turns it into execution-log steps and a per-tenant,
-//! deterministic invalidation plan. Pure: the handler calls it before the store commits.
+//! deterministic invalidation plan. Pure: the release engine calls it before the store commits.
 
 use std::collections::BTreeSet;
 use std::time::Instant;

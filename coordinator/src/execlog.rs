@@ -1,7 +1,9 @@
 //! The execution log of a release, built from values: which steps a release or rollback
 //! records, in phase order, and how later events (a CDN purge delivered, convergence, a
-//! rollback superseding it) rewrite a step. No I/O and no clock reads beyond the
-//! `Instant`s callers pass in; the store persists what this module builds.
+//! rollback superseding it) rewrite a step. No I/O; the only clock read is the monotonic
+//! `Instant` that times a step this module runs itself (the key derivation, the rollback
+//! path check); other steps are timed from the `Instant`s callers pass in. The store
+//! persists what this module builds.
 //!
 //! Every step states what actually happened: a step that did not run is `skipped` with the
 //! reason, a step that has not finished yet is `pending`, and no figure is invented.

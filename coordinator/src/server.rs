@@ -445,6 +445,7 @@ async fn manifest(
 #[utoipa::path(post, path = "/v1/edge/acks", tag = "edge", security(("edge" = [])),
     request_body = Ack,
     responses((status = 204, description = "Recorded"),
+        (status = 403, description = "`ack_refused`: no replica served this PoP the tenant's manifest at this generation (or later); counted in `edgegen_acks_refused_total`", body = ErrorBody),
         (status = 404, description = "No such tenant", body = ErrorBody),
         (status = 422, description = "A field breaks a rule", body = ErrorBody)))]
 async fn ack(State(state): State<AppState>, body: Result<Json<Ack>, JsonRejection>) -> Result<StatusCode, AppError> {

@@ -188,7 +188,8 @@ fn bootstrap(needs: Needs) -> Result {
     // The Node test uses only Node's built-in test runner: the one npm package is the CLI.
     install_fastly_cli()?;
 
-    // PostgreSQL server binaries for the shard-verification tests (Debian's package; the
+    // PostgreSQL server binaries for the PostgreSQL store's tests, the replica scenario and
+    // the shard-verification tests (Debian's package; the
     // tests start their own throwaway cluster, never the system one).
     if postgres_initdb().is_some() {
         println!("postgresql server: present");

@@ -32,21 +32,38 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A store operation that did not happen.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// Refused: the request conflicts with the state or is impossible. Nothing changed.
-    #[error("refused: {0:?}")]
     Refused(Refusal),
     /// The store failed (I/O, corruption). Nothing changed: the transaction rolled back.
     /// `context` says what was being done; `source` keeps the underlying error.
-    #[error("{context}")]
     Internal {
         /// What the store was doing.
         context: String,
         /// The underlying error, if there is one.
-        #[source]
         source: Option<Cause>,
     },
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Refused(r) => write!(f, "refused: {r:?}"),
+            StoreError::Internal { context, .. } => f.write_str(context),
+        }
+    }
+}
+
+/// The source of an internal failure is the underlying error itself (not the `Arc` that
+/// shares it), so a caller can downcast it to its own type.
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Internal { source: Some(cause), .. } => Some(&**cause),
+            _ => None,
+        }
+    }
 }
 
 impl StoreError {
@@ -399,4 +416,34 @@ pub trait Store: Send + Sync + 'static {
         step: Option<Step>,
         retry_at: Option<u64>,
     ) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::StoreError;
+
+    /// A store failure keeps its cause: the underlying error is its `source()`, of its own
+    /// type, and the chain logged names both what the store was doing and why it failed.
+    #[test]
+    fn a_store_error_keeps_its_sources() {
+        let sqlite = rusqlite::Connection::open_in_memory().unwrap();
+        let cause = sqlite.execute("INSERT INTO no_such_table VALUES (1)", []).unwrap_err();
+        let message = cause.to_string();
+        let e = StoreError::from(cause);
+        let source = std::error::Error::source(&e).expect("the SQLite error is kept");
+        assert!(source.downcast_ref::<rusqlite::Error>().is_some(), "kept as itself, not as text: {source:?}");
+        assert!(e.chain().starts_with(&format!("SQLite: {message}: ")), "and the cause's own source: {}", e.chain());
+        assert!(message.contains("no_such_table"), "{message}");
+
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let e = StoreError::corrupt("release rel-1's execution log", json);
+        assert!(
+            e.chain().starts_with("stored data does not validate: release rel-1's execution log: EOF"),
+            "{}",
+            e.chain()
+        );
+        // A clone (one failed batch answers every caller in it) shares the cause.
+        assert_eq!(e.clone().chain(), e.chain());
+        assert!(std::error::Error::source(&StoreError::internal("no cause")).is_none());
+    }
 }

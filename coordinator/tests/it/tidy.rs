@@ -70,8 +70,9 @@ fn only_the_store_speaks_sql_to_the_coordinators_database_and_shards_only_read_t
 
 #[test]
 fn hashes_are_computed_only_where_architecture_md_lists_them() {
-    // Keys, surrogate keys, signatures, probe tokens and contract hashes: `shared`. Local,
-    // single-process digests: plan hashes, the idempotency request hash, token digests.
+    // Keys, surrogate keys, signatures, probe tokens and contract hashes: `shared`. The
+    // coordinator's own digests (no edge derives them): plan hashes, the idempotency request
+    // hash (stored; compared by any replica), token digests.
     let found = offenders(
         ".",
         &["Sha256", "sha2::", "Hmac<"],

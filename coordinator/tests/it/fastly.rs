@@ -399,3 +399,50 @@ async fn sigkill_after_commit_then_restart_delivers_the_purge() {
     assert_eq!(keys["surrogate_keys"], json!(["t/acme/g/1", "edgegen-manifest/acme"]));
     assert!(api.requests().len() > before, "the restarted process made the call");
 }
+
+/// An origin surrogate key the plan cannot form refuses the release (422, naming the
+/// route, the key and the tenant) before anything moves, and nothing reaches the
+/// CDN: the real binary, configured with such a route and with the Fastly API stand-in.
+#[tokio::test]
+async fn an_invalid_origin_surrogate_key_refuses_the_release_and_reaches_no_cdn() {
+    use edgegen_tests::coordinator::Coordinator;
+    use edgegen_tests::process::free_port;
+    use reqwest::Method;
+    let api = api();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edgegen.toml");
+    std::fs::write(
+        &config,
+        "[analysis]\nglobal_tables = [\"users\"]\n[[analysis.routes]]\nroute = \"GET /v1/users/{id}\"\nsurrogate_key = \"users by id\"\ntables = [\"users\"]\n",
+    )
+    .unwrap();
+    let (config, url, data) = (config.to_string_lossy().into_owned(), api.url(), dir.path().join("data"));
+    let coordinator = tokio::task::spawn_blocking(move || {
+        let env = [
+            ("EDGEGEN_CONFIG", config.as_str()),
+            ("FASTLY_API_URL", url.as_str()),
+            ("FASTLY_API_TOKEN", TOKEN),
+            ("FASTLY_SERVICE_ID", "SVC1"),
+        ];
+        Coordinator::start_on(&data, ([127, 0, 0, 1], free_port().unwrap()).into(), &env)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let tenant = json!({"id": "acme", "hosts": ["acme.test"], "schema_version": "1.0.0",
+        "contract_hash": crate::support::contract(1)});
+    coordinator.admin(Method::POST, "/v1/tenants", Some(tenant)).await.unwrap();
+    let release = json!({"tenants": ["acme"], "schema_version": "1.1.0", "contract_hash": crate::support::contract(2),
+    "analysis": {
+        "schema_from": "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, PRIMARY KEY (tenant_id, id));",
+        "schema_to": "CREATE TABLE users (tenant_id uuid NOT NULL, id bigint, ekv integer NOT NULL, PRIMARY KEY (tenant_id, id));"
+    }});
+    let err = coordinator.admin(Method::POST, "/v1/releases", Some(release)).await.unwrap_err().to_string();
+    assert!(err.contains("HTTP 422") && !err.contains("blocked by analysis"), "refused for its key alone: {err}");
+    assert!(err.contains("GET /v1/users/{id}") && err.contains("users by id") && err.contains("acme"), "{err}");
+    let acme = coordinator.admin(Method::GET, "/v1/tenants/acme", None).await.unwrap();
+    assert_eq!(acme["generation"], 1, "nothing moved: {acme}");
+    assert_eq!(coordinator.admin(Method::GET, "/v1/releases", None).await.unwrap()["releases"], json!([]));
+    tokio::time::sleep(Duration::from_millis(300)).await; // an outbox worker would have sent by now
+    assert!(api.requests().is_empty(), "{:?}", api.requests().iter().map(|r| r.path.clone()).collect::<Vec<_>>());
+}

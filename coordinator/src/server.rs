@@ -41,9 +41,19 @@ use crate::store::{Removal, Store};
 /// Longest accepted `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// What every handler can reach: cheap to clone (all `Arc`s).
+/// What every handler can reach: one shared allocation, so the clone axum makes for each
+/// request is one reference count (not one per field, nor a copy of the signing key), and
+/// the release engine over it is built once. Its fields are [`AppParts`]'s (`Deref`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    parts: AppParts,
+    engine: Engine,
+}
+
+/// What the coordinator's state is made of ([`AppState::new`]).
+pub struct AppParts {
     /// Durable state.
     pub store: Arc<dyn Store>,
     /// Metrics.
@@ -68,17 +78,31 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The release engine over this state.
-    pub fn engine(&self) -> Engine {
-        Engine {
-            store: Arc::clone(&self.store),
-            analysis: Arc::clone(&self.analysis),
-            shards: Arc::clone(&self.shards),
-            shard_rls: Arc::clone(&self.shard_rls),
-            fetches: Arc::clone(&self.fetches),
-            metrics: Arc::clone(&self.metrics),
-            auto_rollback: self.auto_rollback,
-        }
+    /// The state of `parts`, with the release engine over them.
+    pub fn new(parts: AppParts) -> Self {
+        let engine = Engine {
+            store: Arc::clone(&parts.store),
+            analysis: Arc::clone(&parts.analysis),
+            shards: Arc::clone(&parts.shards),
+            shard_rls: Arc::clone(&parts.shard_rls),
+            fetches: Arc::clone(&parts.fetches),
+            metrics: Arc::clone(&parts.metrics),
+            auto_rollback: parts.auto_rollback,
+        };
+        AppState(Arc::new(Shared { parts, engine }))
+    }
+
+    /// The release engine over this state (clone it to move it into a task).
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0.parts
     }
 }
 

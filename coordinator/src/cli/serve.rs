@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, Flags, ProcessEnv};
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, RouterSettings};
+use crate::server::{self, AppParts, AppState, RouterSettings};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreSettings};
@@ -65,7 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
         ),
     };
-    let state = AppState {
+    let state = AppState::new(AppParts {
         store,
         metrics,
         manifest_key: config.manifest_key.clone(),
@@ -85,7 +85,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 hosts: f.hosts.clone(),
             })),
         },
-    };
+    });
     let settings = RouterSettings {
         admin_token: config.admin_token.clone(),
         edge_token: config.edge_token.clone(),
@@ -111,7 +111,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // The convergence-deadline policy (engine), until the server stops.
         let (stop_deadline, deadline_stopped) = tokio::sync::oneshot::channel::<()>();
         let deadline = config.convergence_deadline_ms.map(|ms| {
-            tokio::spawn(state.engine().run_deadline(ms, async move {
+            tokio::spawn(state.engine().clone().run_deadline(ms, async move {
                 let _ = deadline_stopped.await;
             }))
         });

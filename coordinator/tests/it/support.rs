@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use edgegen_coordinator::config::{AutoRollback, LeasePolicy, ManifestAges};
 use edgegen_coordinator::metrics::Metrics;
-use edgegen_coordinator::server::{AppState, RouterSettings, app};
+use edgegen_coordinator::server::{AppParts, AppState, RouterSettings, app};
 use edgegen_coordinator::store::postgres::PostgresStore;
 use edgegen_coordinator::store::sqlite::SqliteStore;
 use edgegen_coordinator::store::{Store, StoreSettings};
@@ -303,7 +303,7 @@ pub fn router_over(
     cdn: Option<Arc<edgegen_coordinator::server::Cdn>>,
     (shards, shard_rls, leases, auto_rollback, convergence_deadline_ms): Policies,
 ) -> Router {
-    let state = AppState {
+    let state = AppState::new(AppParts {
         store,
         metrics,
         manifest_key: SecretKey::new("test", MANIFEST_KEY).unwrap(),
@@ -314,9 +314,9 @@ pub fn router_over(
         shard_rls: Arc::new(shard_rls),
         fetches: Arc::default(),
         auto_rollback,
-    };
+    });
     if let Some(deadline) = convergence_deadline_ms {
-        tokio::spawn(state.engine().run_deadline(deadline, std::future::pending()));
+        tokio::spawn(state.engine().clone().run_deadline(deadline, std::future::pending()));
     }
     app(
         state,

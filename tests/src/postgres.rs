@@ -64,8 +64,9 @@ fn pg(bin: &Path, args: &[&str]) -> anyhow::Result<()> {
 
 impl TempCluster {
     /// Creates and starts a cluster for tests (no fsync: test data); waits until it accepts
-    /// connections. `EDGEGEN_PG_OPTIONS`, if set, is appended to the server's options (for
-    /// diagnosis, e.g. `-c shared_preload_libraries=pg_stat_statements`).
+    /// connections. `EDGEGEN_PG_OPTIONS`, if set, is appended to the server's options here
+    /// and in [`TempCluster::start_durable`] (for diagnosis, e.g.
+    /// `-c shared_preload_libraries=pg_stat_statements`).
     ///
     /// # Errors
     /// When the binaries are missing or the server does not start (with its log).

@@ -377,7 +377,7 @@ mod tests {
                      from_schema_version, to_schema_version, from_contract_hash, to_contract_hash)
                    SELECT 'r' || g, 't' || i, i, g - 1, g, '1.0.0', '1.0.0', 'h', 'h'
                      FROM generate_series(1, 30) g, generate_series(1, {TENANTS}) i;
-                 -- Statistics from before the acks (a live database's lag its inserts).
+                 -- Statistics from before the acks (a live database's statistics lag behind its inserts).
                  ANALYZE;
                  -- Every other PoP acknowledged every tenant up to generation 6; p, generation 7.
                  INSERT INTO acks (pop, tenant_id, generation, observed_at, received_at)
